@@ -12,3 +12,32 @@ FAMILY_GAMMA = 5  # (shape, rate)
 FAMILY_GENGAMMA = 6  # (mu, sigma, Q)
 N_FAMILIES = 7
 N_PARAMS = 3
+
+# Events that end a sojourn in a state. A destination with EVENT_DEATH ends the
+# trajectory; the others move the patient to another state.
+EVENT_PROGRESSION = 0
+EVENT_DEATH = 1
+EVENT_DETERIORATION = 2  # treatment stopped without progression (clinical/liver deterioration)
+EVENT_OTHER = 3
+N_EVENTS = 4
+EVENT_NAMES = ("progression", "death", "deterioration", "other")
+
+# Destination index meaning "dead" (no next state).
+STATE_DEAD = -1
+
+# Time-to-event tallies kept per state as histograms of (event, censored) times.
+TALLY_SOJOURN = 0  # entry -> exit of the state (e.g. PFS on a line)
+TALLY_OS_FROM_ENTRY = 1  # entry -> death
+TALLY_OS_GIVEN_ENTRY = 2  # time 0 (start of the sequence) -> death, among entrants
+TALLY_PPS = 3  # exit by progression -> death, among those who progressed
+TALLY_ENTRY_TIME = 4  # time 0 -> entry (all events; for state occupancy)
+TALLY_EXIT_TIME = 5  # time 0 -> exit (events only; for state occupancy)
+N_TALLIES = 6
+TALLY_NAMES = (
+    "sojourn",
+    "os_from_entry",
+    "os_given_entry",
+    "pps",
+    "entry_time",
+    "exit_time",
+)

@@ -1,0 +1,219 @@
+"""Solve the parameters papers do not report so that simulated summaries hit published targets.
+
+Post-progression survival is never reported: papers give second-line PFS and
+OS from the start of second line. Each calibration target frees one median of
+one regimen. It is solved on a cohort that starts every patient on that
+regimen, as the source cohort did (no first line, no transport adjustment), by
+Brent's method over the engine with common random numbers, so the simulated
+summary is a continuous, monotone function of the free median. Targets are
+swept in order until all agree (Gauss-Seidel), which handles two targets on one
+regimen.
+
+Solved values are cached next to the results with a hash of everything they
+depend on; ``run`` reuses them until an input changes.
+"""
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scipy.optimize import brentq
+
+from simseq import __version__
+from simseq.engine.codes import TALLY_OS_FROM_ENTRY, TALLY_SOJOURN
+from simseq.evidence import EvidenceBase
+from simseq.model import compile_model
+from simseq.outcomes import tally_curve
+from simseq.resolve import resolve, resolve_median
+from simseq.scenario import Scenario, ScenarioError, Target
+from simseq.simulator import simulate
+
+MAX_SWEEPS = 10
+CACHE_FILE = "calibration.json"
+
+_TALLY_OF = {
+    "median_os_from_line_start": TALLY_OS_FROM_ENTRY,
+    "median_time_on_line": TALLY_SOJOURN,
+}
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One calibrated target: what it asked for, what was solved, and how close it came."""
+
+    target_id: str
+    quantity: str
+    regimen: str
+    free: str
+    target: float
+    simulated: float
+    rel_error: float
+    simulated_ci95_low: float
+    simulated_ci95_high: float
+    solved_median: float
+    n_patients: int
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    values: dict[str, float]  # "<regimen>.<part>" -> solved median (months)
+    targets: list[TargetResult]
+    input_hash: str
+    seed: int
+    n_patients: int
+
+    def to_json(self) -> dict:
+        return {
+            "simseq_version": __version__,
+            "input_hash": self.input_hash,
+            "seed": self.seed,
+            "n_patients": self.n_patients,
+            "values": self.values,
+            "targets": [asdict(t) for t in self.targets],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CalibrationResult":
+        return cls(
+            values={k: float(v) for k, v in data["values"].items()},
+            targets=[TargetResult(**t) for t in data["targets"]],
+            input_hash=data["input_hash"],
+            seed=int(data["seed"]),
+            n_patients=int(data["n_patients"]),
+        )
+
+
+def _target_id(tgt: Target) -> str:
+    return tgt.target.evidence or "pool(" + "+".join(tgt.target.pool) + ")"
+
+
+def calibration_n(scenario: Scenario) -> int:
+    cal = scenario.calibration
+    return cal.n_patients if cal and cal.n_patients else scenario.simulation.n_patients
+
+
+def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
+    """sha256 of everything calibration depends on (regimens, supportive care, targets,
+    seed, N, horizon, binning, the evidence cited, simseq's version)."""
+    sim = scenario.simulation
+    payload = {
+        "regimens": {k: v.model_dump(mode="json") for k, v in scenario.regimens.items()},
+        "supportive_care": scenario.supportive_care.model_dump(mode="json"),
+        "calibration": scenario.calibration.model_dump(mode="json") if scenario.calibration else None,
+        "seed": sim.seed,
+        "n": calibration_n(scenario),
+        "horizon": sim.horizon.model_dump(mode="json"),
+        "bin_width": sim.bin_width,
+        "evidence": [r.model_dump(mode="json") for r in evidence],
+        "version": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _simulated(scenario, evidence, file, values, tgt: Target, n, threads):
+    """Simulated summary of ``tgt`` with the current ``values``: (median, (lo, hi))."""
+    res = resolve(scenario, evidence, values, file, cohort_regimen=tgt.regimen)
+    model = compile_model(res.sequences)
+    tallies = simulate(
+        model, n, scenario.simulation.seed, horizon=res.horizon,
+        bin_width=scenario.simulation.bin_width, threads=threads,
+    )  # fmt: skip
+    curve = tally_curve(tallies, _TALLY_OF[tgt.quantity], [int(model.seq_start_state[0])])
+    return curve.median(), curve.median_ci95()
+
+
+def calibrate(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    file: str = "<scenario>",
+    *,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CalibrationResult:
+    """Solve every declared target; raise ScenarioError when a target cannot be reached."""
+    cal = scenario.calibration
+    if cal is None:
+        return CalibrationResult({}, [], input_hash(scenario, evidence), scenario.simulation.seed, 0)
+    n = calibration_n(scenario)
+    # start each free median at the geometric mean of its bracket
+    values: dict[str, float] = {}
+    specs = {}
+    for i, tgt in enumerate(cal.targets):
+        part = tgt.free.split(".")[0]
+        key = f"{tgt.regimen}.{part}"
+        bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        values.setdefault(key, math.sqrt(bounds[0] * bounds[1]))
+        specs[i] = (key, bounds)
+
+    targets = [
+        resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", file)[0]
+        for i, t in enumerate(cal.targets)
+    ]
+    for _sweep in range(MAX_SWEEPS):
+        worst = 0.0
+        for i, tgt in enumerate(cal.targets):
+            key, (lo, hi) = specs[i]
+            goal = targets[i]
+
+            def gap(x, key=key, tgt=tgt, goal=goal):
+                trial = {**values, key: x}
+                return _simulated(scenario, evidence, file, trial, tgt, n, threads)[0] - goal
+
+            g_lo, g_hi = gap(lo), gap(hi)
+            if g_lo * g_hi > 0:
+                raise ScenarioError(
+                    file,
+                    [(f"calibration.targets.{i}", goal,
+                      f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the simulated "
+                      f"{tgt.quantity} spans [{g_lo + goal:.4g}, {g_hi + goal:.4g}]; widen the "
+                      "bounds or check the other inputs")],
+                )  # fmt: skip
+            values[key] = brentq(gap, lo, hi, xtol=1e-9, rtol=cal.tolerance / 10)
+            current = gap(values[key]) + goal
+            worst = max(worst, abs(current / goal - 1.0))
+            if progress is not None:
+                progress(f"{key}.median = {values[key]:.4f} months -> {current:.4f} (target {goal:.4f})")
+        if worst <= cal.tolerance:
+            break
+
+    results = []
+    for i, tgt in enumerate(cal.targets):
+        key, _ = specs[i]
+        sim, (clo, chi) = _simulated(scenario, evidence, file, values, tgt, n, threads)
+        results.append(TargetResult(
+            target_id=_target_id(tgt), quantity=tgt.quantity, regimen=tgt.regimen,
+            free=tgt.free, target=targets[i], simulated=sim,
+            rel_error=sim / targets[i] - 1.0, simulated_ci95_low=clo,
+            simulated_ci95_high=chi, solved_median=values[key], n_patients=n,
+        ))  # fmt: skip
+    return CalibrationResult(values, results, input_hash(scenario, evidence), scenario.simulation.seed, n)
+
+
+def load_cached(directory: Path, expected_hash: str) -> CalibrationResult | None:
+    """The cached calibration in ``directory`` if its input hash matches, else None."""
+    path = Path(directory) / CACHE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("input_hash") != expected_hash:
+        return None
+    return CalibrationResult.from_json(data)
+
+
+def save_cached(directory: Path, result: CalibrationResult) -> Path:
+    """Write the calibration cache atomically (temporary file, then rename)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".calibration-", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result.to_json(), fh, indent=2)
+    path = directory / CACHE_FILE
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,239 @@
+"""States, transitions and treatment sequences, compiled to the plain arrays the kernels take.
+
+A sequence is a small directed acyclic graph of states. Each state runs one or
+more competing clocks (parametric time-to-event distributions); the first clock
+to ring ends the sojourn and sends the patient to one of its destinations with
+fixed probabilities (a cause split). Clocks reset on entry (semi-Markov).
+
+Every numeric array keeps the parameter draw as its leading axis, so a
+deterministic run is simply ``n_draws == 1``.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simseq.distributions import Distribution
+from simseq.engine.codes import EVENT_DEATH, EVENT_NAMES, N_PARAMS, STATE_DEAD
+
+DEAD = None  # destination meaning death
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a ringing clock sends the patient: ``state`` (None = dead), the event, its probability."""
+
+    state: str | None
+    event: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One competing time-to-event clock of a state."""
+
+    distribution: Distribution
+    destinations: tuple[Destination, ...]
+    covariate_log_hr: Mapping[str, float] = field(default_factory=dict)
+    """Log hazard ratio per covariate name, applied when the patient has it."""
+
+
+@dataclass(frozen=True)
+class State:
+    """A state of one sequence. ``line`` is the line of therapy (0: not on treatment)."""
+
+    name: str
+    clocks: tuple[Clock, ...]
+    line: int = 0
+    regimen: str | None = None
+    role: str = "line"
+    """One of "line" (on a line of therapy), "post_progression", "no_further_therapy"."""
+
+
+@dataclass(frozen=True)
+class SequenceModel:
+    """A treatment sequence: its states, the first of which is where every patient starts."""
+
+    name: str
+    states: tuple[State, ...]
+
+
+@dataclass(frozen=True)
+class Covariate:
+    """A binary patient characteristic drawn once per patient with ``prevalence``."""
+
+    name: str
+    prevalence: float
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    """A compiled model: what the kernels need plus the labels to read their output."""
+
+    seq_names: tuple[str, ...]
+    seq_start_state: np.ndarray  # int64 (n_seq,)
+    state_names: tuple[str, ...]  # (n_states,) state names, unique within a sequence
+    state_seq_idx: np.ndarray  # int64 (n_states,)
+    state_line: np.ndarray  # int64 (n_states,)
+    state_regimen: tuple[str | None, ...]
+    state_role: tuple[str, ...]
+    state_clock_lo: np.ndarray  # int64 (n_states,)
+    state_clock_hi: np.ndarray  # int64 (n_states,)
+    clock_family: np.ndarray  # int64 (n_clocks,)
+    clock_params: np.ndarray  # float64 (n_draws, n_clocks, N_PARAMS)
+    clock_hr: np.ndarray  # float64 (n_draws, n_clocks)
+    clock_dest_lo: np.ndarray  # int64 (n_clocks,)
+    clock_dest_hi: np.ndarray  # int64 (n_clocks,)
+    dest_state: np.ndarray  # int64 (n_dests,), STATE_DEAD for death
+    dest_event: np.ndarray  # int64 (n_dests,)
+    dest_cumprob: np.ndarray  # float64 (n_draws, n_dests)
+    cov_names: tuple[str, ...]
+    cov_prevalence: np.ndarray  # float64 (n_draws, n_cov)
+    cov_log_hr: np.ndarray  # float64 (n_draws, n_clocks, n_cov)
+    max_steps: int  # longest possible path (states in the largest sequence)
+    stride: int  # uniforms reserved per step: max clocks per state + 1 (cause draw)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def n_draws(self) -> int:
+        return self.clock_params.shape[0]
+
+    def state_index(self, sequence: str, state: str) -> int:
+        """Global index of ``state`` in ``sequence``."""
+        q = self.seq_names.index(sequence)
+        for s, name in enumerate(self.state_names):
+            if self.state_seq_idx[s] == q and name == state:
+                return s
+        raise KeyError(f"sequence {sequence!r} has no state {state!r}")
+
+    def states_of(self, sequence: str) -> list[int]:
+        q = self.seq_names.index(sequence)
+        return [s for s in range(self.n_states) if self.state_seq_idx[s] == q]
+
+
+def _check_acyclic(seq: SequenceModel) -> None:
+    names = {st.name: st for st in seq.states}
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            raise ValueError(
+                f"sequence {seq.name!r}: states form a cycle ({' -> '.join([*trail, name])}); "
+                "sequences must be acyclic"
+            )
+        visiting.add(name)
+        for clock in names[name].clocks:
+            for dest in clock.destinations:
+                if dest.state is not None:
+                    visit(dest.state, [*trail, name])
+        visiting.discard(name)
+        done.add(name)
+
+    visit(seq.states[0].name, [])
+
+
+def _validate(seq: SequenceModel, cov_names: set[str]) -> None:
+    if not seq.states:
+        raise ValueError(f"sequence {seq.name!r} has no states")
+    names = [st.name for st in seq.states]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sequence {seq.name!r}: duplicate state names in {names}")
+    for st in seq.states:
+        if not st.clocks:
+            raise ValueError(f"sequence {seq.name!r}, state {st.name!r}: no clocks (no way out)")
+        for i, clock in enumerate(st.clocks):
+            where = f"sequence {seq.name!r}, state {st.name!r}, clock {i}"
+            if not clock.destinations:
+                raise ValueError(f"{where}: no destinations")
+            probs = np.array([d.probability for d in clock.destinations])
+            if np.any(probs < 0) or not np.isclose(probs.sum(), 1.0, atol=1e-9):
+                raise ValueError(
+                    f"{where}: destination probabilities {probs.tolist()} must be >= 0 and sum to 1"
+                )
+            for d in clock.destinations:
+                if d.state is None and d.event != EVENT_DEATH:
+                    raise ValueError(f"{where}: a destination without a state must be death")
+                if d.state is not None and d.state not in names:
+                    raise ValueError(f"{where}: unknown destination state {d.state!r}")
+                if d.state is not None and d.event == EVENT_DEATH:
+                    raise ValueError(f"{where}: a death event cannot lead to {d.state!r}")
+                if not 0 <= d.event < len(EVENT_NAMES):
+                    raise ValueError(f"{where}: unknown event code {d.event}")
+            unknown = set(clock.covariate_log_hr) - cov_names
+            if unknown:
+                raise ValueError(f"{where}: unknown covariates {sorted(unknown)}")
+    _check_acyclic(seq)
+
+
+def compile_model(
+    sequences: Sequence[SequenceModel], covariates: Sequence[Covariate] = ()
+) -> ModelArrays:
+    """Validate sequences and flatten them into kernel arrays (one parameter draw)."""
+    cov_names = tuple(c.name for c in covariates)
+    for seq in sequences:
+        _validate(seq, set(cov_names))
+    seq_names = tuple(seq.name for seq in sequences)
+    if len(set(seq_names)) != len(seq_names):
+        raise ValueError(f"duplicate sequence names in {list(seq_names)}")
+
+    state_rows, clock_rows, dest_rows = [], [], []
+    seq_start = []
+    for q, seq in enumerate(sequences):
+        offset = len(state_rows)
+        local = {st.name: offset + i for i, st in enumerate(seq.states)}
+        seq_start.append(offset)
+        for st in seq.states:
+            clock_lo = len(clock_rows)
+            for clock in st.clocks:
+                dest_lo = len(dest_rows)
+                cum = 0.0
+                for d in clock.destinations:
+                    cum += d.probability
+                    target = STATE_DEAD if d.state is None else local[d.state]
+                    dest_rows.append((target, d.event, cum))
+                dest_rows[-1] = (*dest_rows[-1][:2], 1.0)  # guard against rounding
+                clock_rows.append((clock, dest_lo, len(dest_rows)))
+            state_rows.append((st, q, clock_lo, len(clock_rows)))
+
+    n_clocks = len(clock_rows)
+    n_cov = len(covariates)
+    clock_params = np.zeros((1, n_clocks, N_PARAMS))
+    clock_hr = np.ones((1, n_clocks))
+    cov_log_hr = np.zeros((1, n_clocks, n_cov))
+    for c, (clock, _, _) in enumerate(clock_rows):
+        clock_params[0, c] = clock.distribution.param_row()
+        clock_hr[0, c] = clock.distribution.hr
+        for k, name in enumerate(cov_names):
+            cov_log_hr[0, c, k] = clock.covariate_log_hr.get(name, 0.0)
+
+    return ModelArrays(
+        seq_names=seq_names,
+        seq_start_state=np.array(seq_start, np.int64),
+        state_names=tuple(st.name for st, *_ in state_rows),
+        state_seq_idx=np.array([q for _, q, _, _ in state_rows], np.int64),
+        state_line=np.array([st.line for st, *_ in state_rows], np.int64),
+        state_regimen=tuple(st.regimen for st, *_ in state_rows),
+        state_role=tuple(st.role for st, *_ in state_rows),
+        state_clock_lo=np.array([lo for *_, lo, _ in state_rows], np.int64),
+        state_clock_hi=np.array([hi for *_, hi in state_rows], np.int64),
+        clock_family=np.array([c.distribution.code for c, _, _ in clock_rows], np.int64),
+        clock_params=clock_params,
+        clock_hr=clock_hr,
+        clock_dest_lo=np.array([lo for _, lo, _ in clock_rows], np.int64),
+        clock_dest_hi=np.array([hi for _, _, hi in clock_rows], np.int64),
+        dest_state=np.array([r[0] for r in dest_rows], np.int64),
+        dest_event=np.array([r[1] for r in dest_rows], np.int64),
+        dest_cumprob=np.array([[r[2] for r in dest_rows]], np.float64),
+        cov_names=cov_names,
+        cov_prevalence=np.array([[c.prevalence for c in covariates]], np.float64).reshape(1, n_cov),
+        cov_log_hr=cov_log_hr,
+        max_steps=max(len(seq.states) for seq in sequences),
+        stride=max(len(st.clocks) for seq in sequences for st in seq.states) + 1,
+    )

@@ -1,0 +1,145 @@
+"""Tables, JSON/CSV writers and plots; results directories are written atomically.
+
+A run's outputs are assembled in a hidden temporary directory beside the
+target and renamed into place only when complete, so an interrupted or failed
+run leaves nothing half-written under ``results/``.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from simseq.outcomes import SurvivalCurve  # noqa: E402
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``target`` only if the block completes."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def survival_table(curves: dict[str, SurvivalCurve], step: float = 0.1) -> pd.DataFrame:
+    """Tidy OS curves: sequence, time (months), survival and its Monte Carlo 95% interval."""
+    frames = []
+    for seq, curve in curves.items():
+        grid = np.round(np.arange(0.0, curve.times[-1] + 1e-9, step), 6)
+        s = np.interp(grid, curve.times, curve.survival)
+        se = np.interp(grid, curve.times, curve.se)
+        frames.append(pd.DataFrame({
+            "sequence": seq, "time_months": grid, "survival": np.round(s, 6),
+            "ci95_low": np.round(np.clip(s - 1.959964 * se, 0, 1), 6),
+            "ci95_high": np.round(np.clip(s + 1.959964 * se, 0, 1), 6),
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_survival(
+    path: Path,
+    curves: dict[str, SurvivalCurve],
+    labels: dict[str, str],
+    title: str,
+    transported: set[str],
+    x_max: float | None = None,
+) -> None:
+    """OS from the start of first line, one labelled line per sequence (PNG)."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=150)
+    for seq, curve in curves.items():
+        mark = " †" if seq in transported else ""
+        ax.plot(curve.times, curve.survival, lw=1.6, label=f"{labels.get(seq, seq)}{mark}")
+    if x_max is None:
+        # stop where every curve is below 2%: the tail is uninformative on a report page
+        ends = [c.quantile_time(0.02) for c in curves.values()]
+        x_max = min(max(e for e in ends if np.isfinite(e)) * 1.05, curves[next(iter(curves))].times[-1]) \
+            if any(np.isfinite(e) for e in ends) else None
+    if x_max:
+        ax.set_xlim(0, x_max)
+    ax.set_ylim(0, 1.0)
+    ax.set_xlabel("Months since start of first-line treatment")
+    ax.set_ylabel("Proportion alive (overall survival)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    if transported:
+        fig.text(0.01, 0.01, "† transported evidence: measured after a different prior line",
+                 fontsize=7, style="italic")  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(x, digits=1) -> str:
+    return "NR" if x is None else f"{x:.{digits}f}"
+
+
+def print_run_table(console: Console, summary: dict) -> None:
+    """One row per sequence: OS from first line, first-line PFS and what followed."""
+    landmarks = summary["landmarks"]
+    table = Table(title=f"{summary['title']}  (N = {summary['n_patients']:,} per sequence, "
+                        f"seed {summary['seed']})", title_style="bold")  # fmt: skip
+    table.add_column("sequence")
+    table.add_column("median OS (95% MC CI)", justify="right")
+    table.add_column(f"RMST {summary['horizon']:g} mo", justify="right")
+    for t in landmarks:
+        table.add_column(f"OS {t:g} mo", justify="right")
+    table.add_column("median PFS 1L", justify="right")
+    table.add_column("2L started", justify="right")
+    table.add_column("median OS from 2L", justify="right")
+    for seq, s in summary["sequences"].items():
+        os_ = s["os_from_1l"]
+        lo, hi = os_["median_ci95"]
+        second = s.get("second_line_any")
+        table.add_row(
+            seq + (" †" if s.get("transported") else ""),
+            f"{_fmt(os_['median'], 2)} ({_fmt(lo, 2)}-{_fmt(hi, 2)})",
+            _fmt(os_["rmst"], 2),
+            *[_fmt(os_["survival_at"][f"{t:g}"], 3) for t in landmarks],
+            _fmt(s["pfs_1l"]["median"], 2),
+            f"{second['fraction_started']:.1%}" if second else "-",
+            _fmt(second["os_from_2l"]["median"], 2) if second else "-",
+        )
+    console.print(table)
+    for w in summary.get("warnings", []):
+        console.print(f"[yellow]note:[/yellow] {w}")
+
+
+def print_calibration_table(console: Console, rows: list[dict]) -> None:
+    table = Table(title="Calibration", title_style="bold")
+    for col in ("target_id", "quantity", "regimen", "target", "simulated", "rel_error", "solved"):
+        table.add_column(col, justify="left" if col in ("target_id", "quantity", "regimen") else "right")
+    for r in rows:
+        table.add_row(
+            r["target_id"], r["quantity"], r["regimen"], f"{r['target']:.4f}",
+            f"{r['simulated']:.4f}", f"{r['rel_error']:+.3%}", f"{r['solved_median']:.4f}",
+        )  # fmt: skip
+    console.print(table)

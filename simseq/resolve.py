@@ -1,0 +1,427 @@
+"""Turn a validated scenario into model sequences, recording where every number came from.
+
+Resolution looks up evidence ids, pools medians, fits distributions to medians,
+builds the state graph of each sequence and flags transported evidence. A
+problem (unknown id, a counts record cited as a median, a count key that does
+not exist ...) is reported as a ``ScenarioError`` naming the key path.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from simseq.distributions import Distribution
+from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
+from simseq.evidence import EvidenceBase, Record, UnknownEvidenceId
+from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
+from simseq.model import Clock, Destination, SequenceModel, State
+from simseq.scenario import DistSpec, Line, Quantity, Regimen, Scenario, ScenarioError
+
+_CAUSE_EVENTS = {
+    "progression": EVENT_PROGRESSION,
+    "death": EVENT_DEATH,
+    "deterioration": EVENT_DETERIORATION,
+}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one number used by the model came from."""
+
+    path: str  # key path in the scenario
+    value: float
+    kind: str  # "evidence", "pool", "assumption", "calibrated", "derived"
+    ids: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Transport:
+    """A regimen used after a different prior line than its evidence was measured after."""
+
+    sequence: str
+    line: int
+    regimen: str
+    evidence_ids: tuple[str, ...]
+    measured_after: str
+    used_after: str
+    hazard_ratio: float
+
+
+@dataclass(frozen=True)
+class Renormalised:
+    """Mix categories dropped for lack of evidence, and the probabilities kept."""
+
+    sequence: str
+    line: int
+    dropped: dict[str, int]
+    kept: dict[str, float]
+
+
+@dataclass
+class Resolved:
+    """A scenario ready to compile: sequences plus the record of every number."""
+
+    scenario: Scenario
+    sequences: list[SequenceModel]
+    horizon: float
+    provenance: list[Provenance] = field(default_factory=list)
+    transports: list[Transport] = field(default_factory=list)
+    renormalised: list[Renormalised] = field(default_factory=list)
+
+
+class _Resolver:
+    def __init__(self, scenario: Scenario, evidence: EvidenceBase, calibrated, file: str):
+        self.sc = scenario
+        self.ev = evidence
+        self.calibrated = dict(calibrated or {})
+        self.file = file
+        self.problems: list[tuple[str, object, str]] = []
+        self.provenance: list[Provenance] = []
+        self._seen_paths: set[str] = set()
+
+    # -- numbers ---------------------------------------------------------------
+    def _record(self, rid: str, path: str) -> Record | None:
+        try:
+            return self.ev.get(rid)
+        except UnknownEvidenceId as err:
+            self.problems.append((path, rid, str(err).strip("\"'")))
+            return None
+
+    def _note(self, prov: Provenance) -> None:
+        if prov.path not in self._seen_paths:
+            self._seen_paths.add(prov.path)
+            self.provenance.append(prov)
+
+    def median_of(self, rid: str, path: str) -> Record | None:
+        rec = self._record(rid, path)
+        if rec is None:
+            return None
+        if rec.quantity != "median" or rec.unit != "months" or rec.value is None:
+            self.problems.append(
+                (path, rid, f"not a median in months (it is a {rec.quantity} record); cite a "
+                 "median record")
+            )  # fmt: skip
+            return None
+        return rec
+
+    def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> float:
+        """The number a Quantity stands for (nan when it cannot be resolved)."""
+        if q.value is not None:
+            self._note(Provenance(path, q.value, "assumption", note=q.assumption or ""))
+            return q.value
+        if q.calibrate is not None:
+            if calib_key not in self.calibrated:
+                self.problems.append((path, "calibrate", "not calibrated yet: run simseq calibrate"))
+                return float("nan")
+            value = float(self.calibrated[calib_key])
+            self._note(Provenance(path, value, "calibrated", note=f"solved for {calib_key}"))
+            return value
+        if q.evidence is not None:
+            if is_median:
+                rec = self.median_of(q.evidence, f"{path}.evidence")
+            else:
+                rec = self._record(q.evidence, f"{path}.evidence")
+                if rec is not None and rec.value is None:
+                    self.problems.append((f"{path}.evidence", q.evidence, "record has no value"))
+                    rec = None
+            if rec is None:
+                return float("nan")
+            self._note(Provenance(path, rec.value, "evidence", (rec.id,), rec.note or ""))
+            return float(rec.value)
+        sources = []
+        for i, rid in enumerate(q.pool):
+            rec = self.median_of(rid, f"{path}.pool.{i}")
+            if rec is None:
+                continue
+            se = None
+            if rec.ci95 is not None and any(b is not None for b in rec.ci95):
+                se = se_log_median(rec.value, rec.ci95)
+            sources.append(MedianSource(rec.id, rec.value, se, rec.n))
+        if len(sources) != len(q.pool):
+            return float("nan")
+        try:
+            pooled = pool_medians(sources)
+        except FitError as err:
+            self.problems.append((f"{path}.pool", q.pool, str(err)))
+            return float("nan")
+        weights = ", ".join(f"{i} {w:.3f}" for i, w in zip(pooled.ids, pooled.weights, strict=True))
+        self._note(Provenance(path, pooled.value, "pool", pooled.ids, f"{pooled.method}; {weights}"))
+        return pooled.value
+
+    def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Distribution | None:
+        params = {
+            name: self.quantity(q, f"{path}.{name}", is_median=False)
+            for name, q in spec.params_given().items()
+        }
+        hr = 1.0
+        if spec.hazard_ratio is not None:
+            hr = self.quantity(spec.hazard_ratio, f"{path}.hazard_ratio", is_median=False)
+        if spec.median is not None:
+            median = self.quantity(spec.median, f"{path}.median", is_median=True, calib_key=calib_key)
+        if any(v != v for v in params.values()) or (spec.median is not None and median != median):
+            return None
+        try:
+            if spec.median is not None:
+                if not median > 0:
+                    self.problems.append((f"{path}.median", median, "a median must be > 0 months"))
+                    return None
+                dist = fit_median(spec.family, median, params).distribution
+            else:
+                dist = Distribution.from_dict(spec.family, params)
+            return dist.ph(hr) if hr != 1.0 else dist
+        except (FitError, ValueError) as err:
+            self.problems.append((path, {**params}, str(err)))
+            return None
+
+    def probability(self, prob, path: str) -> float:
+        if prob.value is not None:
+            self._note(Provenance(path, prob.value, "assumption", note=prob.assumption or ""))
+            return prob.value
+        rec = self._record(prob.evidence, f"{path}.evidence")
+        if rec is None:
+            return float("nan")
+        counts = rec.counts or {}
+        if prob.count not in counts or not rec.n:
+            self.problems.append(
+                (f"{path}.count", prob.count, f"record {rec.id} has counts {sorted(counts)} of n")
+            )
+            return float("nan")
+        p = counts[prob.count] / rec.n
+        self._note(Provenance(path, p, "evidence", (rec.id,), f"{counts[prob.count]} of {rec.n}"))
+        return p
+
+    def line_end(self, reg: Regimen, path: str) -> dict[str, float]:
+        end = reg.line_end
+        if end.probabilities is not None:
+            self._note(Provenance(path, float("nan"), "assumption", note=end.assumption or ""))
+            return dict(end.probabilities)
+        rec = self._record(end.evidence, f"{path}.evidence")
+        if rec is None:
+            return {}
+        counts = rec.counts or {}
+        missing = [k for k in end.causes.values() if k not in counts]
+        if missing:
+            self.problems.append(
+                (f"{path}.causes", missing, f"not counts of {rec.id}; it has {sorted(counts)}")
+            )
+            return {}
+        total = sum(counts[k] for k in end.causes.values())
+        probs = {cause: counts[k] / total for cause, k in end.causes.items()}
+        text = ", ".join(f"{c} {counts[k]}" for c, k in end.causes.items())
+        self._note(Provenance(path, float("nan"), "evidence", (rec.id,), f"{text} of {total}"))
+        return probs
+
+    def mix(self, line: Line, path: str, sequence: str, line_no: int, out: list) -> dict[str, float]:
+        if line.regimen is not None:
+            return {line.regimen: 1.0}
+        m = line.mix
+        if m.probabilities is not None:
+            self._note(Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or ""))
+            return {r: p for r, p in m.probabilities.items() if p > 0}
+        rec = self._record(m.evidence, f"{path}.mix.evidence")
+        if rec is None:
+            return {}
+        counts = rec.counts or {}
+        unknown = [k for k in m.regimens if k not in counts]
+        if unknown:
+            self.problems.append(
+                (f"{path}.mix.regimens", unknown, f"not counts of {rec.id}; it has {sorted(counts)}")
+            )
+            return {}
+        kept_total = sum(counts[k] for k in m.regimens)
+        kept = {m.regimens[k]: counts[k] / kept_total for k in m.regimens}
+        dropped = {k: v for k, v in counts.items() if k not in m.regimens}
+        if dropped:
+            out.append(Renormalised(sequence, line_no, dropped, kept))
+        self._note(
+            Provenance(f"{path}.mix", float("nan"), "evidence", (rec.id,),
+                       f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}")
+        )  # fmt: skip
+        return kept
+
+    # -- transport -------------------------------------------------------------
+    def regimen_evidence(self, rid: str) -> list[Record]:
+        reg = self.sc.regimens[rid]
+        ids: list[str] = []
+        specs = [reg.time_on_line, reg.after_progression, *(reg.cause_specific or {}).values()]
+        for spec in specs:
+            if spec is None:
+                continue
+            for q in [spec.median, *spec.params_given().values()]:
+                if q is not None:
+                    ids += [q.evidence] if q.evidence else list(q.pool or [])
+        for tgt in self.sc.calibration.targets if self.sc.calibration else []:
+            if tgt.regimen == rid:
+                ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool)
+        return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
+
+
+def _measured_after(rec: Record) -> str | None:
+    """Line the evidence followed: its prior_line, ATZ/BEV for second-line records, else None."""
+    if rec.prior_line:
+        return rec.prior_line
+    return "atz_bev" if rec.id.startswith("second_line.") else None
+
+
+def _agent(sc: Scenario, rid: str) -> str:
+    return sc.regimens[rid].agent or rid
+
+
+def _state_name(line_no: int, rid: str) -> str:
+    return f"L{line_no}:{rid}"
+
+
+def resolve(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    calibrated: Mapping[str, float] | None = None,
+    file: str = "<scenario>",
+    *,
+    cohort_regimen: str | None = None,
+) -> Resolved:
+    """Build the model sequences of ``scenario``.
+
+    ``calibrated`` maps "<regimen>.<part>" (e.g. "lenvatinib.after_progression")
+    to solved medians. With ``cohort_regimen`` the result is instead a single
+    sequence that starts every patient on that regimen, as the source cohort of
+    its evidence did (used by calibration; no transport adjustment).
+    """
+    r = _Resolver(scenario, evidence, calibrated, file)
+    horizon = r.quantity(scenario.simulation.horizon, "simulation.horizon", is_median=False)
+    sc_dist = r.distribution(scenario.supportive_care, "supportive_care")
+    transports: list[Transport] = []
+    renorm: list[Renormalised] = []
+    cache: dict[str, dict] = {}
+
+    def regimen_parts(rid: str) -> dict:
+        """Fitted clocks of a regimen: list of (cause or None, Distribution), split, pps."""
+        if rid in cache:
+            return cache[rid]
+        reg = scenario.regimens[rid]
+        path = f"regimens.{rid}"
+        parts: dict = {"clocks": [], "split": None, "pps": None}
+        if reg.time_on_line is not None:
+            d = r.distribution(reg.time_on_line, f"{path}.time_on_line", f"{rid}.time_on_line")
+            parts["clocks"] = [(None, d)]
+            parts["split"] = r.line_end(reg, f"{path}.line_end")
+        else:
+            for cause, spec in reg.cause_specific.items():
+                d = r.distribution(spec, f"{path}.cause_specific.{cause}", f"{rid}.cause_specific")
+                parts["clocks"].append((cause, d))
+        if reg.after_progression is not None:
+            parts["pps"] = r.distribution(
+                reg.after_progression, f"{path}.after_progression", f"{rid}.after_progression"
+            )
+        cache[rid] = parts
+        return parts
+
+    def line_states(rid, line_no, hr, progression_to, bsc_name, prog_event=EVENT_PROGRESSION):
+        """The state of regimen ``rid`` on line ``line_no``; progression goes to ``progression_to``
+        (list of (state, prob)), deterioration to ``bsc_name``."""
+        parts = regimen_parts(rid)
+        clocks = []
+        for cause, dist in parts["clocks"]:
+            if dist is None:
+                continue
+            dist = dist.ph(hr) if hr != 1.0 else dist
+            causes = parts["split"] if cause is None else {cause: 1.0}
+            dests = []
+            for c, p in (causes or {}).items():
+                if p <= 0:
+                    continue
+                if c == "progression":
+                    dests += [Destination(s, prog_event, p * q) for s, q in progression_to if q > 0]
+                elif c == "death":
+                    dests.append(Destination(None, EVENT_DEATH, p))
+                else:
+                    dests.append(Destination(bsc_name, EVENT_DETERIORATION, p))
+            if dests:
+                clocks.append(Clock(dist, tuple(dests)))
+        return State(_state_name(line_no, rid), tuple(clocks), line=line_no, regimen=rid)
+
+    def pps_state(rid, line_no, hr):
+        dist = regimen_parts(rid)["pps"]
+        clocks = ()
+        if dist is not None:
+            dist = dist.ph(hr) if hr != 1.0 else dist
+            clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),)),)
+        return State(f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid,
+                     role="post_progression")  # fmt: skip
+
+    def bsc_state(line_no):
+        clocks = () if sc_dist is None else (Clock(sc_dist, (Destination(None, EVENT_DEATH, 1.0),)),)
+        return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
+
+    sequences: list[SequenceModel] = []
+    if cohort_regimen is not None:
+        rid = cohort_regimen
+        states = [
+            line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2"),
+            pps_state(rid, 2, 1.0),
+            bsc_state(2),
+        ]
+        sequences.append(SequenceModel(f"cohort:{rid}", tuple(states)))
+    else:
+        for sid, seq in scenario.sequences.items():
+            states: list[State] = []
+            n_lines = len(seq.lines)
+            line_regimens = [
+                r.mix(line, f"sequences.{sid}.lines.{i}", sid, i + 1, renorm)
+                for i, line in enumerate(seq.lines)
+            ]
+            for i, line in enumerate(seq.lines):
+                line_no = i + 1
+                path = f"sequences.{sid}.lines.{i}"
+                bsc = f"BSC after L{line_no}"
+                if i + 1 < n_lines:
+                    p_next = r.probability(line.next_line, f"{path}.next_line")
+                    prog_to = [(_state_name(line_no + 1, nr), p_next * q)
+                               for nr, q in line_regimens[i + 1].items()]  # fmt: skip
+                    prog_to.append((bsc, 1.0 - p_next))
+                elif line.then == "post_progression":
+                    prog_to = None
+                else:
+                    prog_to = [(bsc, 1.0)]
+                prior = {_agent(scenario, x) for x in line_regimens[i - 1]} if i else {"none"}
+                for rid in line_regimens[i]:
+                    hr = 1.0
+                    moved = [rec for rec in r.regimen_evidence(rid)
+                             if _measured_after(rec) is not None
+                             and _measured_after(rec) not in prior]  # fmt: skip
+                    if moved:
+                        reg = scenario.regimens[rid]
+                        if reg.transport_hazard_ratio is not None:
+                            hr = r.quantity(reg.transport_hazard_ratio,
+                                            f"regimens.{rid}.transport_hazard_ratio",
+                                            is_median=False)  # fmt: skip
+                        transports.append(Transport(
+                            sid, line_no, rid, tuple(x.id for x in moved),
+                            ", ".join(sorted({_measured_after(x) for x in moved})),
+                            ", ".join(sorted(prior)), hr,
+                        ))  # fmt: skip
+                    targets = prog_to or [(f"PPS after L{line_no}:{rid}", 1.0)]
+                    states.append(line_states(rid, line_no, hr, targets, bsc))
+                    if prog_to is None:
+                        states.append(pps_state(rid, line_no, hr))
+                states.append(bsc_state(line_no))
+            # drop supportive-care states nobody can reach (e.g. no deterioration, p_next = 1)
+            reachable = {states[0].name}
+            for st in states:
+                for c in st.clocks:
+                    reachable.update(d.state for d in c.destinations if d.state)
+            states = [st for st in states if st.name in reachable]
+            sequences.append(SequenceModel(sid, tuple(states)))
+    if r.problems:
+        raise ScenarioError(file, r.problems)
+    return Resolved(scenario, sequences, horizon, r.provenance, transports, renorm)
+
+
+def resolve_median(
+    scenario: Scenario, evidence: EvidenceBase, q: Quantity, path: str, file: str = "<scenario>"
+) -> tuple[float, list[Provenance]]:
+    """The median (months) a cited or pooled Quantity stands for, with its provenance."""
+    r = _Resolver(scenario, evidence, None, file)
+    value = r.quantity(q, path, is_median=True)
+    if r.problems:
+        raise ScenarioError(file, r.problems)
+    return value, r.provenance

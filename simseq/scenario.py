@@ -1,0 +1,446 @@
+"""Scenario YAML -> validated, frozen config (pydantic, ``extra="forbid"``).
+
+A scenario names its regimens (what happens on a line of therapy), the survival
+with no further therapy, and the sequences to compare (first line, then a rule
+for each later line). Every number either cites an evidence id, pools several,
+is marked as an assumption with its reason, or is left to calibration.
+
+Structural checks live here; whether cited evidence ids exist and fit their use
+is checked when the scenario is resolved (``simseq.resolve``), with the same
+error format: file, key path, value, what is allowed.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simseq.distributions import FAMILIES
+
+
+class ScenarioError(ValueError):
+    """A scenario problem, located by file and key path."""
+
+    def __init__(self, file: str, problems: list[tuple[str, Any, str]]):
+        self.file = file
+        self.problems = problems
+        lines = [f"{file}: {loc}: {msg} (got {value!r})" for loc, value, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalibrateSpec(_Frozen):
+    """A parameter left to calibration: the search bracket (months)."""
+
+    bounds: tuple[float, float] = (0.1, 120.0)
+    """Lower and upper bound of the root search."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CalibrateSpec":
+        lo, hi = self.bounds
+        if not 0 < lo < hi:
+            raise ValueError(f"bounds must satisfy 0 < low < high, got {list(self.bounds)}")
+        return self
+
+
+class Quantity(_Frozen):
+    """One number and where it comes from: exactly one of evidence, pool, value, calibrate."""
+
+    evidence: str | None = None
+    """Evidence id whose headline value is used."""
+    pool: list[str] | None = Field(default=None, min_length=2)
+    """Evidence ids of medians to pool (inverse-variance on log-median, else weights by n)."""
+    value: float | None = None
+    """An explicit number; requires ``assumption``."""
+    assumption: str | None = None
+    """Why an explicit value was chosen (required with ``value``)."""
+    calibrate: CalibrateSpec | None = None
+    """Solved by ``simseq calibrate`` against a declared target."""
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Quantity":
+        given = [k for k in ("evidence", "pool", "value", "calibrate") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of evidence, pool, value (with assumption) or calibrate; "
+                f"got {given or 'none'}"
+            )
+        if self.value is not None and not (self.assumption and self.assumption.strip()):
+            raise ValueError("an explicit value needs an 'assumption:' saying why")
+        return self
+
+
+class Probability(_Frozen):
+    """A probability: ``evidence`` + ``count`` (count / n of that record), or value + assumption."""
+
+    evidence: str | None = None
+    count: str | None = None
+    """Key of the record's counts (e.g. received_2l): probability = counts[count] / n."""
+    value: float | None = Field(default=None, ge=0.0, le=1.0)
+    assumption: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Probability":
+        if (self.evidence is None) == (self.value is None):
+            raise ValueError("give either evidence + count, or value + assumption")
+        if self.evidence is not None and not self.count:
+            raise ValueError("an evidence probability needs 'count:' naming the count used")
+        if self.value is not None and not (self.assumption and self.assumption.strip()):
+            raise ValueError("an explicit value needs an 'assumption:' saying why")
+        return self
+
+
+_PARAM_FIELDS = ("rate", "shape", "scale", "meanlog", "sdlog", "mu", "sigma", "Q")
+
+
+class DistSpec(_Frozen):
+    """A parametric time-to-event distribution (months), flexsurv parameter names.
+
+    Either ``median`` plus every other parameter of the family (the remaining
+    one is solved so the median is hit), or every parameter explicitly.
+    """
+
+    family: Literal["exponential", "weibull", "llogis", "lnorm", "gompertz", "gamma", "gengamma"]
+    median: Quantity | None = None
+    rate: Quantity | None = None
+    shape: Quantity | None = None
+    scale: Quantity | None = None
+    meanlog: Quantity | None = None
+    sdlog: Quantity | None = None
+    mu: Quantity | None = None
+    sigma: Quantity | None = None
+    Q: Quantity | None = None
+    hazard_ratio: Quantity | None = None
+    """Proportional-hazards adjustment applied after fitting."""
+
+    @model_validator(mode="after")
+    def _params_fit_family(self) -> "DistSpec":
+        names = FAMILIES[self.family].param_names
+        given = [p for p in _PARAM_FIELDS if getattr(self, p) is not None]
+        wrong = [p for p in given if p not in names]
+        if wrong:
+            raise ValueError(f"{self.family} takes {', '.join(names)}; {', '.join(wrong)} not allowed")
+        n_needed = len(names) - (1 if self.median is not None else 0)
+        if len(given) != n_needed:
+            need = "a median plus all but one of" if self.median is not None else "all of"
+            raise ValueError(
+                f"{self.family} needs {need} its parameters ({', '.join(names)}); given: "
+                f"{', '.join(['median'] * (self.median is not None) + given) or 'none'}"
+            )
+        for p in given:
+            if getattr(self, p).calibrate is not None:
+                raise ValueError(f"only the median can be calibrated, not {p}")
+        return self
+
+    def params_given(self) -> dict[str, Quantity]:
+        return {p: getattr(self, p) for p in _PARAM_FIELDS if getattr(self, p) is not None}
+
+
+Cause = Literal["progression", "death", "deterioration"]
+
+
+class LineEnd(_Frozen):
+    """How a line ends: cause probabilities from evidence counts, or explicit with an assumption."""
+
+    evidence: str | None = None
+    causes: dict[Cause, str] | None = None
+    """Model cause -> count key of the evidence record (e.g. death: died_on_treatment)."""
+    probabilities: dict[Cause, float] | None = None
+    assumption: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LineEnd":
+        if (self.evidence is None) == (self.probabilities is None):
+            raise ValueError("give either evidence + causes, or probabilities + assumption")
+        if self.evidence is not None and not self.causes:
+            raise ValueError("evidence needs 'causes:' mapping progression/death/... to count keys")
+        if self.probabilities is not None:
+            if not (self.assumption and self.assumption.strip()):
+                raise ValueError("explicit probabilities need an 'assumption:' saying why")
+            probs = list(self.probabilities.values())
+            if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
+                raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+        return self
+
+
+class Regimen(_Frozen):
+    """What happens on one line of therapy with this regimen."""
+
+    label: str
+    agent: str | None = None
+    """Drug(s) as the evidence names the arm (atz_bev, lenvatinib, ...); default: the regimen id.
+    Used to tell when evidence measured after another prior line is transported."""
+    time_on_line: DistSpec | None = None
+    """Time to the first of progression, death or deterioration (fitted to PFS)."""
+    line_end: LineEnd | None = None
+    """Cause split at the end of ``time_on_line``."""
+    cause_specific: dict[Cause, DistSpec] | None = None
+    """Alternative to time_on_line + line_end: latent competing clocks, one per cause."""
+    after_progression: DistSpec | None = None
+    """Survival from progression to death when no further modelled line follows (includes
+    any later therapy the source cohort received)."""
+    transport_hazard_ratio: Quantity | None = None
+    """Hazard ratio applied to this regimen's clocks when its evidence is transported
+    (measured after a different prior line than the sequence gives it)."""
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Regimen":
+        split = self.time_on_line is not None
+        if split == (self.cause_specific is not None):
+            raise ValueError("give either time_on_line (+ line_end) or cause_specific, not both")
+        if split and self.line_end is None:
+            raise ValueError("time_on_line needs line_end (the cause split)")
+        if not split and self.line_end is not None:
+            raise ValueError("line_end goes with time_on_line, not cause_specific")
+        if self.cause_specific is not None and "progression" not in self.cause_specific:
+            raise ValueError("cause_specific needs at least a progression clock")
+        return self
+
+
+class Mix(_Frozen):
+    """Several regimens at one line, chosen with probabilities."""
+
+    evidence: str | None = None
+    """Evidence id of a counts record holding the mix (e.g. the 2L regimens received)."""
+    regimens: dict[str, str] | None = None
+    """Evidence category -> regimen id; categories not mapped have no evidence in the
+    scenario and are renormalised away (reported in the output)."""
+    probabilities: dict[str, float] | None = None
+    """Regimen id -> probability, with an assumption."""
+    assumption: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Mix":
+        if (self.evidence is None) == (self.probabilities is None):
+            raise ValueError("give either evidence + regimens, or probabilities + assumption")
+        if self.evidence is not None and not self.regimens:
+            raise ValueError("an evidence mix needs 'regimens:' mapping count keys to regimen ids")
+        if self.probabilities is not None:
+            if not (self.assumption and self.assumption.strip()):
+                raise ValueError("explicit probabilities need an 'assumption:' saying why")
+            probs = list(self.probabilities.values())
+            if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
+                raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+        return self
+
+    def regimen_ids(self) -> list[str]:
+        return list((self.regimens or {}).values()) + list(self.probabilities or {})
+
+
+class Line(_Frozen):
+    """One line of a sequence: a regimen or a mix, and what follows progression."""
+
+    regimen: str | None = None
+    mix: Mix | None = None
+    next_line: Probability | None = None
+    """P(start the next line | progression on this one); required unless this is the last line."""
+    then: Literal["post_progression", "supportive_care"] = "post_progression"
+    """Last line only: after progression, the regimen's after_progression survival or
+    supportive care."""
+
+    @model_validator(mode="after")
+    def _one(self) -> "Line":
+        if (self.regimen is None) == (self.mix is None):
+            raise ValueError("give either regimen or mix")
+        return self
+
+    def regimen_ids(self) -> list[str]:
+        return [self.regimen] if self.regimen is not None else self.mix.regimen_ids()
+
+
+class SequenceSpec(_Frozen):
+    label: str
+    lines: list[Line] = Field(min_length=1)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _next_lines(self) -> "SequenceSpec":
+        for i, line in enumerate(self.lines[:-1]):
+            if line.next_line is None:
+                raise ValueError(f"lines.{i}: next_line is required when another line follows")
+            if line.then != "post_progression":
+                raise ValueError(f"lines.{i}: 'then' applies to the last line only")
+        if self.lines[-1].next_line is not None:
+            raise ValueError(f"lines.{len(self.lines) - 1}: the last line has no next_line")
+        return self
+
+
+CalibrationQuantity = Literal["median_os_from_line_start", "median_time_on_line"]
+
+
+class Target(_Frozen):
+    """A published summary the simulation must reproduce by solving one free parameter."""
+
+    target: Quantity
+    """The published value (evidence or pool)."""
+    quantity: CalibrationQuantity
+    regimen: str
+    free: Literal["after_progression.median", "time_on_line.median"]
+
+    @model_validator(mode="after")
+    def _sourced(self) -> "Target":
+        if self.target.evidence is None and self.target.pool is None:
+            raise ValueError("a calibration target must cite evidence or pool")
+        return self
+
+
+class Calibration(_Frozen):
+    n_patients: int | None = Field(default=None, ge=1000)
+    """Patients per evaluation (default: simulation.n_patients)."""
+    tolerance: float = Field(default=1e-4, gt=0, lt=0.01)
+    """Relative tolerance of the root search."""
+    targets: list[Target] = Field(min_length=1)
+
+
+class Simulation(_Frozen):
+    n_patients: int = Field(ge=1)
+    seed: int = Field(ge=0, lt=2**63)
+    horizon: Quantity
+    """Months from the start of first line (administrative censoring)."""
+    bin_width: float = Field(default=0.02, gt=0, le=1.0)
+    """Histogram resolution in months."""
+    landmarks: list[float] = Field(default=[12.0, 24.0, 36.0])
+    """Months at which OS is reported."""
+
+
+class Scenario(_Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    title: str
+    description: str | None = None
+    simulation: Simulation
+    regimens: dict[str, Regimen] = Field(min_length=1)
+    supportive_care: DistSpec
+    """Survival (months) from failure of a line with no further therapy."""
+    sequences: dict[str, SequenceSpec] = Field(min_length=1)
+    calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> "Scenario":
+        problems = []
+        known = sorted(self.regimens)
+        for sid, seq in self.sequences.items():
+            for i, line in enumerate(seq.lines):
+                for rid in line.regimen_ids():
+                    if rid not in self.regimens:
+                        problems.append(
+                            f"sequences.{sid}.lines.{i}: unknown regimen {rid!r}; defined: {known}"
+                        )
+            last = seq.lines[-1]
+            if last.then == "post_progression":
+                for rid in last.regimen_ids():
+                    if rid in self.regimens and self.regimens[rid].after_progression is None:
+                        problems.append(
+                            f"sequences.{sid}.lines.{len(seq.lines) - 1}: regimen {rid!r} ends the "
+                            "sequence but has no after_progression (or set then: supportive_care)"
+                        )
+        calibrated = set()
+        for i, tgt in enumerate(self.calibration.targets if self.calibration else []):
+            if tgt.regimen not in self.regimens:
+                problems.append(f"calibration.targets.{i}.regimen: unknown regimen {tgt.regimen!r}")
+                continue
+            part, _ = tgt.free.split(".")
+            spec = getattr(self.regimens[tgt.regimen], part)
+            if spec is None or spec.median is None or spec.median.calibrate is None:
+                problems.append(
+                    f"calibration.targets.{i}.free: regimens.{tgt.regimen}.{tgt.free} must be "
+                    "declared as {calibrate: ...}"
+                )
+            calibrated.add((tgt.regimen, part))
+        for rid, reg in self.regimens.items():
+            for part in ("time_on_line", "after_progression"):
+                spec = getattr(reg, part)
+                if spec is not None and spec.median is not None and spec.median.calibrate:
+                    if (rid, part) not in calibrated:
+                        problems.append(
+                            f"regimens.{rid}.{part}.median: marked calibrate but no calibration "
+                            "target frees it"
+                        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _yaml_error(path: str, err: yaml.YAMLError) -> ScenarioError:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    problem = getattr(err, "problem", None) or str(err)
+    return ScenarioError(path, [(where, None, f"invalid YAML: {problem}")])
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Field names allowed at the parent of ``loc`` (for 'extra key' errors)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = _inner_model(field.annotation)
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel inside Optional/list/dict annotations, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _dig(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
+    """Validate a loaded YAML mapping; raise ScenarioError naming each bad key path."""
+    if not isinstance(data, dict):
+        raise ScenarioError(file, [("(top level)", type(data).__name__, "expected a mapping")])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = tuple(e["loc"])
+            path = ".".join(str(p) for p in loc) or "(top level)"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                allowed = _allowed_keys(Scenario, loc)
+                msg = f"unknown key; allowed: {', '.join(allowed) if allowed else 'see docs'}"
+            elif e["type"] == "missing":
+                msg = "required key is missing"
+            problems.append((path, _dig(data, loc) if e["type"] != "missing" else None, msg))
+        raise ScenarioError(file, problems) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ScenarioError(path, [("(file)", None, f"cannot read: {err.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise _yaml_error(path, err) from None
+    return parse_scenario(data, path)

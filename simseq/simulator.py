@@ -1,0 +1,138 @@
+"""Run the engine over many patients in chunks: threads, progress and the event log.
+
+The kernels in ``simseq.engine.simulate`` do the work; this module allocates
+their outputs, splits the patients into chunks (so a progress bar can move and
+Ctrl-C is honoured between chunks) and sums the integer reductions, which makes
+the result independent of thread count and chunk size.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pandas as pd
+
+from simseq.engine.codes import EVENT_NAMES, N_EVENTS, N_TALLIES
+from simseq.engine.simulate import simulate_paths, simulate_tallies
+from simseq.model import ModelArrays
+
+DEFAULT_BIN_WIDTH = 0.02  # months (~0.6 days): medians are interpolated inside a bin
+DEFAULT_CHUNK = 1_000_000
+
+
+@dataclass(frozen=True)
+class Tallies:
+    """Summed reductions of one simulation (one parameter draw)."""
+
+    hist: np.ndarray  # int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored
+    exit_counts: np.ndarray  # int64 (n_states, N_EVENTS + 1): exits by event, last = at horizon
+    n_patients: int
+    bin_width: float  # months
+    horizon: float  # months
+
+    @property
+    def n_entered(self) -> np.ndarray:
+        """int64 (n_states,): patients who entered each state."""
+        return self.exit_counts.sum(axis=1)
+
+
+def n_bins_for(horizon: float, bin_width: float) -> int:
+    return int(math.ceil(horizon / bin_width - 1e-9))
+
+
+def simulate(
+    model: ModelArrays,
+    n_patients: int,
+    seed: int,
+    *,
+    horizon: float,
+    bin_width: float = DEFAULT_BIN_WIDTH,
+    draw_idx: int = 0,
+    threads: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> Tallies:
+    """Simulate ``n_patients`` through every sequence of ``model`` and reduce.
+
+    ``progress`` is called with the number of patients finished after each chunk.
+    """
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    if not horizon > 0:
+        raise ValueError(f"horizon must be > 0 months, got {horizon}")
+    if not 0 < bin_width <= horizon:
+        raise ValueError(f"bin_width must be in (0, horizon], got {bin_width}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    n_bins = n_bins_for(horizon, bin_width)
+    previous_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        n_blocks = numba.get_num_threads()
+        hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
+        exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
+        d = draw_idx if model.n_draws > 1 else 0
+        for lo in range(0, n_patients, chunk_size):
+            n_chunk = min(chunk_size, n_patients - lo)
+            simulate_tallies(
+                seed, draw_idx, lo, n_chunk, model.seq_start_state, float(horizon),
+                float(bin_width), model.max_steps, model.stride,
+                model.cov_prevalence[d], model.cov_log_hr[d],
+                model.state_clock_lo, model.state_clock_hi, model.clock_family,
+                model.clock_params[d], model.clock_hr[d], model.clock_dest_lo,
+                model.clock_dest_hi, model.dest_state, model.dest_event, model.dest_cumprob[d],
+                hist, exits,
+            )  # fmt: skip
+            if progress is not None:
+                progress(n_chunk)
+    finally:
+        numba.set_num_threads(previous_threads)
+    return Tallies(hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon)
+
+
+def simulate_trajectories(
+    model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
+) -> pd.DataFrame:
+    """Per-patient event log, one row per sojourn, with the same streams as ``simulate``.
+
+    Columns: sequence, patient, from_state, to_state ("dead", or "" when still
+    there at the horizon), event, t_start, t_stop (months from sequence start).
+    """
+    n_seq = len(model.seq_names)
+    shape = (n_seq, n_patients, model.max_steps)
+    out_state = np.zeros(shape, np.int64)
+    out_enter = np.zeros(shape)
+    out_exit = np.zeros(shape)
+    out_event = np.zeros(shape, np.int64)
+    out_n = np.zeros((n_seq, n_patients), np.int64)
+    out_death = np.zeros((n_seq, n_patients))
+    d = draw_idx if model.n_draws > 1 else 0
+    simulate_paths(
+        seed, draw_idx, 0, model.seq_start_state, float(horizon), model.stride,
+        model.cov_prevalence[d], model.cov_log_hr[d], model.state_clock_lo,
+        model.state_clock_hi, model.clock_family, model.clock_params[d], model.clock_hr[d],
+        model.clock_dest_lo, model.clock_dest_hi, model.dest_state, model.dest_event,
+        model.dest_cumprob[d], out_state, out_enter, out_exit, out_event, out_n, out_death,
+    )  # fmt: skip
+    rows = []
+    for q, seq in enumerate(model.seq_names):
+        for p in range(n_patients):
+            n = out_n[q, p]
+            for i in range(n):
+                ev = out_event[q, p, i]
+                if ev < 0:
+                    to, event = "", "censored"
+                elif ev == EVENT_NAMES.index("death"):
+                    to, event = "dead", "death"
+                else:
+                    to, event = model.state_names[out_state[q, p, i + 1]], EVENT_NAMES[ev]
+                rows.append(
+                    (seq, p, model.state_names[out_state[q, p, i]], to, event,
+                     out_enter[q, p, i], out_exit[q, p, i])
+                )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"]
+    )
