@@ -215,5 +215,6 @@ def save_cached(directory: Path, result: CalibrationResult) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(result.to_json(), fh, indent=2)
     path = directory / CACHE_FILE
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
     return path

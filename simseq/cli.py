@@ -9,3 +9,186 @@ from simseq import __version__
 @click.version_option(__version__, prog_name="simseq")
 def main() -> None:
     """simseq: treatment-sequence simulator for advanced HCC."""
+
+
+# --------------------------------------------------------------------------- #
+# simseq fit
+# --------------------------------------------------------------------------- #
+
+
+class _InputError(click.ClickException):
+    """A bad argument: one line on stderr, exit status 2 (no usage block, no traceback)."""
+
+    exit_code = 2
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise _InputError(f"{what}: {text!r} is not a number") from None
+
+
+def _pair(text: str, option: str, example: str) -> tuple[float, float]:
+    left, sep, right = text.partition(":")
+    if not sep or not left or not right:
+        raise _InputError(f"malformed {option} {text!r}: expected two numbers as in {example}")
+    return _number(left, option), _number(right, option)
+
+
+@main.command("fit")
+@click.argument("family")
+@click.option("--median", type=float, help="Median time (months): the point (M, 0.5).")
+@click.option(
+    "--landmark",
+    "landmarks",
+    multiple=True,
+    metavar="T:S",
+    help="Survival S at time T months, e.g. 12:0.45. Repeatable.",
+)
+@click.option("--quartiles", metavar="Q1:Q3", help="Times (months) where S = 0.75 and 0.25.")
+@click.option("--shape", type=float, help="Fix the family's parameter named 'shape'.")
+@click.option(
+    "--fix",
+    "fixes",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Fix any parameter by its flexsurv name, e.g. sdlog=0.9. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
+def fit_command(family, median, landmarks, quartiles, shape, fixes, as_json) -> None:
+    """Fit parametric FAMILY to published summaries (median, landmarks, quartiles).
+
+    FAMILY is one of exponential, weibull, llogis, lnorm, gompertz, gamma, gengamma.
+    Least squares run on the log(-log S) scale; an under-identified request is
+    refused with what to supply instead.
+    """
+    import json
+
+    from simseq.fit import FitError, fit_summaries
+
+    fixed: dict[str, float] = {}
+    for text in fixes:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise _InputError(f"malformed --fix {text!r}: expected NAME=VALUE, e.g. sdlog=0.9")
+        if name.strip() in fixed:
+            raise _InputError(f"--fix {name.strip()} given twice")
+        fixed[name.strip()] = _number(value, f"--fix {name.strip()}")
+    if shape is not None:
+        if "shape" in fixed:
+            raise _InputError("shape given both by --shape and --fix shape=...: use one")
+        fixed["shape"] = shape
+    try:
+        result = fit_summaries(
+            family,
+            median=median,
+            landmarks=[_pair(text, "--landmark", "12:0.45") for text in landmarks],
+            quartiles=None if quartiles is None else _pair(quartiles, "--quartiles", "4.2:18"),
+            fixed=fixed,
+        )
+    except FitError as err:
+        raise _InputError(str(err)) from None
+    click.echo(json.dumps(result.to_json_dict()) if as_json else result.to_text())
+
+
+# --------------------------------------------------------------------------- #
+# simseq validate | calibrate | run
+# --------------------------------------------------------------------------- #
+
+
+def _scenario_errors(func):
+    """Turn scenario problems into a clean non-zero exit and Ctrl-C into exit 130."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from simseq.scenario import ScenarioError
+
+        try:
+            return func(*args, **kwargs)
+        except ScenarioError as err:
+            click.echo(str(err), err=True)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: no results were written", err=True)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+_threads = click.option(
+    "--threads", type=click.IntRange(min=1), help="Worker threads (results do not depend on it)."
+)
+_quiet = click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+_out = click.option(
+    "--out", type=click.Path(file_okay=False), help="Results directory [results/<scenario name>]."
+)
+
+
+@main.command("validate")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@_scenario_errors
+def validate_cmd(scenario: str) -> None:
+    """Check a scenario file: schema, evidence ids, probabilities, distributions."""
+    from simseq.pipeline import validate_file
+
+    resolved = validate_file(scenario)
+    kinds = [p.kind for p in resolved.provenance]
+    click.echo(
+        f"{scenario}: valid: {len(resolved.sequences)} sequences, "
+        f"{len(resolved.scenario.regimens)} regimens; numbers from evidence "
+        f"{kinds.count('evidence') + kinds.count('pool')}, assumptions {kinds.count('assumption')}, "
+        f"calibrated {len(resolved.scenario.calibration.targets) if resolved.scenario.calibration else 0}"
+    )
+    for t in resolved.transports:
+        click.echo(f"  transported: {t.sequence} line {t.line} {t.regimen} (evidence measured "
+                   f"after {t.measured_after}, used after {t.used_after})")  # fmt: skip
+    for r in resolved.renormalised:
+        click.echo(f"  renormalised: {r.sequence} line {r.line} drops {sorted(r.dropped)}")
+
+
+@main.command("calibrate")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@_out
+@_threads
+@_quiet
+@_scenario_errors
+def calibrate_cmd(scenario: str, out: str | None, threads: int | None, quiet: bool) -> None:
+    """Solve the scenario's unreported parameters; write OUT/calibration.csv."""
+    from simseq.pipeline import run_calibration
+
+    run_calibration(scenario, out, threads=threads, quiet=quiet)
+
+
+@main.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--patients", type=click.IntRange(min=1), help="Patients per sequence.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@_threads
+@_out
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Patients per engine call (results do not depend on it).")  # fmt: skip
+@click.option("--trajectories", type=click.IntRange(min=0), default=0,
+              help="Also write the event log of the first N patients (small runs).")  # fmt: skip
+@click.option("--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv",
+              show_default=True)  # fmt: skip
+@_quiet
+@_scenario_errors
+def run_cmd(scenario, patients, seed, threads, out, chunk_size, trajectories,
+            trajectories_format, quiet) -> None:  # fmt: skip
+    """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
+    from simseq.pipeline import run_scenario
+
+    try:
+        run_scenario(
+            scenario, n_patients=patients, seed=seed, threads=threads, out=out,
+            chunk_size=chunk_size, trajectories=trajectories,
+            trajectories_format=trajectories_format, quiet=quiet,
+        )  # fmt: skip
+    except ValueError as err:
+        from simseq.scenario import ScenarioError
+
+        if isinstance(err, ScenarioError):
+            raise
+        raise _InputError(str(err)) from None

@@ -31,6 +31,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; results are meant to be shared
     try:
         yield tmp
         old = None
@@ -77,13 +78,11 @@ def plot_survival(
     for seq, curve in curves.items():
         mark = " †" if seq in transported else ""
         ax.plot(curve.times, curve.survival, lw=1.6, label=f"{labels.get(seq, seq)}{mark}")
+    horizon = max(float(c.times[-1]) for c in curves.values())
     if x_max is None:
         # stop where every curve is below 2%: the tail is uninformative on a report page
-        ends = [c.quantile_time(0.02) for c in curves.values()]
-        x_max = min(max(e for e in ends if np.isfinite(e)) * 1.05, curves[next(iter(curves))].times[-1]) \
-            if any(np.isfinite(e) for e in ends) else None
-    if x_max:
-        ax.set_xlim(0, x_max)
+        x_max = min(horizon, 1.05 * max(c.quantile_time(0.02) for c in curves.values()))
+    ax.set_xlim(0, x_max)
     ax.set_ylim(0, 1.0)
     ax.set_xlabel("Months since start of first-line treatment")
     ax.set_ylabel("Proportion alive (overall survival)")

@@ -25,8 +25,14 @@ class ScenarioError(ValueError):
     def __init__(self, file: str, problems: list[tuple[str, Any, str]]):
         self.file = file
         self.problems = problems
-        lines = [f"{file}: {loc}: {msg} (got {value!r})" for loc, value, msg in problems]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(f"{file}: {loc}: {msg}{_got(v)}" for loc, v, msg in problems))
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return ""
+    text = repr(value)
+    return f" (got {text if len(text) <= 100 else text[:97] + '...'})"
 
 
 class _Frozen(BaseModel):
@@ -83,6 +89,7 @@ class Probability(_Frozen):
     """Key of the record's counts (e.g. received_2l): probability = counts[count] / n."""
     value: float | None = Field(default=None, ge=0.0, le=1.0)
     assumption: str | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "Probability":
@@ -152,6 +159,7 @@ class LineEnd(_Frozen):
     """Model cause -> count key of the evidence record (e.g. death: died_on_treatment)."""
     probabilities: dict[Cause, float] | None = None
     assumption: str | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "LineEnd":
@@ -214,6 +222,7 @@ class Mix(_Frozen):
     probabilities: dict[str, float] | None = None
     """Regimen id -> probability, with an assumption."""
     assumption: str | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "Mix":
@@ -320,50 +329,47 @@ class Scenario(_Frozen):
     sequences: dict[str, SequenceSpec] = Field(min_length=1)
     calibration: Calibration | None = None
 
-    @model_validator(mode="after")
-    def _references(self) -> "Scenario":
-        problems = []
-        known = sorted(self.regimens)
-        for sid, seq in self.sequences.items():
-            for i, line in enumerate(seq.lines):
-                for rid in line.regimen_ids():
-                    if rid not in self.regimens:
-                        problems.append(
-                            f"sequences.{sid}.lines.{i}: unknown regimen {rid!r}; defined: {known}"
-                        )
-            last = seq.lines[-1]
-            if last.then == "post_progression":
-                for rid in last.regimen_ids():
-                    if rid in self.regimens and self.regimens[rid].after_progression is None:
-                        problems.append(
-                            f"sequences.{sid}.lines.{len(seq.lines) - 1}: regimen {rid!r} ends the "
-                            "sequence but has no after_progression (or set then: supportive_care)"
-                        )
-        calibrated = set()
-        for i, tgt in enumerate(self.calibration.targets if self.calibration else []):
-            if tgt.regimen not in self.regimens:
-                problems.append(f"calibration.targets.{i}.regimen: unknown regimen {tgt.regimen!r}")
-                continue
-            part, _ = tgt.free.split(".")
-            spec = getattr(self.regimens[tgt.regimen], part)
-            if spec is None or spec.median is None or spec.median.calibrate is None:
-                problems.append(
-                    f"calibration.targets.{i}.free: regimens.{tgt.regimen}.{tgt.free} must be "
-                    "declared as {calibrate: ...}"
-                )
-            calibrated.add((tgt.regimen, part))
-        for rid, reg in self.regimens.items():
-            for part in ("time_on_line", "after_progression"):
-                spec = getattr(reg, part)
-                if spec is not None and spec.median is not None and spec.median.calibrate:
-                    if (rid, part) not in calibrated:
-                        problems.append(
-                            f"regimens.{rid}.{part}.median: marked calibrate but no calibration "
-                            "target frees it"
-                        )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+
+def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
+    """Problems between sections: unknown regimens, missing after_progression, calibration links."""
+    problems = []
+    known = sorted(sc.regimens)
+    for sid, seq in sc.sequences.items():
+        for i, line in enumerate(seq.lines):
+            where = f"sequences.{sid}.lines.{i}"
+            for rid in line.regimen_ids():
+                if rid not in sc.regimens:
+                    problems.append((where, rid, f"unknown regimen; defined: {', '.join(known)}"))
+        last = seq.lines[-1]
+        if last.then == "post_progression":
+            for rid in last.regimen_ids():
+                if rid in sc.regimens and sc.regimens[rid].after_progression is None:
+                    problems.append((
+                        f"sequences.{sid}.lines.{len(seq.lines) - 1}", rid,
+                        "this regimen ends the sequence but has no after_progression "
+                        "(define it, or set then: supportive_care)",
+                    ))  # fmt: skip
+    calibrated = set()
+    for i, tgt in enumerate(sc.calibration.targets if sc.calibration else []):
+        if tgt.regimen not in sc.regimens:
+            problems.append((f"calibration.targets.{i}.regimen", tgt.regimen,
+                             f"unknown regimen; defined: {', '.join(known)}"))  # fmt: skip
+            continue
+        part, _ = tgt.free.split(".")
+        spec = getattr(sc.regimens[tgt.regimen], part)
+        if spec is None or spec.median is None or spec.median.calibrate is None:
+            problems.append((f"calibration.targets.{i}.free", tgt.free,
+                             f"regimens.{tgt.regimen}.{tgt.free} must be declared as "
+                             "{calibrate: ...}"))  # fmt: skip
+        calibrated.add((tgt.regimen, part))
+    for rid, reg in sc.regimens.items():
+        for part in ("time_on_line", "after_progression"):
+            spec = getattr(reg, part)
+            if spec is not None and spec.median is not None and spec.median.calibrate:
+                if (rid, part) not in calibrated:
+                    problems.append((f"regimens.{rid}.{part}.median", "calibrate",
+                                     "marked calibrate but no calibration target frees it"))  # fmt: skip
+    return problems
 
 
 def _yaml_error(path: str, err: yaml.YAMLError) -> ScenarioError:
@@ -416,7 +422,7 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(file, [("(top level)", type(data).__name__, "expected a mapping")])
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as err:
         problems = []
         for e in err.errors():
@@ -430,6 +436,10 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
                 msg = "required key is missing"
             problems.append((path, _dig(data, loc) if e["type"] != "missing" else None, msg))
         raise ScenarioError(file, problems) from None
+    problems = cross_references(scenario)
+    if problems:
+        raise ScenarioError(file, problems)
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:

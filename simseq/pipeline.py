@@ -1,0 +1,261 @@
+"""One scenario run end to end: load, calibrate (or reuse the cache), simulate, summarise, write.
+
+Kept apart from the CLI so that tests, notebooks and the benchmarks call the
+same path the ``simseq run`` command does.
+"""
+
+import hashlib
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+import scipy
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from simseq import __version__
+from simseq.calibrate import (
+    CACHE_FILE,
+    CalibrationResult,
+    calibrate,
+    input_hash,
+    load_cached,
+    save_cached,
+)
+from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+from simseq.evidence import load_evidence
+from simseq.model import compile_model
+from simseq.outcomes import sequence_summary, tally_curve
+from simseq.report import (
+    atomic_directory,
+    plot_survival,
+    print_calibration_table,
+    print_run_table,
+    survival_table,
+    write_json,
+)
+from simseq.resolve import Resolved, resolve, resolve_median
+from simseq.scenario import Scenario, load_scenario
+from simseq.simulator import DEFAULT_CHUNK, simulate, simulate_trajectories
+
+MAX_TRAJECTORY_PATIENTS = 100_000
+
+
+def make_console(quiet: bool = False) -> Console:
+    """A console wide enough for the results table even when output is piped to a file."""
+    probe = Console()
+    return Console(quiet=quiet, width=None if probe.is_terminal else 160)
+
+
+def default_out(scenario: Scenario) -> Path:
+    return Path("results") / scenario.name
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+            text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def get_calibration(
+    scenario: Scenario, path: str, out_dir: Path, *, threads=None, console: Console | None = None
+) -> tuple[CalibrationResult, bool]:
+    """Cached calibration if its inputs are unchanged, else a fresh one. Returns (result, from_cache)."""
+    evidence = load_evidence()
+    expected = input_hash(scenario, evidence)
+    cached = load_cached(out_dir, expected)
+    if cached is not None:
+        return cached, True
+    if console is not None and scenario.calibration is not None:
+        console.print(f"calibrating {len(scenario.calibration.targets)} targets ...")
+    log = (lambda msg: console.print(f"  {msg}")) if console is not None else None
+    return calibrate(scenario, evidence, path, threads=threads, progress=log), False
+
+
+def calibration_rows(result: CalibrationResult) -> list[dict]:
+    return [asdict(t) for t in result.targets]
+
+
+def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -> dict:
+    """The content of summary.json: deterministic for a given scenario, N and seed."""
+    sim = scenario.simulation
+    landmarks = tuple(sim.landmarks)
+    sequences = {}
+    for sid in model.seq_names:
+        s = {"label": scenario.sequences[sid].label}
+        s.update(sequence_summary(model, tallies, sid, resolved.horizon, landmarks))
+        moved = [asdict(t) for t in resolved.transports if t.sequence == sid]
+        s["transported"] = moved
+        s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
+        sequences[sid] = s
+    warnings = [
+        f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after {t.measured_after} "
+        f"({', '.join(t.evidence_ids)}) but follows {t.used_after} here (transported; hazard "
+        f"ratio {t.hazard_ratio:g})"
+        for t in resolved.transports
+    ]
+    warnings += [
+        f"{r.sequence}: line {r.line} mix renormalised to "
+        + ", ".join(f"{k} {v:.1%}" for k, v in r.kept.items())
+        + "; dropped for lack of evidence: "
+        + ", ".join(f"{k} (n={v})" for k, v in r.dropped.items())
+        for r in resolved.renormalised
+    ]
+    return {
+        "scenario": scenario.name,
+        "title": scenario.title,
+        "n_patients": tallies.n_patients,
+        "seed": sim.seed,
+        "horizon": resolved.horizon,
+        "landmarks": list(landmarks),
+        "time_unit": "months",
+        "intervals": "Monte Carlo 95% intervals (simulation noise at this N), not parameter uncertainty",
+        "warnings": warnings,
+        "sequences": sequences,
+        "calibration": calibration_rows(cal),
+        "provenance": [asdict(p) | {"value": None if p.value != p.value else p.value}
+                       for p in resolved.provenance],  # fmt: skip
+    }
+
+
+def run_scenario(
+    path: str | Path,
+    *,
+    n_patients: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    trajectories: int = 0,
+    trajectories_format: str = "csv",
+    quiet: bool = False,
+    console: Console | None = None,
+) -> tuple[dict, Path]:
+    """Run a scenario file and write its results directory. Returns (summary, out_dir)."""
+    console = console or make_console(quiet)
+    started = time.perf_counter()
+    path = str(path)
+    file_scenario = load_scenario(path)
+    out_dir = Path(out) if out is not None else default_out(file_scenario)
+    # calibration depends on the scenario file only, not on --patients/--seed overrides
+    cal, cached = get_calibration(file_scenario, path, out_dir, threads=threads,
+                                  console=None if quiet else console)  # fmt: skip
+    sim_update = {}
+    if n_patients is not None:
+        sim_update["n_patients"] = n_patients
+    if seed is not None:
+        sim_update["seed"] = seed
+    scenario = file_scenario.model_copy(
+        update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}
+    )
+    if trajectories > MAX_TRAJECTORY_PATIENTS:
+        raise ValueError(
+            f"--trajectories {trajectories}: the event log is for small runs, at most "
+            f"{MAX_TRAJECTORY_PATIENTS:,} patients"
+        )
+    evidence = load_evidence()
+    resolved = resolve(scenario, evidence, cal.values, path)
+    model = compile_model(resolved.sequences)
+    sim = scenario.simulation
+    progress = Progress(
+        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, disable=quiet, transient=True,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("patients", total=sim.n_patients)
+        tallies = simulate(
+            model, sim.n_patients, sim.seed, horizon=resolved.horizon, bin_width=sim.bin_width,
+            threads=threads, chunk_size=chunk_size,
+            progress=lambda k: progress.advance(task, k),
+        )  # fmt: skip
+    summary = build_summary(scenario, resolved, model, tallies, cal)
+    curves = {
+        sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
+        for q, sid in enumerate(model.seq_names)
+    }
+    scenario_bytes = Path(path).read_bytes()
+    with atomic_directory(out_dir) as tmp:
+        write_json(tmp / "summary.json", summary)
+        survival_table(curves).to_csv(tmp / "survival.csv", index=False)
+        plot_survival(
+            tmp / "survival.png", curves,
+            {sid: scenario.sequences[sid].label for sid in curves},
+            f"{scenario.title}\nN = {sim.n_patients:,} simulated patients per sequence",
+            {t.sequence for t in resolved.transports},
+        )  # fmt: skip
+        save_cached(tmp, cal)
+        if cal.targets:
+            pd.DataFrame(calibration_rows(cal)).to_csv(tmp / "calibration.csv", index=False)
+        if trajectories:
+            log = simulate_trajectories(model, trajectories, sim.seed, horizon=resolved.horizon)
+            if trajectories_format == "parquet":
+                log.to_parquet(tmp / "trajectories.parquet", index=False)
+            else:
+                log.to_csv(tmp / "trajectories.csv", index=False)
+        write_json(tmp / "manifest.json", {
+            "simseq_version": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
+            "scenario_file": path,
+            "scenario_sha256": hashlib.sha256(scenario_bytes).hexdigest(),
+            "evidence_records": len(evidence),
+            "seed": sim.seed, "n_patients": sim.n_patients,
+            "threads": threads or numba.get_num_threads(), "chunk_size": chunk_size,
+            "git_commit": _git_commit(),
+            "calibration": {"input_hash": cal.input_hash, "from_cache": cached,
+                            "values": cal.values, "n_patients": cal.n_patients, "seed": cal.seed},
+            "seconds": round(time.perf_counter() - started, 3),
+        })  # fmt: skip
+    if not quiet:
+        print_run_table(console, summary)
+        console.print(f"results written to {out_dir}/")
+    return summary, out_dir
+
+
+def run_calibration(path: str | Path, out: str | Path | None = None, *, threads=None,
+                    quiet=False, console: Console | None = None) -> tuple[CalibrationResult, Path]:
+    """``simseq calibrate``: solve the targets and write calibration.csv (+ the cache) to out."""
+    console = console or make_console(quiet)
+    path = str(path)
+    scenario = load_scenario(path)
+    out_dir = Path(out) if out is not None else default_out(scenario)
+    cal = calibrate(scenario, load_evidence(), path, threads=threads,
+                    progress=None if quiet else (lambda m: console.print(f"  {m}")))  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = calibration_rows(cal)
+    csv = out_dir / "calibration.csv"
+    tmp = out_dir / f".{csv.name}.partial"
+    pd.DataFrame(rows, columns=list(rows[0]) if rows else ["target_id"]).to_csv(tmp, index=False)
+    tmp.replace(csv)
+    save_cached(out_dir, cal)
+    if not quiet:
+        print_calibration_table(console, rows)
+        console.print(f"written {csv} and {out_dir / CACHE_FILE}")
+    return cal, out_dir
+
+
+def validate_file(path: str | Path) -> Resolved:
+    """Load, validate and resolve a scenario (calibrated medians stubbed at their bracket)."""
+    path = str(path)
+    scenario = load_scenario(path)
+    evidence = load_evidence()
+    stub = {}
+    for tgt in scenario.calibration.targets if scenario.calibration else []:
+        part = tgt.free.split(".")[0]
+        lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        stub[f"{tgt.regimen}.{part}"] = (lo * hi) ** 0.5
+    resolved = resolve(scenario, evidence, stub, path)
+    compile_model(resolved.sequences)
+    for i, t in enumerate(scenario.calibration.targets if scenario.calibration else []):
+        resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
+    return resolved
