@@ -1,0 +1,193 @@
+"""simseq validate / calibrate / run through click's CliRunner, on fixtures and shipped scenarios."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from simseq.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+TINY = str(FIXTURES / "tiny.yaml")
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+# broken fixture -> fragments its error must contain (the key path and what is wrong)
+BROKEN = {
+    "yaml_syntax": ["line 7", "invalid YAML"],
+    "unknown_key": ["simulation.n_patient", "unknown key", "allowed: n_patients"],
+    "unknown_evidence_id": [
+        "calibration.targets.0.target.evidence",
+        "unknown evidence id",
+        "second_line.lenvatinib.os.chon2024.unadjusted",  # the close match offered
+    ],
+    "negative_median": ["regimens.atz_bev.time_on_line.median", "> 0", "-7.5"],
+    "probabilities_not_summing": ["regimens.lenvatinib.line_end", "sum to 1", "0.9"],
+    "missing_median": ["regimens.atz_bev.time_on_line", "needs all of its parameters"],
+    "value_without_assumption": ["regimens.atz_bev.time_on_line.shape", "assumption"],
+    "unknown_regimen": ["sequences.atzbev_len.lines.1", "unknown regimen", "lenvatinb"],
+    "counts_cited_as_median": ["supportive_care.median.evidence", "not a median"],
+    "bad_count_key": ["next_line.count", "received_second_line", "received_2l"],
+    "wrong_family_param": ["regimens.atz_bev.time_on_line", "weibull takes shape, scale"],
+}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_every_broken_fixture_has_a_test():
+    assert {p.stem for p in (FIXTURES / "broken").glob("*.yaml")} == set(BROKEN)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_broken_scenarios_give_clear_errors(name, command, tmp_path):
+    path = FIXTURES / "broken" / f"{name}.yaml"
+    out = tmp_path / "out"
+    args = [command, path] + (["--out", out, "--quiet"] if command == "run" else [])
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output
+    for fragment in BROKEN[name]:
+        assert fragment in result.output, (fragment, result.output)
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_shipped_scenarios_validate(path):
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "res"
+    result = invoke("run", TINY, "--out", out, "--trajectories", 50)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_run_writes_every_output(tiny_run):
+    out, output = tiny_run
+    names = {p.name for p in out.iterdir()}
+    assert {"summary.json", "survival.csv", "survival.png", "manifest.json",
+            "calibration.csv", "calibration.json", "trajectories.csv"} <= names  # fmt: skip
+    assert "atzbev_len" in output and "median OS" in output  # the table is printed
+    summary = json.loads((out / "summary.json").read_text())
+    seq = summary["sequences"]["atzbev_len"]
+    assert set(seq["os_from_1l"]["survival_at"]) == {"12", "24", "36"}
+    for key in ("median", "median_ci95", "rmst"):
+        assert key in seq["os_from_1l"]
+    assert "median" in seq["pfs_1l"] and "median" in seq["pps_after_1l"]
+    block = seq["second_line"]["lenvatinib"]
+    for key in ("fraction_started", "pfs_2l", "os_from_2l", "os_from_1l_given_2l"):
+        assert key in block and key in seq["second_line_any"]
+    assert "second_line" not in summary["sequences"]["atzbev_bsc"]
+    curves = pd.read_csv(out / "survival.csv")
+    assert set(curves.sequence) == {"atzbev_len", "atzbev_bsc"}
+    assert (curves.groupby("sequence").survival.apply(lambda s: s.is_monotonic_decreasing)).all()
+    log = pd.read_csv(out / "trajectories.csv")
+    assert log.patient.nunique() == 50
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 7 and len(manifest["scenario_sha256"]) == 64
+    assert (out / "survival.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_calibration_cache_is_reused_until_inputs_change(tiny_run, tmp_path):
+    out, _ = tiny_run
+    again = invoke("run", TINY, "--out", out, "--quiet")
+    assert again.exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["calibration"]["from_cache"] is True
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(Path(TINY).read_text().replace("test shape}", "test shape changed}"))
+    result = invoke("run", changed, "--out", out, "--quiet")
+    assert result.exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["calibration"]["from_cache"] is False
+
+
+def test_same_seed_identical_summary_across_threads_and_chunks(tmp_path):
+    outputs = []
+    for i, extra in enumerate([["--threads", 1], ["--threads", 2], ["--chunk-size", 3001]]):
+        out = tmp_path / f"r{i}"
+        result = invoke("run", TINY, "--out", out, "--quiet", "--patients", 10000, *extra)
+        assert result.exit_code == 0, result.output
+        outputs.append((out / "summary.json").read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_ctrl_c_leaves_no_results_directory(tmp_path, monkeypatch):
+    import simseq.pipeline
+
+    real = simseq.pipeline.simulate
+
+    def interrupted(*args, **kwargs):
+        kwargs["progress"] = lambda n: (_ for _ in ()).throw(KeyboardInterrupt)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simseq.pipeline, "simulate", interrupted)
+    out = tmp_path / "res"
+    result = invoke("run", TINY, "--out", out, "--quiet")
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # nor a hidden partial directory
+
+
+def test_bad_arguments_exit_non_zero(tmp_path):
+    assert invoke("run", TINY, "--patients", 0).exit_code != 0
+    result = invoke("run", TINY, "--out", tmp_path / "x", "--trajectories", 200_000, "--quiet")
+    assert result.exit_code == 2 and "small runs" in result.output
+    assert invoke("run", tmp_path / "missing.yaml").exit_code != 0
+
+
+@pytest.fixture(scope="module")
+def base_case(tmp_path_factory):
+    """The shipped base case at its default N (1e6 per sequence), calibration included."""
+    out = tmp_path_factory.mktemp("base") / "res"
+    result = invoke("run", ROOT / "scenarios" / "base_case.yaml", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "summary.json").read_text()), pd.read_csv(out / "calibration.csv")
+
+
+def test_base_case_sequences_and_flags(base_case):
+    summary, _ = base_case
+    assert list(summary["sequences"]) == [
+        "atzbev_len", "atzbev_sor", "atzbev_tki_ici", "atzbev_bsc", "atzbev_real_world",
+    ]  # fmt: skip
+    assert summary["n_patients"] >= 1_000_000
+    seqs = summary["sequences"]
+    assert seqs["atzbev_tki_ici"]["transported"][0]["measured_after"] == "lenvatinib"
+    assert all(not seqs[s]["transported"] for s in seqs if s != "atzbev_tki_ici")
+    dropped = seqs["atzbev_real_world"]["renormalised"][0]["dropped"]
+    assert set(dropped) == {"regorafenib", "fu5_chemotherapy"}
+    assert any("transported" in w for w in summary["warnings"])
+    # real-world mix: 86:40 sorafenib:lenvatinib among those who started 2L
+    second = seqs["atzbev_real_world"]["second_line"]
+    share = second["sorafenib"]["fraction_started"] / seqs["atzbev_real_world"]["second_line_any"][
+        "fraction_started"
+    ]
+    n2 = seqs["atzbev_real_world"]["second_line_any"]["os_from_2l"]["n"]
+    p = 86 / 126
+    assert abs(share - p) < 3 * math.sqrt(p * (1 - p) / n2)
+
+
+def test_base_case_calibration_hits_targets(base_case):
+    """Targets within 1% (the acceptance bar) in calibration, and the full run's 2L OS medians
+    agree with them within 3 Monte Carlo SEs (independent streams: SEs add in quadrature)."""
+    summary, cal = base_case
+    assert list(cal.columns[:5]) == ["target_id", "quantity", "regimen", "free", "target"]
+    assert (cal.rel_error.abs() < 0.01).all(), cal
+    sequence_of = {"lenvatinib": "atzbev_len", "sorafenib": "atzbev_sor", "tki_ici": "atzbev_tki_ici"}
+    for row in cal.itertuples():
+        block = summary["sequences"][sequence_of[row.regimen]]
+        os2 = block["second_line"][row.regimen]["os_from_2l"]
+        se_run = (os2["median_ci95"][1] - os2["median_ci95"][0]) / (2 * 1.959964)
+        se_cal = (row.simulated_ci95_high - row.simulated_ci95_low) / (2 * 1.959964)
+        assert abs(os2["median"] - row.target) < 3 * math.hypot(se_run, se_cal), (row, os2)
