@@ -119,7 +119,7 @@ def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
 def _simulated(scenario, evidence, file, values, tgt: Target, n, threads):
     """Simulated summary of ``tgt`` with the current ``values``: (median, (lo, hi))."""
     res = resolve(scenario, evidence, values, file, cohort_regimen=tgt.regimen)
-    model = compile_model(res.sequences)
+    model = compile_model(res.sequences, res.covariates)
     tallies = simulate(
         model, n, scenario.simulation.seed, horizon=res.horizon,
         bin_width=scenario.simulation.bin_width, threads=threads,

@@ -165,7 +165,7 @@ def run_scenario(
         )
     evidence = load_evidence()
     resolved = resolve(scenario, evidence, cal.values, path)
-    model = compile_model(resolved.sequences)
+    model = compile_model(resolved.sequences, resolved.covariates)
     sim = scenario.simulation
     progress = Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -255,7 +255,7 @@ def validate_file(path: str | Path) -> Resolved:
         lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
         stub[f"{tgt.regimen}.{part}"] = (lo * hi) ** 0.5
     resolved = resolve(scenario, evidence, stub, path)
-    compile_model(resolved.sequences)
+    compile_model(resolved.sequences, resolved.covariates)
     for i, t in enumerate(scenario.calibration.targets if scenario.calibration else []):
         resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
     return resolved

@@ -6,6 +6,7 @@ problem (unknown id, a counts record cited as a median, a count key that does
 not exist ...) is reported as a ``ScenarioError`` naming the key path.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase, Record, UnknownEvidenceId
 from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
-from simseq.model import Clock, Destination, SequenceModel, State
+from simseq.model import Clock, Covariate, Destination, SequenceModel, State
 from simseq.scenario import DistSpec, Line, Quantity, Regimen, Scenario, ScenarioError
 
 _CAUSE_EVENTS = {
@@ -64,6 +65,7 @@ class Resolved:
     scenario: Scenario
     sequences: list[SequenceModel]
     horizon: float
+    covariates: list[Covariate] = field(default_factory=list)
     provenance: list[Provenance] = field(default_factory=list)
     transports: list[Transport] = field(default_factory=list)
     renormalised: list[Renormalised] = field(default_factory=list)
@@ -180,6 +182,17 @@ class _Resolver:
         rec = self._record(prob.evidence, f"{path}.evidence")
         if rec is None:
             return float("nan")
+        if prob.field is not None:
+            values = rec.values or {}
+            v = values.get(prob.field)
+            if not isinstance(v, int | float) or not 0 <= v <= 1:
+                self.problems.append((f"{path}.field", prob.field,
+                                      f"not a proportion of {rec.id}; it has {sorted(values)}"))  # fmt: skip
+                return float("nan")
+            p = 1.0 - v if prob.complement else float(v)
+            how = f"1 - {prob.field} {v}" if prob.complement else f"{prob.field} {v}"
+            self._note(Provenance(path, p, "evidence", (rec.id,), how))
+            return p
         counts = rec.counts or {}
         if prob.count not in counts or not rec.n:
             self.problems.append(
@@ -187,6 +200,8 @@ class _Resolver:
             )
             return float("nan")
         p = counts[prob.count] / rec.n
+        if prob.complement:
+            p = 1.0 - p
         self._note(Provenance(path, p, "evidence", (rec.id,), f"{counts[prob.count]} of {rec.n}"))
         return p
 
@@ -292,6 +307,19 @@ def resolve(
     transports: list[Transport] = []
     renorm: list[Renormalised] = []
     cache: dict[str, dict] = {}
+    covariates: list[Covariate] = []
+    log_hr: dict[tuple[str, str], dict[str, float]] = {}  # (regimen, part) -> covariate -> log HR
+    for name, cov in (scenario.population.covariates if scenario.population else {}).items():
+        path = f"population.covariates.{name}"
+        covariates.append(Covariate(name, r.probability(cov.prevalence, f"{path}.prevalence")))
+        for j, effect in enumerate(cov.effects):
+            hr = r.quantity(effect.hazard_ratio, f"{path}.effects.{j}.hazard_ratio", is_median=False)
+            if not hr > 0:
+                r.problems.append((f"{path}.effects.{j}.hazard_ratio", hr, "must be > 0"))
+                continue
+            for rid in effect.regimens:
+                for part in effect.clocks:
+                    log_hr.setdefault((rid, part), {})[name] = math.log(hr)
 
     def regimen_parts(rid: str) -> dict:
         """Fitted clocks of a regimen: list of (cause or None, Distribution), split, pps."""
@@ -336,7 +364,8 @@ def resolve(
                 else:
                     dests.append(Destination(bsc_name, EVENT_DETERIORATION, p))
             if dests:
-                clocks.append(Clock(dist, tuple(dests)))
+                part = "time_on_line" if cause is None else "cause_specific"
+                clocks.append(Clock(dist, tuple(dests), log_hr.get((rid, part), {})))
         return State(_state_name(line_no, rid), tuple(clocks), line=line_no, regimen=rid)
 
     def pps_state(rid, line_no, hr):
@@ -344,7 +373,8 @@ def resolve(
         clocks = ()
         if dist is not None:
             dist = dist.ph(hr) if hr != 1.0 else dist
-            clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),)),)
+            effects = log_hr.get((rid, "after_progression"), {})
+            clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),), effects),)
         return State(f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid,
                      role="post_progression")  # fmt: skip
 
@@ -413,7 +443,7 @@ def resolve(
             sequences.append(SequenceModel(sid, tuple(states)))
     if r.problems:
         raise ScenarioError(file, r.problems)
-    return Resolved(scenario, sequences, horizon, r.provenance, transports, renorm)
+    return Resolved(scenario, sequences, horizon, covariates, r.provenance, transports, renorm)
 
 
 def resolve_median(

@@ -82,11 +82,16 @@ class Quantity(_Frozen):
 
 
 class Probability(_Frozen):
-    """A probability: ``evidence`` + ``count`` (count / n of that record), or value + assumption."""
+    """A probability: ``evidence`` + ``count`` (count / n) or + ``field`` (a named proportion),
+    or value + assumption."""
 
     evidence: str | None = None
     count: str | None = None
     """Key of the record's counts (e.g. received_2l): probability = counts[count] / n."""
+    field: str | None = None
+    """Key of the record's values holding a proportion (e.g. child_pugh_a)."""
+    complement: bool = False
+    """Use 1 - the cited proportion (e.g. Child-Pugh B = 1 - Child-Pugh A)."""
     value: float | None = Field(default=None, ge=0.0, le=1.0)
     assumption: str | None = None
     note: str | None = None
@@ -95,8 +100,8 @@ class Probability(_Frozen):
     def _one_source(self) -> "Probability":
         if (self.evidence is None) == (self.value is None):
             raise ValueError("give either evidence + count, or value + assumption")
-        if self.evidence is not None and not self.count:
-            raise ValueError("an evidence probability needs 'count:' naming the count used")
+        if self.evidence is not None and (self.count is None) == (self.field is None):
+            raise ValueError("an evidence probability needs either 'count:' or 'field:'")
         if self.value is not None and not (self.assumption and self.assumption.strip()):
             raise ValueError("an explicit value needs an 'assumption:' saying why")
         return self
@@ -318,6 +323,27 @@ class Simulation(_Frozen):
     """Months at which OS is reported."""
 
 
+class Effect(_Frozen):
+    """A covariate's proportional-hazards effect on some regimens' clocks."""
+
+    regimens: list[str] = Field(min_length=1)
+    clocks: list[Literal["time_on_line", "after_progression", "cause_specific"]] = Field(min_length=1)
+    """Which clocks of those regimens the hazard ratio multiplies."""
+    hazard_ratio: Quantity
+
+
+class CovariateSpec(_Frozen):
+    """A binary patient characteristic, drawn once per patient at the start of the sequence."""
+
+    prevalence: Probability
+    effects: list[Effect] = Field(min_length=1)
+    note: str | None = None
+
+
+class Population(_Frozen):
+    covariates: dict[str, CovariateSpec] = Field(min_length=1)
+
+
 class Scenario(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     title: str
@@ -327,6 +353,8 @@ class Scenario(_Frozen):
     supportive_care: DistSpec
     """Survival (months) from failure of a line with no further therapy."""
     sequences: dict[str, SequenceSpec] = Field(min_length=1)
+    population: Population | None = None
+    """Optional patient heterogeneity; calibrated medians are re-solved for the mixed population."""
     calibration: Calibration | None = None
 
 
@@ -349,6 +377,12 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                         "this regimen ends the sequence but has no after_progression "
                         "(define it, or set then: supportive_care)",
                     ))  # fmt: skip
+    for name, cov in (sc.population.covariates if sc.population else {}).items():
+        for j, effect in enumerate(cov.effects):
+            for rid in effect.regimens:
+                if rid not in sc.regimens:
+                    problems.append((f"population.covariates.{name}.effects.{j}.regimens", rid,
+                                     f"unknown regimen; defined: {', '.join(known)}"))  # fmt: skip
     calibrated = set()
     for i, tgt in enumerate(sc.calibration.targets if sc.calibration else []):
         if tgt.regimen not in sc.regimens:
@@ -442,9 +476,21 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     return scenario
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    path = str(path)
+def _deep_merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: mappings merge key by key, a null deletes, others replace."""
+    out = dict(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: str, chain: tuple[str, ...] = ()) -> Any:
+    """Load a scenario file, following ``extends: other.yaml`` (relative to this file)."""
     try:
         text = Path(path).read_text()
     except OSError as err:
@@ -453,4 +499,21 @@ def load_scenario(path: str | Path) -> Scenario:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise _yaml_error(path, err) from None
-    return parse_scenario(data, path)
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    parent = data.pop("extends")
+    if not isinstance(parent, str):
+        raise ScenarioError(path, [("extends", parent, "must be the path of another scenario file")])
+    parent_path = str((Path(path).parent / parent).resolve())
+    if parent_path in chain:
+        raise ScenarioError(path, [("extends", parent, "circular extends chain")])
+    base = _read_yaml(parent_path, (*chain, str(Path(path).resolve())))
+    if not isinstance(base, dict):
+        raise ScenarioError(parent_path, [("(top level)", None, "expected a mapping")])
+    return _deep_merge(base, data)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file (with ``extends:`` resolved)."""
+    path = str(path)
+    return parse_scenario(_read_yaml(path), path)

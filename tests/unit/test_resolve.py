@@ -1,0 +1,130 @@
+"""Scenario -> model resolution: evidence lookups, pooling, transport flags, heterogeneity, extends."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from simseq.evidence import load_evidence
+from simseq.resolve import resolve
+from simseq.scenario import ScenarioError, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "scenarios" / "base_case.yaml"
+STUB = {"lenvatinib.after_progression": 5.0, "sorafenib.after_progression": 4.0,
+        "tki_ici.after_progression": 5.0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base():
+    return resolve(load_scenario(BASE), load_evidence(), STUB, str(BASE))
+
+
+def test_base_case_builds_five_sequences(base):
+    names = [s.name for s in base.sequences]
+    assert names == ["atzbev_len", "atzbev_sor", "atzbev_tki_ici", "atzbev_bsc", "atzbev_real_world"]
+    assert base.horizon == 120
+
+
+def test_first_line_split_and_second_line_uptake_follow_chon2024(base):
+    seq = base.sequences[0]
+    first = seq.states[0]
+    (clock,) = first.clocks
+    probs: dict[str, float] = {}
+    for d in clock.destinations:
+        probs[d.state or "dead"] = probs.get(d.state or "dead", 0.0) + d.probability
+    assert probs["L2:lenvatinib"] == pytest.approx(152 / 194 * 136 / 152)
+    assert probs["dead"] == pytest.approx(34 / 194)
+    assert probs["BSC after L1"] == pytest.approx(152 / 194 * 16 / 152 + 8 / 194)
+    assert clock.distribution.median() == pytest.approx(7.5)
+
+
+def test_pooled_median_is_n_weighted_geometric_mean(base):
+    pooled = next(p for p in base.provenance if p.path == "regimens.lenvatinib.time_on_line.median")
+    expected = math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96)
+    assert pooled.kind == "pool" and pooled.value == pytest.approx(expected)
+    assert set(pooled.ids) == {
+        "second_line.lenvatinib.pfs.chon2024.unadjusted", "second_line.lenvatinib.pfs.cheon2025.unadjusted",
+    }  # fmt: skip
+
+
+def test_every_assumption_states_a_reason(base):
+    assumptions = [p for p in base.provenance if p.kind == "assumption"]
+    assert assumptions and all(len(p.note) > 20 for p in assumptions)
+
+
+def test_transport_is_flagged_only_where_evidence_moved(base):
+    assert [(t.sequence, t.regimen, t.measured_after, t.used_after) for t in base.transports] == [
+        ("atzbev_tki_ici", "tki_ici", "lenvatinib", "atz_bev")
+    ]
+    len_first = ROOT / "scenarios" / "len_first_line.yaml"
+    stub = {"tki_mono.after_progression": 4.0, "tki_ici.after_progression": 5.0}
+    assert resolve(load_scenario(len_first), load_evidence(), stub).transports == []
+
+
+def test_transport_hazard_ratio_is_applied(tmp_path):
+    text = BASE.read_text().replace(
+        "    transport_hazard_ratio:\n      value: 1.0", "    transport_hazard_ratio:\n      value: 1.5"
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    res = resolve(load_scenario(path), load_evidence(), STUB)
+    seq = next(s for s in res.sequences if s.name == "atzbev_tki_ici")
+    state = next(s for s in seq.states if s.name == "L2:tki_ici")
+    untouched = resolve(load_scenario(BASE), load_evidence(), STUB)
+    ref = next(s for s in untouched.sequences if s.name == "atzbev_tki_ici")
+    ref_state = next(s for s in ref.states if s.name == "L2:tki_ici")
+    t = 4.0
+    assert state.clocks[0].distribution.survival(t) == pytest.approx(
+        ref_state.clocks[0].distribution.survival(t) ** 1.5
+    )
+    assert res.transports[0].hazard_ratio == 1.5
+
+
+def test_real_world_mix_is_renormalised(base):
+    (r,) = base.renormalised
+    assert r.sequence == "atzbev_real_world"
+    assert r.kept == pytest.approx({"sorafenib": 86 / 126, "lenvatinib": 40 / 126})
+    assert r.dropped == {"regorafenib": 8, "fu5_chemotherapy": 2}
+
+
+def test_heterogeneous_scenario_extends_base_and_adds_covariate():
+    path = ROOT / "scenarios" / "base_case_heterogeneous.yaml"
+    sc = load_scenario(path)
+    assert list(sc.sequences) == list(load_scenario(BASE).sequences)
+    res = resolve(sc, load_evidence(), STUB)
+    (cov,) = res.covariates
+    assert cov.name == "child_pugh_b" and cov.prevalence == pytest.approx(1 - 0.722)
+    seq = next(s for s in res.sequences if s.name == "atzbev_len")
+    pps = next(s for s in seq.states if s.role == "post_progression")
+    assert pps.clocks[0].covariate_log_hr == {"child_pugh_b": pytest.approx(math.log(2.472))}
+    line2 = next(s for s in seq.states if s.line == 2)
+    assert not line2.clocks[0].covariate_log_hr
+
+
+def test_extends_merges_and_null_deletes(tmp_path):
+    fixed = "".join(
+        f"  {r}:\n    after_progression:\n      median: {{calibrate: null, value: 6.0, "
+        "assumption: fixed for this test}\n"
+        for r in ("lenvatinib", "sorafenib", "tki_ici")
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {BASE}\nname: child\ncalibration: null\nregimens:\n{fixed}")
+    sc = load_scenario(child)
+    assert sc.name == "child" and sc.calibration is None
+    assert sc.regimens["lenvatinib"].after_progression.median.value == 6.0
+    assert sc.regimens["lenvatinib"].time_on_line.median.pool  # untouched keys survive
+    no_delete = tmp_path / "no_delete.yaml"
+    no_delete.write_text(fixed.replace("calibrate: null, ", "").join(
+        [f"extends: {BASE}\nname: nd\ncalibration: null\nregimens:\n", ""]))
+    with pytest.raises(ScenarioError, match="exactly one of"):
+        load_scenario(no_delete)  # the base's calibrate and the new value would both be set
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\nname: loop\n")
+    with pytest.raises(ScenarioError, match="circular"):
+        load_scenario(loop)
+
+
+def test_unresolved_calibration_is_an_error():
+    with pytest.raises(ScenarioError, match="run simseq calibrate"):
+        resolve(load_scenario(BASE), load_evidence(), {})
