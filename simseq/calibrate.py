@@ -104,7 +104,9 @@ def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
     payload = {
         "regimens": {k: v.model_dump(mode="json") for k, v in scenario.regimens.items()},
         "supportive_care": scenario.supportive_care.model_dump(mode="json"),
-        "calibration": scenario.calibration.model_dump(mode="json") if scenario.calibration else None,
+        "calibration": scenario.calibration.model_dump(mode="json")
+        if scenario.calibration
+        else None,
         "seed": sim.seed,
         "n": calibration_n(scenario),
         "horizon": sim.horizon.model_dump(mode="json"),
@@ -121,9 +123,13 @@ def _simulated(scenario, evidence, file, values, tgt: Target, n, threads):
     res = resolve(scenario, evidence, values, file, cohort_regimen=tgt.regimen)
     model = compile_model(res.sequences, res.covariates)
     tallies = simulate(
-        model, n, scenario.simulation.seed, horizon=res.horizon,
-        bin_width=scenario.simulation.bin_width, threads=threads,
-    )  # fmt: skip
+        model,
+        n,
+        scenario.simulation.seed,
+        horizon=res.horizon,
+        bin_width=scenario.simulation.bin_width,
+        threads=threads,
+    )
     curve = tally_curve(tallies, _TALLY_OF[tgt.quantity], [int(model.seq_start_state[0])])
     return curve.median(), curve.median_ci95()
 
@@ -139,7 +145,9 @@ def calibrate(
     """Solve every declared target; raise ScenarioError when a target cannot be reached."""
     cal = scenario.calibration
     if cal is None:
-        return CalibrationResult({}, [], input_hash(scenario, evidence), scenario.simulation.seed, 0)
+        return CalibrationResult(
+            {}, [], input_hash(scenario, evidence), scenario.simulation.seed, 0
+        )
     n = calibration_n(scenario)
     # start each free median at the geometric mean of its bracket
     values: dict[str, float] = {}
@@ -169,16 +177,24 @@ def calibrate(
             if g_lo * g_hi > 0:
                 raise ScenarioError(
                     file,
-                    [(f"calibration.targets.{i}", goal,
-                      f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the simulated "
-                      f"{tgt.quantity} spans [{g_lo + goal:.4g}, {g_hi + goal:.4g}]; widen the "
-                      "bounds or check the other inputs")],
-                )  # fmt: skip
+                    [
+                        (
+                            f"calibration.targets.{i}",
+                            goal,
+                            f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the simulated "
+                            f"{tgt.quantity} spans [{g_lo + goal:.4g}, {g_hi + goal:.4g}]; "
+                            "widen the "
+                            "bounds or check the other inputs",
+                        )
+                    ],
+                )
             values[key] = brentq(gap, lo, hi, xtol=1e-9, rtol=cal.tolerance / 10)
             current = gap(values[key]) + goal
             worst = max(worst, abs(current / goal - 1.0))
             if progress is not None:
-                progress(f"{key}.median = {values[key]:.4f} months -> {current:.4f} (target {goal:.4f})")
+                progress(
+                    f"{key}.median = {values[key]:.4f} months -> {current:.4f} (target {goal:.4f})"
+                )
         if worst <= cal.tolerance:
             break
 
@@ -186,13 +202,24 @@ def calibrate(
     for i, tgt in enumerate(cal.targets):
         key, _ = specs[i]
         sim, (clo, chi) = _simulated(scenario, evidence, file, values, tgt, n, threads)
-        results.append(TargetResult(
-            target_id=_target_id(tgt), quantity=tgt.quantity, regimen=tgt.regimen,
-            free=tgt.free, target=targets[i], simulated=sim,
-            rel_error=sim / targets[i] - 1.0, simulated_ci95_low=clo,
-            simulated_ci95_high=chi, solved_median=values[key], n_patients=n,
-        ))  # fmt: skip
-    return CalibrationResult(values, results, input_hash(scenario, evidence), scenario.simulation.seed, n)
+        results.append(
+            TargetResult(
+                target_id=_target_id(tgt),
+                quantity=tgt.quantity,
+                regimen=tgt.regimen,
+                free=tgt.free,
+                target=targets[i],
+                simulated=sim,
+                rel_error=sim / targets[i] - 1.0,
+                simulated_ci95_low=clo,
+                simulated_ci95_high=chi,
+                solved_median=values[key],
+                n_patients=n,
+            )
+        )
+    return CalibrationResult(
+        values, results, input_hash(scenario, evidence), scenario.simulation.seed, n
+    )
 
 
 def load_cached(directory: Path, expected_hash: str) -> CalibrationResult | None:

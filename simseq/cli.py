@@ -135,15 +135,18 @@ def validate_cmd(scenario: str) -> None:
 
     resolved = validate_file(scenario)
     kinds = [p.kind for p in resolved.provenance]
+    cal = resolved.scenario.calibration
     click.echo(
         f"{scenario}: valid: {len(resolved.sequences)} sequences, "
         f"{len(resolved.scenario.regimens)} regimens; numbers from evidence "
-        f"{kinds.count('evidence') + kinds.count('pool')}, assumptions {kinds.count('assumption')}, "
-        f"calibrated {len(resolved.scenario.calibration.targets) if resolved.scenario.calibration else 0}"
+        f"{kinds.count('evidence') + kinds.count('pool')}, "
+        f"assumptions {kinds.count('assumption')}, calibrated {len(cal.targets) if cal else 0}"
     )
     for t in resolved.transports:
-        click.echo(f"  transported: {t.sequence} line {t.line} {t.regimen} (evidence measured "
-                   f"after {t.measured_after}, used after {t.used_after})")  # fmt: skip
+        click.echo(
+            f"  transported: {t.sequence} line {t.line} {t.regimen} (evidence measured "
+            f"after {t.measured_after}, used after {t.used_after})"
+        )
     for r in resolved.renormalised:
         click.echo(f"  renormalised: {r.sequence} line {r.line} drops {sorted(r.dropped)}")
 
@@ -167,25 +170,42 @@ def calibrate_cmd(scenario: str, out: str | None, threads: int | None, quiet: bo
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
 @_threads
 @_out
-@click.option("--chunk-size", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Patients per engine call (results do not depend on it).")  # fmt: skip
-@click.option("--trajectories", type=click.IntRange(min=0), default=0,
-              help="Also write the event log of the first N patients (small runs).")  # fmt: skip
-@click.option("--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Patients per engine call (results do not depend on it).",
+)
+@click.option(
+    "--trajectories",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also write the event log of the first N patients (small runs).",
+)
+@click.option(
+    "--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True
+)
 @_quiet
 @_scenario_errors
-def run_cmd(scenario, patients, seed, threads, out, chunk_size, trajectories,
-            trajectories_format, quiet) -> None:  # fmt: skip
+def run_cmd(
+    scenario, patients, seed, threads, out, chunk_size, trajectories, trajectories_format, quiet
+) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
     from simseq.pipeline import run_scenario
 
     try:
         run_scenario(
-            scenario, n_patients=patients, seed=seed, threads=threads, out=out,
-            chunk_size=chunk_size, trajectories=trajectories,
-            trajectories_format=trajectories_format, quiet=quiet,
-        )  # fmt: skip
+            scenario,
+            n_patients=patients,
+            seed=seed,
+            threads=threads,
+            out=out,
+            chunk_size=chunk_size,
+            trajectories=trajectories,
+            trajectories_format=trajectories_format,
+            quiet=quiet,
+        )
     except ValueError as err:
         from simseq.scenario import ScenarioError
 

@@ -22,7 +22,7 @@ DEAD = None  # destination meaning death
 
 @dataclass(frozen=True)
 class Destination:
-    """Where a ringing clock sends the patient: ``state`` (None = dead), the event, its probability."""
+    """Where a ringing clock sends the patient: ``state`` (None = dead), event, probability."""
 
     state: str | None
     event: int

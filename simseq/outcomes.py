@@ -129,7 +129,9 @@ def exit_fractions(tallies: Tallies, states: list[int]) -> dict[str, float]:
     counts = tallies.exit_counts[states].sum(axis=0)
     total = counts.sum()
     names = [*EVENT_NAMES, "at_horizon"]
-    return {names[i]: (float(counts[i] / total) if total else math.nan) for i in range(N_EVENTS + 1)}
+    return {
+        names[i]: (float(counts[i] / total) if total else math.nan) for i in range(N_EVENTS + 1)
+    }
 
 
 def _finite(x: float) -> float | None:
@@ -139,7 +141,11 @@ def _finite(x: float) -> float | None:
 def time_summary(curve: SurvivalCurve) -> dict:
     """Median and its Monte Carlo 95% interval (None where not reached)."""
     lo, hi = curve.median_ci95()
-    return {"median": _finite(curve.median()), "median_ci95": [_finite(lo), _finite(hi)], "n": curve.n}
+    return {
+        "median": _finite(curve.median()),
+        "median_ci95": [_finite(lo), _finite(hi)],
+        "n": curve.n,
+    }
 
 
 def os_summary(curve: SurvivalCurve, horizon: float, landmarks: tuple[float, ...]) -> dict:
@@ -176,7 +182,11 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int) -> di
 
 
 def sequence_summary(
-    model: ModelArrays, tallies: Tallies, sequence: str, horizon: float, landmarks: tuple[float, ...]
+    model: ModelArrays,
+    tallies: Tallies,
+    sequence: str,
+    horizon: float,
+    landmarks: tuple[float, ...],
 ) -> dict:
     """Every reported outcome of one sequence (months; fractions of all simulated patients)."""
     n = tallies.n_patients
@@ -197,9 +207,7 @@ def sequence_summary(
     for line_no in range(2, max_line + 1):
         at_line = [s for s in states if model.state_line[s] == line_no]
         key = line_key(line_no)
-        out[key] = {
-            model.state_regimen[s]: _line_block(tallies, [s], line_no, n) for s in at_line
-        }
+        out[key] = {model.state_regimen[s]: _line_block(tallies, [s], line_no, n) for s in at_line}
         out[f"{key}_any"] = _line_block(tallies, at_line, line_no, n)
     bsc = [s for s in states if model.state_role[s] == "no_further_therapy"]
     if bsc:

@@ -59,9 +59,13 @@ def default_out(scenario: Scenario) -> Path:
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5, check=False,
-        )  # fmt: skip
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -70,7 +74,7 @@ def _git_commit() -> str | None:
 def get_calibration(
     scenario: Scenario, path: str, out_dir: Path, *, threads=None, console: Console | None = None
 ) -> tuple[CalibrationResult, bool]:
-    """Cached calibration if its inputs are unchanged, else a fresh one. Returns (result, from_cache)."""
+    """Cached calibration if its inputs are unchanged, else a fresh one: (result, from_cache)."""
     evidence = load_evidence()
     expected = input_hash(scenario, evidence)
     cached = load_cached(out_dir, expected)
@@ -99,7 +103,8 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
         sequences[sid] = s
     warnings = [
-        f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after {t.measured_after} "
+        f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after "
+        f"{t.measured_after} "
         f"({', '.join(t.evidence_ids)}) but follows {t.used_after} here (transported; hazard "
         f"ratio {t.hazard_ratio:g})"
         for t in resolved.transports
@@ -119,12 +124,15 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         "horizon": resolved.horizon,
         "landmarks": list(landmarks),
         "time_unit": "months",
-        "intervals": "Monte Carlo 95% intervals (simulation noise at this N), not parameter uncertainty",
+        "intervals": "Monte Carlo 95% intervals (simulation noise at this N), "
+        "not parameter uncertainty",
         "warnings": warnings,
         "sequences": sequences,
         "calibration": calibration_rows(cal),
-        "provenance": [asdict(p) | {"value": None if p.value != p.value else p.value}
-                       for p in resolved.provenance],  # fmt: skip
+        "provenance": [
+            asdict(p) | {"value": None if p.value != p.value else p.value}
+            for p in resolved.provenance
+        ],
     }
 
 
@@ -148,8 +156,9 @@ def run_scenario(
     file_scenario = load_scenario(path)
     out_dir = Path(out) if out is not None else default_out(file_scenario)
     # calibration depends on the scenario file only, not on --patients/--seed overrides
-    cal, cached = get_calibration(file_scenario, path, out_dir, threads=threads,
-                                  console=None if quiet else console)  # fmt: skip
+    cal, cached = get_calibration(
+        file_scenario, path, out_dir, threads=threads, console=None if quiet else console
+    )
     sim_update = {}
     if n_patients is not None:
         sim_update["n_patients"] = n_patients
@@ -168,16 +177,26 @@ def run_scenario(
     model = compile_model(resolved.sequences, resolved.covariates)
     sim = scenario.simulation
     progress = Progress(
-        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=quiet, transient=True,
-    )  # fmt: skip
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
     with progress:
         task = progress.add_task("patients", total=sim.n_patients)
         tallies = simulate(
-            model, sim.n_patients, sim.seed, horizon=resolved.horizon, bin_width=sim.bin_width,
-            threads=threads, chunk_size=chunk_size,
+            model,
+            sim.n_patients,
+            sim.seed,
+            horizon=resolved.horizon,
+            bin_width=sim.bin_width,
+            threads=threads,
+            chunk_size=chunk_size,
             progress=lambda k: progress.advance(task, k),
-        )  # fmt: skip
+        )
     summary = build_summary(scenario, resolved, model, tallies, cal)
     curves = {
         sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
@@ -188,11 +207,12 @@ def run_scenario(
         write_json(tmp / "summary.json", summary)
         survival_table(curves).to_csv(tmp / "survival.csv", index=False)
         plot_survival(
-            tmp / "survival.png", curves,
+            tmp / "survival.png",
+            curves,
             {sid: scenario.sequences[sid].label for sid in curves},
             f"{scenario.title}\nN = {sim.n_patients:,} simulated patients per sequence",
             {t.sequence for t in resolved.transports},
-        )  # fmt: skip
+        )
         save_cached(tmp, cal)
         if cal.targets:
             pd.DataFrame(calibration_rows(cal)).to_csv(tmp / "calibration.csv", index=False)
@@ -202,35 +222,58 @@ def run_scenario(
                 log.to_parquet(tmp / "trajectories.parquet", index=False)
             else:
                 log.to_csv(tmp / "trajectories.csv", index=False)
-        write_json(tmp / "manifest.json", {
-            "simseq_version": __version__,
-            "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
-            "scenario_file": path,
-            "scenario_sha256": hashlib.sha256(scenario_bytes).hexdigest(),
-            "evidence_records": len(evidence),
-            "seed": sim.seed, "n_patients": sim.n_patients,
-            "threads": threads or numba.get_num_threads(), "chunk_size": chunk_size,
-            "git_commit": _git_commit(),
-            "calibration": {"input_hash": cal.input_hash, "from_cache": cached,
-                            "values": cal.values, "n_patients": cal.n_patients, "seed": cal.seed},
-            "seconds": round(time.perf_counter() - started, 3),
-        })  # fmt: skip
+        write_json(
+            tmp / "manifest.json",
+            {
+                "simseq_version": __version__,
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "numba": numba.__version__,
+                "scipy": scipy.__version__,
+                "scenario_file": path,
+                "scenario_sha256": hashlib.sha256(scenario_bytes).hexdigest(),
+                "evidence_records": len(evidence),
+                "seed": sim.seed,
+                "n_patients": sim.n_patients,
+                "threads": threads or numba.get_num_threads(),
+                "chunk_size": chunk_size,
+                "git_commit": _git_commit(),
+                "calibration": {
+                    "input_hash": cal.input_hash,
+                    "from_cache": cached,
+                    "values": cal.values,
+                    "n_patients": cal.n_patients,
+                    "seed": cal.seed,
+                },
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
     if not quiet:
         print_run_table(console, summary)
         console.print(f"results written to {out_dir}/")
     return summary, out_dir
 
 
-def run_calibration(path: str | Path, out: str | Path | None = None, *, threads=None,
-                    quiet=False, console: Console | None = None) -> tuple[CalibrationResult, Path]:
+def run_calibration(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    threads=None,
+    quiet=False,
+    console: Console | None = None,
+) -> tuple[CalibrationResult, Path]:
     """``simseq calibrate``: solve the targets and write calibration.csv (+ the cache) to out."""
     console = console or make_console(quiet)
     path = str(path)
     scenario = load_scenario(path)
     out_dir = Path(out) if out is not None else default_out(scenario)
-    cal = calibrate(scenario, load_evidence(), path, threads=threads,
-                    progress=None if quiet else (lambda m: console.print(f"  {m}")))  # fmt: skip
+    cal = calibrate(
+        scenario,
+        load_evidence(),
+        path,
+        threads=threads,
+        progress=None if quiet else (lambda m: console.print(f"  {m}")),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = calibration_rows(cal)
     csv = out_dir / "calibration.csv"

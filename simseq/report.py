@@ -57,11 +57,17 @@ def survival_table(curves: dict[str, SurvivalCurve], step: float = 0.1) -> pd.Da
         grid = np.round(np.arange(0.0, curve.times[-1] + 1e-9, step), 6)
         s = np.interp(grid, curve.times, curve.survival)
         se = np.interp(grid, curve.times, curve.se)
-        frames.append(pd.DataFrame({
-            "sequence": seq, "time_months": grid, "survival": np.round(s, 6),
-            "ci95_low": np.round(np.clip(s - 1.959964 * se, 0, 1), 6),
-            "ci95_high": np.round(np.clip(s + 1.959964 * se, 0, 1), 6),
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sequence": seq,
+                    "time_months": grid,
+                    "survival": np.round(s, 6),
+                    "ci95_low": np.round(np.clip(s - 1.959964 * se, 0, 1), 6),
+                    "ci95_high": np.round(np.clip(s + 1.959964 * se, 0, 1), 6),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -90,8 +96,13 @@ def plot_survival(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     if transported:
-        fig.text(0.01, 0.01, "† transported evidence: measured after a different prior line",
-                 fontsize=7, style="italic")  # fmt: skip
+        fig.text(
+            0.01,
+            0.01,
+            "† transported evidence: measured after a different prior line",
+            fontsize=7,
+            style="italic",
+        )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path)
     plt.close(fig)
@@ -104,8 +115,11 @@ def _fmt(x, digits=1) -> str:
 def print_run_table(console: Console, summary: dict) -> None:
     """One row per sequence: OS from first line, first-line PFS and what followed."""
     landmarks = summary["landmarks"]
-    table = Table(title=f"{summary['title']}  (N = {summary['n_patients']:,} per sequence, "
-                        f"seed {summary['seed']})", title_style="bold")  # fmt: skip
+    table = Table(
+        title=f"{summary['title']}  (N = {summary['n_patients']:,} per sequence, "
+        f"seed {summary['seed']})",
+        title_style="bold",
+    )
     table.add_column("sequence")
     table.add_column("median OS (95% MC CI)", justify="right")
     table.add_column(f"RMST {summary['horizon']:g} mo", justify="right")
@@ -135,10 +149,17 @@ def print_run_table(console: Console, summary: dict) -> None:
 def print_calibration_table(console: Console, rows: list[dict]) -> None:
     table = Table(title="Calibration", title_style="bold")
     for col in ("target_id", "quantity", "regimen", "target", "simulated", "rel_error", "solved"):
-        table.add_column(col, justify="left" if col in ("target_id", "quantity", "regimen") else "right")
+        table.add_column(
+            col, justify="left" if col in ("target_id", "quantity", "regimen") else "right"
+        )
     for r in rows:
         table.add_row(
-            r["target_id"], r["quantity"], r["regimen"], f"{r['target']:.4f}",
-            f"{r['simulated']:.4f}", f"{r['rel_error']:+.3%}", f"{r['solved_median']:.4f}",
-        )  # fmt: skip
+            r["target_id"],
+            r["quantity"],
+            r["regimen"],
+            f"{r['target']:.4f}",
+            f"{r['simulated']:.4f}",
+            f"{r['rel_error']:+.3%}",
+            f"{r['solved_median']:.4f}",
+        )
     console.print(table)

@@ -100,9 +100,12 @@ class _Resolver:
             return None
         if rec.quantity != "median" or rec.unit != "months" or rec.value is None:
             self.problems.append(
-                (path, rid, f"not a median in months (it is a {rec.quantity} record); cite a "
-                 "median record")
-            )  # fmt: skip
+                (
+                    path,
+                    rid,
+                    f"not a median in months (it is a {rec.quantity} record); cite a median record",
+                )
+            )
             return None
         return rec
 
@@ -113,7 +116,9 @@ class _Resolver:
             return q.value
         if q.calibrate is not None:
             if calib_key not in self.calibrated:
-                self.problems.append((path, "calibrate", "not calibrated yet: run simseq calibrate"))
+                self.problems.append(
+                    (path, "calibrate", "not calibrated yet: run simseq calibrate")
+                )
                 return float("nan")
             value = float(self.calibrated[calib_key])
             self._note(Provenance(path, value, "calibrated", note=f"solved for {calib_key}"))
@@ -147,7 +152,9 @@ class _Resolver:
             self.problems.append((f"{path}.pool", q.pool, str(err)))
             return float("nan")
         weights = ", ".join(f"{i} {w:.3f}" for i, w in zip(pooled.ids, pooled.weights, strict=True))
-        self._note(Provenance(path, pooled.value, "pool", pooled.ids, f"{pooled.method}; {weights}"))
+        self._note(
+            Provenance(path, pooled.value, "pool", pooled.ids, f"{pooled.method}; {weights}")
+        )
         return pooled.value
 
     def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Distribution | None:
@@ -159,7 +166,9 @@ class _Resolver:
         if spec.hazard_ratio is not None:
             hr = self.quantity(spec.hazard_ratio, f"{path}.hazard_ratio", is_median=False)
         if spec.median is not None:
-            median = self.quantity(spec.median, f"{path}.median", is_median=True, calib_key=calib_key)
+            median = self.quantity(
+                spec.median, f"{path}.median", is_median=True, calib_key=calib_key
+            )
         if any(v != v for v in params.values()) or (spec.median is not None and median != median):
             return None
         try:
@@ -186,8 +195,13 @@ class _Resolver:
             values = rec.values or {}
             v = values.get(prob.field)
             if not isinstance(v, int | float) or not 0 <= v <= 1:
-                self.problems.append((f"{path}.field", prob.field,
-                                      f"not a proportion of {rec.id}; it has {sorted(values)}"))  # fmt: skip
+                self.problems.append(
+                    (
+                        f"{path}.field",
+                        prob.field,
+                        f"not a proportion of {rec.id}; it has {sorted(values)}",
+                    )
+                )
                 return float("nan")
             p = 1.0 - v if prob.complement else float(v)
             how = f"1 - {prob.field} {v}" if prob.complement else f"{prob.field} {v}"
@@ -226,12 +240,16 @@ class _Resolver:
         self._note(Provenance(path, float("nan"), "evidence", (rec.id,), f"{text} of {total}"))
         return probs
 
-    def mix(self, line: Line, path: str, sequence: str, line_no: int, out: list) -> dict[str, float]:
+    def mix(
+        self, line: Line, path: str, sequence: str, line_no: int, out: list
+    ) -> dict[str, float]:
         if line.regimen is not None:
             return {line.regimen: 1.0}
         m = line.mix
         if m.probabilities is not None:
-            self._note(Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or ""))
+            self._note(
+                Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or "")
+            )
             return {r: p for r, p in m.probabilities.items() if p > 0}
         rec = self._record(m.evidence, f"{path}.mix.evidence")
         if rec is None:
@@ -240,7 +258,11 @@ class _Resolver:
         unknown = [k for k in m.regimens if k not in counts]
         if unknown:
             self.problems.append(
-                (f"{path}.mix.regimens", unknown, f"not counts of {rec.id}; it has {sorted(counts)}")
+                (
+                    f"{path}.mix.regimens",
+                    unknown,
+                    f"not counts of {rec.id}; it has {sorted(counts)}",
+                )
             )
             return {}
         kept_total = sum(counts[k] for k in m.regimens)
@@ -249,9 +271,14 @@ class _Resolver:
         if dropped:
             out.append(Renormalised(sequence, line_no, dropped, kept))
         self._note(
-            Provenance(f"{path}.mix", float("nan"), "evidence", (rec.id,),
-                       f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}")
-        )  # fmt: skip
+            Provenance(
+                f"{path}.mix",
+                float("nan"),
+                "evidence",
+                (rec.id,),
+                f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}",
+            )
+        )
         return kept
 
     # -- transport -------------------------------------------------------------
@@ -313,7 +340,9 @@ def resolve(
         path = f"population.covariates.{name}"
         covariates.append(Covariate(name, r.probability(cov.prevalence, f"{path}.prevalence")))
         for j, effect in enumerate(cov.effects):
-            hr = r.quantity(effect.hazard_ratio, f"{path}.effects.{j}.hazard_ratio", is_median=False)
+            hr = r.quantity(
+                effect.hazard_ratio, f"{path}.effects.{j}.hazard_ratio", is_median=False
+            )
             if not hr > 0:
                 r.problems.append((f"{path}.effects.{j}.hazard_ratio", hr, "must be > 0"))
                 continue
@@ -375,11 +404,14 @@ def resolve(
             dist = dist.ph(hr) if hr != 1.0 else dist
             effects = log_hr.get((rid, "after_progression"), {})
             clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),), effects),)
-        return State(f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid,
-                     role="post_progression")  # fmt: skip
+        return State(
+            f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid, role="post_progression"
+        )
 
     def bsc_state(line_no):
-        clocks = () if sc_dist is None else (Clock(sc_dist, (Destination(None, EVENT_DEATH, 1.0),)),)
+        clocks = (
+            () if sc_dist is None else (Clock(sc_dist, (Destination(None, EVENT_DEATH, 1.0),)),)
+        )
         return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
 
     sequences: list[SequenceModel] = []
@@ -405,8 +437,10 @@ def resolve(
                 bsc = f"BSC after L{line_no}"
                 if i + 1 < n_lines:
                     p_next = r.probability(line.next_line, f"{path}.next_line")
-                    prog_to = [(_state_name(line_no + 1, nr), p_next * q)
-                               for nr, q in line_regimens[i + 1].items()]  # fmt: skip
+                    prog_to = [
+                        (_state_name(line_no + 1, nr), p_next * q)
+                        for nr, q in line_regimens[i + 1].items()
+                    ]
                     prog_to.append((bsc, 1.0 - p_next))
                 elif line.then == "post_progression":
                     prog_to = None
@@ -415,20 +449,30 @@ def resolve(
                 prior = {_agent(scenario, x) for x in line_regimens[i - 1]} if i else {"none"}
                 for rid in line_regimens[i]:
                     hr = 1.0
-                    moved = [rec for rec in r.regimen_evidence(rid)
-                             if _measured_after(rec) is not None
-                             and _measured_after(rec) not in prior]  # fmt: skip
+                    moved = [
+                        rec
+                        for rec in r.regimen_evidence(rid)
+                        if _measured_after(rec) is not None and _measured_after(rec) not in prior
+                    ]
                     if moved:
                         reg = scenario.regimens[rid]
                         if reg.transport_hazard_ratio is not None:
-                            hr = r.quantity(reg.transport_hazard_ratio,
-                                            f"regimens.{rid}.transport_hazard_ratio",
-                                            is_median=False)  # fmt: skip
-                        transports.append(Transport(
-                            sid, line_no, rid, tuple(x.id for x in moved),
-                            ", ".join(sorted({_measured_after(x) for x in moved})),
-                            ", ".join(sorted(prior)), hr,
-                        ))  # fmt: skip
+                            hr = r.quantity(
+                                reg.transport_hazard_ratio,
+                                f"regimens.{rid}.transport_hazard_ratio",
+                                is_median=False,
+                            )
+                        transports.append(
+                            Transport(
+                                sid,
+                                line_no,
+                                rid,
+                                tuple(x.id for x in moved),
+                                ", ".join(sorted({_measured_after(x) for x in moved})),
+                                ", ".join(sorted(prior)),
+                                hr,
+                            )
+                        )
                     targets = prog_to or [(f"PPS after L{line_no}:{rid}", 1.0)]
                     states.append(line_states(rid, line_no, hr, targets, bsc))
                     if prog_to is None:

@@ -70,7 +70,9 @@ class Quantity(_Frozen):
 
     @model_validator(mode="after")
     def _one_source(self) -> "Quantity":
-        given = [k for k in ("evidence", "pool", "value", "calibrate") if getattr(self, k) is not None]
+        given = [
+            k for k in ("evidence", "pool", "value", "calibrate") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of evidence, pool, value (with assumption) or calibrate; "
@@ -136,7 +138,9 @@ class DistSpec(_Frozen):
         given = [p for p in _PARAM_FIELDS if getattr(self, p) is not None]
         wrong = [p for p in given if p not in names]
         if wrong:
-            raise ValueError(f"{self.family} takes {', '.join(names)}; {', '.join(wrong)} not allowed")
+            raise ValueError(
+                f"{self.family} takes {', '.join(names)}; {', '.join(wrong)} not allowed"
+            )
         n_needed = len(names) - (1 if self.median is not None else 0)
         if len(given) != n_needed:
             need = "a median plus all but one of" if self.median is not None else "all of"
@@ -327,7 +331,9 @@ class Effect(_Frozen):
     """A covariate's proportional-hazards effect on some regimens' clocks."""
 
     regimens: list[str] = Field(min_length=1)
-    clocks: list[Literal["time_on_line", "after_progression", "cause_specific"]] = Field(min_length=1)
+    clocks: list[Literal["time_on_line", "after_progression", "cause_specific"]] = Field(
+        min_length=1
+    )
     """Which clocks of those regimens the hazard ratio multiplies."""
     hazard_ratio: Quantity
 
@@ -372,37 +378,59 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
         if last.then == "post_progression":
             for rid in last.regimen_ids():
                 if rid in sc.regimens and sc.regimens[rid].after_progression is None:
-                    problems.append((
-                        f"sequences.{sid}.lines.{len(seq.lines) - 1}", rid,
-                        "this regimen ends the sequence but has no after_progression "
-                        "(define it, or set then: supportive_care)",
-                    ))  # fmt: skip
+                    problems.append(
+                        (
+                            f"sequences.{sid}.lines.{len(seq.lines) - 1}",
+                            rid,
+                            "this regimen ends the sequence but has no after_progression "
+                            "(define it, or set then: supportive_care)",
+                        )
+                    )
     for name, cov in (sc.population.covariates if sc.population else {}).items():
         for j, effect in enumerate(cov.effects):
             for rid in effect.regimens:
                 if rid not in sc.regimens:
-                    problems.append((f"population.covariates.{name}.effects.{j}.regimens", rid,
-                                     f"unknown regimen; defined: {', '.join(known)}"))  # fmt: skip
+                    problems.append(
+                        (
+                            f"population.covariates.{name}.effects.{j}.regimens",
+                            rid,
+                            f"unknown regimen; defined: {', '.join(known)}",
+                        )
+                    )
     calibrated = set()
     for i, tgt in enumerate(sc.calibration.targets if sc.calibration else []):
         if tgt.regimen not in sc.regimens:
-            problems.append((f"calibration.targets.{i}.regimen", tgt.regimen,
-                             f"unknown regimen; defined: {', '.join(known)}"))  # fmt: skip
+            problems.append(
+                (
+                    f"calibration.targets.{i}.regimen",
+                    tgt.regimen,
+                    f"unknown regimen; defined: {', '.join(known)}",
+                )
+            )
             continue
         part, _ = tgt.free.split(".")
         spec = getattr(sc.regimens[tgt.regimen], part)
         if spec is None or spec.median is None or spec.median.calibrate is None:
-            problems.append((f"calibration.targets.{i}.free", tgt.free,
-                             f"regimens.{tgt.regimen}.{tgt.free} must be declared as "
-                             "{calibrate: ...}"))  # fmt: skip
+            problems.append(
+                (
+                    f"calibration.targets.{i}.free",
+                    tgt.free,
+                    f"regimens.{tgt.regimen}.{tgt.free} must be declared as {{calibrate: ...}}",
+                )
+            )
         calibrated.add((tgt.regimen, part))
     for rid, reg in sc.regimens.items():
         for part in ("time_on_line", "after_progression"):
             spec = getattr(reg, part)
             if spec is not None and spec.median is not None and spec.median.calibrate:
                 if (rid, part) not in calibrated:
-                    problems.append((f"regimens.{rid}.{part}.median", "calibrate",
-                                     "marked calibrate but no calibration target frees it"))  # fmt: skip
+                    problems.append(
+                        (
+                            f"regimens.{rid}.{part}.median",
+                            "calibrate",
+                            "marked calibrate but no calibration target frees it",
+                        )
+                    )
     return problems
 
 
@@ -477,7 +505,7 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
-    """``override`` on top of ``base``: mappings merge key by key, a null deletes, others replace."""
+    """``override`` on ``base``: mappings merge key by key, a null deletes, others replace."""
     out = dict(base)
     for key, value in override.items():
         if value is None:
@@ -503,7 +531,9 @@ def _read_yaml(path: str, chain: tuple[str, ...] = ()) -> Any:
         return data
     parent = data.pop("extends")
     if not isinstance(parent, str):
-        raise ScenarioError(path, [("extends", parent, "must be the path of another scenario file")])
+        raise ScenarioError(
+            path, [("extends", parent, "must be the path of another scenario file")]
+        )
     parent_path = str((Path(path).parent / parent).resolve())
     if parent_path in chain:
         raise ScenarioError(path, [("extends", parent, "circular extends chain")])

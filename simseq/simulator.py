@@ -26,7 +26,9 @@ DEFAULT_CHUNK = 1_000_000
 class Tallies:
     """Summed reductions of one simulation (one parameter draw)."""
 
-    hist: np.ndarray  # int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored
+    hist: (
+        np.ndarray
+    )  # int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored
     exit_counts: np.ndarray  # int64 (n_states, N_EVENTS + 1): exits by event, last = at horizon
     n_patients: int
     bin_width: float  # months
@@ -78,14 +80,30 @@ def simulate(
         for lo in range(0, n_patients, chunk_size):
             n_chunk = min(chunk_size, n_patients - lo)
             simulate_tallies(
-                seed, draw_idx, lo, n_chunk, model.seq_start_state, float(horizon),
-                float(bin_width), model.max_steps, model.stride,
-                model.cov_prevalence[d], model.cov_log_hr[d],
-                model.state_clock_lo, model.state_clock_hi, model.clock_family,
-                model.clock_params[d], model.clock_hr[d], model.clock_dest_lo,
-                model.clock_dest_hi, model.dest_state, model.dest_event, model.dest_cumprob[d],
-                hist, exits,
-            )  # fmt: skip
+                seed,
+                draw_idx,
+                lo,
+                n_chunk,
+                model.seq_start_state,
+                float(horizon),
+                float(bin_width),
+                model.max_steps,
+                model.stride,
+                model.cov_prevalence[d],
+                model.cov_log_hr[d],
+                model.state_clock_lo,
+                model.state_clock_hi,
+                model.clock_family,
+                model.clock_params[d],
+                model.clock_hr[d],
+                model.clock_dest_lo,
+                model.clock_dest_hi,
+                model.dest_state,
+                model.dest_event,
+                model.dest_cumprob[d],
+                hist,
+                exits,
+            )
             if progress is not None:
                 progress(n_chunk)
     finally:
@@ -111,12 +129,31 @@ def simulate_trajectories(
     out_death = np.zeros((n_seq, n_patients))
     d = draw_idx if model.n_draws > 1 else 0
     simulate_paths(
-        seed, draw_idx, 0, model.seq_start_state, float(horizon), model.stride,
-        model.cov_prevalence[d], model.cov_log_hr[d], model.state_clock_lo,
-        model.state_clock_hi, model.clock_family, model.clock_params[d], model.clock_hr[d],
-        model.clock_dest_lo, model.clock_dest_hi, model.dest_state, model.dest_event,
-        model.dest_cumprob[d], out_state, out_enter, out_exit, out_event, out_n, out_death,
-    )  # fmt: skip
+        seed,
+        draw_idx,
+        0,
+        model.seq_start_state,
+        float(horizon),
+        model.stride,
+        model.cov_prevalence[d],
+        model.cov_log_hr[d],
+        model.state_clock_lo,
+        model.state_clock_hi,
+        model.clock_family,
+        model.clock_params[d],
+        model.clock_hr[d],
+        model.clock_dest_lo,
+        model.clock_dest_hi,
+        model.dest_state,
+        model.dest_event,
+        model.dest_cumprob[d],
+        out_state,
+        out_enter,
+        out_exit,
+        out_event,
+        out_n,
+        out_death,
+    )
     rows = []
     for q, seq in enumerate(model.seq_names):
         for p in range(n_patients):
@@ -130,9 +167,17 @@ def simulate_trajectories(
                 else:
                     to, event = model.state_names[out_state[q, p, i + 1]], EVENT_NAMES[ev]
                 rows.append(
-                    (seq, p, model.state_names[out_state[q, p, i]], to, event,
-                     out_enter[q, p, i], out_exit[q, p, i])
-                )  # fmt: skip
+                    (
+                        seq,
+                        p,
+                        model.state_names[out_state[q, p, i]],
+                        to,
+                        event,
+                        out_enter[q, p, i],
+                        out_exit[q, p, i],
+                    )
+                )
     return pd.DataFrame(
-        rows, columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"]
+        rows,
+        columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"],
     )

@@ -131,8 +131,18 @@ def _bin(t, inv_width, n_bins):
 
 
 @njit(nogil=True)
-def _tally_path(n_steps, death_time, horizon, path_state, path_enter, path_exit, path_event,
-                inv_width, hist, exit_counts):
+def _tally_path(
+    n_steps,
+    death_time,
+    horizon,
+    path_state,
+    path_enter,
+    path_exit,
+    path_event,
+    inv_width,
+    hist,
+    exit_counts,
+):
     """Add one walked path to hist[N_TALLIES, n_states, 2, n_bins] and exit_counts."""
     n_bins = hist.shape[3]
     dead = death_time < np.inf
@@ -214,13 +224,39 @@ def simulate_tallies(
             _draw_covariates(key, cov_prevalence, cov_x)
             for q in range(n_seq):
                 n_steps, death_time = walk_patient(
-                    key, seq_start_state[q], horizon, cov_x, cov_log_hr,
-                    state_clock_lo, state_clock_hi, clock_family, clock_params, clock_hr,
-                    clock_dest_lo, clock_dest_hi, dest_state, dest_event, dest_cumprob,
-                    stride, path_state, path_enter, path_exit, path_event,
+                    key,
+                    seq_start_state[q],
+                    horizon,
+                    cov_x,
+                    cov_log_hr,
+                    state_clock_lo,
+                    state_clock_hi,
+                    clock_family,
+                    clock_params,
+                    clock_hr,
+                    clock_dest_lo,
+                    clock_dest_hi,
+                    dest_state,
+                    dest_event,
+                    dest_cumprob,
+                    stride,
+                    path_state,
+                    path_enter,
+                    path_exit,
+                    path_event,
                 )
-                _tally_path(n_steps, death_time, horizon, path_state, path_enter, path_exit,
-                            path_event, inv_width, hist_out[b], exit_counts_out[b])
+                _tally_path(
+                    n_steps,
+                    death_time,
+                    horizon,
+                    path_state,
+                    path_enter,
+                    path_exit,
+                    path_event,
+                    inv_width,
+                    hist_out[b],
+                    exit_counts_out[b],
+                )
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -265,10 +301,26 @@ def simulate_paths(
         _draw_covariates(key, cov_prevalence, cov_x)
         for q in range(n_seq):
             n_steps, death_time = walk_patient(
-                key, seq_start_state[q], horizon, cov_x, cov_log_hr,
-                state_clock_lo, state_clock_hi, clock_family, clock_params, clock_hr,
-                clock_dest_lo, clock_dest_hi, dest_state, dest_event, dest_cumprob,
-                stride, out_state[q, i], out_enter[q, i], out_exit[q, i], out_event[q, i],
+                key,
+                seq_start_state[q],
+                horizon,
+                cov_x,
+                cov_log_hr,
+                state_clock_lo,
+                state_clock_hi,
+                clock_family,
+                clock_params,
+                clock_hr,
+                clock_dest_lo,
+                clock_dest_hi,
+                dest_state,
+                dest_event,
+                dest_cumprob,
+                stride,
+                out_state[q, i],
+                out_enter[q, i],
+                out_exit[q, i],
+                out_event[q, i],
             )
             out_n_steps[q, i] = n_steps
             out_death[q, i] = death_time

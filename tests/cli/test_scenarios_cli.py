@@ -1,4 +1,4 @@
-"""simseq validate / calibrate / run through click's CliRunner, on fixtures and shipped scenarios."""
+"""simseq validate / calibrate / run through click's CliRunner, on fixtures and scenarios."""
 
 import json
 import math
@@ -76,8 +76,15 @@ def tiny_run(tmp_path_factory):
 def test_run_writes_every_output(tiny_run):
     out, output = tiny_run
     names = {p.name for p in out.iterdir()}
-    assert {"summary.json", "survival.csv", "survival.png", "manifest.json",
-            "calibration.csv", "calibration.json", "trajectories.csv"} <= names  # fmt: skip
+    assert {
+        "summary.json",
+        "survival.csv",
+        "survival.png",
+        "manifest.json",
+        "calibration.csv",
+        "calibration.json",
+        "trajectories.csv",
+    } <= names
     assert "atzbev_len" in output and "median OS" in output  # the table is printed
     summary = json.loads((out / "summary.json").read_text())
     seq = summary["sequences"]["atzbev_len"]
@@ -159,8 +166,12 @@ def base_case(tmp_path_factory):
 def test_base_case_sequences_and_flags(base_case):
     summary, _ = base_case
     assert list(summary["sequences"]) == [
-        "atzbev_len", "atzbev_sor", "atzbev_tki_ici", "atzbev_bsc", "atzbev_real_world",
-    ]  # fmt: skip
+        "atzbev_len",
+        "atzbev_sor",
+        "atzbev_tki_ici",
+        "atzbev_bsc",
+        "atzbev_real_world",
+    ]
     assert summary["n_patients"] >= 1_000_000
     seqs = summary["sequences"]
     assert seqs["atzbev_tki_ici"]["transported"][0]["measured_after"] == "lenvatinib"
@@ -170,9 +181,10 @@ def test_base_case_sequences_and_flags(base_case):
     assert any("transported" in w for w in summary["warnings"])
     # real-world mix: 86:40 sorafenib:lenvatinib among those who started 2L
     second = seqs["atzbev_real_world"]["second_line"]
-    share = second["sorafenib"]["fraction_started"] / seqs["atzbev_real_world"]["second_line_any"][
-        "fraction_started"
-    ]
+    share = (
+        second["sorafenib"]["fraction_started"]
+        / seqs["atzbev_real_world"]["second_line_any"]["fraction_started"]
+    )
     n2 = seqs["atzbev_real_world"]["second_line_any"]["os_from_2l"]["n"]
     p = 86 / 126
     assert abs(share - p) < 3 * math.sqrt(p * (1 - p) / n2)
@@ -184,7 +196,11 @@ def test_base_case_calibration_hits_targets(base_case):
     summary, cal = base_case
     assert list(cal.columns[:5]) == ["target_id", "quantity", "regimen", "free", "target"]
     assert (cal.rel_error.abs() < 0.01).all(), cal
-    sequence_of = {"lenvatinib": "atzbev_len", "sorafenib": "atzbev_sor", "tki_ici": "atzbev_tki_ici"}
+    sequence_of = {
+        "lenvatinib": "atzbev_len",
+        "sorafenib": "atzbev_sor",
+        "tki_ici": "atzbev_tki_ici",
+    }
     for row in cal.itertuples():
         block = summary["sequences"][sequence_of[row.regimen]]
         os2 = block["second_line"][row.regimen]["os_from_2l"]

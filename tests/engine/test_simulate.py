@@ -47,7 +47,9 @@ def competing_chain() -> SequenceModel:
         line=1,
         regimen="a",
     )
-    b = State("B", (Clock(exp_dist(MU), (Destination(None, EVENT_DEATH, 1.0),)),), role="post_progression")
+    b = State(
+        "B", (Clock(exp_dist(MU), (Destination(None, EVENT_DEATH, 1.0),)),), role="post_progression"
+    )
     return SequenceModel("chain", (a, b))
 
 
@@ -58,7 +60,10 @@ def split_chain(p_prog: float) -> SequenceModel:
         (
             Clock(
                 exp_dist(LAM_PROG + LAM_DEATH),
-                (Destination("B", EVENT_PROGRESSION, p_prog), Destination(None, EVENT_DEATH, 1 - p_prog)),
+                (
+                    Destination("B", EVENT_PROGRESSION, p_prog),
+                    Destination(None, EVENT_DEATH, 1 - p_prog),
+                ),
             ),
         ),
         line=1,
@@ -178,8 +183,16 @@ def test_different_seeds_differ():
 def test_covariate_hazard_ratio_acts_on_its_clock():
     """Half the patients have a covariate doubling the death hazard: S(t) is the mixture."""
     hr = 2.0
-    state = State("A", (Clock(exp_dist(0.1), (Destination(None, EVENT_DEATH, 1.0),),
-                              covariate_log_hr={"x": math.log(hr)}),))  # fmt: skip
+    state = State(
+        "A",
+        (
+            Clock(
+                exp_dist(0.1),
+                (Destination(None, EVENT_DEATH, 1.0),),
+                covariate_log_hr={"x": math.log(hr)},
+            ),
+        ),
+    )
     model = compile_model([SequenceModel("s", (state,))], covariates=(Covariate("x", 0.5),))
     tallies = simulate(model, N, SEED, horizon=HORIZON)
     curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [0])
@@ -201,7 +214,15 @@ def test_trajectory_log_agrees_with_tallies():
         # every patient's log starts at 0 and is contiguous
         first = rows.groupby("patient").t_start.min()
         assert (first == 0).all() and len(first) == n
-    assert set(log.columns) == {"sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"}
+    assert set(log.columns) == {
+        "sequence",
+        "patient",
+        "from_state",
+        "to_state",
+        "event",
+        "t_start",
+        "t_stop",
+    }
 
 
 def test_model_validation_errors():

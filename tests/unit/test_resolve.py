@@ -1,4 +1,4 @@
-"""Scenario -> model resolution: evidence lookups, pooling, transport flags, heterogeneity, extends."""
+"""Scenario -> model: evidence lookups, pooling, transport flags, heterogeneity, extends."""
 
 import math
 from pathlib import Path
@@ -11,8 +11,11 @@ from simseq.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "scenarios" / "base_case.yaml"
-STUB = {"lenvatinib.after_progression": 5.0, "sorafenib.after_progression": 4.0,
-        "tki_ici.after_progression": 5.0}  # fmt: skip
+STUB = {
+    "lenvatinib.after_progression": 5.0,
+    "sorafenib.after_progression": 4.0,
+    "tki_ici.after_progression": 5.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,13 @@ def base():
 
 def test_base_case_builds_five_sequences(base):
     names = [s.name for s in base.sequences]
-    assert names == ["atzbev_len", "atzbev_sor", "atzbev_tki_ici", "atzbev_bsc", "atzbev_real_world"]
+    assert names == [
+        "atzbev_len",
+        "atzbev_sor",
+        "atzbev_tki_ici",
+        "atzbev_bsc",
+        "atzbev_real_world",
+    ]
     assert base.horizon == 120
 
 
@@ -44,8 +53,9 @@ def test_pooled_median_is_n_weighted_geometric_mean(base):
     expected = math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96)
     assert pooled.kind == "pool" and pooled.value == pytest.approx(expected)
     assert set(pooled.ids) == {
-        "second_line.lenvatinib.pfs.chon2024.unadjusted", "second_line.lenvatinib.pfs.cheon2025.unadjusted",
-    }  # fmt: skip
+        "second_line.lenvatinib.pfs.chon2024.unadjusted",
+        "second_line.lenvatinib.pfs.cheon2025.unadjusted",
+    }
 
 
 def test_every_assumption_states_a_reason(base):
@@ -64,7 +74,8 @@ def test_transport_is_flagged_only_where_evidence_moved(base):
 
 def test_transport_hazard_ratio_is_applied(tmp_path):
     text = BASE.read_text().replace(
-        "    transport_hazard_ratio:\n      value: 1.0", "    transport_hazard_ratio:\n      value: 1.5"
+        "    transport_hazard_ratio:\n      value: 1.0",
+        "    transport_hazard_ratio:\n      value: 1.5",
     )
     path = tmp_path / "t.yaml"
     path.write_text(text)
@@ -115,8 +126,11 @@ def test_extends_merges_and_null_deletes(tmp_path):
     assert sc.regimens["lenvatinib"].after_progression.median.value == 6.0
     assert sc.regimens["lenvatinib"].time_on_line.median.pool  # untouched keys survive
     no_delete = tmp_path / "no_delete.yaml"
-    no_delete.write_text(fixed.replace("calibrate: null, ", "").join(
-        [f"extends: {BASE}\nname: nd\ncalibration: null\nregimens:\n", ""]))
+    no_delete.write_text(
+        fixed.replace("calibrate: null, ", "").join(
+            [f"extends: {BASE}\nname: nd\ncalibration: null\nregimens:\n", ""]
+        )
+    )
     with pytest.raises(ScenarioError, match="exactly one of"):
         load_scenario(no_delete)  # the base's calibrate and the new value would both be set
     loop = tmp_path / "loop.yaml"

@@ -1,0 +1,5 @@
+"""``python -m simseq`` runs the CLI."""
+
+from simseq.cli import main
+
+main()
