@@ -10,6 +10,7 @@ deterministic run is simply ``n_draws == 1``.
 """
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,6 +102,21 @@ class ModelArrays:
     @property
     def n_draws(self) -> int:
         return self.clock_params.shape[0]
+
+    def repeat_draws(self, n_draws: int) -> "ModelArrays":
+        """The same parameters repeated as ``n_draws`` identical draws (benchmarks, tests)."""
+
+        def tile(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.repeat(a[:1], n_draws, axis=0))
+
+        return dataclasses.replace(
+            self,
+            clock_params=tile(self.clock_params),
+            clock_hr=tile(self.clock_hr),
+            dest_cumprob=tile(self.dest_cumprob),
+            cov_prevalence=tile(self.cov_prevalence),
+            cov_log_hr=tile(self.cov_log_hr),
+        )
 
     def state_index(self, sequence: str, state: str) -> int:
         """Global index of ``state`` in ``sequence``."""

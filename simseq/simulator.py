@@ -7,7 +7,7 @@ the result independent of thread count and chunk size.
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numba
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simseq.engine.codes import EVENT_NAMES, N_EVENTS, N_TALLIES
-from simseq.engine.simulate import simulate_paths, simulate_tallies
+from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
 from simseq.model import ModelArrays
 
 DEFAULT_BIN_WIDTH = 0.02  # months (~0.6 days): medians are interpolated inside a bin
@@ -55,10 +55,13 @@ def simulate(
     threads: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    tallies: Iterable[int] | None = None,
 ) -> Tallies:
     """Simulate ``n_patients`` through every sequence of ``model`` and reduce.
 
     ``progress`` is called with the number of patients finished after each chunk.
+    ``tallies`` limits the histograms kept to those TALLY_* codes (default: all);
+    the others stay zero, which saves their bookkeeping.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -69,6 +72,8 @@ def simulate(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_bins = n_bins_for(horizon, bin_width)
+    tally_on = np.zeros(N_TALLIES, np.int64)
+    tally_on[list(range(N_TALLIES)) if tallies is None else list(tallies)] = 1
     previous_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(threads)
@@ -89,6 +94,7 @@ def simulate(
                 float(bin_width),
                 model.max_steps,
                 model.stride,
+                tally_on,
                 model.cov_prevalence[d],
                 model.cov_log_hr[d],
                 model.state_clock_lo,
@@ -181,3 +187,38 @@ def simulate_trajectories(
         rows,
         columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"],
     )
+
+
+def simulate_draws(
+    model: ModelArrays,
+    n_patients: int,
+    seed: int,
+    *,
+    horizon: float,
+    bin_width: float = 0.25,
+    draw_lo: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """OS histograms per parameter draw: int64 (n_draws, n_seq, 2, n_bins), parallel over draws.
+
+    Draw d (0-based within ``model``) uses the streams of global draw
+    ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers.
+    """
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    n_bins = n_bins_for(horizon, bin_width)
+    hist = np.zeros((model.n_draws, len(model.seq_names), 2, n_bins), np.int64)
+    previous_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        simulate_os_draws(
+            seed, draw_lo, n_patients, model.seq_start_state, float(horizon), float(bin_width),
+            model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
+            model.state_clock_lo, model.state_clock_hi, model.clock_family, model.clock_params,
+            model.clock_hr, model.clock_dest_lo, model.clock_dest_hi, model.dest_state,
+            model.dest_event, model.dest_cumprob, hist,
+        )  # fmt: skip
+    finally:
+        numba.set_num_threads(previous_threads)
+    return hist

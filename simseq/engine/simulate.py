@@ -140,10 +140,12 @@ def _tally_path(
     path_exit,
     path_event,
     inv_width,
+    tally_on,
     hist,
     exit_counts,
 ):
-    """Add one walked path to hist[N_TALLIES, n_states, 2, n_bins] and exit_counts."""
+    """Add one walked path to hist[N_TALLIES, n_states, 2, n_bins] (kinds with tally_on[k]
+    set) and exit_counts."""
     n_bins = hist.shape[3]
     dead = death_time < np.inf
     for i in range(n_steps):
@@ -151,21 +153,27 @@ def _tally_path(
         te = path_enter[i]
         tx = path_exit[i]
         ev = path_event[i]
-        hist[TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
-        if ev >= 0:
-            hist[TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
+        exit_counts[s, ev if ev >= 0 else N_EVENTS] += 1
+        if tally_on[TALLY_ENTRY_TIME]:
+            hist[TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
+        if tally_on[TALLY_SOJOURN]:
+            if ev >= 0:
+                hist[TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
+            else:
+                hist[TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+        if tally_on[TALLY_EXIT_TIME] and ev >= 0:
             hist[TALLY_EXIT_TIME, s, 0, _bin(tx, inv_width, n_bins)] += 1
-            exit_counts[s, ev] += 1
-        else:
-            hist[TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-            exit_counts[s, N_EVENTS] += 1
-        if dead:
-            hist[TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
-            hist[TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
-        else:
-            hist[TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-            hist[TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
-        if ev == EVENT_PROGRESSION:
+        if tally_on[TALLY_OS_FROM_ENTRY]:
+            if dead:
+                hist[TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
+            else:
+                hist[TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+        if tally_on[TALLY_OS_GIVEN_ENTRY]:
+            if dead:
+                hist[TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
+            else:
+                hist[TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
+        if tally_on[TALLY_PPS] and ev == EVENT_PROGRESSION:
             if dead:
                 hist[TALLY_PPS, s, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
             else:
@@ -183,6 +191,7 @@ def simulate_tallies(
     bin_width,
     max_steps,
     stride,
+    tally_on,
     cov_prevalence,
     cov_log_hr,
     state_clock_lo,
@@ -254,6 +263,7 @@ def simulate_tallies(
                     path_exit,
                     path_event,
                     inv_width,
+                    tally_on,
                     hist_out[b],
                     exit_counts_out[b],
                 )
@@ -324,3 +334,60 @@ def simulate_paths(
             )
             out_n_steps[q, i] = n_steps
             out_death[q, i] = death_time
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def simulate_os_draws(
+    seed,
+    draw_lo,
+    n_patients,
+    seq_start_state,
+    horizon,
+    bin_width,
+    max_steps,
+    stride,
+    cov_prevalence,
+    cov_log_hr,
+    state_clock_lo,
+    state_clock_hi,
+    clock_family,
+    clock_params,
+    clock_hr,
+    clock_dest_lo,
+    clock_dest_hi,
+    dest_state,
+    dest_event,
+    dest_cumprob,
+    hist_out,
+):
+    """OS from the start of each sequence, per parameter draw (the PSA shape).
+
+    Numeric model arrays carry the draw as leading axis (n_draws); draw d uses
+    streams keyed by (seed, draw_lo + d, patient). Fills ``hist_out[n_draws,
+    n_seq, 2, n_bins]`` (events, censored). Parallel over draws: each draw owns
+    its row. Jit-compiled; inputs are not validated.
+    """
+    n_draws = hist_out.shape[0]
+    n_seq = seq_start_state.shape[0]
+    n_bins = hist_out.shape[3]
+    inv_width = 1.0 / bin_width
+    for d in prange(n_draws):
+        path_state = np.empty(max_steps, np.int64)
+        path_enter = np.empty(max_steps)
+        path_exit = np.empty(max_steps)
+        path_event = np.empty(max_steps, np.int64)
+        cov_x = np.empty(cov_prevalence.shape[1])
+        for p in range(n_patients):
+            key = patient_key(seed, draw_lo + d, p)
+            _draw_covariates(key, cov_prevalence[d], cov_x)
+            for q in range(n_seq):
+                _, death_time = walk_patient(
+                    key, seq_start_state[q], horizon, cov_x, cov_log_hr[d],
+                    state_clock_lo, state_clock_hi, clock_family, clock_params[d], clock_hr[d],
+                    clock_dest_lo, clock_dest_hi, dest_state, dest_event, dest_cumprob[d],
+                    stride, path_state, path_enter, path_exit, path_event,
+                )  # fmt: skip
+                if death_time < np.inf:
+                    hist_out[d, q, 0, _bin(death_time, inv_width, n_bins)] += 1
+                else:
+                    hist_out[d, q, 1, n_bins - 1] += 1
