@@ -9,8 +9,8 @@ Every numeric array keeps the parameter draw as its leading axis, so a
 deterministic run is simply ``n_draws == 1``.
 """
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,13 +188,69 @@ def _validate(seq: SequenceModel, cov_names: set[str]) -> None:
     _check_acyclic(seq)
 
 
+def _weibull_form(dist: Distribution) -> tuple[float, float] | None:
+    """(shape k, coefficient a) with H(t) = a t^k, PH multiplier included; None if not Weibull."""
+    if dist.family == "exponential":
+        return 1.0, dist.hr * dist.params[0]
+    if dist.family == "weibull":
+        shape, scale = dist.params
+        return shape, dist.hr * scale ** (-shape)
+    return None
+
+
+def merge_clocks(state: State) -> State:
+    """Merge competing Weibull/exponential clocks that share a shape into one clock.
+
+    The minimum of independent Weibull times with a common shape k and
+    cumulative hazards a_i t^k is Weibull with a = sum a_i, and which one rang
+    is independent of when, with probability a_i / a. So one draw plus the
+    cause split it already has replaces several draws: exact in distribution,
+    and the hot loop's most expensive work halves for cause-specific models.
+    Clocks with different covariate effects are kept apart (the split would
+    then depend on the patient).
+    """
+    groups: dict[tuple, list[Clock]] = {}
+    for clock in state.clocks:
+        form = _weibull_form(clock.distribution)
+        key = (form[0], tuple(sorted(clock.covariate_log_hr.items()))) if form else (id(clock),)
+        groups.setdefault(key, []).append(clock)
+    merged = []
+    for group in groups.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        shape = _weibull_form(group[0].distribution)[0]
+        coefs = [_weibull_form(c.distribution)[1] for c in group]
+        total = sum(coefs)
+        dests = tuple(
+            Destination(d.state, d.event, d.probability * a / total)
+            for c, a in zip(group, coefs, strict=True)
+            for d in c.destinations
+        )
+        if all(c.distribution.family == "exponential" for c in group):
+            dist = Distribution("exponential", (total,))
+        else:
+            dist = Distribution("weibull", (shape, total ** (-1.0 / shape)))
+        merged.append(Clock(dist, dests, group[0].covariate_log_hr))
+    return dataclasses.replace(state, clocks=tuple(merged))
+
+
 def compile_model(
     sequences: Sequence[SequenceModel], covariates: Sequence[Covariate] = ()
 ) -> ModelArrays:
-    """Validate sequences and flatten them into kernel arrays (one parameter draw)."""
+    """Validate sequences and flatten them into kernel arrays (one parameter draw).
+
+    Same-shape Weibull/exponential competing clocks are merged first (``merge_clocks``).
+    """
     cov_names = tuple(c.name for c in covariates)
+    if len(cov_names) > 63:
+        raise ValueError(f"at most 63 covariates are supported, got {len(cov_names)}")
     for seq in sequences:
         _validate(seq, set(cov_names))
+    sequences = [
+        dataclasses.replace(seq, states=tuple(merge_clocks(st) for st in seq.states))
+        for seq in sequences
+    ]
     seq_names = tuple(seq.name for seq in sequences)
     if len(set(seq_names)) != len(seq_names):
         raise ValueError(f"duplicate sequence names in {list(seq_names)}")

@@ -7,17 +7,22 @@ clocks   ``clock_family[n_clocks]``, ``clock_params[n_clocks, N_PARAMS]``,
          ``clock_hr[n_clocks]`` (proportional-hazards multiplier),
          ``clock_dest_lo/hi[n_clocks]``: competing clocks; the first to ring ends
          the sojourn (latent competing risks).
-dests    ``dest_state[n_dests]`` (STATE_DEAD for death), ``dest_event[n_dests]``,
-         ``dest_cumprob[n_dests]``: where a ringing clock sends the patient,
-         chosen by one uniform against cumulative probabilities (a cause split).
+dests    ``dest_state[n_dests]``, ``dest_event[n_dests]``, ``dest_cumprob[n_dests]``:
+         where a ringing clock sends the patient, chosen by one uniform against
+         cumulative probabilities (a cause split); EVENT_DEATH ends the path.
 covars   ``cov_prevalence[n_cov]``, ``cov_log_hr[n_clocks, n_cov]``: binary
          patient characteristics drawn once per patient, acting on clock hazards.
 
 Times are months from the start of the sequence, censored at ``horizon``.
-Patient ``p`` of parameter draw ``draw_idx`` always uses the stream keyed by
-(seed, draw_idx, p), and every sequence of a scenario is walked with that same
-stream, so results are independent of blocking and sequences share common
-random numbers.
+
+Patients are walked in blocks of ``BLOCK`` so that the expensive part, turning
+uniforms into Weibull/exponential times, runs as one SIMD loop over every
+(patient, clock) pair of a step (``_sample_block``); the branching (which clock
+rang, where to go next, histogram updates) stays scalar. Uniform number
+``counter`` of patient ``p`` in draw ``d`` is a pure function of (seed, d, p,
+counter), and the counter depends only on the step and the clock's position in
+its state, so results do not depend on blocks, threads or chunks, and every
+sequence of a scenario sees the same numbers (common random numbers).
 """
 
 import numpy as np
@@ -26,6 +31,8 @@ from numba import njit, prange
 from simseq.engine.codes import (
     EVENT_DEATH,
     EVENT_PROGRESSION,
+    FAMILY_EXPONENTIAL,
+    FAMILY_WEIBULL,
     N_EVENTS,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
@@ -36,92 +43,192 @@ from simseq.engine.codes import (
 )
 from simseq.engine.rng import patient_key, uniform
 from simseq.engine.sample import time_at_cumhaz
+from simseq.engine.vmath import vexp, vlog
+
+BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
 
 
-@njit(nogil=True)
-def _draw_covariates(key, cov_prevalence, cov_x):
-    """Fill cov_x[n_cov] with 0/1 flags from the patient's first n_cov uniforms."""
-    for k in range(cov_x.shape[0]):
-        cov_x[k] = 1.0 if uniform(key, k) < cov_prevalence[k] else 0.0
+@njit(nogil=True, error_model="numpy")
+def fast_path_params(clock_family, clock_params, clock_hr):
+    """Per-clock (scale, 1/shape, 1/hr, is_fast) for the SIMD sampler.
+
+    Weibull and exponential clocks (the fast path) draw t = scale * e^(1/shape)
+    with e = -log(u) / hr; other families are flagged for the scalar sampler.
+    Inputs (n_clocks,), (n_clocks, N_PARAMS), (n_clocks,). Jit-compiled.
+    """
+    n = clock_family.shape[0]
+    scale = np.ones(n)
+    inv_shape = np.ones(n)
+    inv_hr = 1.0 / clock_hr
+    fast = np.zeros(n, np.bool_)
+    for c in range(n):
+        if clock_family[c] == FAMILY_EXPONENTIAL:
+            scale[c] = 1.0 / clock_params[c, 0]
+            fast[c] = True
+        elif clock_family[c] == FAMILY_WEIBULL:
+            inv_shape[c] = 1.0 / clock_params[c, 0]
+            scale[c] = clock_params[c, 1]
+            fast[c] = True
+    return scale, inv_shape, inv_hr, fast
 
 
-@njit(nogil=True)
-def walk_patient(
-    key,
+@njit(nogil=True, error_model="numpy")
+def _sample_block(
+    n_items, item_key, item_counter, item_inv_mult, item_scale, item_inv_shape, item_e, item_t
+):
+    """SIMD loop: item_t[j] = scale * e^(1/shape), e = -log(u) * inv_mult, over n_items.
+
+    Branch-free and gather-free (parameters are copied per item beforehand) so
+    that LLVM vectorises it; vlog/vexp are plain arithmetic.
+    """
+    for j in range(n_items):
+        e = -vlog(uniform(item_key[j], item_counter[j])) * item_inv_mult[j]
+        weibull = item_scale[j] * vexp(vlog(e) * item_inv_shape[j])
+        item_e[j] = e
+        item_t[j] = item_scale[j] * e if item_inv_shape[j] == 1.0 else weibull
+
+
+@njit(nogil=True, error_model="numpy")
+def walk_block(
+    keys,
+    n,
     start_state,
     horizon,
-    cov_x,
-    cov_log_hr,
+    inv_mult,
     state_clock_lo,
     state_clock_hi,
     clock_family,
     clock_params,
-    clock_hr,
+    fast,
+    scale,
+    inv_shape,
     clock_dest_lo,
     clock_dest_hi,
     dest_state,
     dest_event,
     dest_cumprob,
+    counter_base,
     stride,
+    work_k,
+    work_i,
+    work_f,
     path_state,
     path_enter,
     path_exit,
     path_event,
+    n_steps,
+    death_time,
 ):
-    """Walk one patient from ``start_state`` until death or the horizon.
+    """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
 
-    Fills ``path_*[:n_steps]`` (state, entry time, exit time, exit event or -1
-    when still in the state at the horizon) and returns ``(n_steps,
-    death_time)`` with ``death_time = inf`` when alive at the horizon.
+    ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c for patient i).
+    Fills ``path_*[i, :n_steps[i]]`` (state, entry time, exit time, exit event or
+    -1 when still there at the horizon) and ``death_time[i]`` (inf when alive at
+    the horizon). ``work_k`` (uint64, (m,)), ``work_i`` (int64, (3, m)) and
+    ``work_f`` (float64, (5, m)) are scratch space, m >= n * n_clocks + 1.
     Jit-compiled; inputs are not validated.
     """
-    n_cov = cov_x.shape[0]
-    max_steps = path_state.shape[0]
-    t = 0.0
-    s = start_state
-    death_time = np.inf
-    n_steps = 0
-    while n_steps < max_steps:
-        base = n_cov + n_steps * stride
-        t_first = np.inf
-        c_first = -1
-        for c in range(state_clock_lo[s], state_clock_hi[s]):
-            mult = clock_hr[c]
-            if n_cov > 0:
-                lin = 0.0
-                for k in range(n_cov):
-                    lin += cov_log_hr[c, k] * cov_x[k]
-                mult *= np.exp(lin)
-            e = -np.log(uniform(key, base + c - state_clock_lo[s])) / mult
-            tc = time_at_cumhaz(
-                clock_family[c], clock_params[c, 0], clock_params[c, 1], clock_params[c, 2], e
-            )
-            if tc < t_first:
-                t_first = tc
-                c_first = c
-        path_state[n_steps] = s
-        path_enter[n_steps] = t
-        t_exit = t + t_first
-        if c_first < 0 or t_exit >= horizon:
-            path_exit[n_steps] = horizon
-            path_event[n_steps] = -1
-            n_steps += 1
+    max_steps = path_state.shape[1]
+    item_key = work_k
+    item_clock, item_counter, item_lo = work_i[0], work_i[1], work_i[2]
+    item_e, item_t, item_inv_mult, item_scale, item_inv_shape = (
+        work_f[0],
+        work_f[1],
+        work_f[2],
+        work_f[3],
+        work_f[4],
+    )
+    any_slow = False
+    for c in range(fast.shape[0]):
+        any_slow |= not fast[c]
+    state = np.empty(n, np.int64)
+    t_now = np.zeros(n)
+    alive = np.empty(n, np.int64)  # patients still walking; compacted every step
+    n_alive = n
+    for i in range(n):
+        state[i] = start_state
+        n_steps[i] = 0
+        death_time[i] = np.inf
+        alive[i] = i
+    for step in range(max_steps):
+        if n_alive == 0:
             break
-        d = clock_dest_lo[c_first]
-        last = clock_dest_hi[c_first] - 1
-        if d < last:
-            u = uniform(key, base + stride - 1)
-            while d < last and u > dest_cumprob[d]:
-                d += 1
-        path_exit[n_steps] = t_exit
-        path_event[n_steps] = dest_event[d]
-        n_steps += 1
-        t = t_exit
-        if dest_event[d] == EVENT_DEATH:
-            death_time = t
-            break
-        s = dest_state[d]
-    return n_steps, death_time
+        base = counter_base + step * stride
+        # 1. list the (patient, clock) pairs that need a time this step;
+        #    alive[a]'s pairs are item_lo[a] .. item_lo[a + 1]
+        n_items = 0
+        for a in range(n_alive):
+            i = alive[a]
+            item_lo[a] = n_items
+            s = state[i]
+            for c in range(state_clock_lo[s], state_clock_hi[s]):
+                item_clock[n_items] = c
+                item_counter[n_items] = base + c - state_clock_lo[s]
+                item_key[n_items] = keys[i]
+                item_inv_mult[n_items] = inv_mult[i, c]
+                item_scale[n_items] = scale[c]
+                item_inv_shape[n_items] = inv_shape[c]
+                n_items += 1
+        item_lo[n_alive] = n_items
+        # 2. sample them all (SIMD), then redo the few non-Weibull ones exactly
+        _sample_block(
+            n_items,
+            item_key,
+            item_counter,
+            item_inv_mult,
+            item_scale,
+            item_inv_shape,
+            item_e,
+            item_t,
+        )
+        if any_slow:
+            for j in range(n_items):
+                c = item_clock[j]
+                if not fast[c]:
+                    item_t[j] = time_at_cumhaz(
+                        clock_family[c],
+                        clock_params[c, 0],
+                        clock_params[c, 1],
+                        clock_params[c, 2],
+                        item_e[j],
+                    )
+        # 3. per patient: first clock to ring and where it leads. Written with few
+        #    data-dependent branches: mispredictions, not arithmetic, bound this loop.
+        still = 0
+        for a in range(n_alive):
+            i = alive[a]
+            j = item_lo[a]
+            t_first = item_t[j]
+            c_first = item_clock[j]
+            for jj in range(j + 1, item_lo[a + 1]):
+                if item_t[jj] < t_first:
+                    t_first = item_t[jj]
+                    c_first = item_clock[jj]
+            k = n_steps[i]
+            path_state[i, k] = state[i]
+            path_enter[i, k] = t_now[i]
+            n_steps[i] = k + 1
+            t_exit = t_now[i] + t_first
+            if t_exit >= horizon:  # rare; also catches clocks that never ring (inf)
+                path_exit[i, k] = horizon
+                path_event[i, k] = -1
+                continue
+            d_lo = clock_dest_lo[c_first]
+            d = d_lo
+            if clock_dest_hi[c_first] - d_lo > 1:
+                u = uniform(keys[i], base + stride - 1)
+                for dd in range(d_lo, clock_dest_hi[c_first] - 1):
+                    d += u > dest_cumprob[dd]
+            ev = dest_event[d]
+            dies = ev == EVENT_DEATH
+            path_exit[i, k] = t_exit
+            path_event[i, k] = ev
+            t_now[i] = t_exit
+            death_time[i] = t_exit if dies else death_time[i]
+            state[i] = dest_state[d]  # STATE_DEAD for death: harmless, the patient stops
+            alive[still] = i
+            still += not dies
+        n_alive = still
 
 
 @njit(inline="always", nogil=True)
@@ -130,8 +237,9 @@ def _bin(t, inv_width, n_bins):
     return k if k < n_bins else n_bins - 1
 
 
-@njit(nogil=True)
+@njit(inline="always", nogil=True)
 def _tally_path(
+    i,
     n_steps,
     death_time,
     horizon,
@@ -141,46 +249,105 @@ def _tally_path(
     path_event,
     inv_width,
     tally_on,
+    r,
     hist,
     exit_counts,
 ):
-    """Add one walked path to hist[N_TALLIES, n_states, 2, n_bins] (kinds with tally_on[k]
-    set) and exit_counts."""
-    n_bins = hist.shape[3]
+    """Add patient i's walked path (row i of the path arrays) to hist[r, N_TALLIES, n_states,
+    2, n_bins] (kinds with tally_on[k] set) and exit_counts[r, n_states, N_EVENTS + 1].
+
+    Takes whole arrays plus indices: slicing per patient would cost reference-count
+    updates that dominated the loop.
+    """
+    n_bins = hist.shape[4]
     dead = death_time < np.inf
-    for i in range(n_steps):
-        s = path_state[i]
-        te = path_enter[i]
-        tx = path_exit[i]
-        ev = path_event[i]
-        exit_counts[s, ev if ev >= 0 else N_EVENTS] += 1
+    for k in range(n_steps):
+        s = path_state[i, k]
+        te = path_enter[i, k]
+        tx = path_exit[i, k]
+        ev = path_event[i, k]
+        exit_counts[r, s, ev if ev >= 0 else N_EVENTS] += 1
         if tally_on[TALLY_ENTRY_TIME]:
-            hist[TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
+            hist[r, TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
         if tally_on[TALLY_SOJOURN]:
             if ev >= 0:
-                hist[TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
+                hist[r, TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
             else:
-                hist[TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+                hist[r, TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
         if tally_on[TALLY_EXIT_TIME] and ev >= 0:
-            hist[TALLY_EXIT_TIME, s, 0, _bin(tx, inv_width, n_bins)] += 1
+            hist[r, TALLY_EXIT_TIME, s, 0, _bin(tx, inv_width, n_bins)] += 1
         if tally_on[TALLY_OS_FROM_ENTRY]:
             if dead:
-                hist[TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
+                hist[r, TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
             else:
-                hist[TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+                hist[r, TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
         if tally_on[TALLY_OS_GIVEN_ENTRY]:
             if dead:
-                hist[TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
+                hist[r, TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
             else:
-                hist[TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
+                hist[r, TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
         if tally_on[TALLY_PPS] and ev == EVENT_PROGRESSION:
             if dead:
-                hist[TALLY_PPS, s, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
+                hist[r, TALLY_PPS, s, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
             else:
-                hist[TALLY_PPS, s, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
+                hist[r, TALLY_PPS, s, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(nogil=True, error_model="numpy")
+def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult):
+    """Stream keys of patients p_lo..p_lo+n-1, their covariates, and 1/multiplier per clock."""
+    n_cov = cov_prevalence.shape[0]
+    n_clocks = inv_hr.shape[0]
+    for i in range(n):
+        key = patient_key(seed, draw_idx, p_lo + i)
+        keys[i] = key
+        if n_cov == 0:
+            for c in range(n_clocks):
+                inv_mult[i, c] = inv_hr[c]
+        else:
+            has = 0  # bit k set: the patient has covariate k (n_cov <= 63, checked by the model)
+            for k in range(n_cov):
+                if uniform(key, k) < cov_prevalence[k]:
+                    has |= 1 << k
+            for c in range(n_clocks):
+                lin = 0.0
+                for k in range(n_cov):
+                    if has & (1 << k):
+                        lin += cov_log_hr[c, k]
+                inv_mult[i, c] = inv_hr[c] * np.exp(-lin)
+
+
+@njit(nogil=True)
+def _work_arrays(max_steps, n_clocks):
+    """Per-thread scratch for walk_block."""
+    n_items = BLOCK * n_clocks + 1
+    keys = np.empty(BLOCK, np.uint64)
+    inv_mult = np.empty((BLOCK, n_clocks))
+    work_k = np.empty(n_items, np.uint64)
+    work_i = np.empty((3, n_items), np.int64)
+    work_f = np.empty((5, n_items))
+    path_state = np.empty((BLOCK, max_steps), np.int64)
+    path_enter = np.empty((BLOCK, max_steps))
+    path_exit = np.empty((BLOCK, max_steps))
+    path_event = np.empty((BLOCK, max_steps), np.int64)
+    n_steps = np.empty(BLOCK, np.int64)
+    death = np.empty(BLOCK)
+    return (
+        keys,
+        inv_mult,
+        work_k,
+        work_i,
+        work_f,
+        path_state,
+        path_enter,
+        path_exit,
+        path_event,
+        n_steps,
+        death,
+    )
+
+
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def simulate_tallies(
     seed,
     draw_idx,
@@ -209,67 +376,92 @@ def simulate_tallies(
 ):
     """Simulate patients [patient_lo, patient_lo + n_patients) through every sequence.
 
-    Adds into ``hist_out[n_blocks, N_TALLIES, n_states, 2, n_bins]`` (int64;
+    Adds into ``hist_out[n_rows, N_TALLIES, n_states, 2, n_bins]`` (int64;
     [..., 0, :] event times, [..., 1, :] censoring times, bins of
-    ``bin_width`` months) and ``exit_counts_out[n_blocks, n_states,
-    N_EVENTS + 1]`` (exits by event; the last column counts patients still in
-    the state at the horizon). Block b owns row b, so there are no races and,
-    the counts being integers, the sum over blocks does not depend on n_blocks.
-    Jit-compiled; inputs are not validated.
+    ``bin_width`` months, kinds with ``tally_on[k]`` set) and
+    ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the
+    last column counts patients still in the state at the horizon). Row r is
+    owned by one thread, so there are no races and, the counts being integers,
+    the sum over rows does not depend on n_rows. Jit-compiled; inputs are not
+    validated.
     """
-    n_blocks = hist_out.shape[0]
+    n_rows = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
+    n_clocks = clock_family.shape[0]
     inv_width = 1.0 / bin_width
-    for b in prange(n_blocks):
-        lo = patient_lo + (n_patients * b) // n_blocks
-        hi = patient_lo + (n_patients * (b + 1)) // n_blocks
-        path_state = np.empty(max_steps, np.int64)
-        path_enter = np.empty(max_steps)
-        path_exit = np.empty(max_steps)
-        path_event = np.empty(max_steps, np.int64)
-        cov_x = np.empty(cov_prevalence.shape[0])
-        for p in range(lo, hi):
-            key = patient_key(seed, draw_idx, p)
-            _draw_covariates(key, cov_prevalence, cov_x)
+    scale, inv_shape, inv_hr, fast = fast_path_params(clock_family, clock_params, clock_hr)
+    counter_base = cov_prevalence.shape[0]
+    for r in prange(n_rows):
+        lo = patient_lo + (n_patients * r) // n_rows
+        hi = patient_lo + (n_patients * (r + 1)) // n_rows
+        (
+            keys,
+            inv_mult,
+            work_k,
+            work_i,
+            work_f,
+            path_state,
+            path_enter,
+            path_exit,
+            path_event,
+            n_steps,
+            death,
+        ) = _work_arrays(max_steps, n_clocks)
+        for b_lo in range(lo, hi, BLOCK):
+            n = min(BLOCK, hi - b_lo)
+            _block_setup(
+                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult
+            )
             for q in range(n_seq):
-                n_steps, death_time = walk_patient(
-                    key,
+                walk_block(
+                    keys,
+                    n,
                     seq_start_state[q],
                     horizon,
-                    cov_x,
-                    cov_log_hr,
+                    inv_mult,
                     state_clock_lo,
                     state_clock_hi,
                     clock_family,
                     clock_params,
-                    clock_hr,
+                    fast,
+                    scale,
+                    inv_shape,
                     clock_dest_lo,
                     clock_dest_hi,
                     dest_state,
                     dest_event,
                     dest_cumprob,
+                    counter_base,
                     stride,
+                    work_k,
+                    work_i,
+                    work_f,
                     path_state,
                     path_enter,
                     path_exit,
                     path_event,
-                )
-                _tally_path(
                     n_steps,
-                    death_time,
-                    horizon,
-                    path_state,
-                    path_enter,
-                    path_exit,
-                    path_event,
-                    inv_width,
-                    tally_on,
-                    hist_out[b],
-                    exit_counts_out[b],
+                    death,
                 )
+                for i in range(n):
+                    _tally_path(
+                        i,
+                        n_steps[i],
+                        death[i],
+                        horizon,
+                        path_state,
+                        path_enter,
+                        path_exit,
+                        path_event,
+                        inv_width,
+                        tally_on,
+                        r,
+                        hist_out,
+                        exit_counts_out,
+                    )
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def simulate_paths(
     seed,
     draw_idx,
@@ -296,47 +488,79 @@ def simulate_paths(
     out_n_steps,
     out_death,
 ):
-    """Per-patient event log for small runs.
+    """Per-patient event log for small runs, with the same streams as ``simulate_tallies``.
 
     Fills ``out_state/out_enter/out_exit/out_event[n_seq, n_patients,
     max_steps]``, ``out_n_steps[n_seq, n_patients]`` and ``out_death[n_seq,
     n_patients]`` (inf when alive at the horizon) for patients
-    [patient_lo, patient_lo + n_patients), with the same streams as
-    ``simulate_tallies``. Jit-compiled; inputs are not validated.
+    [patient_lo, patient_lo + n_patients). Jit-compiled; inputs are not validated.
     """
     n_seq, n_patients = out_n_steps.shape
-    for i in prange(n_patients):
-        key = patient_key(seed, draw_idx, patient_lo + i)
-        cov_x = np.empty(cov_prevalence.shape[0])
-        _draw_covariates(key, cov_prevalence, cov_x)
+    max_steps = out_state.shape[2]
+    n_clocks = clock_family.shape[0]
+    scale, inv_shape, inv_hr, fast = fast_path_params(clock_family, clock_params, clock_hr)
+    n_blocks = (n_patients + BLOCK - 1) // BLOCK
+    for b in prange(n_blocks):
+        b_lo = b * BLOCK
+        n = min(BLOCK, n_patients - b_lo)
+        (
+            keys,
+            inv_mult,
+            work_k,
+            work_i,
+            work_f,
+            path_state,
+            path_enter,
+            path_exit,
+            path_event,
+            n_steps,
+            death,
+        ) = _work_arrays(max_steps, n_clocks)
+        _block_setup(
+            seed, draw_idx, patient_lo + b_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult
+        )
         for q in range(n_seq):
-            n_steps, death_time = walk_patient(
-                key,
+            walk_block(
+                keys,
+                n,
                 seq_start_state[q],
                 horizon,
-                cov_x,
-                cov_log_hr,
+                inv_mult,
                 state_clock_lo,
                 state_clock_hi,
                 clock_family,
                 clock_params,
-                clock_hr,
+                fast,
+                scale,
+                inv_shape,
                 clock_dest_lo,
                 clock_dest_hi,
                 dest_state,
                 dest_event,
                 dest_cumprob,
+                cov_prevalence.shape[0],
                 stride,
-                out_state[q, i],
-                out_enter[q, i],
-                out_exit[q, i],
-                out_event[q, i],
+                work_k,
+                work_i,
+                work_f,
+                path_state,
+                path_enter,
+                path_exit,
+                path_event,
+                n_steps,
+                death,
             )
-            out_n_steps[q, i] = n_steps
-            out_death[q, i] = death_time
+            for i in range(n):
+                for k in range(n_steps[i]):
+                    out_state[q, b_lo + i, k] = path_state[i, k]
+                    out_enter[q, b_lo + i, k] = path_enter[i, k]
+                    out_exit[q, b_lo + i, k] = path_exit[i, k]
+                    out_event[q, b_lo + i, k] = path_event[i, k]
+                out_n_steps[q, b_lo + i] = n_steps[i]
+                out_death[q, b_lo + i] = death[i]
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def simulate_os_draws(
     seed,
     draw_lo,
@@ -370,24 +594,63 @@ def simulate_os_draws(
     n_draws = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
     n_bins = hist_out.shape[3]
+    n_clocks = clock_family.shape[0]
     inv_width = 1.0 / bin_width
     for d in prange(n_draws):
-        path_state = np.empty(max_steps, np.int64)
-        path_enter = np.empty(max_steps)
-        path_exit = np.empty(max_steps)
-        path_event = np.empty(max_steps, np.int64)
-        cov_x = np.empty(cov_prevalence.shape[1])
-        for p in range(n_patients):
-            key = patient_key(seed, draw_lo + d, p)
-            _draw_covariates(key, cov_prevalence[d], cov_x)
+        scale, inv_shape, inv_hr, fast = fast_path_params(
+            clock_family, clock_params[d], clock_hr[d]
+        )
+        (
+            keys,
+            inv_mult,
+            work_k,
+            work_i,
+            work_f,
+            path_state,
+            path_enter,
+            path_exit,
+            path_event,
+            n_steps,
+            death,
+        ) = _work_arrays(max_steps, n_clocks)
+        for b_lo in range(0, n_patients, BLOCK):
+            n = min(BLOCK, n_patients - b_lo)
+            _block_setup(
+                seed, draw_lo + d, b_lo, n, cov_prevalence[d], cov_log_hr[d], inv_hr, keys, inv_mult
+            )
             for q in range(n_seq):
-                _, death_time = walk_patient(
-                    key, seq_start_state[q], horizon, cov_x, cov_log_hr[d],
-                    state_clock_lo, state_clock_hi, clock_family, clock_params[d], clock_hr[d],
-                    clock_dest_lo, clock_dest_hi, dest_state, dest_event, dest_cumprob[d],
-                    stride, path_state, path_enter, path_exit, path_event,
-                )  # fmt: skip
-                if death_time < np.inf:
-                    hist_out[d, q, 0, _bin(death_time, inv_width, n_bins)] += 1
-                else:
-                    hist_out[d, q, 1, n_bins - 1] += 1
+                walk_block(
+                    keys,
+                    n,
+                    seq_start_state[q],
+                    horizon,
+                    inv_mult,
+                    state_clock_lo,
+                    state_clock_hi,
+                    clock_family,
+                    clock_params[d],
+                    fast,
+                    scale,
+                    inv_shape,
+                    clock_dest_lo,
+                    clock_dest_hi,
+                    dest_state,
+                    dest_event,
+                    dest_cumprob[d],
+                    cov_prevalence.shape[1],
+                    stride,
+                    work_k,
+                    work_i,
+                    work_f,
+                    path_state,
+                    path_enter,
+                    path_exit,
+                    path_event,
+                    n_steps,
+                    death,
+                )
+                for i in range(n):
+                    if death[i] < np.inf:
+                        hist_out[d, q, 0, _bin(death[i], inv_width, n_bins)] += 1
+                    else:
+                        hist_out[d, q, 1, n_bins - 1] += 1
