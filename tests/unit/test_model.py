@@ -1,0 +1,57 @@
+"""Model compilation: exact merging of same-shape competing clocks, and what is left alone."""
+
+import numpy as np
+import pytest
+
+from simseq.distributions import Distribution
+from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
+from simseq.model import Clock, Destination, State, merge_clocks
+
+TIMES = np.array([0.5, 3.0, 10.0, 40.0])
+
+
+def clock(dist, state, event, log_hr=None):
+    return Clock(dist, (Destination(state, event, 1.0),), log_hr or {})
+
+
+def test_same_shape_weibulls_merge_exactly():
+    prog = Distribution("weibull", (1.1, 10.0))
+    death = Distribution("weibull", (1.1, 45.0), hr=1.3)
+    state = State("L1", (clock(prog, "L2", EVENT_PROGRESSION), clock(death, None, EVENT_DEATH)))
+    (merged,) = merge_clocks(state).clocks
+    # the minimum's survival is the product of the survivals
+    np.testing.assert_allclose(
+        merged.distribution.survival(TIMES),
+        prog.survival(TIMES) * death.survival(TIMES),
+        rtol=1e-12,
+    )
+    # which clock rang: proportional to the cumulative-hazard coefficients
+    a_prog, a_death = 10.0**-1.1, 1.3 * 45.0**-1.1
+    probs = {d.state: d.probability for d in merged.destinations}
+    assert probs["L2"] == pytest.approx(a_prog / (a_prog + a_death))
+    assert probs[None] == pytest.approx(a_death / (a_prog + a_death))
+
+
+def test_exponentials_merge_to_an_exponential_and_keep_cause_splits():
+    a = Clock(
+        Distribution("exponential", (0.1,)),
+        (Destination("B", EVENT_PROGRESSION, 0.7), Destination("C", EVENT_PROGRESSION, 0.3)),
+    )
+    b = clock(Distribution("exponential", (0.3,)), None, EVENT_DEATH)
+    (merged,) = merge_clocks(State("A", (a, b))).clocks
+    assert merged.distribution.family == "exponential"
+    assert merged.distribution.params[0] == pytest.approx(0.4)
+    assert [d.probability for d in merged.destinations] == pytest.approx([0.175, 0.075, 0.75])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        clock(Distribution("weibull", (1.5, 20.0)), None, EVENT_DEATH),  # different shape
+        clock(Distribution("llogis", (1.1, 20.0)), None, EVENT_DEATH),  # not Weibull
+        clock(Distribution("weibull", (1.1, 20.0)), None, EVENT_DEATH, {"cp_b": 0.9}),  # covariate
+    ],
+)
+def test_clocks_that_cannot_merge_are_kept(other):
+    first = clock(Distribution("weibull", (1.1, 10.0)), "L2", EVENT_PROGRESSION)
+    assert merge_clocks(State("L1", (first, other))).clocks == (first, other)
