@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scipy.optimize import brentq
-
 from simseq import __version__
 from simseq.engine.codes import TALLY_OS_FROM_ENTRY, TALLY_SOJOURN
 from simseq.evidence import EvidenceBase
@@ -148,6 +146,8 @@ def calibrate(
         return CalibrationResult(
             {}, [], input_hash(scenario, evidence), scenario.simulation.seed, 0
         )
+    from scipy.optimize import brentq  # only calibration needs it; keeps start-up short
+
     n = calibration_n(scenario)
     # start each free median at the geometric mean of its bracket
     values: dict[str, float] = {}

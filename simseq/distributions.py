@@ -57,10 +57,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, special
+from scipy import special
 
 from simseq.engine import codes
 from simseq.engine.sample import GENGAMMA_Q_TEMME, TEMME_C0, TEMME_C1
+
+
+def _tanhsinh():
+    """scipy.integrate.tanhsinh, imported on first use: scipy.integrate costs ~0.5 s of
+    start-up that most runs never need (closed forms cover the common cases)."""
+    from scipy.integrate import tanhsinh
+
+    return tanhsinh
+
 
 __all__ = ["FAMILIES", "Distribution", "Family", "get_family"]
 
@@ -454,12 +463,12 @@ def _integrate_survival(cumhaz, time_at, horizon, params):
         piece = a < b
         if piece.any():
             args = tuple(x[piece] for x in params)
-            res = integrate.tanhsinh(surv, a[piece], b[piece], args=args, rtol=_QUAD_RTOL)
+            res = _tanhsinh()(surv, a[piece], b[piece], args=args, rtol=_QUAD_RTOL)
             total[piece] += res.integral
     tail = np.isinf(horizon)
     if tail.any():
         args = (finite_end[tail], *(x[tail] for x in params))
-        res = integrate.tanhsinh(surv_log_axis, 0.0, np.inf, args=args, rtol=_QUAD_RTOL)
+        res = _tanhsinh()(surv_log_axis, 0.0, np.inf, args=args, rtol=_QUAD_RTOL)
         total[tail] += res.integral
     return total
 

@@ -463,7 +463,7 @@ def _load_packaged() -> EvidenceBase:
     return _parse(resource.read_text(encoding="utf-8"), str(resource))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
 
 

@@ -20,9 +20,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from simseq.distributions import Distribution, Family, get_family
+
+
+def _optimize():
+    """scipy.optimize, imported on first use (~0.5 s of start-up that a run with
+    closed-form fits never needs)."""
+    from scipy import optimize
+
+    return optimize
+
 
 __all__ = [
     "FitError",
@@ -347,7 +356,9 @@ def _solve_one(
     ok = np.abs(values) < _PENALTY
     for i in range(len(grid) - 1):
         if ok[i] and ok[i + 1] and values[i] * values[i + 1] <= 0:
-            x = optimize.brentq(g, grid[i], grid[i + 1], xtol=1e-15, rtol=4 * np.finfo(float).eps)
+            x = _optimize().brentq(
+                g, grid[i], grid[i + 1], xtol=1e-15, rtol=4 * np.finfo(float).eps
+            )
             return full(_from_x(fam, free, x))
     held = "".join(f", {k}={v:g}" for k, v in fixed.items())[1:]
     raise FitError(
@@ -414,7 +425,7 @@ def _gompertz_shapes(times: np.ndarray, surv: np.ndarray) -> list[float]:
     for _ in range(60):
         try:
             if g(lo) < 0 < g(hi):
-                return [optimize.brentq(g, lo, hi), 0.0]
+                return [_optimize().brentq(g, lo, hi), 0.0]
         except (OverflowError, ZeroDivisionError):
             break
         lo, hi = 2 * lo, 2 * hi
@@ -476,7 +487,7 @@ def _least_squares(
         x0 = np.array([_to_x(fam, n, start[n]) for n in free])
         if not np.all(np.isfinite(x0)):
             continue
-        fit = optimize.least_squares(
+        fit = _optimize().least_squares(
             residuals,
             x0,
             method="trf",

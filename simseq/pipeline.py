@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pandas as pd
 import scipy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -36,7 +35,8 @@ from simseq.report import (
     plot_survival,
     print_calibration_table,
     print_run_table,
-    survival_table,
+    survival_rows,
+    write_csv,
     write_json,
 )
 from simseq.resolve import Resolved, resolve, resolve_median
@@ -205,7 +205,7 @@ def run_scenario(
     scenario_bytes = Path(path).read_bytes()
     with atomic_directory(out_dir) as tmp:
         write_json(tmp / "summary.json", summary)
-        survival_table(curves).to_csv(tmp / "survival.csv", index=False)
+        write_csv(tmp / "survival.csv", survival_rows(curves))
         plot_survival(
             tmp / "survival.png",
             curves,
@@ -215,7 +215,7 @@ def run_scenario(
         )
         save_cached(tmp, cal)
         if cal.targets:
-            pd.DataFrame(calibration_rows(cal)).to_csv(tmp / "calibration.csv", index=False)
+            write_csv(tmp / "calibration.csv", calibration_rows(cal))
         if trajectories:
             log = simulate_trajectories(model, trajectories, sim.seed, horizon=resolved.horizon)
             if trajectories_format == "parquet":
@@ -278,7 +278,10 @@ def run_calibration(
     rows = calibration_rows(cal)
     csv = out_dir / "calibration.csv"
     tmp = out_dir / f".{csv.name}.partial"
-    pd.DataFrame(rows, columns=list(rows[0]) if rows else ["target_id"]).to_csv(tmp, index=False)
+    if rows:
+        write_csv(tmp, rows)
+    else:
+        tmp.write_text("target_id,quantity,target,simulated,rel_error\n")
     tmp.replace(csv)
     save_cached(out_dir, cal)
     if not quiet:

@@ -6,6 +6,7 @@ run leaves nothing half-written under ``results/``.
 """
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -13,16 +14,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from simseq.outcomes import SurvivalCurve  # noqa: E402
+from simseq.outcomes import SurvivalCurve
 
 
 @contextlib.contextmanager
@@ -50,25 +46,28 @@ def write_json(path: Path, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def survival_table(curves: dict[str, SurvivalCurve], step: float = 0.1) -> pd.DataFrame:
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of equal keys to CSV (header from the first row)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def survival_rows(curves: dict[str, SurvivalCurve], step: float = 0.1) -> list[dict]:
     """Tidy OS curves: sequence, time (months), survival and its Monte Carlo 95% interval."""
-    frames = []
+    rows = []
     for seq, curve in curves.items():
         grid = np.round(np.arange(0.0, curve.times[-1] + 1e-9, step), 6)
         s = np.interp(grid, curve.times, curve.survival)
-        se = np.interp(grid, curve.times, curve.se)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "sequence": seq,
-                    "time_months": grid,
-                    "survival": np.round(s, 6),
-                    "ci95_low": np.round(np.clip(s - 1.959964 * se, 0, 1), 6),
-                    "ci95_high": np.round(np.clip(s + 1.959964 * se, 0, 1), 6),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+        half = 1.959964 * np.interp(grid, curve.times, curve.se)
+        low, high = np.clip(s - half, 0, 1), np.clip(s + half, 0, 1)
+        rows += [
+            {"sequence": seq, "time_months": float(t), "survival": round(float(v), 6),
+             "ci95_low": round(float(lo), 6), "ci95_high": round(float(hi), 6)}
+            for t, v, lo, hi in zip(grid, s, low, high, strict=True)
+        ]  # fmt: skip
+    return rows
 
 
 def plot_survival(
@@ -80,7 +79,13 @@ def plot_survival(
     x_max: float | None = None,
 ) -> None:
     """OS from the start of first line, one labelled line per sequence (PNG)."""
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=150)
+    # Figure + Agg canvas rather than pyplot: no global state, no GUI backend, faster start-up
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for seq, curve in curves.items():
         mark = " †" if seq in transported else ""
         ax.plot(curve.times, curve.survival, lw=1.6, label=f"{labels.get(seq, seq)}{mark}")
@@ -105,7 +110,6 @@ def plot_survival(
         )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _fmt(x, digits=1) -> str:

@@ -524,7 +524,7 @@ def _read_yaml(path: str, chain: tuple[str, ...] = ()) -> Any:
     except OSError as err:
         raise ScenarioError(path, [("(file)", None, f"cannot read: {err.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise _yaml_error(path, err) from None
     if not isinstance(data, dict) or "extends" not in data:

@@ -9,14 +9,17 @@ the result independent of thread count and chunk size.
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-import pandas as pd
 
 from simseq.engine.codes import EVENT_NAMES, N_EVENTS, N_TALLIES
 from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
 from simseq.model import ModelArrays
+
+if TYPE_CHECKING:
+    import pandas
 
 DEFAULT_BIN_WIDTH = 0.02  # months (~0.6 days): medians are interpolated inside a bin
 DEFAULT_CHUNK = 1_000_000
@@ -119,7 +122,7 @@ def simulate(
 
 def simulate_trajectories(
     model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
-) -> pd.DataFrame:
+) -> "pandas.DataFrame":
     """Per-patient event log, one row per sojourn, with the same streams as ``simulate``.
 
     Columns: sequence, patient, from_state, to_state ("dead", or "" when still
@@ -183,6 +186,8 @@ def simulate_trajectories(
                         out_exit[q, p, i],
                     )
                 )
+    import pandas as pd  # only the event log needs pandas (and parquet output)
+
     return pd.DataFrame(
         rows,
         columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"],
