@@ -41,7 +41,7 @@ from simseq.report import (
 )
 from simseq.resolve import Resolved, resolve, resolve_median
 from simseq.scenario import Scenario, load_scenario
-from simseq.simulator import DEFAULT_CHUNK, simulate, simulate_trajectories
+from simseq.simulator import DEFAULT_CHUNK, engine_is_compiled, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
 
@@ -185,6 +185,8 @@ def run_scenario(
         disable=quiet,
         transient=True,
     )
+    if not quiet and not engine_is_compiled():
+        console.print("compiling the simulation engine (first run after install; ~15 s) ...")
     with progress:
         task = progress.add_task("patients", total=sim.n_patients)
         tallies = simulate(

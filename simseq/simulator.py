@@ -7,6 +7,7 @@ the result independent of thread count and chunk size.
 """
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +42,13 @@ class Tallies:
     def n_entered(self) -> np.ndarray:
         """int64 (n_states,): patients who entered each state."""
         return self.exit_counts.sum(axis=1)
+
+
+def engine_is_compiled() -> bool:
+    """True when the engine's numba cache holds compiled code (so no 10-20 s compile is due)."""
+    cache = getattr(simulate_tallies, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    return bool(simulate_tallies.signatures) or (index is not None and os.path.exists(index))
 
 
 def n_bins_for(horizon: float, bin_width: float) -> int:
