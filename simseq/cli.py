@@ -212,3 +212,37 @@ def run_cmd(
         if isinstance(err, ScenarioError):
             raise
         raise _InputError(str(err)) from None
+
+
+# --------------------------------------------------------------------------- #
+# simseq bench
+# --------------------------------------------------------------------------- #
+
+
+@main.command("bench")
+@click.option("--json", "as_json", is_flag=True, help="Print rows and machine info as JSON.")
+@click.option("--quick", is_flag=True, help="N up to 1e6 and 3 rounds (about a minute).")
+def bench_cmd(as_json: bool, quick: bool) -> None:
+    """Measure throughput on REF-HCC against a NumPy baseline and check the targets.
+
+    Reports and never fails: exit status 0 even when a target is missed (the
+    misses are listed). Progress goes to stderr, so --json output can be piped.
+    """
+    import json
+
+    from simseq import bench
+
+    rows = bench.run_headline(quick=quick, progress=lambda m: click.echo(f"  {m} ...", err=True))
+    missed = bench.missed_targets(rows)
+    if as_json:
+        out = {"machine": bench.machine_info(), "quick": quick, "rows": rows, "missed": missed}
+        click.echo(json.dumps(out, indent=2))
+    else:
+        from simseq.pipeline import make_console
+
+        title = "simseq bench" + (" --quick" if quick else "")
+        make_console().print(bench.rows_table(rows, title))
+    for line in missed:
+        click.echo(f"target missed: {line}", err=as_json)
+    if not missed:
+        click.echo("all targets met", err=as_json)

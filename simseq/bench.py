@@ -1,0 +1,775 @@
+"""Throughput benchmarks on REF-HCC, the reference model peers run side by side.
+
+REF-HCC is defined in shared/bench/REF_MODEL.md and expressed as a scenario in
+scenarios/ref_hcc.yaml. This module holds what ``simseq bench`` and the
+pytest-benchmark suites in benchmarks/ share:
+
+- ``numpy_ref_hcc``: the vectorised NumPy implementation a competent user would
+  write, the baseline simseq's engine is compared against;
+- ``ref_hcc_reference``: REF-HCC's outputs by numerical integration, which both
+  simulators must reproduce within Monte Carlo error (the same-model check);
+- ``run_headline``: the headline measurements, and ``build_rows``, which turns
+  measurements into report rows with the targets they are checked against.
+
+Throughput is patient trajectories per second (one trajectory = one patient
+through one sequence), end to end: sampling plus the reduction to REF-HCC's
+outputs (median OS, RMST to 120 months, survival at 12 and 24 months),
+excluding one-time compilation. Times are medians over rounds, wall clock.
+"""
+
+import functools
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# REF-HCC, months; (shape, scale) of S(t) = exp(-(t / scale) ** shape).
+# Benchmark definition (shared/bench/REF_MODEL.md), not clinical evidence.
+REF_L1_PROG = (1.1, 10.0)
+REF_L1_DEATH = (1.1, 45.0)
+REF_L2_PROG = (1.2, 4.5)
+REF_L2_DEATH = (1.2, 20.0)
+REF_PPS_DEATH = (1.0, 8.0)
+REF_BSC_DEATH = (1.0, 2.6)
+REF_P_SECOND_LINE = 0.7  # at first-line progression: L2, else BSC
+REF_HORIZON = 120.0
+REF_LANDMARKS = (12.0, 24.0)
+
+BENCH_SEED = 20260101
+PSA_DRAWS = 1000
+PSA_PATIENTS = 1000
+PSA_BIN_WIDTH = 0.25  # months: the PSA histograms are coarser than a single run's
+
+# Targets from the performance issue. A miss is reported, never raised.
+TARGET_VS_NUMPY = 3.0  # engine >= 3x the NumPy baseline at the largest N (aim 6x)
+AIM_VS_NUMPY = 6.0
+TARGET_TWO_THREADS = 1.7  # 2 threads >= 1.7x 1 thread at the largest N
+TARGET_BASE_VS_REF = 2.0  # base case per patient-sequence <= 2x REF-HCC per patient
+TARGET_PSA_SECONDS = 0.5  # 1000 draws x 1000 patients
+TARGET_PEAK_RSS_MB = 400.0
+TARGET_STARTUP_SECONDS = 2.0  # `simseq run` of 1000 patients, warm numba cache
+
+# Case names: the rows of the report and the keys that pair them for ratios.
+REF_SIMSEQ = "ref_hcc.simseq"
+REF_NUMPY = "ref_hcc.numpy"
+BASE_SIMSEQ = "base_case.simseq"
+PSA_SIMSEQ = "psa.simseq"
+PSA_NUMPY = "psa.numpy"
+MEMORY = "memory.ref_hcc"
+STARTUP = "startup.run"
+
+# Opt-in for the runs that take minutes (benchmarks/ only): REF-HCC at 1e8 on
+# 1 and 2 threads, and the issue's peak-RSS check at 1e9.
+LARGE_ENV = "SIMSEQ_BENCH_LARGE"
+
+_ROOT = Path(__file__).resolve().parents[1]
+SCENARIO_DIR = _ROOT / "scenarios"
+
+_Z95 = 1.959963984540054
+
+
+# --------------------------------------------------------------------------- #
+# The NumPy baseline
+# --------------------------------------------------------------------------- #
+
+
+def _weibull(rng: np.random.Generator, shape_scale: tuple[float, float], n: int) -> np.ndarray:
+    shape, scale = shape_scale
+    return scale * rng.weibull(shape, n)
+
+
+def numpy_ref_hcc(
+    n_patients: int,
+    seed: int | Sequence[int],
+    *,
+    chunk: int = 1_000_000,
+    horizon: float = REF_HORIZON,
+    bin_width: float = 0.02,
+) -> tuple[np.ndarray, np.ndarray]:
+    """REF-HCC in plain vectorised NumPy: binned OS from the start of first line.
+
+    Every latent time is drawn for the whole chunk (also for patients who never
+    reach the state), the competing risks resolved with ``np.minimum`` and
+    ``np.where``, and death times binned with ``np.bincount`` into the bins
+    simseq uses (width ``bin_width`` months; alive at ``horizon`` = censored in
+    the last bin). Results depend on ``chunk`` (one stateful generator).
+
+    Returns
+    -------
+    events, censored : ndarray(int64, ndim=1), each (n_bins,)
+    """
+    from simseq.simulator import n_bins_for
+
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    rng = np.random.default_rng(seed)
+    n_bins = n_bins_for(horizon, bin_width)
+    events = np.zeros(n_bins, np.int64)
+    censored = np.zeros(n_bins, np.int64)
+    for lo in range(0, n_patients, chunk):
+        m = min(chunk, n_patients - lo)
+        l1_prog = _weibull(rng, REF_L1_PROG, m)
+        l1_death = _weibull(rng, REF_L1_DEATH, m)
+        to_l2 = rng.random(m) < REF_P_SECOND_LINE
+        l2_prog = _weibull(rng, REF_L2_PROG, m)
+        l2_death = _weibull(rng, REF_L2_DEATH, m)
+        pps = _weibull(rng, REF_PPS_DEATH, m)
+        bsc = _weibull(rng, REF_BSC_DEATH, m)
+        after_l2 = np.minimum(l2_prog, l2_death) + np.where(l2_prog < l2_death, pps, 0.0)
+        after_l1 = np.where(to_l2, after_l2, bsc)
+        progressed = l1_prog < l1_death
+        os_time = np.where(progressed, l1_prog + after_l1, l1_death)
+        dead = os_time < horizon
+        k = np.minimum((os_time[dead] / bin_width).astype(np.int64), n_bins - 1)
+        events += np.bincount(k, minlength=n_bins)
+        censored[-1] += m - k.size
+    return events, censored
+
+
+def ref_outputs(curve) -> dict[str, float]:
+    """REF-HCC's outputs and their Monte Carlo SEs from an OS ``SurvivalCurve``.
+
+    The median's SE is the Brookmeyer-Crowley 95% interval's half-width / 1.96;
+    landmark SEs are Greenwood's; the RMST's is the curve's own.
+    """
+    lo, hi = curve.median_ci95()
+    rmst, rmst_se = curve.rmst(REF_HORIZON)
+    out = {
+        "median": curve.median(),
+        "median_se": (hi - lo) / (2 * _Z95),
+        "rmst_120": rmst,
+        "rmst_120_se": rmst_se,
+    }
+    for t in REF_LANDMARKS:
+        out[f"s{t:g}"] = curve.at(t)
+        out[f"s{t:g}_se"] = float(np.interp(t, curve.times, curve.se))
+    return out
+
+
+def numpy_ref_hcc_outputs(n_patients: int, seed: int, **kwargs) -> dict[str, float]:
+    """The NumPy baseline end to end: simulate, bin, reduce to the REF outputs."""
+    from simseq.outcomes import km_curve
+
+    events, censored = numpy_ref_hcc(n_patients, seed, **kwargs)
+    return ref_outputs(km_curve(events, censored, kwargs.get("bin_width", 0.02)))
+
+
+def numpy_ref_hcc_psa(
+    n_draws: int, n_patients: int, seed: int, *, bin_width: float = PSA_BIN_WIDTH
+) -> np.ndarray:
+    """The PSA shape in NumPy: one vectorised run per draw (the parameters would
+    differ per draw), int64 (n_draws, 2, n_bins) events / censored."""
+    return np.stack(
+        [
+            np.stack(numpy_ref_hcc(n_patients, (seed, d), bin_width=bin_width))
+            for d in range(n_draws)
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- #
+# simseq on REF-HCC and the base case
+# --------------------------------------------------------------------------- #
+
+
+def large_requested() -> bool:
+    """True when SIMSEQ_BENCH_LARGE is set to anything but "" or "0"."""
+    return os.environ.get(LARGE_ENV, "") not in ("", "0")
+
+
+def _scenario_path(name: str) -> Path:
+    path = SCENARIO_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the benchmarks run from a source checkout (scenarios/)"
+        )
+    return path
+
+
+@functools.cache
+def ref_hcc_model():
+    """REF-HCC compiled from scenarios/ref_hcc.yaml (no calibration needed)."""
+    from simseq.evidence import load_evidence
+    from simseq.model import compile_model
+    from simseq.resolve import resolve
+    from simseq.scenario import load_scenario
+
+    path = str(_scenario_path("ref_hcc"))
+    res = resolve(load_scenario(path), load_evidence(), {}, path)
+    return compile_model(res.sequences, res.covariates)
+
+
+@functools.cache
+def base_case_model():
+    """The base case (5 sequences), calibrated: the cached calibration under
+    results/base_case/ when its inputs are unchanged, else a fresh one (~5 s)."""
+    from simseq.evidence import load_evidence
+    from simseq.model import compile_model
+    from simseq.pipeline import default_out, get_calibration
+    from simseq.resolve import resolve
+    from simseq.scenario import load_scenario
+
+    path = str(_scenario_path("base_case"))
+    scenario = load_scenario(path)
+    cal, _ = get_calibration(scenario, path, default_out(scenario))
+    res = resolve(scenario, load_evidence(), cal.values, path)
+    return compile_model(res.sequences, res.covariates)
+
+
+def simseq_ref_hcc(
+    model, n_patients: int, seed: int, *, threads: int | None = None, bin_width: float = 0.02
+) -> dict[str, float]:
+    """REF-HCC through the engine end to end (OS tallies only) -> the REF outputs."""
+    from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+    from simseq.outcomes import tally_curve
+    from simseq.simulator import simulate
+
+    tallies = simulate(
+        model,
+        n_patients,
+        seed,
+        horizon=REF_HORIZON,
+        bin_width=bin_width,
+        threads=threads,
+        tallies=[TALLY_OS_GIVEN_ENTRY],
+    )
+    curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[0])])
+    return ref_outputs(curve)
+
+
+def simseq_base_case(model, n_patients: int, seed: int, *, threads: int | None = None):
+    """The base case with all tallies (all the bookkeeping summary.json needs)."""
+    from simseq.simulator import simulate
+
+    return simulate(model, n_patients, seed, horizon=REF_HORIZON, threads=threads)
+
+
+# --------------------------------------------------------------------------- #
+# REF-HCC by numerical integration
+# --------------------------------------------------------------------------- #
+
+# QUADPACK tolerances; with them every output below is accurate to ~1e-9,
+# three orders below the Monte Carlo SE of a 1e6-patient run (~1e-3 .. 1e-2).
+_QUAD = {"epsabs": 1e-13, "epsrel": 1e-12, "limit": 200}
+
+
+def _surv(t: float, shape_scale: tuple[float, float]) -> float:
+    shape, scale = shape_scale
+    return math.exp(-((t / scale) ** shape))
+
+
+def _hazard(t: float, shape_scale: tuple[float, float]) -> float:
+    shape, scale = shape_scale
+    return shape / scale * (t / scale) ** (shape - 1.0)
+
+
+def _s_l1(t: float) -> float:
+    return _surv(t, REF_L1_PROG) * _surv(t, REF_L1_DEATH)
+
+
+def _f_prog1(u: float) -> float:
+    """Density of leaving L1 by progression at u."""
+    return _hazard(u, REF_L1_PROG) * _s_l1(u) if u > 0 else 0.0
+
+
+def _s_l2(s: float) -> float:
+    return _surv(s, REF_L2_PROG) * _surv(s, REF_L2_DEATH)
+
+
+def _f_prog2(v: float) -> float:
+    return _hazard(v, REF_L2_PROG) * _s_l2(v) if v > 0 else 0.0
+
+
+def _alive_after_l2_entry(s: float) -> float:
+    """A(s) = S_L2(s) + int_0^s f_prog2(v) S_PPS(s - v) dv."""
+    from scipy.integrate import quad
+
+    if s <= 0:
+        return 1.0
+    pps = quad(lambda v: _f_prog2(v) * _surv(s - v, REF_PPS_DEATH), 0.0, s, **_QUAD)[0]
+    return _s_l2(s) + pps
+
+
+def _alive_after_prog1(s: float) -> float:
+    """Alive s months after first-line progression: 0.7 A(s) + 0.3 S_BSC(s)."""
+    p = REF_P_SECOND_LINE
+    return p * _alive_after_l2_entry(s) + (1 - p) * _surv(s, REF_BSC_DEATH)
+
+
+def ref_hcc_survival(t: float) -> float:
+    """S_OS(t) = S1(t) + int_0^t f_prog1(u) [0.7 A(t-u) + 0.3 S_BSC(t-u)] du, by nested quad."""
+    from scipy.integrate import quad
+
+    if t <= 0:
+        return 1.0
+    conv = quad(lambda u: _f_prog1(u) * _alive_after_prog1(t - u), 0.0, t, **_QUAD)[0]
+    return _s_l1(t) + conv
+
+
+def _area_after_l2_entry(x: float) -> float:
+    """int_0^x A(s) ds = int_0^x S_L2 + int_0^x f_prog2(v) int_0^(x-v) S_PPS."""
+    from scipy.integrate import quad
+
+    if x <= 0:
+        return 0.0
+    shape, scale = REF_PPS_DEATH
+    assert shape == 1.0  # exponential: int_0^y S_PPS = scale (1 - exp(-y / scale))
+    on_l2 = quad(_s_l2, 0.0, x, **_QUAD)[0]
+    after = quad(lambda v: _f_prog2(v) * scale * -math.expm1(-(x - v) / scale), 0.0, x, **_QUAD)[0]
+    return on_l2 + after
+
+
+def _area_after_prog1(x: float) -> float:
+    p = REF_P_SECOND_LINE
+    shape, scale = REF_BSC_DEATH
+    assert shape == 1.0
+    return p * _area_after_l2_entry(x) + (1 - p) * scale * -math.expm1(-x / scale)
+
+
+@functools.cache
+def ref_hcc_reference() -> dict[str, float]:
+    """REF-HCC's outputs computed from the model definition, not by simulation.
+
+    S_OS(t) as in ``ref_hcc_survival`` (nested adaptive Gauss-Kronrod, scipy's
+    ``quad``; the integrable u**0.1 and v**0.2 endpoint behaviour of the Weibull
+    densities is handled by QUADPACK's extrapolation). RMST(120) swaps the order
+    of integration, int_0^T S_OS = int_0^T S1 + int_0^T f_prog1(u) R(T - u) du
+    with R(x) = int_0^x [0.7 A + 0.3 S_BSC], so it is a double, not a triple,
+    integral. The median solves S_OS(t) = 0.5 with ``brentq`` (xtol 1e-10).
+
+    Accuracy: quad's tolerances (epsabs 1e-13, epsrel 1e-12) bound each output's
+    error well below 1e-8; tests/unit/test_bench.py cross-checks S(12), S(24)
+    and the RMST against an independent fine-grid convolution refined twice.
+    Takes ~2 s; cached.
+
+    Returns
+    -------
+    dict with ``median`` and ``rmst_120`` (months), ``s12`` and ``s24``.
+    """
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    tau = REF_HORIZON
+    rmst = (
+        quad(_s_l1, 0.0, tau, **_QUAD)[0]
+        + quad(lambda u: _f_prog1(u) * _area_after_prog1(tau - u), 0.0, tau, **_QUAD)[0]
+    )
+    median = brentq(lambda t: ref_hcc_survival(t) - 0.5, 1.0, 60.0, xtol=1e-10, rtol=1e-14)
+    out = {"median": median, "rmst_120": rmst}
+    for t in REF_LANDMARKS:
+        out[f"s{t:g}"] = ref_hcc_survival(t)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Measurements -> rows
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One timed case: the median wall time over ``rounds`` after a warm-up."""
+
+    name: str  # a case name (REF_SIMSEQ, REF_NUMPY, ...)
+    n_patients: int  # patients per sequence (per draw for the PSA shape)
+    threads: int | None  # None: numba's default (all)
+    seconds: float
+    rounds: int
+    n_trajectories: int  # patients x sequences (x draws)
+    peak_rss_mb: float | None = None
+
+
+def _find(ms: list[Measurement], name: str, n: int, threads: int | None = None, *, any_t=False):
+    for m in ms:
+        if m.name == name and m.n_patients == n and (any_t or m.threads == threads):
+            return m
+    return None
+
+
+def _per_traj(m: Measurement) -> float:
+    return m.seconds / m.n_trajectories
+
+
+def build_rows(measurements: list[Measurement]) -> list[dict]:
+    """Report rows, pairing measurements for ratios and checking them against targets.
+
+    ``ratio_vs_numpy`` is the NumPy time over simseq's per trajectory (> 1: simseq
+    is faster). ``measured`` is the number compared with ``target``; rows
+    without a target have ``target``, ``measured`` and ``meets_target`` None.
+    The NumPy target applies at the largest REF-HCC N with a NumPy counterpart,
+    the thread target at the largest REF-HCC N.
+    """
+    ms = list(measurements)
+    ref_ns = [m.n_patients for m in ms if m.name == REF_SIMSEQ]
+    n_max = max(ref_ns, default=None)
+    n_max_numpy = max((n for n in ref_ns if _find(ms, REF_NUMPY, n, any_t=True)), default=None)
+    psa_threads = [m.threads or 0 for m in ms if m.name == PSA_SIMSEQ]
+    rows = []
+    for m in ms:
+        row = {
+            "name": m.name,
+            "n_patients": m.n_patients,
+            "threads": m.threads,
+            "rounds": m.rounds,
+            "n_trajectories": m.n_trajectories,
+            "seconds": m.seconds,
+            "trajectories_per_s": None,
+            "ns_per_patient": None,
+            "ratio_vs_numpy": None,
+            "speedup_vs_1_thread": None,
+            "vs_ref_hcc_per_patient": None,
+            "peak_rss_mb": m.peak_rss_mb,
+            "target": None,
+            "measured": None,
+            "meets_target": None,
+        }
+        if m.name not in (MEMORY, STARTUP):
+            row["trajectories_per_s"] = m.n_trajectories / m.seconds
+            row["ns_per_patient"] = 1e9 * _per_traj(m)
+        numpy_name = {REF_SIMSEQ: REF_NUMPY, PSA_SIMSEQ: PSA_NUMPY}.get(m.name)
+        numpy_m = _find(ms, numpy_name, m.n_patients, any_t=True) if numpy_name else None
+        if numpy_m is not None:
+            row["ratio_vs_numpy"] = _per_traj(numpy_m) / _per_traj(m)
+        if m.name in (REF_SIMSEQ, PSA_SIMSEQ) and (m.threads or 0) > 1:
+            one = _find(ms, m.name, m.n_patients, 1)
+            if one is not None:
+                row["speedup_vs_1_thread"] = one.seconds / m.seconds
+        if m.name == REF_SIMSEQ and m.threads == 1 and m.n_patients == n_max_numpy:
+            row["target"] = f">= {TARGET_VS_NUMPY:g}x NumPy, 1 core (aim {AIM_VS_NUMPY:g}x)"
+            row["measured"] = row["ratio_vs_numpy"]
+            row["meets_target"] = row["measured"] >= TARGET_VS_NUMPY
+        elif m.name == REF_SIMSEQ and m.n_patients == n_max:
+            if m.threads == 2 and row["speedup_vs_1_thread"] is not None:
+                row["target"] = f">= {TARGET_TWO_THREADS:g}x 1 thread"
+                row["measured"] = row["speedup_vs_1_thread"]
+                row["meets_target"] = row["measured"] >= TARGET_TWO_THREADS
+        elif m.name == BASE_SIMSEQ:
+            ref = _find(ms, REF_SIMSEQ, m.n_patients, m.threads)
+            if ref is not None:
+                row["vs_ref_hcc_per_patient"] = _per_traj(m) / _per_traj(ref)
+                row["target"] = f"<= {TARGET_BASE_VS_REF:g}x REF-HCC ns/traj"
+                row["measured"] = row["vs_ref_hcc_per_patient"]
+                row["meets_target"] = row["measured"] <= TARGET_BASE_VS_REF
+        elif m.name == PSA_SIMSEQ and (m.threads or 0) == max(psa_threads):
+            row["target"] = f"< {TARGET_PSA_SECONDS:g} s"
+            row["measured"] = m.seconds
+            row["meets_target"] = m.seconds < TARGET_PSA_SECONDS
+        elif m.name == MEMORY and m.peak_rss_mb is not None:
+            row["target"] = f"peak RSS < {TARGET_PEAK_RSS_MB:g} MB"
+            row["measured"] = m.peak_rss_mb
+            row["meets_target"] = m.peak_rss_mb < TARGET_PEAK_RSS_MB
+        elif m.name == STARTUP:
+            row["target"] = f"< {TARGET_STARTUP_SECONDS:g} s, warm cache"
+            row["measured"] = m.seconds
+            row["meets_target"] = m.seconds < TARGET_STARTUP_SECONDS
+        rows.append(row)
+    return rows
+
+
+def missed_targets(rows: list[dict]) -> list[str]:
+    """One line per row whose target was missed."""
+    return [
+        f"{r['name']} N={fmt_n(r['n_patients'])} threads={r['threads'] or 'all'}: "
+        f"{r['target']}, measured {r['measured']:.3g}"
+        for r in rows
+        if r["meets_target"] is False
+    ]
+
+
+def fmt_n(n: int) -> str:
+    """1e5 for powers of ten, else 1,234."""
+    k = round(math.log10(n)) if n > 0 else 0
+    return f"1e{k}" if n == 10**k and k >= 3 else f"{n:,}"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def rows_table(rows: list[dict], title: str = "simseq bench"):
+    """A rich Table of the rows (what ``simseq bench`` prints)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_style="bold")
+    for col in ("case", "N", "thr", "median s", "traj/s", "ns/traj", "vs NumPy"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    table.add_column("target")
+    table.add_column("measured", justify="right")
+    table.add_column("ok")
+    for r in rows:
+        ok = {True: "yes", False: "MISSED", None: ""}[r["meets_target"]]
+        n = fmt_n(r["n_patients"])
+        if r["name"].startswith("psa."):
+            n = f"{r['n_trajectories'] // r['n_patients']}x{r['n_patients']}"
+        table.add_row(
+            r["name"],
+            n,
+            str(r["threads"] or "all"),
+            f"{r['seconds']:.4g}",
+            _fmt(r["trajectories_per_s"], ".3g"),
+            _fmt(r["ns_per_patient"], ".0f"),
+            "-" if r["ratio_vs_numpy"] is None else f"{r['ratio_vs_numpy']:.2f}x",
+            r["target"] or "",
+            _fmt(r["measured"], ".3g"),
+            ok,
+        )
+    return table
+
+
+def rows_text(rows: list[dict], title: str = "simseq bench", width: int = 160) -> str:
+    """The rows' table as plain text."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(rows_table(rows, title))
+    return buf.getvalue()
+
+
+def _cpus_available() -> int | None:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def machine_info() -> dict:
+    """CPU, thread and version facts to read the timings against."""
+    import numba
+    import scipy
+
+    from simseq import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        git = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git = ""
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_available": _cpus_available(),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": numba.config.THREADING_LAYER,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "simseq": __version__,
+        "git": git or None,
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Subprocess checks: peak memory and startup
+# --------------------------------------------------------------------------- #
+
+_PEAK_RSS_CHILD = (
+    "import sys\n"
+    "from simseq.bench import engine_cache_misses, ref_hcc_model, simseq_ref_hcc\n"
+    "t = None if sys.argv[2] == 'all' else int(sys.argv[2])\n"
+    "simseq_ref_hcc(ref_hcc_model(), int(sys.argv[1]), 1, threads=t)\n"
+    "print(engine_cache_misses())\n"
+)
+
+
+def engine_cache_misses() -> int:
+    """How many engine kernels this process compiled instead of loading from numba's cache."""
+    from simseq.engine import simulate
+
+    misses = 0
+    for obj in vars(simulate).values():
+        if hasattr(obj, "py_func"):  # a numba dispatcher
+            try:
+                misses += sum(obj.stats.cache_misses.values())
+            except AttributeError:  # not a cached kernel
+                pass
+    return misses
+
+
+def _run_rss_child(n_patients: int, threads: int | None) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, kernels compiled) of one child process."""
+    cmd = [sys.executable, "-c", _PEAK_RSS_CHILD, str(n_patients), str(threads or "all")]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"peak-RSS child failed: {err.read().decode()[-2000:]}")
+        out.seek(0)
+        compiled = int(out.read().decode().split()[-1])
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    return seconds, usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10), compiled
+
+
+def measure_peak_rss(n_patients: int, threads: int | None = None) -> Measurement:
+    """Peak resident memory of a fresh process simulating REF-HCC at ``n_patients``.
+
+    Read from the child's own rusage (``os.wait4``), so neither this process
+    nor other children count. Compiling takes more memory than simulating, so
+    a 1000-patient child first warms numba's cache, and a measured child that
+    still compiled (its source changed meanwhile) is run again, up to twice.
+    The issue's 1e9-patient check takes minutes and runs only in benchmarks/
+    with SIMSEQ_BENCH_LARGE=1.
+    """
+    _run_rss_child(1000, threads)
+    for _attempt in range(3):
+        seconds, rss_mb, compiled = _run_rss_child(n_patients, threads)
+        if not compiled:
+            break
+    return Measurement(MEMORY, n_patients, threads, seconds, 1, n_patients, rss_mb)
+
+
+def _simseq_command() -> list[str]:
+    exe = shutil.which("simseq")
+    return [exe] if exe else [sys.executable, "-m", "simseq"]
+
+
+def startup_command(out_dir: Path, n_patients: int = 1000) -> list[str]:
+    """``simseq run scenarios/ref_hcc.yaml --patients N --quiet --out OUT_DIR``."""
+    cmd = [*_simseq_command(), "run", str(_scenario_path("ref_hcc"))]
+    return [*cmd, "--patients", str(n_patients), "--quiet", "--out", str(out_dir)]
+
+
+def measure_startup(rounds: int = 5, n_patients: int = 1000) -> Measurement:
+    """Wall time of ``startup_command`` in a fresh process, median over
+    ``rounds``; one untimed run first so the numba cache is warm."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="simseq-bench-") as tmp:
+        for i in range(rounds + 1):
+            started = time.perf_counter()
+            cmd = startup_command(Path(tmp) / f"run{i}", n_patients)
+            subprocess.run(cmd, cwd=tmp, check=True)
+            if i:
+                times.append(time.perf_counter() - started)
+    return Measurement(STARTUP, n_patients, None, statistics.median(times), rounds, n_patients)
+
+
+# --------------------------------------------------------------------------- #
+# The headline run
+# --------------------------------------------------------------------------- #
+
+
+def time_interleaved(cases: dict, rounds: int) -> dict:
+    """Median seconds per case over ``rounds``; every round runs each case once,
+    the order rotated round by round, so slow phases of a noisy machine hit
+    all cases alike. Cases must already be compiled."""
+    keys = list(cases)
+    times: dict = {k: [] for k in keys}
+    for r in range(rounds):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            started = time.perf_counter()
+            cases[k]()
+            times[k].append(time.perf_counter() - started)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run_headline(
+    quick: bool = False,
+    threads_list: Sequence[int] = (1, 2),
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Measure the headline figures and return ``build_rows`` of them.
+
+    Full: REF-HCC at N = 1e5, 1e6, 1e7 (simseq on each of ``threads_list``,
+    NumPy alongside, interleaved in this process), the base case at 1e6, the PSA
+    shape 1000 x 1000, peak RSS at 1e8, startup; 5 rounds each. Quick: N = 1e5,
+    1e6, base case at 1e5, peak RSS at 1e7, 3 rounds.
+    """
+    import numba
+
+    from simseq.simulator import simulate_draws
+
+    say = progress or (lambda msg: None)
+    rounds = 3 if quick else 5
+    ns = (10**5, 10**6) if quick else (10**5, 10**6, 10**7)
+    base_n = 10**5 if quick else 10**6
+    rss_n = 10**7 if quick else 10**8
+    threads_list = [t for t in threads_list if t <= numba.config.NUMBA_NUM_THREADS]
+    seed = BENCH_SEED
+    ref = ref_hcc_model()
+    say("loading the base case (calibration from cache or ~5 s)")
+    base = base_case_model()
+    n_seq_base = len(base.seq_names)
+    psa = ref.repeat_draws(PSA_DRAWS)
+
+    def ref_case(n, t):
+        return lambda: simseq_ref_hcc(ref, n, seed, threads=t)
+
+    def base_case(n, t):
+        return lambda: simseq_base_case(base, n, seed, threads=t)
+
+    def psa_case(t):
+        return lambda: simulate_draws(
+            psa, PSA_PATIENTS, seed, horizon=REF_HORIZON, bin_width=PSA_BIN_WIDTH, threads=t
+        )
+
+    say("warming up (compilation)")
+    for t in threads_list:
+        ref_case(1000, t)()
+        base_case(1000, t)()
+        simulate_draws(ref.repeat_draws(2), 10, seed, horizon=REF_HORIZON, threads=t)
+    numpy_ref_hcc_outputs(1000, seed)
+
+    ms: list[Measurement] = []
+    for n in ns:
+        say(f"REF-HCC N={fmt_n(n)}: simseq on {list(threads_list)} threads and NumPy")
+        cases = {(REF_NUMPY, 1, n): lambda n=n: numpy_ref_hcc_outputs(n, seed)}
+        for t in threads_list:
+            cases[(REF_SIMSEQ, t, n)] = ref_case(n, t)
+            if n == base_n:
+                cases[(BASE_SIMSEQ, t, n)] = base_case(n, t)
+        for (name, t, n_), sec in time_interleaved(cases, rounds).items():
+            n_traj = n_ * (n_seq_base if name == BASE_SIMSEQ else 1)
+            ms.append(Measurement(name, n_, t, sec, rounds, n_traj))
+
+    say(f"PSA shape {PSA_DRAWS} draws x {PSA_PATIENTS} patients")
+    cases = {(PSA_NUMPY, 1): lambda: numpy_ref_hcc_psa(PSA_DRAWS, PSA_PATIENTS, seed)}
+    for t in threads_list:
+        cases[(PSA_SIMSEQ, t)] = psa_case(t)
+    for (name, t), sec in time_interleaved(cases, rounds).items():
+        ms.append(Measurement(name, PSA_PATIENTS, t, sec, rounds, PSA_DRAWS * PSA_PATIENTS))
+
+    say(f"peak RSS of a REF-HCC run at N={fmt_n(rss_n)} (subprocess)")
+    ms.append(measure_peak_rss(rss_n))
+    say("startup: simseq run of 1000 patients (subprocess, warm cache)")
+    ms.append(measure_startup(rounds))
+    return build_rows(sorted(ms, key=report_order))
+
+
+_ORDER = (REF_NUMPY, REF_SIMSEQ, BASE_SIMSEQ, PSA_NUMPY, PSA_SIMSEQ, MEMORY, STARTUP)
+
+
+def report_order(m: Measurement) -> tuple:
+    """Sort key: REF-HCC by N with NumPy beside simseq, then base case, PSA, checks."""
+    group = {REF_NUMPY: 0, REF_SIMSEQ: 0, BASE_SIMSEQ: 1, PSA_NUMPY: 2, PSA_SIMSEQ: 2}
+    rank = _ORDER.index(m.name) if m.name in _ORDER else len(_ORDER)
+    return (group.get(m.name, 3 + rank), m.n_patients, rank, m.threads or 0)

@@ -1,0 +1,213 @@
+"""simseq.bench without timing anything: the NumPy baseline, the integrated
+reference values and the report rows (built from fake timings).
+
+`simseq bench` itself is not run here (it takes minutes); its output path is
+checked with run_headline replaced by fake rows.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.signal import fftconvolve
+
+from simseq import bench
+from simseq.bench import Measurement
+from simseq.cli import main
+
+
+def test_numpy_baseline_histograms():
+    events, censored = bench.numpy_ref_hcc(5000, 3, chunk=1500)
+    assert events.dtype == censored.dtype == np.int64
+    assert events.shape == censored.shape == (6000,)  # 120 months / 0.02
+    assert events.sum() + censored.sum() == 5000
+    assert censored[:-1].sum() == 0  # alive at the horizon: censored in the last bin
+    again = bench.numpy_ref_hcc(5000, 3, chunk=1500)
+    assert np.array_equal(events, again[0]) and np.array_equal(censored, again[1])
+    with pytest.raises(ValueError, match="n_patients"):
+        bench.numpy_ref_hcc(0, 3)
+
+
+def test_numpy_psa_shape():
+    hist = bench.numpy_ref_hcc_psa(3, 100, 1)
+    assert hist.shape == (3, 2, 480)
+    assert (hist.sum(axis=(1, 2)) == 100).all()
+
+
+def test_numpy_baseline_agrees_with_reference_at_small_n():
+    """N = 50,000, seed 11: each output within 3 Monte Carlo SEs of the integral."""
+    ref = bench.ref_hcc_reference()
+    out = bench.numpy_ref_hcc_outputs(50_000, 11)
+    for key in ("median", "rmst_120", "s12", "s24"):
+        assert abs(out[key] - ref[key]) <= 3 * out[f"{key}_se"], key
+
+
+def _surv(t, shape_scale):
+    shape, scale = shape_scale
+    return np.exp(-((t / scale) ** shape))
+
+
+def _grid_survival(h: float) -> tuple[np.ndarray, np.ndarray]:
+    """S_OS on t = 0, h, ..., 120 by an independent route: a midpoint convolution
+    with exact interval probabilities. Both pairs of competing causes share a
+    Weibull shape, so the share leaving by progression is a constant."""
+    n = round(bench.REF_HORIZON / h)
+    t = np.arange(n + 1) * h
+    s1 = _surv(t, bench.REF_L1_PROG) * _surv(t, bench.REF_L1_DEATH)
+    a, b = (1 / bench.REF_L1_PROG[1]) ** 1.1, (1 / bench.REF_L1_DEATH[1]) ** 1.1
+    prog1 = a / (a + b) * (s1[:-1] - s1[1:])  # progression on L1 within [t_j, t_j+1)
+    v = np.arange(2 * n + 1) * (h / 2)
+    s2 = _surv(v, bench.REF_L2_PROG) * _surv(v, bench.REF_L2_DEATH)
+    a, b = (1 / bench.REF_L2_PROG[1]) ** 1.2, (1 / bench.REF_L2_DEATH[1]) ** 1.2
+    prog2 = a / (a + b) * (s2[:-1] - s2[1:])
+    mid = v[:-1] + h / 4
+    pps_scale = bench.REF_PPS_DEATH[1]  # exponential: the convolution is a running sum
+    pps = np.concatenate(([0.0], np.cumsum(prog2 * np.exp(mid / pps_scale))))
+    alive_l2 = s2 + pps * np.exp(-v / pps_scale)
+    p = bench.REF_P_SECOND_LINE
+    after_prog1 = p * alive_l2 + (1 - p) * _surv(v, bench.REF_BSC_DEATH)
+    survival = s1.copy()
+    survival[1:] += fftconvolve(prog1, after_prog1[1::2])[:n]  # at (m + 1/2) h
+    return t, survival
+
+
+def test_reference_matches_an_independent_grid_convolution():
+    """quad vs a grid at h = 0.02 and 0.005 months: the grid converges onto quad
+    (measured gaps at h = 0.005: < 2e-9 for S, 2e-8 for RMST, 7e-8 for the median)."""
+    ref = bench.ref_hcc_reference()
+    gaps = []
+    for h in (0.02, 0.005):
+        t, s = _grid_survival(h)
+        gaps.append(
+            {
+                "s12": s[round(12 / h)] - ref["s12"],
+                "s24": s[round(24 / h)] - ref["s24"],
+                "rmst_120": np.trapezoid(s, t) - ref["rmst_120"],
+                "median": np.interp(-0.5, -s, t) - ref["median"],
+            }
+        )
+    coarse, fine = gaps
+    tol = {"s12": 1e-8, "s24": 1e-8, "rmst_120": 1e-7, "median": 1e-6}
+    for key, limit in tol.items():
+        assert abs(fine[key]) < limit, (key, fine[key])
+        assert abs(fine[key]) <= abs(coarse[key]) + 1e-9, key
+
+
+def fake_measurements() -> list[Measurement]:
+    m = Measurement
+    return [
+        m(bench.REF_NUMPY, 10**6, 1, 0.20, 5, 10**6),
+        m(bench.REF_SIMSEQ, 10**6, 1, 0.10, 5, 10**6),
+        m(bench.REF_SIMSEQ, 10**6, 2, 0.06, 5, 10**6),
+        m(bench.REF_NUMPY, 10**7, 1, 2.0, 5, 10**7),
+        m(bench.REF_SIMSEQ, 10**7, 1, 0.5, 5, 10**7),  # 4x NumPy: met
+        m(bench.REF_SIMSEQ, 10**7, 2, 0.4, 5, 10**7),  # 1.25x one thread: missed
+        m(bench.BASE_SIMSEQ, 10**6, 1, 0.75, 5, 5 * 10**6),  # 1.5x REF per trajectory
+        m(bench.PSA_NUMPY, 1000, 1, 1.0, 5, 10**6),
+        m(bench.PSA_SIMSEQ, 1000, 1, 0.5, 5, 10**6),
+        m(bench.PSA_SIMSEQ, 1000, 2, 0.3, 5, 10**6),
+        m(bench.MEMORY, 10**8, None, 30.0, 1, 10**8, peak_rss_mb=450.0),
+        m(bench.STARTUP, 1000, None, 1.5, 5, 1000),
+    ]
+
+
+def test_build_rows_on_fake_timings():
+    rows = bench.build_rows(fake_measurements())
+    by = {(r["name"], r["n_patients"], r["threads"]): r for r in rows}
+    assert len(rows) == 12
+    assert set(rows[0]) >= {
+        "name", "n_patients", "threads", "seconds", "trajectories_per_s", "ns_per_patient",
+        "ratio_vs_numpy", "target", "measured", "meets_target",
+    }  # fmt: skip
+
+    r = by[(bench.REF_SIMSEQ, 10**7, 1)]
+    assert r["trajectories_per_s"] == pytest.approx(2e7)
+    assert r["ns_per_patient"] == pytest.approx(50.0)
+    assert r["ratio_vs_numpy"] == pytest.approx(4.0)
+    assert r["measured"] == pytest.approx(4.0) and r["meets_target"] is True
+    # the targets apply at the largest N only
+    assert by[(bench.REF_SIMSEQ, 10**6, 1)]["meets_target"] is None
+    assert by[(bench.REF_SIMSEQ, 10**6, 1)]["ratio_vs_numpy"] == pytest.approx(2.0)
+    assert by[(bench.REF_SIMSEQ, 10**6, 2)]["speedup_vs_1_thread"] == pytest.approx(0.1 / 0.06)
+    r = by[(bench.REF_SIMSEQ, 10**7, 2)]
+    assert r["measured"] == pytest.approx(1.25) and r["meets_target"] is False
+    assert by[(bench.REF_NUMPY, 10**7, 1)]["target"] is None
+
+    r = by[(bench.BASE_SIMSEQ, 10**6, 1)]
+    assert r["ns_per_patient"] == pytest.approx(150.0)  # per patient-sequence
+    assert r["measured"] == pytest.approx(1.5) and r["meets_target"] is True
+
+    assert by[(bench.PSA_SIMSEQ, 1000, 1)]["meets_target"] is None  # only the most threads
+    r = by[(bench.PSA_SIMSEQ, 1000, 2)]
+    assert r["ratio_vs_numpy"] == pytest.approx(1.0 / 0.3)
+    assert r["measured"] == pytest.approx(0.3) and r["meets_target"] is True
+
+    r = by[(bench.MEMORY, 10**8, None)]
+    assert r["trajectories_per_s"] is None and r["meets_target"] is False
+    assert by[(bench.STARTUP, 1000, None)]["meets_target"] is True
+
+    missed = bench.missed_targets(rows)
+    assert len(missed) == 2
+    assert "threads=2" in missed[0] and "1.25" in missed[0]
+    assert "memory" in missed[1] and "450" in missed[1]
+    json.dumps(rows, allow_nan=False)  # the --json payload is plain JSON
+
+
+def test_rows_without_counterparts_have_no_ratio():
+    rows = bench.build_rows([Measurement(bench.REF_SIMSEQ, 10**5, 2, 0.01, 3, 10**5)])
+    assert rows[0]["ratio_vs_numpy"] is None and rows[0]["speedup_vs_1_thread"] is None
+    assert rows[0]["meets_target"] is None
+    assert bench.missed_targets(rows) == []
+
+
+def test_rows_text_lists_every_row():
+    rows = bench.build_rows(fake_measurements())
+    text = bench.rows_text(rows)
+    assert "MISSED" in text and "1000x1000" in text and "4.00x" in text
+    assert bench.fmt_n(10**7) == "1e7" and bench.fmt_n(2500) == "2,500"
+
+
+def test_bench_command_json_with_fake_rows(monkeypatch):
+    rows = bench.build_rows(fake_measurements())
+    monkeypatch.setattr(bench, "run_headline", lambda quick=False, progress=None: rows)
+    result = CliRunner().invoke(main, ["bench", "--quick", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0  # a missed target is reported, not a failure
+    data = json.loads(result.stdout)
+    assert data["quick"] is True and data["rows"] == rows
+    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["numba_threads"] >= 1
+    assert len(data["missed"]) == 2
+    assert "target missed" in result.stderr
+
+
+def test_bench_command_table_with_fake_rows(monkeypatch):
+    rows = [r for r in bench.build_rows(fake_measurements()) if r["meets_target"] is not False]
+    monkeypatch.setattr(bench, "run_headline", lambda quick=False, progress=None: rows)
+    result = CliRunner().invoke(main, ["bench"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "ref_hcc.simseq" in result.stdout and "all targets met" in result.stdout
+
+
+def test_numpy_target_at_the_largest_n_with_a_numpy_run():
+    """An opt-in 1e8 simseq run without NumPy moves the thread target, not the NumPy one."""
+    m = Measurement
+    rows = bench.build_rows(
+        [
+            m(bench.REF_NUMPY, 10**7, 1, 2.0, 5, 10**7),
+            m(bench.REF_SIMSEQ, 10**7, 1, 1.0, 5, 10**7),
+            m(bench.REF_SIMSEQ, 10**8, 1, 10.0, 5, 10**8),
+            m(bench.REF_SIMSEQ, 10**8, 2, 5.0, 5, 10**8),
+        ]
+    )
+    assert rows[1]["measured"] == pytest.approx(2.0) and rows[1]["meets_target"] is False
+    assert rows[2]["target"] is None
+    assert rows[3]["measured"] == pytest.approx(2.0) and rows[3]["meets_target"] is True
+
+
+def test_large_runs_are_opt_in(monkeypatch):
+    monkeypatch.delenv(bench.LARGE_ENV, raising=False)
+    assert not bench.large_requested()
+    monkeypatch.setenv(bench.LARGE_ENV, "0")
+    assert not bench.large_requested()
+    monkeypatch.setenv(bench.LARGE_ENV, "1")
+    assert bench.large_requested()
