@@ -29,6 +29,9 @@ def _ref_cases():
     cases = []
     for n in REF_NS:
         cases.append(pytest.param(bench.REF_NUMPY, n, 1, id=f"numpy-{bench.fmt_n(n)}"))
+        cases.append(
+            pytest.param(bench.REF_NUMPY_INVCDF, n, 1, id=f"numpy-invcdf-{bench.fmt_n(n)}")
+        )
         for t in THREADS:
             cases.append(pytest.param(bench.REF_SIMSEQ, n, t, id=f"simseq-{bench.fmt_n(n)}-t{t}"))
     for t in THREADS:
@@ -47,14 +50,15 @@ def _ref_cases():
 @pytest.mark.parametrize(("name", "n", "threads"), _ref_cases())
 def test_ref_hcc(timed, ref_model, name, n, threads):
     """REF-HCC end to end (simulate, bin, reduce to median, RMST, S(12), S(24))."""
-    if name == bench.REF_NUMPY:
+    if name in (bench.REF_NUMPY, bench.REF_NUMPY_INVCDF):
+        inverse_cdf = name == bench.REF_NUMPY_INVCDF
         out = timed(
-            lambda: bench.numpy_ref_hcc_outputs(n, SEED),
+            lambda: bench.numpy_ref_hcc_outputs(n, SEED, inverse_cdf=inverse_cdf),
             name,
             n,
             threads,
             n,
-            warm=lambda: bench.numpy_ref_hcc_outputs(1000, SEED),
+            warm=lambda: bench.numpy_ref_hcc_outputs(1000, SEED, inverse_cdf=inverse_cdf),
         )
     else:
         out = timed(
