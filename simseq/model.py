@@ -50,6 +50,23 @@ class State:
     regimen: str | None = None
     role: str = "line"
     """One of "line" (on a line of therapy), "post_progression", "no_further_therapy"."""
+    cost_per_month: float = 0.0
+    """Cost accrued continuously while in the state (currency per month)."""
+    utility: float = 0.0
+    """Health-state utility (QALYs per year in the state)."""
+    entry_cost: float = 0.0
+    """One-off cost on entering the state (e.g. expected adverse-event costs of a line)."""
+    entry_qalys: float = 0.0
+    """One-off QALY change on entering the state (negative: a disutility, in QALYs)."""
+
+
+@dataclass(frozen=True)
+class Economics:
+    """Model-wide economic settings: discount rates (annual) and the one-off cost at death."""
+
+    discount_costs: float = 0.0
+    discount_qalys: float = 0.0
+    death_cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,11 @@ class ModelArrays:
     cov_log_hr: np.ndarray  # float64 (n_draws, n_clocks, n_cov)
     max_steps: int  # longest possible path (states in the largest sequence)
     stride: int  # uniforms reserved per step: max clocks per state + 1 (cause draw)
+    has_economics: bool = False
+    state_econ: np.ndarray | None = None
+    """float64 (n_draws, n_states, 4): cost per month, QALYs per month, entry cost, entry QALYs."""
+    econ_globals: np.ndarray | None = None
+    """float64 (n_draws, 3): monthly discount rate for costs and for QALYs, cost at death."""
 
     @property
     def n_states(self) -> int:
@@ -111,6 +133,8 @@ class ModelArrays:
 
         return dataclasses.replace(
             self,
+            state_econ=tile(self.state_econ),
+            econ_globals=tile(self.econ_globals),
             clock_params=tile(self.clock_params),
             clock_hr=tile(self.clock_hr),
             dest_cumprob=tile(self.dest_cumprob),
@@ -236,7 +260,9 @@ def merge_clocks(state: State) -> State:
 
 
 def compile_model(
-    sequences: Sequence[SequenceModel], covariates: Sequence[Covariate] = ()
+    sequences: Sequence[SequenceModel],
+    covariates: Sequence[Covariate] = (),
+    economics: Economics | None = None,
 ) -> ModelArrays:
     """Validate sequences and flatten them into kernel arrays (one parameter draw).
 
@@ -285,6 +311,16 @@ def compile_model(
         for k, name in enumerate(cov_names):
             cov_log_hr[0, c, k] = clock.covariate_log_hr.get(name, 0.0)
 
+    econ = economics or Economics()
+    state_econ = np.array(
+        [[[st.cost_per_month, st.utility / 12.0, st.entry_cost, st.entry_qalys]
+          for st, *_ in state_rows]]
+    ).reshape(1, len(state_rows), 4)  # fmt: skip
+    # annual rate r -> continuous monthly rate ln(1 + r) / 12 (a year discounts by 1/(1 + r))
+    econ_globals = np.array(
+        [[np.log1p(econ.discount_costs) / 12.0, np.log1p(econ.discount_qalys) / 12.0,
+          econ.death_cost]]
+    )  # fmt: skip
     return ModelArrays(
         seq_names=seq_names,
         seq_start_state=np.array(seq_start, np.int64),
@@ -308,4 +344,7 @@ def compile_model(
         cov_log_hr=cov_log_hr,
         max_steps=max(len(seq.states) for seq in sequences),
         stride=max(len(st.clocks) for seq in sequences for st in seq.states) + 1,
+        has_economics=economics is not None,
+        state_econ=state_econ,
+        econ_globals=econ_globals,
     )

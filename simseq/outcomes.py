@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from simseq.engine.codes import (
+    ECON_NAMES,
+    ECON_SCALE,
     EVENT_NAMES,
+    N_BATCHES,
     N_EVENTS,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
@@ -216,3 +219,23 @@ def sequence_summary(
             "os_from_entry": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, bsc)),
         }
     return out
+
+
+def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:
+    """Mean per patient and its Monte Carlo SE for each economic outcome of one sequence.
+
+    ``econ``: int64 (N_ECON, N_BATCHES) fixed-point sums over interleaved patient
+    batches (patient index mod N_BATCHES). The SE is the spread of the batch means
+    over sqrt(N_BATCHES): order-independent, like the sums themselves.
+    """
+    scale = np.asarray(ECON_SCALE)[:, None]
+    batch_n = np.full(N_BATCHES, n_patients // N_BATCHES) + (
+        np.arange(N_BATCHES) < n_patients % N_BATCHES
+    )
+    values = econ / scale  # (N_ECON, N_BATCHES)
+    means = values.sum(axis=1) / n_patients
+    used = batch_n > 0
+    batch_means = values[:, used] / batch_n[used]
+    k = int(used.sum())
+    se = batch_means.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.full(len(means), math.nan)
+    return {ECON_NAMES[i]: (float(means[i]), float(se[i])) for i in range(len(ECON_NAMES))}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from simseq.engine.codes import EVENT_NAMES, N_EVENTS, N_TALLIES
+from simseq.engine.codes import EVENT_NAMES, N_BATCHES, N_ECON, N_EVENTS, N_TALLIES
 from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
 from simseq.model import ModelArrays
 
@@ -30,13 +30,15 @@ DEFAULT_CHUNK = 1_000_000
 class Tallies:
     """Summed reductions of one simulation (one parameter draw)."""
 
-    hist: (
-        np.ndarray
-    )  # int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored
-    exit_counts: np.ndarray  # int64 (n_states, N_EVENTS + 1): exits by event, last = at horizon
+    hist: np.ndarray
+    """int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored."""
+    exit_counts: np.ndarray
+    """int64 (n_states, N_EVENTS + 1): exits by event, the last column still there at horizon."""
     n_patients: int
     bin_width: float  # months
     horizon: float  # months
+    econ: np.ndarray | None = None
+    """int64 (n_seq, N_ECON, N_BATCHES) fixed-point sums (see engine.codes), or None."""
 
     @property
     def n_entered(self) -> np.ndarray:
@@ -92,6 +94,10 @@ def simulate(
         n_blocks = numba.get_num_threads()
         hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
         exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
+        n_seq = len(model.seq_names)
+        econ = np.zeros(
+            (n_blocks if model.has_economics else 0, n_seq, N_ECON, N_BATCHES), np.int64
+        )
         d = draw_idx if model.n_draws > 1 else 0
         for lo in range(0, n_patients, chunk_size):
             n_chunk = min(chunk_size, n_patients - lo)
@@ -118,14 +124,20 @@ def simulate(
                 model.dest_state,
                 model.dest_event,
                 model.dest_cumprob[d],
+                model.state_econ[d],
+                model.econ_globals[d],
                 hist,
                 exits,
+                econ,
             )
             if progress is not None:
                 progress(n_chunk)
     finally:
         numba.set_num_threads(previous_threads)
-    return Tallies(hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon)
+    return Tallies(
+        hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon,
+        econ.sum(axis=0) if model.has_economics else None,
+    )  # fmt: skip
 
 
 def simulate_trajectories(
@@ -202,6 +214,16 @@ def simulate_trajectories(
     )
 
 
+@dataclass(frozen=True)
+class DrawTallies:
+    """Reductions per parameter draw (the PSA shape)."""
+
+    os_hist: np.ndarray  # int64 (n_draws, n_seq, 2, n_bins): OS from sequence start
+    econ: np.ndarray | None  # int64 (n_draws, n_seq, N_ECON, N_BATCHES), or None
+    n_patients: int  # per draw
+    bin_width: float  # months
+
+
 def simulate_draws(
     model: ModelArrays,
     n_patients: int,
@@ -211,8 +233,8 @@ def simulate_draws(
     bin_width: float = 0.25,
     draw_lo: int = 0,
     threads: int | None = None,
-) -> np.ndarray:
-    """OS histograms per parameter draw: int64 (n_draws, n_seq, 2, n_bins), parallel over draws.
+) -> DrawTallies:
+    """OS histograms (and economics, if the model has them) per draw, parallel over draws.
 
     Draw d (0-based within ``model``) uses the streams of global draw
     ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers.
@@ -220,7 +242,10 @@ def simulate_draws(
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     n_bins = n_bins_for(horizon, bin_width)
-    hist = np.zeros((model.n_draws, len(model.seq_names), 2, n_bins), np.int64)
+    n_seq = len(model.seq_names)
+    hist = np.zeros((model.n_draws, n_seq, 2, n_bins), np.int64)
+    n_econ = model.n_draws if model.has_economics else 0
+    econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
     previous_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(threads)
@@ -230,8 +255,8 @@ def simulate_draws(
             model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
             model.state_clock_lo, model.state_clock_hi, model.clock_family, model.clock_params,
             model.clock_hr, model.clock_dest_lo, model.clock_dest_hi, model.dest_state,
-            model.dest_event, model.dest_cumprob, hist,
+            model.dest_event, model.dest_cumprob, model.state_econ, model.econ_globals, hist, econ,
         )  # fmt: skip
     finally:
         numba.set_num_threads(previous_threads)
-    return hist
+    return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)

@@ -41,3 +41,21 @@ TALLY_NAMES = (
     "entry_time",
     "exit_time",
 )
+
+# Economic outcomes accumulated per patient and sequence (when a model has economics).
+# Life-years and QALYs in years, costs in the scenario's currency; "_DISC" discounted.
+ECON_LY = 0
+ECON_LY_DISC = 1
+ECON_QALY = 2
+ECON_QALY_DISC = 3
+ECON_COST = 4
+ECON_COST_DISC = 5
+N_ECON = 6
+ECON_NAMES = ("lys", "lys_discounted", "qalys", "qalys_discounted", "costs", "costs_discounted")
+# Sums are kept as int64 fixed point (value * ECON_SCALE[k], rounded per patient) so
+# they add up identically in any order, i.e. for any thread count or chunking. 1e9
+# per year and 1e3 per currency unit leave room for 1e9 patients of 10 years or $10M.
+ECON_SCALE = (1e9, 1e9, 1e9, 1e9, 1e3, 1e3)
+# Patients are split into interleaved batches (patient index mod N_BATCHES); the spread
+# of the batch means gives the Monte Carlo standard error, again order-independently.
+N_BATCHES = 64

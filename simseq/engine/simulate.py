@@ -29,10 +29,18 @@ import numpy as np
 from numba import njit, prange
 
 from simseq.engine.codes import (
+    ECON_COST,
+    ECON_COST_DISC,
+    ECON_LY,
+    ECON_LY_DISC,
+    ECON_QALY,
+    ECON_QALY_DISC,
+    ECON_SCALE,
     EVENT_DEATH,
     EVENT_PROGRESSION,
     FAMILY_EXPONENTIAL,
     FAMILY_WEIBULL,
+    N_BATCHES,
     N_EVENTS,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
@@ -46,6 +54,8 @@ from simseq.engine.sample import time_at_cumhaz
 from simseq.engine.vmath import vexp, vlog
 
 BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
+ECON_SCALE_LY = ECON_SCALE[ECON_LY]  # years (life-years and QALYs share it)
+ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
 
 @njit(nogil=True, error_model="numpy")
@@ -293,6 +303,55 @@ def _tally_path(
                 hist[r, TALLY_PPS, s, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
 
 
+@njit(inline="always", nogil=True, error_model="numpy")
+def _discounted_months(t0, t1, rate):
+    """Integral of exp(-rate t) over [t0, t1] (months), exact; rate per month (>= 0)."""
+    if rate == 0.0:
+        return t1 - t0
+    return np.exp(-rate * t0) * -np.expm1(-rate * (t1 - t0)) / rate
+
+
+@njit(inline="always", nogil=True, error_model="numpy")
+def _fixed(x, scale):
+    return np.int64(np.floor(x * scale + 0.5))
+
+
+@njit(inline="always", nogil=True, error_model="numpy")
+def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, state_econ,
+            econ_globals, out, r, q):  # fmt: skip
+    """Add patient i's life-years, QALYs and costs (plain and discounted) to
+    out[r, q, N_ECON, N_BATCHES] in batch ``patient % N_BATCHES``, as int64 fixed point.
+
+    Rates accrue exactly over each sojourn in continuous time; entry costs and QALY
+    changes at entry; the death cost at death. Life-years are discounted at the QALY rate.
+    """
+    rate_c = econ_globals[0]
+    rate_q = econ_globals[1]
+    ly = ly_d = qaly = qaly_d = cost = cost_d = 0.0
+    for k in range(n_steps):
+        s = path_state[i, k]
+        te = path_enter[i, k]
+        months = path_exit[i, k] - te
+        months_dq = _discounted_months(te, path_exit[i, k], rate_q)
+        months_dc = _discounted_months(te, path_exit[i, k], rate_c)
+        ly += months
+        ly_d += months_dq
+        qaly += state_econ[s, 1] * months + state_econ[s, 3]
+        qaly_d += state_econ[s, 1] * months_dq + state_econ[s, 3] * np.exp(-rate_q * te)
+        cost += state_econ[s, 0] * months + state_econ[s, 2]
+        cost_d += state_econ[s, 0] * months_dc + state_econ[s, 2] * np.exp(-rate_c * te)
+    if death_time < np.inf:
+        cost += econ_globals[2]
+        cost_d += econ_globals[2] * np.exp(-rate_c * death_time)
+    b = patient % N_BATCHES
+    out[r, q, ECON_LY, b] += _fixed(ly / 12.0, ECON_SCALE_LY)
+    out[r, q, ECON_LY_DISC, b] += _fixed(ly_d / 12.0, ECON_SCALE_LY)
+    out[r, q, ECON_QALY, b] += _fixed(qaly, ECON_SCALE_LY)
+    out[r, q, ECON_QALY_DISC, b] += _fixed(qaly_d, ECON_SCALE_LY)
+    out[r, q, ECON_COST, b] += _fixed(cost, ECON_SCALE_COST)
+    out[r, q, ECON_COST_DISC, b] += _fixed(cost_d, ECON_SCALE_COST)
+
+
 @njit(nogil=True, error_model="numpy")
 def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult):
     """Stream keys of patients p_lo..p_lo+n-1, their covariates, and 1/multiplier per clock."""
@@ -371,8 +430,11 @@ def simulate_tallies(
     dest_state,
     dest_event,
     dest_cumprob,
+    state_econ,
+    econ_globals,
     hist_out,
     exit_counts_out,
+    econ_out,
 ):
     """Simulate patients [patient_lo, patient_lo + n_patients) through every sequence.
 
@@ -382,9 +444,12 @@ def simulate_tallies(
     ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the
     last column counts patients still in the state at the horizon). Row r is
     owned by one thread, so there are no races and, the counts being integers,
-    the sum over rows does not depend on n_rows. Jit-compiled; inputs are not
-    validated.
+    the sum over rows does not depend on n_rows. When ``econ_out[n_rows, n_seq,
+    N_ECON, N_BATCHES]`` has rows, economic outcomes are accrued into it from
+    ``state_econ[n_states, 4]`` and ``econ_globals[3]`` (see ``_accrue``).
+    Jit-compiled; inputs are not validated.
     """
+    with_econ = econ_out.shape[0] > 0
     n_rows = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
     n_clocks = clock_family.shape[0]
@@ -444,6 +509,11 @@ def simulate_tallies(
                     death,
                 )
                 for i in range(n):
+                    if with_econ:
+                        _accrue(
+                            i, b_lo + i, n_steps[i], death[i], path_state, path_enter,
+                            path_exit, state_econ, econ_globals, econ_out, r, q,
+                        )  # fmt: skip
                     _tally_path(
                         i,
                         n_steps[i],
@@ -582,21 +652,29 @@ def simulate_os_draws(
     dest_state,
     dest_event,
     dest_cumprob,
+    state_econ,
+    econ_globals,
     hist_out,
+    econ_out,
 ):
     """OS from the start of each sequence, per parameter draw (the PSA shape).
 
     Numeric model arrays carry the draw as leading axis (n_draws); draw d uses
     streams keyed by (seed, draw_lo + d, patient). Fills ``hist_out[n_draws,
     n_seq, 2, n_bins]`` (events, censored). Parallel over draws: each draw owns
-    its row. Jit-compiled; inputs are not validated.
+    its row. With economics, also ``econ_out[n_draws, n_seq, N_ECON, N_BATCHES]``
+    from ``state_econ[n_draws, n_states, 4]`` and ``econ_globals[n_draws, 3]``.
+    Jit-compiled; inputs are not validated.
     """
+    with_econ = econ_out.shape[0] > 0
     n_draws = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
     n_bins = hist_out.shape[3]
     n_clocks = clock_family.shape[0]
     inv_width = 1.0 / bin_width
     for d in prange(n_draws):
+        draw_econ = state_econ[d]  # sliced once per draw: slicing per patient is costly
+        draw_globals = econ_globals[d]
         scale, inv_shape, inv_hr, fast = fast_path_params(
             clock_family, clock_params[d], clock_hr[d]
         )
@@ -654,3 +732,8 @@ def simulate_os_draws(
                         hist_out[d, q, 0, _bin(death[i], inv_width, n_bins)] += 1
                     else:
                         hist_out[d, q, 1, n_bins - 1] += 1
+                    if with_econ:
+                        _accrue(
+                            i, b_lo + i, n_steps[i], death[i], path_state, path_enter,
+                            path_exit, draw_econ, draw_globals, econ_out, d, q,
+                        )  # fmt: skip
