@@ -29,11 +29,12 @@ from simseq.calibrate import (
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
 from simseq.model import compile_model
-from simseq.outcomes import sequence_summary, tally_curve
+from simseq.outcomes import Z95, econ_means, sequence_summary, tally_curve
 from simseq.report import (
     atomic_directory,
     plot_survival,
     print_calibration_table,
+    print_cea_table,
     print_run_table,
     survival_rows,
     write_csv,
@@ -116,7 +117,12 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         + ", ".join(f"{k} (n={v})" for k, v in r.dropped.items())
         for r in resolved.renormalised
     ]
-    return {
+    illustrative = [p.path for p in resolved.provenance if p.illustrative]
+    if illustrative:
+        warnings.append(
+            f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
+        )
+    summary = {
         "scenario": scenario.name,
         "title": scenario.title,
         "n_patients": tallies.n_patients,
@@ -133,6 +139,55 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
             asdict(p) | {"value": None if p.value != p.value else p.value}
             for p in resolved.provenance
         ],
+    }
+    if resolved.economics is not None:
+        summary["cea"] = cea_summary(resolved, model, tallies)
+    return summary
+
+
+def cea_summary(resolved: Resolved, model, tallies) -> dict:
+    """Per-sequence LYs, QALYs and costs (means with MC 95% intervals), the incremental
+    analysis on discounted costs and QALYs, and net monetary benefit at the WTP."""
+    from simseq import econ  # pandas-backed; only needed with economics
+
+    inputs = resolved.econ_inputs
+    wtp = inputs["willingness_to_pay"]
+    per_seq = {}
+    for q, sid in enumerate(model.seq_names):
+        means = econ_means(tallies.econ[q], tallies.n_patients)
+        per_seq[sid] = {
+            name: {"mean": round(m, 6), "ci95": [round(m - Z95 * se, 6), round(m + Z95 * se, 6)]}
+            for name, (m, se) in means.items()
+        }
+    names = list(model.seq_names)
+    costs = [per_seq[s]["costs_discounted"]["mean"] for s in names]
+    qalys = [per_seq[s]["qalys_discounted"]["mean"] for s in names]
+    table = econ.icer_table(names, costs, qalys)
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+    ref = names.index(inputs["reference"])
+    versus = {}
+    for k, sid in enumerate(names):
+        d_cost, d_qaly = costs[k] - costs[ref], qalys[k] - qalys[ref]
+        versus[sid] = {
+            "inc_costs": round(d_cost, 6),
+            "inc_qalys": round(d_qaly, 6),
+            "icer": round(d_cost / d_qaly, 6) if d_qaly > 0 else None,
+        }
+    return {
+        "currency": inputs["currency"],
+        "price_year": inputs["price_year"],
+        "discount_costs": resolved.economics.discount_costs,
+        "discount_qalys": resolved.economics.discount_qalys,
+        "willingness_to_pay": wtp,
+        "reference": inputs["reference"],
+        "sequences": per_seq,
+        "icer_table": rows,
+        "versus_reference": versus,
+        "nmb": {s: round(wtp * qalys[k] - costs[k], 6) for k, s in enumerate(names)},
+        "inputs": inputs,
     }
 
 
@@ -174,7 +229,7 @@ def run_scenario(
         )
     evidence = load_evidence()
     resolved = resolve(scenario, evidence, cal.values, path)
-    model = compile_model(resolved.sequences, resolved.covariates)
+    model = compile_model(resolved.sequences, resolved.covariates, resolved.economics)
     sim = scenario.simulation
     progress = Progress(
         TextColumn("simulating"),
@@ -252,6 +307,8 @@ def run_scenario(
         )
     if not quiet:
         print_run_table(console, summary)
+        if "cea" in summary:
+            print_cea_table(console, summary["cea"])
         console.print(f"results written to {out_dir}/")
     return summary, out_dir
 
@@ -303,7 +360,7 @@ def validate_file(path: str | Path) -> Resolved:
         lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
         stub[f"{tgt.regimen}.{part}"] = (lo * hi) ** 0.5
     resolved = resolve(scenario, evidence, stub, path)
-    compile_model(resolved.sequences, resolved.covariates)
+    compile_model(resolved.sequences, resolved.covariates, resolved.economics)
     for i, t in enumerate(scenario.calibration.targets if scenario.calibration else []):
         resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
     return resolved

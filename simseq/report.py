@@ -167,3 +167,29 @@ def print_calibration_table(console: Console, rows: list[dict]) -> None:
             f"{r['solved_median']:.4f}",
         )
     console.print(table)
+
+
+def print_cea_table(console: Console, cea: dict) -> None:
+    """Discounted costs and QALYs per sequence, the incremental analysis and NMB."""
+    cur = cea["currency"]
+    table = Table(
+        title=f"Cost-effectiveness ({cur} {cea['price_year']}, discounted "
+        f"{cea['discount_costs']:.1%} costs / {cea['discount_qalys']:.1%} QALYs, "
+        f"WTP {cea['willingness_to_pay']:,.0f} {cur}/QALY)",
+        title_style="bold",
+    )
+    for col in ("sequence", "costs", "QALYs", "LYs", "status", "ICER (frontier)", "NMB"):
+        table.add_column(col, justify="left" if col in ("sequence", "status") else "right")
+    per_seq = cea["sequences"]
+    for row in cea["icer_table"]:
+        s = row["sequence"]
+        table.add_row(
+            s,
+            f"{per_seq[s]['costs_discounted']['mean']:,.0f}",
+            f"{per_seq[s]['qalys_discounted']['mean']:.3f}",
+            f"{per_seq[s]['lys_discounted']['mean']:.3f}",
+            row["status"],
+            "-" if row["icer"] is None else f"{row['icer']:,.0f}",
+            f"{cea['nmb'][s]:,.0f}",
+        )
+    console.print(table)

@@ -6,6 +6,7 @@ problem (unknown id, a counts record cited as a median, a count key that does
 not exist ...) is reported as a ``ScenarioError`` naming the key path.
 """
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase, Record, UnknownEvidenceId
 from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
-from simseq.model import Clock, Covariate, Destination, SequenceModel, State
+from simseq.model import Clock, Covariate, Destination, Economics, SequenceModel, State
 from simseq.scenario import DistSpec, Line, Quantity, Regimen, Scenario, ScenarioError
 
 _CAUSE_EVENTS = {
@@ -33,6 +34,7 @@ class Provenance:
     kind: str  # "evidence", "pool", "assumption", "calibrated", "derived"
     ids: tuple[str, ...] = ()
     note: str = ""
+    illustrative: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class Resolved:
     sequences: list[SequenceModel]
     horizon: float
     covariates: list[Covariate] = field(default_factory=list)
+    economics: Economics | None = None
+    """Model-wide economic settings when the scenario has economics (per-state values are
+    on the states)."""
+    econ_inputs: dict = field(default_factory=dict)
+    """Derived economic inputs worth reporting (e.g. drug cost per month per regimen)."""
     provenance: list[Provenance] = field(default_factory=list)
     transports: list[Transport] = field(default_factory=list)
     renormalised: list[Renormalised] = field(default_factory=list)
@@ -112,7 +119,15 @@ class _Resolver:
     def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> float:
         """The number a Quantity stands for (nan when it cannot be resolved)."""
         if q.value is not None:
-            self._note(Provenance(path, q.value, "assumption", note=q.assumption or ""))
+            self._note(
+                Provenance(
+                    path,
+                    q.value,
+                    "assumption",
+                    note=q.assumption or "",
+                    illustrative=q.illustrative,
+                )
+            )
             return q.value
         if q.calibrate is not None:
             if calib_key not in self.calibrated:
@@ -123,6 +138,19 @@ class _Resolver:
             value = float(self.calibrated[calib_key])
             self._note(Provenance(path, value, "calibrated", note=f"solved for {calib_key}"))
             return value
+        if q.evidence is not None and q.field is not None:
+            rec = self._record(q.evidence, f"{path}.evidence")
+            if rec is None:
+                return float("nan")
+            v = (rec.values or {}).get(q.field)
+            if not isinstance(v, int | float):
+                known = sorted(rec.values or {})
+                self.problems.append(
+                    (f"{path}.field", q.field, f"not a number of {rec.id}; it has {known}")
+                )
+                return float("nan")
+            self._note(Provenance(path, float(v), "evidence", (rec.id,), f"{q.field} of {rec.id}"))
+            return float(v)
         if q.evidence is not None:
             if is_median:
                 rec = self.median_of(q.evidence, f"{path}.evidence")
@@ -485,9 +513,112 @@ def resolve(
                     reachable.update(d.state for d in c.destinations if d.state)
             states = [st for st in states if st.name in reachable]
             sequences.append(SequenceModel(sid, tuple(states)))
+    economics, econ_inputs = None, {}
+    if scenario.economics is not None:
+        economics, per_state, econ_inputs = _resolve_economics(r, scenario.economics)
+        sequences = [
+            dataclasses.replace(seq, states=tuple(per_state(st) for st in seq.states))
+            for seq in sequences
+        ]
     if r.problems:
         raise ScenarioError(file, r.problems)
-    return Resolved(scenario, sequences, horizon, covariates, r.provenance, transports, renorm)
+    return Resolved(
+        scenario,
+        sequences,
+        horizon,
+        covariates,
+        economics,
+        econ_inputs,
+        r.provenance,
+        transports,
+        renorm,
+    )
+
+
+def _resolve_economics(r: "_Resolver", spec):
+    """(Economics, function State -> State with costs/utilities, reported inputs)."""
+    base = "economics"
+
+    def num(q, path, default=None):
+        if q is None:
+            return default
+        return r.quantity(q, f"{base}.{path}", is_median=False)
+
+    drug_month = {}
+    for name, drug in spec.drugs.items():
+        p = f"drugs.{name}"
+        drug_month[name] = (
+            num(drug.unit_price, f"{p}.unit_price")
+            * num(drug.units_per_dose, f"{p}.units_per_dose")
+            * num(drug.doses_per_month, f"{p}.doses_per_month")
+        )
+    regimen = {}
+    for rid, reg in spec.regimens.items():
+        p = f"regimens.{rid}"
+        rdi = num(reg.relative_dose_intensity, f"{p}.relative_dose_intensity", 1.0)
+        drugs = rdi * sum(drug_month.get(d, 0.0) for d in reg.drugs)
+        rate = num(reg.grade3_ae_rate, f"{p}.grade3_ae_rate", 0.0)
+        qaly_loss = (
+            rate
+            * num(reg.ae_disutility, f"{p}.ae_disutility", 0.0)
+            * num(reg.ae_duration_months, f"{p}.ae_duration_months", 0.0)
+            / 12.0
+        )
+        regimen[rid] = {
+            "drug_cost_per_month": drugs,
+            "cost_per_month": drugs
+            + num(reg.administration_cost_per_month, f"{p}.administration_cost_per_month", 0.0)
+            + num(reg.monitoring_cost_per_month, f"{p}.monitoring_cost_per_month", 0.0),
+            "utility": num(reg.utility, f"{p}.utility"),
+            "entry_cost": rate * num(reg.ae_cost, f"{p}.ae_cost", 0.0),
+            "entry_qalys": -qaly_loss,
+            "pps_cost_per_month": num(
+                reg.post_progression_cost_per_month, f"{p}.post_progression_cost_per_month", 0.0
+            ),
+            "pps_utility": num(reg.post_progression_utility, f"{p}.post_progression_utility", None),
+        }
+    sc_cost = num(spec.supportive_care.cost_per_month, "supportive_care.cost_per_month")
+    sc_utility = num(spec.supportive_care.utility, "supportive_care.utility")
+    economics = Economics(
+        discount_costs=num(spec.discount_costs, "discount_costs"),
+        discount_qalys=num(spec.discount_qalys, "discount_qalys"),
+        death_cost=num(spec.terminal_care_cost, "terminal_care_cost"),
+    )
+    for path, v in (
+        ("discount_costs", economics.discount_costs),
+        ("discount_qalys", economics.discount_qalys),
+    ):
+        if v == v and not 0 <= v < 1:
+            r.problems.append((f"{base}.{path}", v, "an annual rate in [0, 1)"))
+
+    def per_state(st: State) -> State:
+        if st.role == "no_further_therapy":
+            return dataclasses.replace(st, cost_per_month=sc_cost, utility=sc_utility)
+        e = regimen.get(st.regimen)
+        if e is None:
+            return st
+        if st.role == "post_progression":
+            utility = e["pps_utility"] if e["pps_utility"] is not None else sc_utility
+            return dataclasses.replace(st, cost_per_month=e["pps_cost_per_month"], utility=utility)
+        return dataclasses.replace(
+            st,
+            cost_per_month=e["cost_per_month"],
+            utility=e["utility"],
+            entry_cost=e["entry_cost"],
+            entry_qalys=e["entry_qalys"],
+        )
+
+    inputs = {
+        "currency": spec.currency,
+        "price_year": spec.price_year,
+        "willingness_to_pay": num(spec.willingness_to_pay, "willingness_to_pay"),
+        "reference": spec.reference,
+        "regimens": {
+            rid: {k: v for k, v in e.items() if v is not None} for rid, e in regimen.items()
+        },
+        "supportive_care": {"cost_per_month": sc_cost, "utility": sc_utility},
+    }
+    return economics, per_state, inputs
 
 
 def resolve_median(

@@ -66,6 +66,11 @@ class Quantity(_Frozen):
     """Why an explicit value was chosen (required with ``value``)."""
     calibrate: CalibrateSpec | None = None
     """Solved by ``simseq calibrate`` against a declared target."""
+    field: str | None = None
+    """With evidence: take the record's named value (e.g. grade3_4_ae) instead of its headline."""
+    illustrative: bool = False
+    """A placeholder with no evidence behind it (e.g. a price not in the evidence file);
+    every output that uses it says so."""
     note: str | None = None
 
     @model_validator(mode="after")
@@ -80,6 +85,10 @@ class Quantity(_Frozen):
             )
         if self.value is not None and not (self.assumption and self.assumption.strip()):
             raise ValueError("an explicit value needs an 'assumption:' saying why")
+        if self.field is not None and self.evidence is None:
+            raise ValueError("'field:' goes with 'evidence:'")
+        if self.illustrative and self.value is None:
+            raise ValueError("only an explicit value can be illustrative")
         return self
 
 
@@ -350,6 +359,71 @@ class Population(_Frozen):
     covariates: dict[str, CovariateSpec] = Field(min_length=1)
 
 
+class Drug(_Frozen):
+    """A drug's cost: unit price x units per dose x doses per month (x the regimen's RDI)."""
+
+    unit_price: Quantity
+    units_per_dose: Quantity
+    doses_per_month: Quantity
+    note: str | None = None
+
+
+class RegimenEconomics(_Frozen):
+    """Costs and utilities of one regimen: on the line, and after progression on it."""
+
+    drugs: list[str] = Field(default_factory=list)
+    relative_dose_intensity: Quantity | None = None
+    """Share of the planned dose actually given (default 1)."""
+    administration_cost_per_month: Quantity | None = None
+    monitoring_cost_per_month: Quantity | None = None
+    utility: Quantity
+    """Utility while progression-free on this line (per year)."""
+    grade3_ae_rate: Quantity | None = None
+    """Probability of at least one grade 3-4 adverse event on the line."""
+    ae_cost: Quantity | None = None
+    """One-off cost per patient with a grade 3-4 adverse event."""
+    ae_disutility: Quantity | None = None
+    """Utility decrement while affected by a grade 3-4 adverse event."""
+    ae_duration_months: Quantity | None = None
+    """How long the decrement lasts (months); with the rate gives a one-off QALY loss."""
+    post_progression_cost_per_month: Quantity | None = None
+    post_progression_utility: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _ae_complete(self) -> "RegimenEconomics":
+        ae = [self.ae_cost, self.ae_disutility, self.ae_duration_months]
+        if self.grade3_ae_rate is None and any(q is not None for q in ae):
+            raise ValueError("adverse-event costs or disutilities need grade3_ae_rate")
+        if self.ae_disutility is not None and self.ae_duration_months is None:
+            raise ValueError("ae_disutility needs ae_duration_months")
+        return self
+
+
+class StateEconomics(_Frozen):
+    cost_per_month: Quantity
+    utility: Quantity
+
+
+class EconomicsSpec(_Frozen):
+    """Costs, utilities and decision settings for cost-effectiveness analysis."""
+
+    currency: str
+    price_year: int
+    discount_costs: Quantity
+    """Annual discount rate for costs (continuous-time, exact)."""
+    discount_qalys: Quantity
+    """Annual discount rate for QALYs and life-years."""
+    willingness_to_pay: Quantity
+    """Currency per QALY, for net monetary benefit."""
+    reference: str
+    """Sequence id that incremental results are computed against first."""
+    drugs: dict[str, Drug] = Field(default_factory=dict)
+    regimens: dict[str, RegimenEconomics]
+    supportive_care: StateEconomics
+    terminal_care_cost: Quantity
+    """One-off cost at death."""
+
+
 class Scenario(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     title: str
@@ -362,6 +436,8 @@ class Scenario(_Frozen):
     population: Population | None = None
     """Optional patient heterogeneity; calibrated medians are re-solved for the mixed population."""
     calibration: Calibration | None = None
+    economics: EconomicsSpec | None = None
+    """Optional cost-effectiveness inputs; without them only survival is reported."""
 
 
 def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
@@ -395,6 +471,46 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                             f"population.covariates.{name}.effects.{j}.regimens",
                             rid,
                             f"unknown regimen; defined: {', '.join(known)}",
+                        )
+                    )
+    if sc.economics is not None:
+        econ = sc.economics
+        if econ.reference not in sc.sequences:
+            problems.append(
+                (
+                    "economics.reference",
+                    econ.reference,
+                    f"unknown sequence; defined: {', '.join(sc.sequences)}",
+                )
+            )
+        used = {
+            rid for seq in sc.sequences.values() for line in seq.lines for rid in line.regimen_ids()
+        }
+        for rid in sorted(used - set(econ.regimens)):
+            if rid in sc.regimens:
+                problems.append(
+                    (
+                        "economics.regimens",
+                        rid,
+                        "a regimen used by a sequence has no economics entry",
+                    )
+                )
+        for rid, reg in econ.regimens.items():
+            if rid not in sc.regimens:
+                problems.append(
+                    (
+                        f"economics.regimens.{rid}",
+                        rid,
+                        f"unknown regimen; defined: {', '.join(known)}",
+                    )
+                )
+            for j, drug in enumerate(reg.drugs):
+                if drug not in econ.drugs:
+                    problems.append(
+                        (
+                            f"economics.regimens.{rid}.drugs.{j}",
+                            drug,
+                            f"unknown drug; defined: {', '.join(econ.drugs) or 'none'}",
                         )
                     )
     calibrated = set()

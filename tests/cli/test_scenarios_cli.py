@@ -207,3 +207,62 @@ def test_base_case_calibration_hits_targets(base_case):
         se_run = (os2["median_ci95"][1] - os2["median_ci95"][0]) / (2 * 1.959964)
         se_cal = (row.simulated_ci95_high - row.simulated_ci95_low) / (2 * 1.959964)
         assert abs(os2["median"] - row.target) < 3 * math.hypot(se_run, se_cal), (row, os2)
+
+
+@pytest.fixture(scope="module")
+def cea_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cea") / "res"
+    args = ["run", ROOT / "scenarios" / "cea_base_case.yaml", "--out", out, "--patients", 20000]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "summary.json").read_text()), result.output
+
+
+def test_cea_summary_and_illustrative_warning(cea_run):
+    summary, output = cea_run
+    cea = summary["cea"]
+    assert cea["currency"] == "USD" and cea["reference"] == "atzbev_bsc"
+    assert set(cea["sequences"]) == set(summary["sequences"])
+    for block in cea["sequences"].values():
+        assert set(block) == {
+            "lys",
+            "lys_discounted",
+            "qalys",
+            "qalys_discounted",
+            "costs",
+            "costs_discounted",
+        }
+        assert block["costs_discounted"]["mean"] < block["costs"]["mean"]  # 3% discounting
+        lo, hi = block["qalys"]["ci95"]
+        assert lo <= block["qalys"]["mean"] <= hi
+    statuses = {row["sequence"]: row["status"] for row in cea["icer_table"]}
+    assert statuses["atzbev_bsc"] == "reference" or "dominated" in statuses["atzbev_bsc"]
+    # life-years from the economics and the survival curve (RMST / 12) agree
+    for sid, seq in summary["sequences"].items():
+        lys = cea["sequences"][sid]["lys"]["mean"]
+        assert lys == pytest.approx(seq["life_years_undiscounted"], rel=2e-3)
+    assert any(w.startswith("ILLUSTRATIVE") for w in summary["warnings"])
+    assert "lenvatinib.unit_price" in next(w for w in summary["warnings"] if "ILLUSTRATIVE" in w)
+    assert "Cost-effectiveness" in output and "ILLUSTRATIVE" in output
+
+
+def test_cea_identical_across_threads(tmp_path):
+    path = ROOT / "scenarios" / "cea_base_case.yaml"
+    a = invoke("run", path, "--out", tmp_path / "a", "--quiet", "--patients", 5000, "--threads", 1)
+    b = invoke(
+        "run",
+        path,
+        "--out",
+        tmp_path / "b",
+        "--quiet",
+        "--patients",
+        5000,
+        "--threads",
+        2,
+        "--chunk-size",
+        1234,
+    )
+    assert a.exit_code == b.exit_code == 0
+    assert (tmp_path / "a" / "summary.json").read_bytes() == (
+        tmp_path / "b" / "summary.json"
+    ).read_bytes()

@@ -86,8 +86,11 @@ def test_two_states_and_horizon():
         ),
         cost_per_month=2000.0,
     )
-    pd = State("PD", (Clock(Distribution("exponential", (lam2,)),
-                            (Destination(None, EVENT_DEATH, 1.0),)),), cost_per_month=500.0)  # fmt: skip
+    pd = State(
+        "PD",
+        (Clock(Distribution("exponential", (lam2,)), (Destination(None, EVENT_DEATH, 1.0),)),),
+        cost_per_month=500.0,
+    )
     model = compile_model([SequenceModel("s", (pf, pd))], economics=Economics())
     tallies = simulate(model, N, SEED, horizon=horizon, bin_width=0.01)
     res = econ_means(tallies.econ[0], N)
