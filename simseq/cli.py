@@ -246,3 +246,29 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
         click.echo(f"target missed: {line}", err=as_json)
     if not missed:
         click.echo("all targets met", err=as_json)
+
+
+@main.command("psa")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--draws", type=click.IntRange(min=2), help="Parameter draws [psa.n_draws].")
+@click.option(
+    "--patients", type=click.IntRange(min=100), help="Patients per draw [psa.n_patients]."
+)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@_threads
+@_out
+@_quiet
+@_scenario_errors
+def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
+    """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
+    from simseq.pipeline import run_psa
+
+    run_psa(
+        scenario,
+        n_draws=draws,
+        n_patients=patients,
+        seed=seed,
+        threads=threads,
+        out=out,
+        quiet=quiet,
+    )

@@ -348,3 +348,32 @@ def compile_model(
         state_econ=state_econ,
         econ_globals=econ_globals,
     )
+
+
+_DRAW_ARRAYS = (
+    "clock_params",
+    "clock_hr",
+    "dest_cumprob",
+    "cov_prevalence",
+    "cov_log_hr",
+    "state_econ",
+    "econ_globals",
+)
+
+
+def stack_draws(models: Sequence[ModelArrays]) -> ModelArrays:
+    """One model whose draw axis holds each model's single draw (PSA draws, DSA cases).
+
+    The models must share their structure (states, clocks, destinations); only numbers
+    may differ between draws.
+    """
+    first = models[0]
+    for m in models[1:]:
+        for name in ("clock_family", "state_clock_lo", "dest_state", "dest_event"):
+            if not np.array_equal(getattr(m, name), getattr(first, name)):
+                raise ValueError(f"draws differ in structure ({name}); cannot stack them")
+    stacked = {
+        name: np.ascontiguousarray(np.concatenate([getattr(m, name) for m in models], axis=0))
+        for name in _DRAW_ARRAYS
+    }
+    return dataclasses.replace(first, **stacked)

@@ -41,7 +41,7 @@ from simseq.report import (
     write_json,
 )
 from simseq.resolve import Resolved, resolve, resolve_median
-from simseq.scenario import Scenario, load_scenario
+from simseq.scenario import Scenario, ScenarioError, load_scenario
 from simseq.simulator import DEFAULT_CHUNK, engine_is_compiled, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
@@ -364,3 +364,307 @@ def validate_file(path: str | Path) -> Resolved:
     for i, t in enumerate(scenario.calibration.targets if scenario.calibration else []):
         resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
     return resolved
+
+
+PSA_BIN_WIDTH = 0.1  # months: per-draw OS histograms (medians to ~0.01 month)
+MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
+
+
+def _setting(q) -> float | None:
+    """A psa: setting's number (explicit values with an assumption only)."""
+    if q is None:
+        return None
+    if q.value is None:
+        raise ScenarioError("<scenario>", [("psa", q, "psa settings take value + assumption")])
+    return float(q.value)
+
+
+def run_psa(
+    path: str | Path,
+    *,
+    n_draws: int | None = None,
+    n_patients: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> tuple[dict, Path]:
+    """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write."""
+    import numpy as np
+
+    from simseq.model import stack_draws
+    from simseq.outcomes import km_curve
+    from simseq.psa import draw_parameters, solve_by_quadrature, uncertain_parameters
+    from simseq.scenario import PSASettings
+    from simseq.simulator import simulate_draws
+
+    console = console or make_console(quiet)
+    started = time.perf_counter()
+    path = str(path)
+    scenario = load_scenario(path)
+    if scenario.economics is None:
+        raise ScenarioError(path, [("economics", None, "simseq psa needs an economics: section")])
+    settings = scenario.psa or PSASettings()
+    n_draws = n_draws or settings.n_draws
+    n_patients = n_patients or settings.n_patients
+    seed = scenario.simulation.seed if seed is None else seed
+    out_dir = Path(out) if out is not None else default_out(scenario) / "psa"
+    evidence = load_evidence()
+    cal, _ = get_calibration(
+        scenario, path, out_dir.parent, threads=threads, console=None if quiet else console
+    )
+    base = resolve(scenario, evidence, cal.values, path)
+    params, fixed = uncertain_parameters(
+        base,
+        _setting(settings.cost_se_fraction),
+        _setting(settings.utility_se_fraction),
+        _setting(settings.median_se_log),
+    )
+    draws = draw_parameters(params, n_draws, seed)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+    models = []
+    with progress:
+        task = progress.add_task("recalibrating draws", total=n_draws)
+        for overrides in draws:
+            values = solve_by_quadrature(scenario, evidence, cal.values, overrides, base.horizon)
+            res = resolve(scenario, evidence, values, path, overrides=overrides)
+            models.append(compile_model(res.sequences, res.covariates, res.economics))
+            progress.advance(task)
+    model = stack_draws(models)
+    if not quiet:
+        console.print(
+            f"simulating {n_draws:,} draws x {n_patients:,} patients x "
+            f"{len(model.seq_names)} sequences ..."
+        )
+    tallies = simulate_draws(
+        model, n_patients, seed, horizon=base.horizon, bin_width=PSA_BIN_WIDTH, threads=threads
+    )
+    names = list(model.seq_names)
+    n_seq = len(names)
+    outputs = {k: np.zeros((n_draws, n_seq)) for k in ("lys", "qalys", "costs", "os_median")}
+    noise = {k: np.zeros((n_draws, n_seq)) for k in ("lys", "qalys", "costs")}
+    for d in range(n_draws):
+        for q in range(n_seq):
+            means = econ_means(tallies.econ[d, q], n_patients)
+            for k, name in (
+                ("lys", "lys_discounted"),
+                ("qalys", "qalys_discounted"),
+                ("costs", "costs_discounted"),
+            ):
+                outputs[k][d, q], se = means[name]
+                noise[k][d, q] = se * se
+            h = tallies.os_hist[d, q]
+            outputs["os_median"][d, q] = km_curve(h[0], h[1], PSA_BIN_WIDTH).median()
+    summary = _psa_summary(
+        scenario, names, outputs, noise, params, fixed, base, settings, n_draws, n_patients, seed
+    )
+    wtp_grid = np.asarray(summary["ceac"]["wtp"])
+    with atomic_directory(out_dir) as tmp:
+        write_json(tmp / "psa_summary.json", summary)
+        rows = [
+            {"draw": d, "sequence": s, **{k: float(outputs[k][d, q]) for k in outputs}}
+            for d in range(n_draws)
+            for q, s in enumerate(names)
+        ]
+        write_csv(tmp / "psa_draws.csv", rows)
+        write_csv(tmp / "psa_parameters.csv", _parameter_rows(params, draws))
+        _psa_plots(tmp, scenario, names, outputs, summary, wtp_grid)
+        write_json(
+            tmp / "manifest.json",
+            {
+                "simseq_version": __version__,
+                "scenario_file": path,
+                "scenario_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "seed": seed,
+                "n_draws": n_draws,
+                "n_patients_per_draw": n_patients,
+                "calibration": {
+                    "input_hash": cal.input_hash,
+                    "base_values": cal.values,
+                    "per_draw": "re-solved by quadrature (simseq.psa)",
+                },
+                "git_commit": _git_commit(),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+    if not quiet:
+        _print_psa(console, summary)
+        console.print(f"PSA results written to {out_dir}/ ({time.perf_counter() - started:.1f} s)")
+    return summary, out_dir
+
+
+def _interval(x) -> dict:
+    import numpy as np
+
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return {"mean": None, "ci95": [None, None]}
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return {
+        "mean": round(float(finite.mean()), 6),
+        "ci95": [round(float(lo), 6), round(float(hi), 6)],
+    }
+
+
+def _psa_summary(
+    scenario, names, outputs, noise, params, fixed, base, settings, n_draws, n_patients, seed
+) -> dict:
+    import numpy as np
+
+    from simseq import econ
+
+    wtp = base.econ_inputs["willingness_to_pay"]
+    wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
+    costs, qalys = outputs["costs"], outputs["qalys"]
+    table = econ.icer_table(names, costs.mean(axis=0), qalys.mean(axis=0))
+    icer_rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+    prob_best = econ.ceac(costs, qalys, wtp_grid)
+    evpi = econ.evpi(costs, qalys, wtp_grid)
+    mc_error, warnings = {}, []
+    for k in noise:
+        share = noise[k].mean(axis=0) / np.maximum(outputs[k].var(axis=0, ddof=1), 1e-300)
+        mc_error[k] = {s: round(float(share[q]), 6) for q, s in enumerate(names)}
+        worst = float(share.max())
+        if worst > MC_NOISE_WARNING:
+            warnings.append(
+                f"{k}: patient-level Monte Carlo noise is {worst:.0%} of the variance across "
+                f"draws ({names[int(share.argmax())]}); raise --patients above {n_patients:,} "
+                "before reading decision uncertainty from this PSA"
+            )
+    illustrative = [p.path for p in base.provenance if p.illustrative]
+    if illustrative:
+        warnings.append(
+            f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
+        )
+    warnings += [
+        f"{t.sequence}: {t.regimen} uses transported evidence (measured after "
+        f"{t.measured_after}, used after {t.used_after})"
+        for t in base.transports
+    ]
+    settings_used = {
+        k: getattr(settings, k).model_dump(exclude_none=True)
+        for k in ("cost_se_fraction", "utility_se_fraction", "median_se_log")
+        if getattr(settings, k) is not None
+    }
+    return {
+        "scenario": scenario.name,
+        "n_draws": n_draws,
+        "n_patients_per_draw": n_patients,
+        "seed": seed,
+        "currency": base.econ_inputs["currency"],
+        "willingness_to_pay": wtp,
+        "effects": "discounted QALYs",
+        "costs": "discounted",
+        "sequences": {
+            s: {k: _interval(outputs[k][:, q]) for k in ("lys", "qalys", "costs", "os_median")}
+            for q, s in enumerate(names)
+        },
+        "icer_table": icer_rows,
+        "ceac": {
+            "wtp": [round(float(w), 6) for w in wtp_grid],
+            "prob_best": {
+                s: [round(float(v), 6) for v in prob_best[:, q]] for q, s in enumerate(names)
+            },
+        },
+        "evpi": {
+            "wtp": [round(float(w), 6) for w in wtp_grid],
+            "value": [round(float(v), 6) for v in evpi],
+        },
+        "mc_error_share": mc_error,
+        "warnings": warnings,
+        "parameters": [
+            {
+                "key": p.key,
+                "distribution": p.dist,
+                "used_at": list(p.paths),
+                "evidence": list(p.ids),
+            }
+            for p in params
+        ],
+        "held_fixed": fixed,
+        "psa_settings": settings_used,
+        "calibration": "calibrated medians re-solved for every draw by quadrature",
+    }
+
+
+def _parameter_rows(params, draws) -> list[dict]:
+    rows = []
+    for d, overrides in enumerate(draws):
+        row = {"draw": d}
+        for p in params:
+            v = overrides[p.key]
+            if isinstance(v, dict):
+                row.update({f"{p.key}[{k}]": float(x) for k, x in v.items()})
+            else:
+                row[p.key] = float(v)
+        rows.append(row)
+    return rows
+
+
+def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
+    """CE plane, CEAC with frontier and EVPI curve, when the plotting module is available."""
+    import numpy as np
+
+    from simseq import cea_plots, econ
+
+    ref = names.index(scenario.economics.reference)
+    inc_c = outputs["costs"] - outputs["costs"][:, [ref]]
+    inc_q = outputs["qalys"] - outputs["qalys"][:, [ref]]
+    cur = summary["currency"]
+    cea_plots.plot_ce_plane(
+        directory / "ce_plane.png",
+        inc_c,
+        inc_q,
+        names,
+        currency=cur,
+        wtp=summary["willingness_to_pay"],
+        reference=names[ref],
+    )
+    prob = np.array([summary["ceac"]["prob_best"][s] for s in names]).T
+    frontier = econ.ceaf(outputs["costs"], outputs["qalys"], wtp_grid, names)
+    cea_plots.plot_ceac(
+        directory / "ceac.png", wtp_grid, prob, names, currency=cur, frontier=frontier
+    )
+    cea_plots.plot_evpi(
+        directory / "evpi.png", wtp_grid, np.array(summary["evpi"]["value"]), currency=cur
+    )
+
+
+def _print_psa(console: Console, summary: dict) -> None:
+    from rich.table import Table
+
+    cur = summary["currency"]
+    table = Table(
+        title=f"PSA: {summary['n_draws']:,} draws x {summary['n_patients_per_draw']:,} "
+        f"patients (means, 95% intervals across draws)",
+        title_style="bold",
+    )
+    for col in ("sequence", f"costs ({cur})", "QALYs", "median OS (months)", "P(best) at WTP"):
+        table.add_column(col, justify="left" if col == "sequence" else "right")
+    wtp_idx = summary["ceac"]["wtp"].index(
+        min(summary["ceac"]["wtp"], key=lambda w: abs(w - summary["willingness_to_pay"]))
+    )
+    for s, block in summary["sequences"].items():
+        c, q, m = block["costs"], block["qalys"], block["os_median"]
+        table.add_row(
+            s,
+            f"{c['mean']:,.0f} ({c['ci95'][0]:,.0f}-{c['ci95'][1]:,.0f})",
+            f"{q['mean']:.3f} ({q['ci95'][0]:.3f}-{q['ci95'][1]:.3f})",
+            f"{m['mean']:.2f} ({m['ci95'][0]:.2f}-{m['ci95'][1]:.2f})",
+            f"{summary['ceac']['prob_best'][s][wtp_idx]:.2f}",
+        )
+    console.print(table)
+    for w in summary["warnings"]:
+        console.print(f"[yellow]note:[/yellow] {w}")

@@ -35,6 +35,13 @@ class Provenance:
     ids: tuple[str, ...] = ()
     note: str = ""
     illustrative: bool = False
+    key: str = ""
+    """Identity of the underlying parameter: numbers citing the same evidence the same way
+    share a key, and so share one draw in probabilistic sensitivity analysis."""
+    uncertainty: dict | None = None
+    """What the evidence says about its uncertainty, for PSA: {"dist": "lognormal",
+    "se_log": ...}, {"dist": "beta", "a": .., "b": ..}, {"dist": "dirichlet", "alpha":
+    {...}}, {"dist": "beta_mean_se", "mean": .., "se": ..}; None when it says nothing."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +86,13 @@ class Resolved:
 
 
 class _Resolver:
-    def __init__(self, scenario: Scenario, evidence: EvidenceBase, calibrated, file: str):
+    def __init__(
+        self, scenario: Scenario, evidence: EvidenceBase, calibrated, file: str, overrides=None
+    ):
         self.sc = scenario
         self.ev = evidence
         self.calibrated = dict(calibrated or {})
+        self.overrides = dict(overrides or {})
         self.file = file
         self.problems: list[tuple[str, object, str]] = []
         self.provenance: list[Provenance] = []
@@ -118,39 +128,43 @@ class _Resolver:
 
     def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> float:
         """The number a Quantity stands for (nan when it cannot be resolved)."""
+        key = _quantity_key(q, path)
+        if key in self.overrides:
+            value = float(self.overrides[key])
+            self._note(Provenance(path, value, "psa draw", key=key))
+            return value
+        prov = self._quantity(q, path, is_median, calib_key)
+        if prov is None:
+            return float("nan")
+        self._note(dataclasses.replace(prov, key=key))
+        return prov.value
+
+    def _quantity(self, q: Quantity, path: str, is_median: bool, calib_key: str):
+        """Provenance (with value and uncertainty) of a Quantity, or None on a problem."""
         if q.value is not None:
-            self._note(
-                Provenance(
-                    path,
-                    q.value,
-                    "assumption",
-                    note=q.assumption or "",
-                    illustrative=q.illustrative,
-                )
+            return Provenance(
+                path, q.value, "assumption", note=q.assumption or "", illustrative=q.illustrative
             )
-            return q.value
         if q.calibrate is not None:
             if calib_key not in self.calibrated:
                 self.problems.append(
                     (path, "calibrate", "not calibrated yet: run simseq calibrate")
                 )
-                return float("nan")
+                return None
             value = float(self.calibrated[calib_key])
-            self._note(Provenance(path, value, "calibrated", note=f"solved for {calib_key}"))
-            return value
+            return Provenance(path, value, "calibrated", note=f"solved for {calib_key}")
         if q.evidence is not None and q.field is not None:
             rec = self._record(q.evidence, f"{path}.evidence")
             if rec is None:
-                return float("nan")
+                return None
             v = (rec.values or {}).get(q.field)
             if not isinstance(v, int | float):
                 known = sorted(rec.values or {})
                 self.problems.append(
                     (f"{path}.field", q.field, f"not a number of {rec.id}; it has {known}")
                 )
-                return float("nan")
-            self._note(Provenance(path, float(v), "evidence", (rec.id,), f"{q.field} of {rec.id}"))
-            return float(v)
+                return None
+            return Provenance(path, float(v), "evidence", (rec.id,), f"{q.field} of {rec.id}")
         if q.evidence is not None:
             if is_median:
                 rec = self.median_of(q.evidence, f"{path}.evidence")
@@ -160,9 +174,15 @@ class _Resolver:
                     self.problems.append((f"{path}.evidence", q.evidence, "record has no value"))
                     rec = None
             if rec is None:
-                return float("nan")
-            self._note(Provenance(path, rec.value, "evidence", (rec.id,), rec.note or ""))
-            return float(rec.value)
+                return None
+            return Provenance(
+                path,
+                rec.value,
+                "evidence",
+                (rec.id,),
+                rec.note or "",
+                uncertainty=_record_uncertainty(rec),
+            )
         sources = []
         for i, rid in enumerate(q.pool):
             rec = self.median_of(rid, f"{path}.pool.{i}")
@@ -173,17 +193,22 @@ class _Resolver:
                 se = se_log_median(rec.value, rec.ci95)
             sources.append(MedianSource(rec.id, rec.value, se, rec.n))
         if len(sources) != len(q.pool):
-            return float("nan")
+            return None
         try:
             pooled = pool_medians(sources)
         except FitError as err:
             self.problems.append((f"{path}.pool", q.pool, str(err)))
-            return float("nan")
+            return None
         weights = ", ".join(f"{i} {w:.3f}" for i, w in zip(pooled.ids, pooled.weights, strict=True))
-        self._note(
-            Provenance(path, pooled.value, "pool", pooled.ids, f"{pooled.method}; {weights}")
+        uncertainty = {"dist": "lognormal", "se_log": pooled.se} if pooled.se else None
+        return Provenance(
+            path,
+            pooled.value,
+            "pool",
+            pooled.ids,
+            f"{pooled.method}; {weights}",
+            uncertainty=uncertainty,
         )
-        return pooled.value
 
     def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Distribution | None:
         params = {
@@ -213,6 +238,15 @@ class _Resolver:
             return None
 
     def probability(self, prob, path: str) -> float:
+        key = (
+            f"beta:{prob.evidence}:{prob.count or prob.field}:{prob.complement}"
+            if prob.evidence
+            else f"value:{path}"
+        )
+        if key in self.overrides:
+            p = float(self.overrides[key])
+            self._note(Provenance(path, p, "psa draw", key=key))
+            return p
         if prob.value is not None:
             self._note(Provenance(path, prob.value, "assumption", note=prob.assumption or ""))
             return prob.value
@@ -241,14 +275,34 @@ class _Resolver:
                 (f"{path}.count", prob.count, f"record {rec.id} has counts {sorted(counts)} of n")
             )
             return float("nan")
-        p = counts[prob.count] / rec.n
+        k, n = counts[prob.count], rec.n
+        p = k / n
+        a, b = float(k), float(n - k)
         if prob.complement:
-            p = 1.0 - p
-        self._note(Provenance(path, p, "evidence", (rec.id,), f"{counts[prob.count]} of {rec.n}"))
+            p, a, b = 1.0 - p, b, a
+        self._note(
+            Provenance(
+                path,
+                p,
+                "evidence",
+                (rec.id,),
+                f"{k} of {n}",
+                key=key,
+                uncertainty={"dist": "beta", "a": a, "b": b},
+            )
+        )
         return p
 
     def line_end(self, reg: Regimen, path: str) -> dict[str, float]:
         end = reg.line_end
+        key = (
+            f"dirichlet:{end.evidence}:" + ",".join(f"{c}={k}" for c, k in end.causes.items())
+            if end.evidence
+            else f"value:{path}"
+        )
+        if key in self.overrides:
+            self._note(Provenance(path, float("nan"), "psa draw", key=key))
+            return dict(self.overrides[key])
         if end.probabilities is not None:
             self._note(Provenance(path, float("nan"), "assumption", note=end.assumption or ""))
             return dict(end.probabilities)
@@ -265,7 +319,18 @@ class _Resolver:
         total = sum(counts[k] for k in end.causes.values())
         probs = {cause: counts[k] / total for cause, k in end.causes.items()}
         text = ", ".join(f"{c} {counts[k]}" for c, k in end.causes.items())
-        self._note(Provenance(path, float("nan"), "evidence", (rec.id,), f"{text} of {total}"))
+        alpha = {cause: float(counts[k]) for cause, k in end.causes.items()}
+        self._note(
+            Provenance(
+                path,
+                float("nan"),
+                "evidence",
+                (rec.id,),
+                f"{text} of {total}",
+                key=key,
+                uncertainty={"dist": "dirichlet", "alpha": alpha},
+            )
+        )
         return probs
 
     def mix(
@@ -274,6 +339,14 @@ class _Resolver:
         if line.regimen is not None:
             return {line.regimen: 1.0}
         m = line.mix
+        key = (
+            f"dirichlet:{m.evidence}:" + ",".join(f"{c}={r}" for c, r in m.regimens.items())
+            if m.evidence
+            else f"value:{path}.mix"
+        )
+        if key in self.overrides:
+            self._note(Provenance(f"{path}.mix", float("nan"), "psa draw", key=key))
+            return dict(self.overrides[key])
         if m.probabilities is not None:
             self._note(
                 Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or "")
@@ -298,6 +371,7 @@ class _Resolver:
         dropped = {k: v for k, v in counts.items() if k not in m.regimens}
         if dropped:
             out.append(Renormalised(sequence, line_no, dropped, kept))
+        alpha = {m.regimens[k]: float(counts[k]) for k in m.regimens}
         self._note(
             Provenance(
                 f"{path}.mix",
@@ -305,6 +379,8 @@ class _Resolver:
                 "evidence",
                 (rec.id,),
                 f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}",
+                key=key,
+                uncertainty={"dist": "dirichlet", "alpha": alpha},
             )
         )
         return kept
@@ -324,6 +400,37 @@ class _Resolver:
             if tgt.regimen == rid:
                 ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool)
         return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
+
+
+def _quantity_key(q: Quantity, path: str) -> str:
+    """Parameter identity: the evidence cited (and how), else the key path."""
+    if q.evidence is not None:
+        return f"evidence:{q.evidence}" + (f":{q.field}" if q.field else "")
+    if q.pool is not None:
+        return "pool:" + "+".join(q.pool)
+    if q.calibrate is not None:
+        return f"calibrated:{path}"
+    return f"value:{path}"
+
+
+def _record_uncertainty(rec: Record) -> dict | None:
+    """Sampling uncertainty a record supports: medians via their CI, events or n (SE of log
+    median); hazard ratios via their CI; utilities via their reported range."""
+    if rec.value is None:
+        return None
+    if rec.quantity == "median":
+        try:
+            se = se_log_median(rec.value, rec.ci95, rec.events, rec.n)
+        except FitError:
+            return None
+        return {"dist": "lognormal", "se_log": se}
+    if rec.quantity == "hazard_ratio" and rec.ci95 and None not in rec.ci95:
+        lo, hi = rec.ci95
+        return {"dist": "lognormal", "se_log": (math.log(hi) - math.log(lo)) / (2 * 1.959964)}
+    if rec.quantity == "utility" and rec.range:
+        lo, hi = rec.range
+        return {"dist": "beta_mean_se", "mean": rec.value, "se": (hi - lo) / (2 * 1.959964)}
+    return None
 
 
 def _measured_after(rec: Record) -> str | None:
@@ -348,15 +455,17 @@ def resolve(
     file: str = "<scenario>",
     *,
     cohort_regimen: str | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> Resolved:
     """Build the model sequences of ``scenario``.
 
     ``calibrated`` maps "<regimen>.<part>" (e.g. "lenvatinib.after_progression")
     to solved medians. With ``cohort_regimen`` the result is instead a single
     sequence that starts every patient on that regimen, as the source cohort of
-    its evidence did (used by calibration; no transport adjustment).
+    its evidence did (used by calibration; no transport adjustment). ``overrides``
+    replaces parameters by their ``Provenance.key`` (one PSA or DSA draw).
     """
-    r = _Resolver(scenario, evidence, calibrated, file)
+    r = _Resolver(scenario, evidence, calibrated, file, overrides)
     horizon = r.quantity(scenario.simulation.horizon, "simulation.horizon", is_median=False)
     sc_dist = r.distribution(scenario.supportive_care, "supportive_care")
     transports: list[Transport] = []

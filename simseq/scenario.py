@@ -424,6 +424,20 @@ class EconomicsSpec(_Frozen):
     """One-off cost at death."""
 
 
+class PSASettings(_Frozen):
+    """Uncertainty for inputs whose evidence reports none (each an explicit assumption)."""
+
+    cost_se_fraction: Quantity | None = None
+    """SE of costs as a fraction of their value (gamma distributed)."""
+    utility_se_fraction: Quantity | None = None
+    """SE of utilities without a reported range, as a fraction of their value (Beta)."""
+    median_se_log: Quantity | None = None
+    """SE of log(median) for medians reported without CI, events or n (log-normal)."""
+    n_draws: int = Field(default=1000, ge=2)
+    n_patients: int = Field(default=10_000, ge=100)
+    """Patients per draw and sequence."""
+
+
 class Scenario(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     title: str
@@ -438,6 +452,8 @@ class Scenario(_Frozen):
     calibration: Calibration | None = None
     economics: EconomicsSpec | None = None
     """Optional cost-effectiveness inputs; without them only survival is reported."""
+    psa: PSASettings | None = None
+    """Probabilistic sensitivity analysis settings (``simseq psa``)."""
 
 
 def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
