@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -266,3 +267,37 @@ def test_cea_identical_across_threads(tmp_path):
     assert (tmp_path / "a" / "summary.json").read_bytes() == (
         tmp_path / "b" / "summary.json"
     ).read_bytes()
+
+
+def test_psa_writes_summary_draws_and_plots(tmp_path):
+    out = tmp_path / "psa"
+    args = ["psa", ROOT / "scenarios" / "cea_base_case.yaml", "--draws", 40, "--patients", 500]
+    result = invoke(*args, "--out", out, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "psa_summary.json").read_text())
+    for block in summary["sequences"].values():
+        assert set(block) >= {"lys", "qalys", "costs", "os_median"}
+        lo, hi = block["qalys"]["ci95"]
+        assert lo <= block["qalys"]["mean"] <= hi
+    assert set(summary["ceac"]) == {"wtp", "prob_best"}
+    probs = np.array(list(summary["ceac"]["prob_best"].values()))
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0)
+    assert min(summary["evpi"]["value"]) >= 0 and len(summary["evpi"]["wtp"]) == probs.shape[1]
+    assert summary["icer_table"] and summary["parameters"] and summary["held_fixed"]
+    # 500 patients per draw is too few: the noise warning must say so
+    assert any("Monte Carlo noise" in w for w in summary["warnings"])
+    draws = pd.read_csv(out / "psa_draws.csv")
+    assert len(draws) == 40 * 5 and {"draw", "sequence", "qalys", "costs"} <= set(draws.columns)
+    for png in ("ce_plane.png", "ceac.png", "evpi.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    again = invoke(*args, "--out", tmp_path / "again", "--threads", 2, "--quiet")
+    assert again.exit_code == 0
+    assert (tmp_path / "again" / "psa_summary.json").read_bytes() == (
+        out / "psa_summary.json"
+    ).read_bytes()
+
+
+def test_psa_needs_economics(tmp_path):
+    result = invoke("psa", ROOT / "scenarios" / "base_case.yaml", "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "economics" in result.output
+    assert not (tmp_path / "p").exists()
