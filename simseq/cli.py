@@ -261,7 +261,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
 @_scenario_errors
 def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
-    from simseq.pipeline import run_psa
+    from simseq.sensitivity import run_psa
 
     run_psa(
         scenario,
@@ -272,3 +272,77 @@ def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
         out=out,
         quiet=quiet,
     )
+
+
+@main.command("dsa")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--patients",
+    type=click.IntRange(min=100),
+    default=100_000,
+    show_default=True,
+    help="Patients per case (common random numbers across cases).",
+)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
+@_threads
+@_out
+@_quiet
+@_scenario_errors
+def dsa_cmd(scenario, patients, seed, sequence, threads, out, quiet) -> None:
+    """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
+    from simseq.sensitivity import run_dsa
+
+    run_dsa(
+        scenario,
+        n_patients=patients,
+        seed=seed,
+        sequence=sequence,
+        threads=threads,
+        out=out,
+        quiet=quiet,
+    )
+
+
+@main.command("sweep")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    required=True,
+    metavar="NAME=LO:HI:STEPS",
+    help="Parameter (key or scenario key path) and its grid. Repeatable.",
+)
+@click.option(
+    "--patients",
+    type=click.IntRange(min=100),
+    default=100_000,
+    show_default=True,
+    help="Patients per grid point (common random numbers across points).",
+)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@_threads
+@_out
+@_quiet
+@_scenario_errors
+def sweep_cmd(scenario, params, patients, seed, threads, out, quiet) -> None:
+    """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
+    from simseq.sensitivity import run_sweep
+
+    try:
+        run_sweep(
+            scenario,
+            list(params),
+            n_patients=patients,
+            seed=seed,
+            threads=threads,
+            out=out,
+            quiet=quiet,
+        )
+    except ValueError as err:
+        from simseq.scenario import ScenarioError
+
+        if isinstance(err, ScenarioError):
+            raise
+        raise _InputError(str(err)) from None

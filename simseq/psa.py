@@ -109,7 +109,7 @@ def _stream(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, digest, 0x5EA])
 
 
-def _beta_moments(mean: float, se: float) -> tuple[float, float]:
+def beta_moments(mean: float, se: float) -> tuple[float, float]:
     var = se * se
     common = mean * (1 - mean) / var - 1
     if not 0 < mean < 1 or common <= 0:
@@ -130,7 +130,7 @@ def draw_parameters(params: list[Parameter], n_draws: int, seed: int) -> list[di
             a, b = d["a"], d["b"]
             values = list(rng.beta(a, b, n_draws)) if a > 0 and b > 0 else [prm.base] * n_draws
         elif kind == "beta_mean_se":
-            a, b = _beta_moments(d["mean"], d["se"])
+            a, b = beta_moments(d["mean"], d["se"])
             values = list(rng.beta(a, b, n_draws))
         elif kind == "gamma":
             shape = (d["mean"] / d["se"]) ** 2

@@ -233,11 +233,14 @@ def simulate_draws(
     bin_width: float = 0.25,
     draw_lo: int = 0,
     threads: int | None = None,
+    common_streams: bool = False,
 ) -> DrawTallies:
     """OS histograms (and economics, if the model has them) per draw, parallel over draws.
 
     Draw d (0-based within ``model``) uses the streams of global draw
-    ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers.
+    ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
+    ``common_streams`` every draw uses the streams of ``draw_lo`` (common random
+    numbers, for one-way sensitivity analysis and sweeps).
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -251,8 +254,8 @@ def simulate_draws(
         numba.set_num_threads(threads)
     try:
         simulate_os_draws(
-            seed, draw_lo, n_patients, model.seq_start_state, float(horizon), float(bin_width),
-            model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
+            seed, draw_lo, common_streams, n_patients, model.seq_start_state, float(horizon),
+            float(bin_width), model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
             model.state_clock_lo, model.state_clock_hi, model.clock_family, model.clock_params,
             model.clock_hr, model.clock_dest_lo, model.clock_dest_hi, model.dest_state,
             model.dest_event, model.dest_cumprob, model.state_econ, model.econ_globals, hist, econ,

@@ -634,6 +634,7 @@ def simulate_paths(
 def simulate_os_draws(
     seed,
     draw_lo,
+    common_streams,
     n_patients,
     seq_start_state,
     horizon,
@@ -660,7 +661,9 @@ def simulate_os_draws(
     """OS from the start of each sequence, per parameter draw (the PSA shape).
 
     Numeric model arrays carry the draw as leading axis (n_draws); draw d uses
-    streams keyed by (seed, draw_lo + d, patient). Fills ``hist_out[n_draws,
+    streams keyed by (seed, draw_lo + d, patient), or by (seed, draw_lo, patient)
+    for every d when ``common_streams`` (common random numbers across the cases of
+    a one-way sensitivity analysis). Fills ``hist_out[n_draws,
     n_seq, 2, n_bins]`` (events, censored). Parallel over draws: each draw owns
     its row. With economics, also ``econ_out[n_draws, n_seq, N_ECON, N_BATCHES]``
     from ``state_econ[n_draws, n_states, 4]`` and ``econ_globals[n_draws, 3]``.
@@ -694,7 +697,15 @@ def simulate_os_draws(
         for b_lo in range(0, n_patients, BLOCK):
             n = min(BLOCK, n_patients - b_lo)
             _block_setup(
-                seed, draw_lo + d, b_lo, n, cov_prevalence[d], cov_log_hr[d], inv_hr, keys, inv_mult
+                seed,
+                draw_lo + (0 if common_streams else d),
+                b_lo,
+                n,
+                cov_prevalence[d],
+                cov_log_hr[d],
+                inv_hr,
+                keys,
+                inv_mult,
             )
             for q in range(n_seq):
                 walk_block(

@@ -301,3 +301,61 @@ def test_psa_needs_economics(tmp_path):
     result = invoke("psa", ROOT / "scenarios" / "base_case.yaml", "--out", tmp_path / "p")
     assert result.exit_code == 2 and "economics" in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_dsa_tornado_and_table(tmp_path):
+    out = tmp_path / "dsa"
+    result = invoke(
+        "dsa",
+        ROOT / "scenarios" / "cea_base_case.yaml",
+        "--patients",
+        2000,
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "dsa_summary.json").read_text())
+    rows = summary["rows"]
+    assert summary["focus"] == "atzbev_len" and summary["reference"] == "atzbev_bsc"
+    widths = [abs(r["inc_nmb_high"] - r["inc_nmb_low"]) for r in rows]
+    assert widths == sorted(widths, reverse=True)  # ranked for the tornado
+    # common random numbers: a parameter that only prices sorafenib cannot move len vs BSC
+    sor = next(r for r in rows if "sorafenib_200mg_tablet" in r["key"])
+    assert sor["inc_nmb_low"] == pytest.approx(summary["base"]["inc_nmb"], abs=1e-6)
+    for png in ("tornado_nmb.png", "tornado_os.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_grid_to_tidy_table(tmp_path):
+    out = tmp_path / "sweep"
+    uptake = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:3"
+    result = invoke(
+        "sweep",
+        ROOT / "scenarios" / "cea_base_case.yaml",
+        "--param",
+        uptake,
+        "--patients",
+        2000,
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == 3 * 5
+    name = "sequences.atzbev_len.lines.0.next_line"
+    len_rows = table[table.sequence == "atzbev_len"].sort_values(name)
+    assert len_rows[name].tolist() == [0.5, 0.7, 0.9]
+    # more second-line uptake, longer survival (common random numbers: a monotone response)
+    assert len_rows.lys.is_monotonic_increasing
+    bad = invoke(
+        "sweep",
+        ROOT / "scenarios" / "cea_base_case.yaml",
+        "--param",
+        "nope=1:2:3",
+        "--out",
+        tmp_path / "bad",
+    )
+    assert bad.exit_code == 2 and "not a scalar parameter" in bad.output
+    assert not (tmp_path / "bad").exists()

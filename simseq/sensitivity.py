@@ -1,0 +1,659 @@
+"""Sensitivity analyses end to end: probabilistic (PSA), one-way (DSA, tornado) and sweeps.
+
+All three evaluate the model at many parameter sets ("cases"): each case is a
+mapping of parameter keys (``Provenance.key``) to values, resolved into a model
+with its calibrated medians re-solved by quadrature (``simseq.psa``), stacked
+along the engine's draw axis and simulated in one parallel call. PSA cases use
+their own random streams; DSA cases and sweep points share one set (common
+random numbers), so differences between them are not Monte Carlo noise.
+"""
+
+import hashlib
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simseq import __version__
+from simseq.evidence import load_evidence
+from simseq.model import compile_model, stack_draws
+from simseq.outcomes import econ_means, km_curve
+from simseq.pipeline import _git_commit, default_out, get_calibration, make_console
+from simseq.psa import beta_moments, draw_parameters, solve_by_quadrature, uncertain_parameters
+from simseq.report import atomic_directory, write_csv, write_json
+from simseq.resolve import Resolved, resolve
+from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario
+from simseq.simulator import simulate_draws
+
+PSA_BIN_WIDTH = 0.1  # months: per-case OS histograms (medians to ~0.01 month)
+MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
+OUTPUTS = ("lys", "qalys", "costs", "os_median")  # per case and sequence; discounted LYs etc.
+
+
+def _setting(q) -> float | None:
+    """A psa: setting's number (explicit values with an assumption only)."""
+    if q is None:
+        return None
+    if q.value is None:
+        raise ScenarioError("<scenario>", [("psa", q, "psa settings take value + assumption")])
+    return float(q.value)
+
+
+class _Study:
+    """What every sensitivity analysis starts from: scenario, evidence, base calibration,
+    base resolution and the uncertain parameters."""
+
+    def __init__(self, path, out_dir_name: str, out, threads, quiet, console):
+        self.path = str(path)
+        self.console = console or make_console(quiet)
+        self.quiet = quiet
+        self.threads = threads
+        self.scenario: Scenario = load_scenario(self.path)
+        sc = self.scenario
+        if sc.economics is None:
+            raise ScenarioError(
+                self.path, [("economics", None, "sensitivity analyses need an economics: section")]
+            )
+        self.settings = sc.psa or PSASettings()
+        self.out_dir = Path(out) if out is not None else default_out(sc) / out_dir_name
+        self.evidence = load_evidence()
+        self.cal, _ = get_calibration(
+            sc,
+            self.path,
+            self.out_dir.parent,
+            threads=threads,
+            console=None if quiet else self.console,
+        )
+        self.base: Resolved = resolve(sc, self.evidence, self.cal.values, self.path)
+        self.params, self.fixed = uncertain_parameters(
+            self.base,
+            _setting(self.settings.cost_se_fraction),
+            _setting(self.settings.utility_se_fraction),
+            _setting(self.settings.median_se_log),
+        )
+
+    def run_cases(
+        self, cases: list[dict], n_patients: int, seed: int, *, common_streams: bool, label: str
+    ) -> tuple[list[str], dict, dict]:
+        """Simulate every case: (sequence names, outputs, patient-noise variances), each
+        output an array (n_cases, n_seq)."""
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=self.quiet,
+            transient=True,
+        )
+        models = []
+        sc, ev = self.scenario, self.evidence
+        with progress:
+            task = progress.add_task(f"{label}: preparing cases", total=len(cases))
+            for overrides in cases:
+                values = solve_by_quadrature(sc, ev, self.cal.values, overrides, self.base.horizon)
+                res = resolve(sc, ev, values, self.path, overrides=overrides)
+                models.append(compile_model(res.sequences, res.covariates, res.economics))
+                progress.advance(task)
+        model = stack_draws(models)
+        if not self.quiet:
+            self.console.print(
+                f"{label}: simulating {len(cases):,} cases x {n_patients:,} "
+                f"patients x {len(model.seq_names)} sequences ..."
+            )
+        tallies = simulate_draws(
+            model,
+            n_patients,
+            seed,
+            horizon=self.base.horizon,
+            bin_width=PSA_BIN_WIDTH,
+            threads=self.threads,
+            common_streams=common_streams,
+        )
+        names = list(model.seq_names)
+        n_cases, n_seq = len(cases), len(names)
+        outputs = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS}
+        noise = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS[:3]}
+        for d in range(n_cases):
+            for q in range(n_seq):
+                means = econ_means(tallies.econ[d, q], n_patients)
+                for k in OUTPUTS[:3]:
+                    outputs[k][d, q], se = means[f"{k}_discounted"]
+                    noise[k][d, q] = se * se
+                h = tallies.os_hist[d, q]
+                outputs["os_median"][d, q] = km_curve(h[0], h[1], PSA_BIN_WIDTH).median()
+        return names, outputs, noise
+
+    def manifest(self, started: float, **extra) -> dict:
+        return {
+            "simseq_version": __version__,
+            "scenario_file": self.path,
+            "scenario_sha256": hashlib.sha256(Path(self.path).read_bytes()).hexdigest(),
+            "calibration": {
+                "input_hash": self.cal.input_hash,
+                "base_values": self.cal.values,
+                "per_case": "re-solved by quadrature (simseq.psa)",
+            },
+            "git_commit": _git_commit(),
+            "seconds": round(time.perf_counter() - started, 3),
+            **extra,
+        }
+
+    def warnings(self) -> list[str]:
+        illustrative = [p.path for p in self.base.provenance if p.illustrative]
+        out = []
+        if illustrative:
+            out.append(
+                f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
+            )
+        out += [
+            f"{t.sequence}: {t.regimen} uses transported evidence (measured after "
+            f"{t.measured_after}, used after {t.used_after})"
+            for t in self.base.transports
+        ]
+        return out
+
+
+def run_psa(
+    path: str | Path,
+    *,
+    n_draws: int | None = None,
+    n_patients: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> tuple[dict, Path]:
+    """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write."""
+    started = time.perf_counter()
+    st = _Study(path, "psa", out, threads, quiet, console)
+    n_draws = n_draws or st.settings.n_draws
+    n_patients = n_patients or st.settings.n_patients
+    seed = st.scenario.simulation.seed if seed is None else seed
+    draws = draw_parameters(st.params, n_draws, seed)
+    names, outputs, noise = st.run_cases(draws, n_patients, seed, common_streams=False, label="PSA")
+    summary = _psa_summary(st, names, outputs, noise, draws, n_patients, seed)
+    wtp_grid = np.asarray(summary["ceac"]["wtp"])
+    with atomic_directory(st.out_dir) as tmp:
+        write_json(tmp / "psa_summary.json", summary)
+        rows = [
+            {"draw": d, "sequence": s, **{k: float(outputs[k][d, q]) for k in outputs}}
+            for d in range(n_draws)
+            for q, s in enumerate(names)
+        ]
+        write_csv(tmp / "psa_draws.csv", rows)
+        write_csv(tmp / "psa_parameters.csv", _parameter_rows(st.params, draws))
+        _psa_plots(tmp, st.scenario, names, outputs, summary, wtp_grid)
+        write_json(
+            tmp / "manifest.json",
+            st.manifest(started, seed=seed, n_draws=n_draws, n_patients_per_draw=n_patients),
+        )
+    if not quiet:
+        _print_psa(st.console, summary)
+        st.console.print(
+            f"PSA results written to {st.out_dir}/ ({time.perf_counter() - started:.1f} s)"
+        )
+    return summary, st.out_dir
+
+
+def _interval(x) -> dict:
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return {"mean": None, "ci95": [None, None]}
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return {
+        "mean": round(float(finite.mean()), 6),
+        "ci95": [round(float(lo), 6), round(float(hi), 6)],
+    }
+
+
+_GROUPS = {
+    "lognormal": "survival and hazard ratios",
+    "beta": "uptake, cause splits and mix",
+    "dirichlet": "uptake, cause splits and mix",
+    "gamma": "costs",
+    "beta_mean_se": "utilities",
+}
+
+
+def _group_matrix(params, draws, members) -> np.ndarray:
+    """(n_draws, k) values of the parameters in a group (a Dirichlet gives one column per part)."""
+    cols = []
+    for p in members:
+        values = [d[p.key] for d in draws]
+        if isinstance(values[0], dict):
+            cols += [[v[k] for v in values] for k in values[0]]
+        else:
+            cols.append(values)
+    return np.asarray(cols, dtype=float).T
+
+
+def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
+    from simseq import econ
+
+    base = st.base
+    wtp = base.econ_inputs["willingness_to_pay"]
+    wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
+    costs, qalys = outputs["costs"], outputs["qalys"]
+    table = econ.icer_table(names, costs.mean(axis=0), qalys.mean(axis=0))
+    icer_rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+    prob_best = econ.ceac(costs, qalys, wtp_grid)
+    evpi = econ.evpi(costs, qalys, wtp_grid)
+    evppi_grid = wtp_grid[::5]
+    groups: dict[str, list] = {}
+    for p in st.params:
+        groups.setdefault(_GROUPS.get(p.dist["dist"], "other"), []).append(p)
+    evppi = {
+        name: [
+            round(float(v), 6)
+            for v in econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.params, draws, members))
+        ]
+        for name, members in groups.items()
+    }
+    mc_error, warnings = {}, []
+    for k in noise:
+        share = noise[k].mean(axis=0) / np.maximum(outputs[k].var(axis=0, ddof=1), 1e-300)
+        mc_error[k] = {s: round(float(share[q]), 6) for q, s in enumerate(names)}
+        worst = float(share.max())
+        if worst > MC_NOISE_WARNING:
+            warnings.append(
+                f"{k}: patient-level Monte Carlo noise is {worst:.0%} of the variance across "
+                f"draws ({names[int(share.argmax())]}); raise --patients above {n_patients:,} "
+                "before reading decision uncertainty from this PSA"
+            )
+    warnings += st.warnings()
+    settings_used = {
+        k: getattr(st.settings, k).model_dump(exclude_none=True)
+        for k in ("cost_se_fraction", "utility_se_fraction", "median_se_log")
+        if getattr(st.settings, k) is not None
+    }
+    rounded = [round(float(w), 6) for w in wtp_grid]
+    return {
+        "scenario": st.scenario.name,
+        "n_draws": len(draws),
+        "n_patients_per_draw": n_patients,
+        "seed": seed,
+        "currency": base.econ_inputs["currency"],
+        "willingness_to_pay": wtp,
+        "effects": "discounted QALYs",
+        "costs": "discounted",
+        "sequences": {
+            s: {k: _interval(outputs[k][:, q]) for k in OUTPUTS} for q, s in enumerate(names)
+        },
+        "icer_table": icer_rows,
+        "ceac": {
+            "wtp": rounded,
+            "prob_best": {
+                s: [round(float(v), 6) for v in prob_best[:, q]] for q, s in enumerate(names)
+            },
+        },
+        "evpi": {"wtp": rounded, "value": [round(float(v), 6) for v in evpi]},
+        "evppi": {
+            "wtp": [round(float(w), 6) for w in evppi_grid],
+            "method": "regression (Strong, Oakley & Brennan 2014), per parameter group",
+            "groups": evppi,
+        },
+        "mc_error_share": mc_error,
+        "warnings": warnings,
+        "parameters": [
+            {
+                "key": p.key,
+                "distribution": p.dist,
+                "used_at": list(p.paths),
+                "evidence": list(p.ids),
+                "group": _GROUPS.get(p.dist["dist"], "other"),
+            }
+            for p in st.params
+        ],
+        "held_fixed": st.fixed,
+        "psa_settings": settings_used,
+        "calibration": "calibrated medians re-solved for every draw by quadrature",
+    }
+
+
+def _parameter_rows(params, draws) -> list[dict]:
+    rows = []
+    for d, overrides in enumerate(draws):
+        row = {"draw": d}
+        for p in params:
+            v = overrides[p.key]
+            if isinstance(v, dict):
+                row.update({f"{p.key}[{k}]": float(x) for k, x in v.items()})
+            else:
+                row[p.key] = float(v)
+        rows.append(row)
+    return rows
+
+
+def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
+    """CE plane, CEAC with frontier and EVPI curve."""
+    from simseq import cea_plots, econ
+
+    ref = names.index(scenario.economics.reference)
+    inc_c = outputs["costs"] - outputs["costs"][:, [ref]]
+    inc_q = outputs["qalys"] - outputs["qalys"][:, [ref]]
+    cur = summary["currency"]
+    cea_plots.plot_ce_plane(
+        directory / "ce_plane.png",
+        inc_c,
+        inc_q,
+        names,
+        currency=cur,
+        wtp=summary["willingness_to_pay"],
+        reference=names[ref],
+    )
+    prob = np.array([summary["ceac"]["prob_best"][s] for s in names]).T
+    frontier = econ.ceaf(outputs["costs"], outputs["qalys"], wtp_grid, names)
+    cea_plots.plot_ceac(
+        directory / "ceac.png", wtp_grid, prob, names, currency=cur, frontier=frontier
+    )
+    cea_plots.plot_evpi(
+        directory / "evpi.png", wtp_grid, np.array(summary["evpi"]["value"]), currency=cur
+    )
+
+
+def _print_psa(console: Console, summary: dict) -> None:
+
+    cur = summary["currency"]
+    table = Table(
+        title=f"PSA: {summary['n_draws']:,} draws x {summary['n_patients_per_draw']:,} "
+        f"patients (means, 95% intervals across draws)",
+        title_style="bold",
+    )
+    for col in ("sequence", f"costs ({cur})", "QALYs", "median OS (months)", "P(best) at WTP"):
+        table.add_column(col, justify="left" if col == "sequence" else "right")
+    wtp_idx = summary["ceac"]["wtp"].index(
+        min(summary["ceac"]["wtp"], key=lambda w: abs(w - summary["willingness_to_pay"]))
+    )
+    for s, block in summary["sequences"].items():
+        c, q, m = block["costs"], block["qalys"], block["os_median"]
+        table.add_row(
+            s,
+            f"{c['mean']:,.0f} ({c['ci95'][0]:,.0f}-{c['ci95'][1]:,.0f})",
+            f"{q['mean']:.3f} ({q['ci95'][0]:.3f}-{q['ci95'][1]:.3f})",
+            f"{m['mean']:.2f} ({m['ci95'][0]:.2f}-{m['ci95'][1]:.2f})",
+            f"{summary['ceac']['prob_best'][s][wtp_idx]:.2f}",
+        )
+    console.print(table)
+    for w in summary["warnings"]:
+        console.print(f"[yellow]note:[/yellow] {w}")
+
+
+# --------------------------------------------------------------------------- #
+# One-way sensitivity analysis (tornado)
+# --------------------------------------------------------------------------- #
+
+DSA_PATIENTS = 100_000  # per case and sequence; common random numbers across cases
+
+
+def one_way_bounds(p) -> tuple[object, object]:
+    """(low, high) input values: the 2.5% and 97.5% points of the parameter's distribution
+    (for a median from its CI this is the CI). A Dirichlet varies its first part between
+    its marginal Beta quantiles, the other parts rescaled to keep their proportions."""
+    from scipy import stats
+
+    d = p.dist
+    kind = d["dist"]
+    if kind == "lognormal":
+        return p.base * np.exp(-1.959964 * d["se_log"]), p.base * np.exp(1.959964 * d["se_log"])
+    if kind == "beta":
+        return tuple(stats.beta.ppf([0.025, 0.975], d["a"], d["b"]))
+    if kind == "beta_mean_se":
+        return tuple(stats.beta.ppf([0.025, 0.975], *beta_moments(d["mean"], d["se"])))
+    if kind == "gamma":
+        shape = (d["mean"] / d["se"]) ** 2
+        return tuple(stats.gamma.ppf([0.025, 0.975], shape, scale=d["mean"] / shape))
+    if kind == "dirichlet":
+        alpha = d["alpha"]
+        first = next(iter(alpha))
+        total = sum(alpha.values())
+        bounds = stats.beta.ppf([0.025, 0.975], alpha[first], total - alpha[first])
+        rest = total - alpha[first]
+
+        def at(share):
+            return {k: (share if k == first else (1 - share) * v / rest) for k, v in alpha.items()}
+
+        return at(bounds[0]), at(bounds[1])
+    raise ValueError(f"no one-way bounds for distribution {kind!r}")
+
+
+def _label(p) -> str:
+    """A short readable parameter name for tables and tornado plots."""
+    kind, _, rest = p.key.partition(":")
+    rest = rest.replace("health_economics.", "").replace("economics.", "")
+    if kind == "pool":
+        ids = rest.split("+")
+        common = ".".join(ids[0].split(".")[:3])
+        return f"{common} (pooled: {', '.join(i.split('.')[3] for i in ids)})"
+    if kind in ("beta", "dirichlet"):
+        record, _, what = rest.partition(":")
+        part = what.split(":")[0].split(",")[0].split("=")[0]
+        return f"{record} ({part})"
+    return rest
+
+
+def _fmt_input(v) -> str:
+    if isinstance(v, dict):
+        first = next(iter(v))
+        return f"{first} {v[first]:.3g}"
+    return f"{v:.4g}"
+
+
+def run_dsa(
+    path: str | Path,
+    *,
+    n_patients: int = DSA_PATIENTS,
+    seed: int | None = None,
+    sequence: str | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> tuple[dict, Path]:
+    """``simseq dsa``: every uncertain parameter at its low and high value, others at base,
+    with common random numbers; tornado diagrams for NMB and median OS."""
+    started = time.perf_counter()
+    st = _Study(path, "dsa", out, threads, quiet, console)
+    seed = st.scenario.simulation.seed if seed is None else seed
+    names = list(st.scenario.sequences)
+    reference = st.scenario.economics.reference
+    focus = sequence or next(s for s in names if s != reference)
+    if focus not in names:
+        raise ScenarioError(st.path, [("--sequence", focus, f"not a sequence; use one of {names}")])
+    bounds = [one_way_bounds(p) for p in st.params]
+    cases = [{}] + [{p.key: v} for p, lh in zip(st.params, bounds, strict=True) for v in lh]
+    names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="DSA")
+    wtp = st.base.econ_inputs["willingness_to_pay"]
+    nmb = wtp * outputs["qalys"] - outputs["costs"]
+    f, r = names.index(focus), names.index(reference)
+    inc_nmb = nmb[:, f] - nmb[:, r]
+    rows = []
+    for i, (p, (lo, hi)) in enumerate(zip(st.params, bounds, strict=True)):
+        a, b = 1 + 2 * i, 2 + 2 * i
+        rows.append(
+            {
+                "parameter": _label(p),
+                "key": p.key,
+                "low_input": _fmt_input(lo),
+                "high_input": _fmt_input(hi),
+                "inc_nmb_low": float(inc_nmb[a]),
+                "inc_nmb_high": float(inc_nmb[b]),
+                "os_median_low": float(outputs["os_median"][a, f]),
+                "os_median_high": float(outputs["os_median"][b, f]),
+                **{f"nmb_low.{s}": float(nmb[a, q]) for q, s in enumerate(names)},
+                **{f"nmb_high.{s}": float(nmb[b, q]) for q, s in enumerate(names)},
+            }
+        )
+    rows.sort(key=lambda x: -abs(x["inc_nmb_high"] - x["inc_nmb_low"]))
+    summary = {
+        "scenario": st.scenario.name,
+        "n_patients_per_case": n_patients,
+        "seed": seed,
+        "common_random_numbers": True,
+        "focus": focus,
+        "reference": reference,
+        "willingness_to_pay": wtp,
+        "currency": st.base.econ_inputs["currency"],
+        "base": {
+            "inc_nmb": float(inc_nmb[0]),
+            "os_median": {s: float(outputs["os_median"][0, q]) for q, s in enumerate(names)},
+            "nmb": {s: float(nmb[0, q]) for q, s in enumerate(names)},
+        },
+        "ranges": "2.5% and 97.5% points of each parameter's PSA distribution",
+        "rows": rows,
+        "held_fixed": st.fixed,
+        "warnings": st.warnings(),
+    }
+    from simseq import cea_plots
+
+    cur = summary["currency"]
+    with atomic_directory(st.out_dir) as tmp:
+        write_json(tmp / "dsa_summary.json", summary)
+        write_csv(tmp / "dsa.csv", rows)
+        cea_plots.plot_tornado(
+            tmp / "tornado_nmb.png",
+            [
+                {
+                    "parameter": x["parameter"],
+                    "low_label": x["low_input"],
+                    "high_label": x["high_input"],
+                    "low": x["inc_nmb_low"],
+                    "high": x["inc_nmb_high"],
+                }
+                for x in rows
+            ],
+            outcome_label=f"Incremental NMB, {focus} vs {reference} ({cur}, WTP {wtp:,.0f}/QALY)",
+            base_value=summary["base"]["inc_nmb"],
+        )
+        cea_plots.plot_tornado(
+            tmp / "tornado_os.png",
+            [
+                {
+                    "parameter": x["parameter"],
+                    "low_label": x["low_input"],
+                    "high_label": x["high_input"],
+                    "low": x["os_median_low"],
+                    "high": x["os_median_high"],
+                }
+                for x in rows
+            ],
+            outcome_label=f"Median OS from first line, {focus} (months)",
+            base_value=summary["base"]["os_median"][focus],
+        )
+        write_json(
+            tmp / "manifest.json", st.manifest(started, seed=seed, n_patients_per_case=n_patients)
+        )
+    if not quiet:
+        table = Table(
+            title=f"One-way sensitivity: incremental NMB of {focus} vs {reference} "
+            f"({cur}; base {inc_nmb[0]:,.0f})",
+            title_style="bold",
+        )
+        for col in ("parameter", "low input", "high input", "NMB at low", "NMB at high"):
+            table.add_column(col, justify="left" if col == "parameter" else "right")
+        for x in rows[:15]:
+            table.add_row(
+                x["parameter"],
+                x["low_input"],
+                x["high_input"],
+                f"{x['inc_nmb_low']:,.0f}",
+                f"{x['inc_nmb_high']:,.0f}",
+            )
+        st.console.print(table)
+        st.console.print(f"DSA results written to {st.out_dir}/")
+    return summary, st.out_dir
+
+
+# --------------------------------------------------------------------------- #
+# Scenario sweeps
+# --------------------------------------------------------------------------- #
+
+
+def parse_sweep(spec: str) -> tuple[str, float, float, int]:
+    """'NAME=LO:HI:STEPS' -> (name, lo, hi, steps)."""
+    name, sep, rng = spec.partition("=")
+    parts = rng.split(":")
+    if not sep or not name or len(parts) != 3:
+        raise ValueError(f"--param {spec!r}: expected NAME=LO:HI:STEPS, e.g. {_EXAMPLE}")
+    try:
+        lo, hi, steps = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"--param {spec!r}: LO and HI must be numbers, STEPS an integer") from None
+    if steps < 2:
+        raise ValueError(f"--param {spec!r}: STEPS must be >= 2")
+    return name, lo, hi, steps
+
+
+_EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
+
+
+def _parameter_key(st: "_Study", name: str) -> str:
+    """The provenance key of a parameter given by key or by scenario key path."""
+    for p in st.base.provenance:
+        if name in (p.key, p.path) and (p.value == p.value):  # scalar parameters only
+            return p.key or p.path
+    known = sorted({p.path for p in st.base.provenance if p.value == p.value})
+    raise ValueError(
+        f"--param {name!r}: not a scalar parameter of the scenario; "
+        f"key paths include {', '.join(known[:6])}, ..."
+    )
+
+
+def run_sweep(
+    path: str | Path,
+    specs: list[str],
+    *,
+    n_patients: int = DSA_PATIENTS,
+    seed: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> tuple[list[dict], Path]:
+    """``simseq sweep``: a grid over named parameters (common random numbers) to a tidy table."""
+    started = time.perf_counter()
+    st = _Study(path, "sweep", out, threads, quiet, console)
+    seed = st.scenario.simulation.seed if seed is None else seed
+    grid_specs = [parse_sweep(s) for s in specs]
+    keys = [_parameter_key(st, name) for name, *_ in grid_specs]
+    axes = [np.linspace(lo, hi, steps) for _, lo, hi, steps in grid_specs]
+    points = list(itertools.product(*axes))
+    cases = [dict(zip(keys, map(float, pt), strict=True)) for pt in points]
+    names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="sweep")
+    wtp = st.base.econ_inputs["willingness_to_pay"]
+    rows = []
+    for c, pt in enumerate(points):
+        for q, s in enumerate(names):
+            row = {name: float(v) for (name, *_), v in zip(grid_specs, pt, strict=True)}
+            row["sequence"] = s
+            row.update({k: float(outputs[k][c, q]) for k in OUTPUTS})
+            row["nmb"] = wtp * row["qalys"] - row["costs"]
+            rows.append(row)
+    with atomic_directory(st.out_dir) as tmp:
+        write_csv(tmp / "sweep.csv", rows)
+        write_json(
+            tmp / "manifest.json",
+            st.manifest(
+                started,
+                seed=seed,
+                n_patients_per_case=n_patients,
+                parameters=specs,
+                keys=keys,
+                willingness_to_pay=wtp,
+                warnings=st.warnings(),
+            ),
+        )
+    if not quiet:
+        st.console.print(
+            f"sweep: {len(points)} points x {len(names)} sequences written to "
+            f"{st.out_dir / 'sweep.csv'}"
+        )
+    return rows, st.out_dir
