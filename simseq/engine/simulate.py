@@ -84,14 +84,25 @@ def fast_path_params(clock_family, clock_params, clock_hr):
 
 @njit(nogil=True, error_model="numpy")
 def _sample_block(
-    n_items, item_key, item_counter, item_inv_mult, item_scale, item_inv_shape, item_e, item_t
+    n_items,
+    item_key,
+    item_counter,
+    cause_counter,
+    item_inv_mult,
+    item_scale,
+    item_inv_shape,
+    item_e,
+    item_t,
+    item_cause_u,
 ):
-    """SIMD loop: item_t[j] = scale * e^(1/shape), e = -log(u) * inv_mult, over n_items.
+    """SIMD loop: item_t[j] = scale * e^(1/shape), e = -log(u) * inv_mult, over n_items,
+    and the uniform that picks the destination (``cause_counter``) in the same pass.
 
     Branch-free and gather-free (parameters are copied per item beforehand) so
     that LLVM vectorises it; vlog/vexp are plain arithmetic.
     """
     for j in range(n_items):
+        item_cause_u[j] = uniform(item_key[j], cause_counter)
         e = -vlog(uniform(item_key[j], item_counter[j])) * item_inv_mult[j]
         weibull = item_scale[j] * vexp(vlog(e) * item_inv_shape[j])
         item_e[j] = e
@@ -105,6 +116,7 @@ def walk_block(
     start_state,
     horizon,
     inv_mult,
+    inv_hr,
     state_clock_lo,
     state_clock_hi,
     clock_family,
@@ -141,13 +153,15 @@ def walk_block(
     max_steps = path_state.shape[1]
     item_key = work_k
     item_clock, item_counter, item_lo = work_i[0], work_i[1], work_i[2]
-    item_e, item_t, item_inv_mult, item_scale, item_inv_shape = (
+    item_e, item_t, item_inv_mult, item_scale, item_inv_shape, item_cause_u = (
         work_f[0],
         work_f[1],
         work_f[2],
         work_f[3],
         work_f[4],
+        work_f[5],
     )
+    has_covariates = inv_mult.shape[1] > 0
     any_slow = False
     for c in range(fast.shape[0]):
         any_slow |= not fast[c]
@@ -175,7 +189,7 @@ def walk_block(
                 item_clock[n_items] = c
                 item_counter[n_items] = base + c - state_clock_lo[s]
                 item_key[n_items] = keys[i]
-                item_inv_mult[n_items] = inv_mult[i, c]
+                item_inv_mult[n_items] = inv_mult[i, c] if has_covariates else inv_hr[c]
                 item_scale[n_items] = scale[c]
                 item_inv_shape[n_items] = inv_shape[c]
                 n_items += 1
@@ -185,11 +199,13 @@ def walk_block(
             n_items,
             item_key,
             item_counter,
+            base + stride - 1,
             item_inv_mult,
             item_scale,
             item_inv_shape,
             item_e,
             item_t,
+            item_cause_u,
         )
         if any_slow:
             for j in range(n_items):
@@ -226,7 +242,7 @@ def walk_block(
             d_lo = clock_dest_lo[c_first]
             d = d_lo
             if clock_dest_hi[c_first] - d_lo > 1:
-                u = uniform(keys[i], base + stride - 1)
+                u = item_cause_u[item_lo[a]]
                 for dd in range(d_lo, clock_dest_hi[c_first] - 1):
                     d += u > dest_cumprob[dd]
             ev = dest_event[d]
@@ -354,16 +370,17 @@ def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, 
 
 @njit(nogil=True, error_model="numpy")
 def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult):
-    """Stream keys of patients p_lo..p_lo+n-1, their covariates, and 1/multiplier per clock."""
+    """Stream keys of patients p_lo..p_lo+n-1 and, with covariates, 1/multiplier per clock
+    (without covariates walk_block reads 1/hr directly)."""
     n_cov = cov_prevalence.shape[0]
     n_clocks = inv_hr.shape[0]
+    for i in range(n):  # a SIMD loop
+        keys[i] = patient_key(seed, draw_idx, p_lo + i)
+    if n_cov == 0:
+        return
     for i in range(n):
-        key = patient_key(seed, draw_idx, p_lo + i)
-        keys[i] = key
-        if n_cov == 0:
-            for c in range(n_clocks):
-                inv_mult[i, c] = inv_hr[c]
-        else:
+        key = keys[i]
+        if True:
             has = 0  # bit k set: the patient has covariate k (n_cov <= 63, checked by the model)
             for k in range(n_cov):
                 if uniform(key, k) < cov_prevalence[k]:
@@ -377,14 +394,14 @@ def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, ke
 
 
 @njit(nogil=True)
-def _work_arrays(max_steps, n_clocks):
-    """Per-thread scratch for walk_block."""
+def _work_arrays(max_steps, n_clocks, n_cov):
+    """Per-thread scratch for walk_block (inv_mult has no columns without covariates)."""
     n_items = BLOCK * n_clocks + 1
     keys = np.empty(BLOCK, np.uint64)
-    inv_mult = np.empty((BLOCK, n_clocks))
+    inv_mult = np.empty((BLOCK, n_clocks if n_cov > 0 else 0))
     work_k = np.empty(n_items, np.uint64)
     work_i = np.empty((3, n_items), np.int64)
-    work_f = np.empty((5, n_items))
+    work_f = np.empty((6, n_items))
     path_state = np.empty((BLOCK, max_steps), np.int64)
     path_enter = np.empty((BLOCK, max_steps))
     path_exit = np.empty((BLOCK, max_steps))
@@ -471,7 +488,7 @@ def simulate_tallies(
             path_event,
             n_steps,
             death,
-        ) = _work_arrays(max_steps, n_clocks)
+        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
         for b_lo in range(lo, hi, BLOCK):
             n = min(BLOCK, hi - b_lo)
             _block_setup(
@@ -484,6 +501,7 @@ def simulate_tallies(
                     seq_start_state[q],
                     horizon,
                     inv_mult,
+                    inv_hr,
                     state_clock_lo,
                     state_clock_hi,
                     clock_family,
@@ -585,7 +603,7 @@ def simulate_paths(
             path_event,
             n_steps,
             death,
-        ) = _work_arrays(max_steps, n_clocks)
+        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
         _block_setup(
             seed, draw_idx, patient_lo + b_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult
         )
@@ -596,6 +614,7 @@ def simulate_paths(
                 seq_start_state[q],
                 horizon,
                 inv_mult,
+                inv_hr,
                 state_clock_lo,
                 state_clock_hi,
                 clock_family,
@@ -693,7 +712,7 @@ def simulate_os_draws(
             path_event,
             n_steps,
             death,
-        ) = _work_arrays(max_steps, n_clocks)
+        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
         for b_lo in range(0, n_patients, BLOCK):
             n = min(BLOCK, n_patients - b_lo)
             _block_setup(
@@ -714,6 +733,7 @@ def simulate_os_draws(
                     seq_start_state[q],
                     horizon,
                     inv_mult,
+                    inv_hr,
                     state_clock_lo,
                     state_clock_hi,
                     clock_family,
