@@ -154,14 +154,22 @@ def draw_parameters(params: list[Parameter], n_draws: int, seed: int) -> list[di
 # --------------------------------------------------------------------------- #
 
 
-def _cohort_parts(res: Resolved):
+def _cohort_parts(res: Resolved, file: str = "<scenario>"):
     """(time-on-line distribution, P(progression), P(deterioration), PPS, BSC) of a cohort."""
     seq = res.sequences[0]
     line = seq.states[0]
     if len(line.clocks) != 1:
-        raise NotImplementedError(
-            "recalibration by quadrature needs a time_on_line regimen (one clock with a cause "
-            "split); cause_specific regimens are not supported in the PSA yet"
+        raise ScenarioError(
+            file,
+            [
+                (
+                    f"regimens.{line.regimen}",
+                    "cause_specific",
+                    "recalibration by quadrature needs a time_on_line regimen (one clock with a "
+                    "cause split); calibrated cause_specific regimens are not supported in the "
+                    "PSA yet",
+                )
+            ],
         )
     (clock,) = line.clocks
     p_prog = sum(d.probability for d in clock.destinations if d.event == EVENT_PROGRESSION)
@@ -212,20 +220,41 @@ def solve_by_quadrature(
     calibrated: Mapping[str, float],
     overrides: Mapping[str, object],
     horizon: float,
+    file: str = "<scenario>",
 ) -> dict[str, float]:
     """Calibrated medians for one draw: each target's free post-progression median solved
     so the quadrature OS median from line start equals the drawn target."""
     values = dict(calibrated)
-    for i, tgt in enumerate(scenario.calibration.targets if scenario.calibration else []):
+    targets = scenario.calibration.targets if scenario.calibration else []
+    if targets and scenario.population is not None:
+        raise ScenarioError(
+            file,
+            [
+                (
+                    "population",
+                    sorted(scenario.population.covariates),
+                    "recalibration by quadrature does not model population covariates yet; run "
+                    "the PSA on the scenario without population heterogeneity",
+                )
+            ],
+        )
+    for i, tgt in enumerate(targets):
         if tgt.quantity != "median_os_from_line_start" or tgt.free != "after_progression.median":
-            raise NotImplementedError(
-                f"calibration.targets.{i}: PSA recalibration supports "
-                "median_os_from_line_start with a free after_progression.median"
+            raise ScenarioError(
+                file,
+                [
+                    (
+                        f"calibration.targets.{i}",
+                        tgt.quantity,
+                        "PSA recalibration supports median_os_from_line_start with a free "
+                        "after_progression.median",
+                    )
+                ],
             )
         key = f"{tgt.regimen}.after_progression"
         res = resolve(scenario, evidence, values, cohort_regimen=tgt.regimen, overrides=overrides)
         target = _target_value(scenario, evidence, tgt, overrides)
-        tol, p_prog, p_det, pps0, bsc = _cohort_parts(res)
+        tol, p_prog, p_det, pps0, bsc = _cohort_parts(res, file)
         family = pps0.family
         fixed = {k: v for k, v in pps0.param_dict.items() if k != _FREE[family]}
 
@@ -240,7 +269,7 @@ def solve_by_quadrature(
         g_lo, g_hi = gap(math.log(lo)), gap(math.log(hi))
         if g_lo * g_hi > 0:
             raise ScenarioError(
-                "<psa>",
+                file,
                 [
                     (
                         f"calibration.targets.{i}",

@@ -95,7 +95,9 @@ class _Study:
         with progress:
             task = progress.add_task(f"{label}: preparing cases", total=len(cases))
             for overrides in cases:
-                values = solve_by_quadrature(sc, ev, self.cal.values, overrides, self.base.horizon)
+                values = solve_by_quadrature(
+                    sc, ev, self.cal.values, overrides, self.base.horizon, self.path
+                )
                 res = resolve(sc, ev, values, self.path, overrides=overrides)
                 models.append(compile_model(res.sequences, res.covariates, res.economics))
                 progress.advance(task)

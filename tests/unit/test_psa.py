@@ -111,3 +111,18 @@ def test_draw_moments_match_their_distributions():
     assert abs(logm.mean() - math.log(10)) < 3 * 0.2 / math.sqrt(n)
     c = np.array([d["c"] for d in draws[1:]])
     assert abs(c.mean() - 1000) < 3 * 200 / math.sqrt(n)
+
+
+def test_psa_refuses_what_quadrature_cannot_recalibrate(tmp_path):
+    """A population with covariates would be recalibrated wrongly: refused, clearly."""
+    from simseq.scenario import ScenarioError
+
+    het = tmp_path / "het.yaml"
+    het.write_text(
+        f"extends: {CEA}\nname: het\npopulation:\n  covariates:\n    cp_b:\n"
+        "      prevalence: {value: 0.3, assumption: test}\n      effects:\n"
+        "        - regimens: [lenvatinib]\n          clocks: [after_progression]\n"
+        "          hazard_ratio: {value: 2.0, assumption: test}\n"
+    )
+    with pytest.raises(ScenarioError, match="population covariates"):
+        solve_by_quadrature(load_scenario(het), load_evidence(), BASE_VALUES, {}, 120.0, str(het))
