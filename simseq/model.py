@@ -67,6 +67,9 @@ class Economics:
     discount_costs: float = 0.0
     discount_qalys: float = 0.0
     death_cost: float = 0.0
+    utility_trend: tuple[float, float] = (0.0, 0.0)
+    """(b1, b2): utilities are multiplied by 1 + b1 t + b2 t^2, t in months from the start
+    (age adjustment; (0, 0) for none)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class ModelArrays:
     state_econ: np.ndarray | None = None
     """float64 (n_draws, n_states, 4): cost per month, QALYs per month, entry cost, entry QALYs."""
     econ_globals: np.ndarray | None = None
-    """float64 (n_draws, 3): monthly discount rate for costs and for QALYs, cost at death."""
+    """float64 (n_draws, 5): monthly discount rate for costs and for QALYs, cost at death,
+    and the utility trend coefficients (b1, b2) of ``Economics.utility_trend``."""
 
     @property
     def n_states(self) -> int:
@@ -319,7 +323,7 @@ def compile_model(
     # annual rate r -> continuous monthly rate ln(1 + r) / 12 (a year discounts by 1/(1 + r))
     econ_globals = np.array(
         [[np.log1p(econ.discount_costs) / 12.0, np.log1p(econ.discount_qalys) / 12.0,
-          econ.death_cost]]
+          econ.death_cost, econ.utility_trend[0], econ.utility_trend[1]]]
     )  # fmt: skip
     return ModelArrays(
         seq_names=seq_names,

@@ -688,10 +688,26 @@ def _resolve_economics(r: "_Resolver", spec):
         }
     sc_cost = num(spec.supportive_care.cost_per_month, "supportive_care.cost_per_month")
     sc_utility = num(spec.supportive_care.utility, "supportive_care.utility")
+    trend = (0.0, 0.0)
+    if spec.age_adjustment is not None:
+        age = spec.age_adjustment
+        a0 = num(age.start_age, "age_adjustment.start_age")
+        c0 = num(age.intercept, "age_adjustment.intercept")
+        c1 = num(age.age, "age_adjustment.age")
+        c2 = num(age.age_squared, "age_adjustment.age_squared")
+        u0 = c0 + c1 * a0 + c2 * a0 * a0
+        if not u0 > 0:
+            r.problems.append(
+                (f"{base}.age_adjustment", u0, "utility at the start age must be > 0")
+            )
+        else:
+            # U(a0 + t/12) / U(a0) = 1 + b1 t + b2 t^2, t in months
+            trend = ((c1 + 2 * c2 * a0) / (12 * u0), c2 / (144 * u0))
     economics = Economics(
         discount_costs=num(spec.discount_costs, "discount_costs"),
         discount_qalys=num(spec.discount_qalys, "discount_qalys"),
         death_cost=num(spec.terminal_care_cost, "terminal_care_cost"),
+        utility_trend=trend,
     )
     for path, v in (
         ("discount_costs", economics.discount_costs),

@@ -404,6 +404,18 @@ class StateEconomics(_Frozen):
     utility: Quantity
 
 
+class AgeAdjustment(_Frozen):
+    """Utilities scaled as patients age by general-population utility at their age relative to
+    the start: U(age) = intercept + age * years + age_squared * years^2 (the form of, e.g.,
+    Ara & Brazier 2010); its coefficients are inputs like any other."""
+
+    start_age: Quantity
+    """Age (years) at the start of the sequence."""
+    intercept: Quantity
+    age: Quantity
+    age_squared: Quantity
+
+
 class EconomicsSpec(_Frozen):
     """Costs, utilities and decision settings for cost-effectiveness analysis."""
 
@@ -422,6 +434,8 @@ class EconomicsSpec(_Frozen):
     supportive_care: StateEconomics
     terminal_care_cost: Quantity
     """One-off cost at death."""
+    age_adjustment: AgeAdjustment | None = None
+    """Optional: utilities decline with age as in the general population."""
 
 
 class PSASettings(_Frozen):

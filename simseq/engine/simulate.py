@@ -328,6 +328,22 @@ def _discounted_months(t0, t1, rate):
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
+def _trend_months(t0, t1, rate, b1, b2):
+    """Integral of (1 + b1 t + b2 t^2) exp(-rate t) over [t0, t1] (months), exact."""
+    if rate == 0.0:
+        return (t1 - t0) + b1 * (t1 * t1 - t0 * t0) / 2 + b2 * (t1**3 - t0**3) / 3
+    e0 = np.exp(-rate * t0)
+    e1 = np.exp(-rate * t1)
+    i0 = e0 * -np.expm1(-rate * (t1 - t0)) / rate
+    # antiderivatives of t e^{-rt} and t^2 e^{-rt}
+    i1 = (t0 / rate + 1 / rate**2) * e0 - (t1 / rate + 1 / rate**2) * e1
+    i2 = (t0 * t0 / rate + 2 * t0 / rate**2 + 2 / rate**3) * e0 - (
+        t1 * t1 / rate + 2 * t1 / rate**2 + 2 / rate**3
+    ) * e1
+    return i0 + b1 * i1 + b2 * i2
+
+
+@njit(inline="always", nogil=True, error_model="numpy")
 def _fixed(x, scale):
     return np.int64(np.floor(x * scale + 0.5))
 
@@ -340,9 +356,13 @@ def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, 
 
     Rates accrue exactly over each sojourn in continuous time; entry costs and QALY
     changes at entry; the death cost at death. Life-years are discounted at the QALY rate.
+    Utilities follow the trend 1 + b1 t + b2 t^2 (t months since the start) when set.
     """
     rate_c = econ_globals[0]
     rate_q = econ_globals[1]
+    b1 = econ_globals[3]
+    b2 = econ_globals[4]
+    trend = b1 != 0.0 or b2 != 0.0
     ly = ly_d = qaly = qaly_d = cost = cost_d = 0.0
     for k in range(n_steps):
         s = path_state[i, k]
@@ -352,8 +372,14 @@ def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, 
         months_dc = _discounted_months(te, path_exit[i, k], rate_c)
         ly += months
         ly_d += months_dq
-        qaly += state_econ[s, 1] * months + state_econ[s, 3]
-        qaly_d += state_econ[s, 1] * months_dq + state_econ[s, 3] * np.exp(-rate_q * te)
+        if trend:  # age-adjusted utilities: integrate the trend exactly too
+            q_months = _trend_months(te, path_exit[i, k], 0.0, b1, b2)
+            q_months_d = _trend_months(te, path_exit[i, k], rate_q, b1, b2)
+        else:
+            q_months = months
+            q_months_d = months_dq
+        qaly += state_econ[s, 1] * q_months + state_econ[s, 3]
+        qaly_d += state_econ[s, 1] * q_months_d + state_econ[s, 3] * np.exp(-rate_q * te)
         cost += state_econ[s, 0] * months + state_econ[s, 2]
         cost_d += state_econ[s, 0] * months_dc + state_econ[s, 2] * np.exp(-rate_c * te)
     if death_time < np.inf:

@@ -4,6 +4,7 @@ Tolerances are 3 Monte Carlo standard errors (from the engine's interleaved batc
 means) at the stated N and seed.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -113,3 +114,15 @@ def test_per_draw_economics_match_single_runs():
 def test_no_economics_no_sums():
     model = compile_model([one_state()])
     assert simulate(model, 100, SEED, horizon=12.0).econ is None
+
+
+def test_age_adjusted_utilities_closed_form():
+    """Utility multiplied by 1 + b1 t + b2 t^2: E[QALYs] = u/12 sum_k k! b_k / (lam + d)^(k+1)."""
+    b1, b2 = -0.002, -1e-5
+    econ = Economics(discount_costs=RATE, discount_qalys=RATE, utility_trend=(b1, b2))
+    state = dataclasses.replace(one_state().states[0], entry_qalys=0.0)
+    model = compile_model([SequenceModel("s", (state,))], economics=econ)
+    res = econ_means(simulate(model, N, SEED, horizon=2400.0, bin_width=0.1).econ[0], N)
+    for name, d in (("qalys", 0.0), ("qalys_discounted", DELTA)):
+        a = LAM + d
+        check(res, name, UTIL / 12 * (1 / a + b1 / a**2 + 2 * b2 / a**3))

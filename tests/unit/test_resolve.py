@@ -142,3 +142,24 @@ def test_extends_merges_and_null_deletes(tmp_path):
 def test_unresolved_calibration_is_an_error():
     with pytest.raises(ScenarioError, match="run simseq calibrate"):
         resolve(load_scenario(BASE), load_evidence(), {})
+
+
+def test_age_adjustment_becomes_a_utility_trend(tmp_path):
+    cea = ROOT / "scenarios" / "cea_base_case.yaml"
+    path = tmp_path / "age.yaml"
+    coef = "{value: %s, assumption: test coefficient}"
+    path.write_text(
+        f"extends: {cea}\nname: age\neconomics:\n  age_adjustment:\n"
+        "    start_age: {evidence: population_at_2l.chon2024, field: median_age}\n"
+        f"    intercept: {coef % 0.95}\n    age: {coef % -0.0002587}\n"
+        f"    age_squared: {coef % -0.0000332}\n"
+    )
+    res = resolve(load_scenario(path), load_evidence(), STUB)
+    u0 = 0.95 - 0.0002587 * 63 - 0.0000332 * 63**2
+    b1, b2 = res.economics.utility_trend
+    assert b1 == pytest.approx((-0.0002587 - 2 * 0.0000332 * 63) / (12 * u0))
+    assert b2 == pytest.approx(-0.0000332 / (144 * u0))
+    t = 60.0  # five years on: the trend equals the ratio of general-population utilities
+    assert 1 + b1 * t + b2 * t * t == pytest.approx(
+        (0.95 - 0.0002587 * 68 - 0.0000332 * 68**2) / u0
+    )
