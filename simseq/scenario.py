@@ -118,6 +118,15 @@ class Probability(_Frozen):
         return self
 
 
+def _check_assumed_probabilities(probabilities: dict[str, float], assumption: str | None) -> None:
+    """Explicit probabilities: an assumption saying why, each >= 0, summing to 1."""
+    if not (assumption and assumption.strip()):
+        raise ValueError("explicit probabilities need an 'assumption:' saying why")
+    probs = list(probabilities.values())
+    if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
+        raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+
+
 _PARAM_FIELDS = ("rate", "shape", "scale", "meanlog", "sdlog", "mu", "sigma", "Q")
 
 
@@ -186,11 +195,7 @@ class LineEnd(_Frozen):
         if self.evidence is not None and not self.causes:
             raise ValueError("evidence needs 'causes:' mapping progression/death/... to count keys")
         if self.probabilities is not None:
-            if not (self.assumption and self.assumption.strip()):
-                raise ValueError("explicit probabilities need an 'assumption:' saying why")
-            probs = list(self.probabilities.values())
-            if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
-                raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+            _check_assumed_probabilities(self.probabilities, self.assumption)
         return self
 
 
@@ -249,11 +254,7 @@ class Mix(_Frozen):
         if self.evidence is not None and not self.regimens:
             raise ValueError("an evidence mix needs 'regimens:' mapping count keys to regimen ids")
         if self.probabilities is not None:
-            if not (self.assumption and self.assumption.strip()):
-                raise ValueError("explicit probabilities need an 'assumption:' saying why")
-            probs = list(self.probabilities.values())
-            if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
-                raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+            _check_assumed_probabilities(self.probabilities, self.assumption)
         return self
 
     def regimen_ids(self) -> list[str]:

@@ -6,9 +6,10 @@ Ctrl-C is honoured between chunks) and sums the integer reductions, which makes
 the result independent of thread count and chunk size.
 """
 
+import contextlib
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,18 @@ class Tallies:
     def n_entered(self) -> np.ndarray:
         """int64 (n_states,): patients who entered each state."""
         return self.exit_counts.sum(axis=1)
+
+
+@contextlib.contextmanager
+def _thread_count(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` numba threads (None: leave as is), then restore."""
+    previous = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def engine_is_compiled() -> bool:
@@ -87,10 +100,7 @@ def simulate(
     n_bins = n_bins_for(horizon, bin_width)
     tally_on = np.zeros(N_TALLIES, np.int64)
     tally_on[list(range(N_TALLIES)) if tallies is None else list(tallies)] = 1
-    previous_threads = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(threads)
-    try:
+    with _thread_count(threads):
         n_blocks = numba.get_num_threads()
         hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
         exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
@@ -132,8 +142,6 @@ def simulate(
             )
             if progress is not None:
                 progress(n_chunk)
-    finally:
-        numba.set_num_threads(previous_threads)
     return Tallies(
         hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon,
         econ.sum(axis=0) if model.has_economics else None,
@@ -249,10 +257,7 @@ def simulate_draws(
     hist = np.zeros((model.n_draws, n_seq, 2, n_bins), np.int64)
     n_econ = model.n_draws if model.has_economics else 0
     econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
-    previous_threads = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(threads)
-    try:
+    with _thread_count(threads):
         simulate_os_draws(
             seed, draw_lo, common_streams, n_patients, model.seq_start_state, float(horizon),
             float(bin_width), model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
@@ -260,6 +265,4 @@ def simulate_draws(
             model.clock_hr, model.clock_dest_lo, model.clock_dest_hi, model.dest_state,
             model.dest_event, model.dest_cumprob, model.state_econ, model.econ_globals, hist, econ,
         )  # fmt: skip
-    finally:
-        numba.set_num_threads(previous_threads)
     return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)
