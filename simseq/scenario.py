@@ -451,6 +451,10 @@ class PSASettings(_Frozen):
     n_draws: int = Field(default=1000, ge=2)
     n_patients: int = Field(default=10_000, ge=100)
     """Patients per draw and sequence."""
+    evppi_groups: dict[str, list[str]] = Field(default_factory=dict)
+    """Named parameter groups for EVPPI: each entry a parameter key, an evidence id, or a
+    scenario key path (prefixes match), e.g. {second_line_survival: [second_line.]}.
+    Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
 
 
 class Scenario(_Frozen):

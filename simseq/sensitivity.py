@@ -223,6 +223,12 @@ _GROUPS = {
 }
 
 
+def _matches(p, patterns: list[str]) -> bool:
+    """A parameter matches by key, evidence id or scenario key path prefix."""
+    names = [p.key.split(":", 1)[-1], *p.ids, *p.paths]
+    return any(n.startswith(pat) for pat in patterns for n in names)
+
+
 def _group_matrix(params, draws, members) -> np.ndarray:
     """(n_draws, k) values of the parameters in a group (a Dirichlet gives one column per part)."""
     cols = []
@@ -253,6 +259,13 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
     groups: dict[str, list] = {}
     for p in st.params:
         groups.setdefault(_GROUPS.get(p.dist["dist"], "other"), []).append(p)
+    for name, patterns in st.settings.evppi_groups.items():
+        members = [p for p in st.params if _matches(p, patterns)]
+        if not members:
+            raise ScenarioError(
+                st.path, [(f"psa.evppi_groups.{name}", patterns, "matches no uncertain parameter")]
+            )
+        groups[name] = members
     evppi = {
         name: [
             round(float(v), 6)

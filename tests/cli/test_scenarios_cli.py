@@ -284,6 +284,9 @@ def test_psa_writes_summary_draws_and_plots(tmp_path):
     np.testing.assert_allclose(probs.sum(axis=0), 1.0)
     assert min(summary["evpi"]["value"]) >= 0 and len(summary["evpi"]["wtp"]) == probs.shape[1]
     assert summary["icer_table"] and summary["parameters"] and summary["held_fixed"]
+    groups = summary["evppi"]["groups"]
+    assert {"second_line_efficacy", "drug_prices", "costs", "utilities"} <= set(groups)
+    assert all(len(v) == len(summary["evppi"]["wtp"]) for v in groups.values())
     # 500 patients per draw is too few: the noise warning must say so
     assert any("Monte Carlo noise" in w for w in summary["warnings"])
     draws = pd.read_csv(out / "psa_draws.csv")
