@@ -583,6 +583,8 @@ def run_dsa(
                 f"{x['inc_nmb_high']:,.0f}",
             )
         st.console.print(table)
+        for w in summary["warnings"]:
+            st.console.print(f"[yellow]note:[/yellow] {w}")
         st.console.print(f"DSA results written to {st.out_dir}/")
     return summary, st.out_dir
 
@@ -667,6 +669,8 @@ def run_sweep(
             ),
         )
     if not quiet:
+        for w in st.warnings():
+            st.console.print(f"[yellow]note:[/yellow] {w}")
         st.console.print(
             f"sweep: {len(points)} points x {len(names)} sequences written to "
             f"{st.out_dir / 'sweep.csv'}"
