@@ -113,6 +113,13 @@ def _scenario_errors(func):
         except KeyboardInterrupt:
             click.echo("interrupted: no results were written", err=True)
             raise SystemExit(130) from None
+        except Exception as err:  # only the backend's own "not available here"
+            from simseq.backend import BackendUnavailable
+
+            if not isinstance(err, BackendUnavailable):
+                raise
+            click.echo(f"error: {err}", err=True)
+            raise SystemExit(2) from None
 
     return wrapper
 
@@ -121,6 +128,61 @@ _threads = click.option(
     "--threads", type=click.IntRange(min=1), help="Worker threads (results do not depend on it)."
 )
 _quiet = click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+
+
+def _backend_name(backend: str, scheduler: str | None, workers: int | None) -> str:
+    """--scheduler or --workers imply the dask backend."""
+    return "dask" if scheduler or workers else backend
+
+
+def _distributed(func):
+    """--backend/--scheduler/--workers/--resume (and --task-draws for draw-based commands)."""
+    options = [
+        click.option(
+            "--backend",
+            type=click.Choice(["local", "dask"]),
+            default="local",
+            show_default=True,
+            help="Where tasks run: this process, or Dask.",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Dask scheduler of an existing cluster, e.g. tcp://host:8786.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="Start a local Dask cluster with N worker processes.",
+        ),
+        click.option(
+            "--resume", is_flag=True, help="Reuse the checkpointed tasks of an interrupted run."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _distributed_settings(backend, scheduler, workers, resume, task_draws) -> dict:
+    return {
+        "backend": _backend_name(backend, scheduler, workers),
+        "scheduler": scheduler,
+        "workers": workers,
+        "resume": resume,
+        "task_draws": task_draws,
+    }
+
+
+_task_draws = click.option(
+    "--task-draws",
+    type=click.IntRange(min=1),
+    default=25,
+    show_default=True,
+    help="Draws per task with --backend dask or --resume.",
+)
+
+
 _out = click.option(
     "--out", type=click.Path(file_okay=False), help="Results directory [results/<scenario name>]."
 )
@@ -187,9 +249,22 @@ def calibrate_cmd(scenario: str, out: str | None, threads: int | None, quiet: bo
     "--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True
 )
 @_quiet
+@_distributed
 @_scenario_errors
 def run_cmd(
-    scenario, patients, seed, threads, out, chunk_size, trajectories, trajectories_format, quiet
+    scenario,
+    patients,
+    seed,
+    threads,
+    out,
+    chunk_size,
+    trajectories,
+    trajectories_format,
+    quiet,
+    backend,
+    scheduler,
+    workers,
+    resume,
 ) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
     from simseq.pipeline import run_scenario
@@ -205,6 +280,10 @@ def run_cmd(
             trajectories=trajectories,
             trajectories_format=trajectories_format,
             quiet=quiet,
+            backend=_backend_name(backend, scheduler, workers),
+            scheduler=scheduler,
+            workers=workers,
+            resume=resume,
         )
     except ValueError as err:
         from simseq.scenario import ScenarioError
@@ -258,10 +337,27 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
 @_threads
 @_out
 @_quiet
+@_distributed
+@_task_draws
 @_scenario_errors
-def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
+def psa_cmd(
+    scenario,
+    draws,
+    patients,
+    seed,
+    threads,
+    out,
+    quiet,
+    backend,
+    scheduler,
+    workers,
+    resume,
+    task_draws,
+) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     from simseq.sensitivity import run_psa
+
+    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
 
     run_psa(
         scenario,
@@ -271,6 +367,7 @@ def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
         threads=threads,
         out=out,
         quiet=quiet,
+        distributed=distributed,
     )
 
 
@@ -288,10 +385,27 @@ def psa_cmd(scenario, draws, patients, seed, threads, out, quiet) -> None:
 @_threads
 @_out
 @_quiet
+@_distributed
+@_task_draws
 @_scenario_errors
-def dsa_cmd(scenario, patients, seed, sequence, threads, out, quiet) -> None:
+def dsa_cmd(
+    scenario,
+    patients,
+    seed,
+    sequence,
+    threads,
+    out,
+    quiet,
+    backend,
+    scheduler,
+    workers,
+    resume,
+    task_draws,
+) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
     from simseq.sensitivity import run_dsa
+
+    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
 
     run_dsa(
         scenario,
@@ -301,6 +415,7 @@ def dsa_cmd(scenario, patients, seed, sequence, threads, out, quiet) -> None:
         threads=threads,
         out=out,
         quiet=quiet,
+        distributed=distributed,
     )
 
 
@@ -325,10 +440,27 @@ def dsa_cmd(scenario, patients, seed, sequence, threads, out, quiet) -> None:
 @_threads
 @_out
 @_quiet
+@_distributed
+@_task_draws
 @_scenario_errors
-def sweep_cmd(scenario, params, patients, seed, threads, out, quiet) -> None:
+def sweep_cmd(
+    scenario,
+    params,
+    patients,
+    seed,
+    threads,
+    out,
+    quiet,
+    backend,
+    scheduler,
+    workers,
+    resume,
+    task_draws,
+) -> None:
     """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
     from simseq.sensitivity import run_sweep
+
+    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
 
     try:
         run_sweep(
@@ -339,6 +471,7 @@ def sweep_cmd(scenario, params, patients, seed, threads, out, quiet) -> None:
             threads=threads,
             out=out,
             quiet=quiet,
+            distributed=distributed,
         )
     except ValueError as err:
         from simseq.scenario import ScenarioError

@@ -10,6 +10,7 @@ deterministic run is simply ``n_draws == 1``.
 """
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -145,6 +146,20 @@ class ModelArrays:
             cov_prevalence=tile(self.cov_prevalence),
             cov_log_hr=tile(self.cov_log_hr),
         )
+
+    def select_draws(self, lo: int, hi: int) -> "ModelArrays":
+        """The model restricted to draws lo..hi (a task of a distributed PSA)."""
+        return dataclasses.replace(
+            self, **{k: np.ascontiguousarray(getattr(self, k)[lo:hi]) for k in DRAW_ARRAYS}
+        )
+
+    def digest(self) -> str:
+        """sha256 of every array and label: identifies the model across processes."""
+        h = hashlib.sha256()
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            h.update(value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode())
+        return h.hexdigest()
 
     def state_index(self, sequence: str, state: str) -> int:
         """Global index of ``state`` in ``sequence``."""
@@ -354,7 +369,7 @@ def compile_model(
     )
 
 
-_DRAW_ARRAYS = (
+DRAW_ARRAYS = (
     "clock_params",
     "clock_hr",
     "dest_cumprob",
@@ -378,6 +393,6 @@ def stack_draws(models: Sequence[ModelArrays]) -> ModelArrays:
                 raise ValueError(f"draws differ in structure ({name}); cannot stack them")
     stacked = {
         name: np.ascontiguousarray(np.concatenate([getattr(m, name) for m in models], axis=0))
-        for name in _DRAW_ARRAYS
+        for name in DRAW_ARRAYS
     }
     return dataclasses.replace(first, **stacked)

@@ -203,8 +203,16 @@ def run_scenario(
     trajectories_format: str = "csv",
     quiet: bool = False,
     console: Console | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
 ) -> tuple[dict, Path]:
-    """Run a scenario file and write its results directory. Returns (summary, out_dir)."""
+    """Run a scenario file and write its results directory. Returns (summary, out_dir).
+
+    ``backend="dask"`` (or ``resume``) splits the patients into tasks of ``chunk_size``
+    (see ``simseq.backend``), checkpointed under results/.checkpoints/; the numbers are
+    bitwise those of a local run."""
     console = console or make_console(quiet)
     started = time.perf_counter()
     path = str(path)
@@ -242,18 +250,52 @@ def run_scenario(
     )
     if not quiet and not engine_is_compiled():
         console.print("compiling the simulation engine (first run after install; ~15 s) ...")
+    checkpoints = None
     with progress:
         task = progress.add_task("patients", total=sim.n_patients)
-        tallies = simulate(
-            model,
-            sim.n_patients,
-            sim.seed,
-            horizon=resolved.horizon,
-            bin_width=sim.bin_width,
-            threads=threads,
-            chunk_size=chunk_size,
-            progress=lambda k: progress.advance(task, k),
-        )
+        if backend == "local" and not resume:
+            tallies = simulate(
+                model,
+                sim.n_patients,
+                sim.seed,
+                horizon=resolved.horizon,
+                bin_width=sim.bin_width,
+                threads=threads,
+                chunk_size=chunk_size,
+                progress=lambda k: progress.advance(task, k),
+            )
+        else:
+            from simseq.backend import Checkpoints, make_backend, run_key, simulate_tasks
+
+            key = run_key(
+                command="run",
+                model=model.digest(),
+                n=sim.n_patients,
+                seed=sim.seed,
+                horizon=resolved.horizon,
+                bin_width=sim.bin_width,
+                task=chunk_size,
+            )
+            checkpoints = Checkpoints(key, out_dir.parent / ".checkpoints")
+            if not resume:
+                checkpoints.clear()
+            engine = make_backend(backend, threads=threads, scheduler=scheduler, workers=workers)
+            if getattr(engine, "dashboard", None) and not quiet:
+                console.print(f"Dask dashboard: {engine.dashboard}")
+            try:
+                tallies = simulate_tasks(
+                    engine,
+                    model,
+                    sim.n_patients,
+                    sim.seed,
+                    horizon=resolved.horizon,
+                    bin_width=sim.bin_width,
+                    task_size=chunk_size,
+                    checkpoints=checkpoints,
+                    progress=lambda t: progress.advance(task, t.hi - t.lo),
+                )
+            finally:
+                engine.close()
     summary = build_summary(scenario, resolved, model, tallies, cal)
     curves = {
         sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
@@ -305,6 +347,8 @@ def run_scenario(
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+    if checkpoints is not None:
+        checkpoints.clear()  # the results are written: the partial work is no longer needed
     if not quiet:
         print_run_table(console, summary)
         if "cea" in summary:

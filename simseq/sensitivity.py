@@ -47,7 +47,11 @@ class _Study:
     """What every sensitivity analysis starts from: scenario, evidence, base calibration,
     base resolution and the uncertain parameters."""
 
-    def __init__(self, path, out_dir_name: str, out, threads, quiet, console):
+    def __init__(
+        self, path, out_dir_name: str, out, threads, quiet, console, distributed: dict | None = None
+    ):
+        self.distributed = distributed or {}
+        """backend, scheduler, workers, resume, task_draws (see ``simseq.backend``)."""
         self.path = str(path)
         self.console = console or make_console(quiet)
         self.quiet = quiet
@@ -107,15 +111,7 @@ class _Study:
                 f"{label}: simulating {len(cases):,} cases x {n_patients:,} "
                 f"patients x {len(model.seq_names)} sequences ..."
             )
-        tallies = simulate_draws(
-            model,
-            n_patients,
-            seed,
-            horizon=self.base.horizon,
-            bin_width=PSA_BIN_WIDTH,
-            threads=self.threads,
-            common_streams=common_streams,
-        )
+        tallies = self._simulate(model, n_patients, seed, common_streams, label)
         names = list(model.seq_names)
         n_cases, n_seq = len(cases), len(names)
         outputs = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS}
@@ -129,6 +125,74 @@ class _Study:
                 h = tallies.os_hist[d, q]
                 outputs["os_median"][d, q] = km_curve(h[0], h[1], PSA_BIN_WIDTH).median()
         return names, outputs, noise
+
+    def _simulate(self, model, n_patients, seed, common_streams, label):
+        """All cases in one local call, or as draw-range tasks on a backend (checkpointed)."""
+        dist = self.distributed
+        if dist.get("backend", "local") == "local" and not dist.get("resume"):
+            return simulate_draws(
+                model,
+                n_patients,
+                seed,
+                horizon=self.base.horizon,
+                bin_width=PSA_BIN_WIDTH,
+                threads=self.threads,
+                common_streams=common_streams,
+            )
+        from simseq.backend import Checkpoints, make_backend, run_key, simulate_draw_tasks
+
+        task_draws = dist.get("task_draws") or 25
+        key = run_key(
+            command=label,
+            model=model.digest(),
+            n=n_patients,
+            seed=seed,
+            common=common_streams,
+            task=task_draws,
+            bin_width=PSA_BIN_WIDTH,
+        )
+        self.checkpoints = Checkpoints(key, self.out_dir.parent / ".checkpoints")
+        if not dist.get("resume"):
+            self.checkpoints.clear()
+        engine = make_backend(
+            dist.get("backend", "local"),
+            threads=self.threads,
+            scheduler=dist.get("scheduler"),
+            workers=dist.get("workers"),
+        )
+        if getattr(engine, "dashboard", None) and not self.quiet:
+            self.console.print(f"Dask dashboard: {engine.dashboard}")
+        progress = Progress(
+            TextColumn(f"{label}: tasks"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=self.quiet,
+            transient=True,
+        )
+        try:
+            with progress:
+                bar = progress.add_task("tasks", total=-(-model.n_draws // task_draws))
+                return simulate_draw_tasks(
+                    engine,
+                    model,
+                    n_patients,
+                    seed,
+                    horizon=self.base.horizon,
+                    bin_width=PSA_BIN_WIDTH,
+                    task_draws=task_draws,
+                    common_streams=common_streams,
+                    checkpoints=self.checkpoints,
+                    progress=lambda t: progress.advance(bar),
+                )
+        finally:
+            engine.close()
+
+    def finish(self) -> None:
+        """The results are written: drop the checkpoints of the distributed tasks."""
+        if getattr(self, "checkpoints", None) is not None:
+            self.checkpoints.clear()
 
     def manifest(self, started: float, **extra) -> dict:
         return {
@@ -170,10 +234,11 @@ def run_psa(
     out: str | Path | None = None,
     quiet: bool = False,
     console: Console | None = None,
+    distributed: dict | None = None,
 ) -> tuple[dict, Path]:
     """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write."""
     started = time.perf_counter()
-    st = _Study(path, "psa", out, threads, quiet, console)
+    st = _Study(path, "psa", out, threads, quiet, console, distributed)
     n_draws = n_draws or st.settings.n_draws
     n_patients = n_patients or st.settings.n_patients
     seed = st.scenario.simulation.seed if seed is None else seed
@@ -195,6 +260,7 @@ def run_psa(
             tmp / "manifest.json",
             st.manifest(started, seed=seed, n_draws=n_draws, n_patients_per_draw=n_patients),
         )
+    st.finish()
     if not quiet:
         _print_psa(st.console, summary)
         st.console.print(
@@ -266,14 +332,16 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
                 st.path, [(f"psa.evppi_groups.{name}", patterns, "matches no uncertain parameter")]
             )
         groups[name] = members
-    evppi = {
-        name: [
-            round(float(v), 6)
-            for v in econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.params, draws, members))
-        ]
-        for name, members in groups.items()
-    }
-    mc_error, warnings = {}, []
+    evppi, warnings = {}, []
+    for name, members in groups.items():
+        try:
+            values = econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.params, draws, members))
+        except ValueError as err:  # e.g. fewer draws than the regression needs
+            evppi[name] = None
+            warnings.append(f"EVPPI for {name!r} not computed: {err}")
+            continue
+        evppi[name] = [round(float(v), 6) for v in values]
+    mc_error = {}
     for k in noise:
         share = noise[k].mean(axis=0) / np.maximum(outputs[k].var(axis=0, ddof=1), 1e-300)
         mc_error[k] = {s: round(float(share[q]), 6) for q, s in enumerate(names)}
@@ -472,11 +540,12 @@ def run_dsa(
     out: str | Path | None = None,
     quiet: bool = False,
     console: Console | None = None,
+    distributed: dict | None = None,
 ) -> tuple[dict, Path]:
     """``simseq dsa``: every uncertain parameter at its low and high value, others at base,
     with common random numbers; tornado diagrams for NMB and median OS."""
     started = time.perf_counter()
-    st = _Study(path, "dsa", out, threads, quiet, console)
+    st = _Study(path, "dsa", out, threads, quiet, console, distributed)
     seed = st.scenario.simulation.seed if seed is None else seed
     names = list(st.scenario.sequences)
     reference = st.scenario.economics.reference
@@ -566,6 +635,7 @@ def run_dsa(
         write_json(
             tmp / "manifest.json", st.manifest(started, seed=seed, n_patients_per_case=n_patients)
         )
+    st.finish()
     if not quiet:
         table = Table(
             title=f"One-way sensitivity: incremental NMB of {focus} vs {reference} "
@@ -634,10 +704,11 @@ def run_sweep(
     out: str | Path | None = None,
     quiet: bool = False,
     console: Console | None = None,
+    distributed: dict | None = None,
 ) -> tuple[list[dict], Path]:
     """``simseq sweep``: a grid over named parameters (common random numbers) to a tidy table."""
     started = time.perf_counter()
-    st = _Study(path, "sweep", out, threads, quiet, console)
+    st = _Study(path, "sweep", out, threads, quiet, console, distributed)
     seed = st.scenario.simulation.seed if seed is None else seed
     grid_specs = [parse_sweep(s) for s in specs]
     keys = [_parameter_key(st, name) for name, *_ in grid_specs]
@@ -668,6 +739,7 @@ def run_sweep(
                 warnings=st.warnings(),
             ),
         )
+    st.finish()
     if not quiet:
         for w in st.warnings():
             st.console.print(f"[yellow]note:[/yellow] {w}")

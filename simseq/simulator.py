@@ -48,7 +48,7 @@ class Tallies:
 
 
 @contextlib.contextmanager
-def _thread_count(threads: int | None) -> Iterator[None]:
+def thread_count(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` numba threads (None: leave as is), then restore."""
     previous = numba.get_num_threads()
     if threads is not None:
@@ -82,8 +82,10 @@ def simulate(
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
     tallies: Iterable[int] | None = None,
+    patient_lo: int = 0,
 ) -> Tallies:
-    """Simulate ``n_patients`` through every sequence of ``model`` and reduce.
+    """Simulate patients ``patient_lo .. patient_lo + n_patients`` through every sequence of
+    ``model`` and reduce (tallies of disjoint patient ranges add up: ``merge_tallies``).
 
     ``progress`` is called with the number of patients finished after each chunk.
     ``tallies`` limits the histograms kept to those TALLY_* codes (default: all);
@@ -100,7 +102,7 @@ def simulate(
     n_bins = n_bins_for(horizon, bin_width)
     tally_on = np.zeros(N_TALLIES, np.int64)
     tally_on[list(range(N_TALLIES)) if tallies is None else list(tallies)] = 1
-    with _thread_count(threads):
+    with thread_count(threads):
         n_blocks = numba.get_num_threads()
         hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
         exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
@@ -109,8 +111,9 @@ def simulate(
             (n_blocks if model.has_economics else 0, n_seq, N_ECON, N_BATCHES), np.int64
         )
         d = draw_idx if model.n_draws > 1 else 0
-        for lo in range(0, n_patients, chunk_size):
-            n_chunk = min(chunk_size, n_patients - lo)
+        end = patient_lo + n_patients
+        for lo in range(patient_lo, end, chunk_size):
+            n_chunk = min(chunk_size, end - lo)
             simulate_tallies(
                 seed,
                 draw_idx,
@@ -146,6 +149,20 @@ def simulate(
         hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon,
         econ.sum(axis=0) if model.has_economics else None,
     )  # fmt: skip
+
+
+def merge_tallies(parts: list[Tallies]) -> Tallies:
+    """Tallies of disjoint patient ranges, added up (integers: the order does not matter)."""
+    first = parts[0]
+    econ = None if first.econ is None else sum(p.econ for p in parts)
+    return Tallies(
+        sum(p.hist for p in parts),
+        sum(p.exit_counts for p in parts),
+        sum(p.n_patients for p in parts),
+        first.bin_width,
+        first.horizon,
+        econ,
+    )
 
 
 def simulate_trajectories(
@@ -257,7 +274,7 @@ def simulate_draws(
     hist = np.zeros((model.n_draws, n_seq, 2, n_bins), np.int64)
     n_econ = model.n_draws if model.has_economics else 0
     econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
-    with _thread_count(threads):
+    with thread_count(threads):
         simulate_os_draws(
             seed, draw_lo, common_streams, n_patients, model.seq_start_state, float(horizon),
             float(bin_width), model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,

@@ -1,0 +1,347 @@
+"""Where the engine's work runs: here (threads of this process) or on a Dask cluster.
+
+Work is split into tasks, each a patient range (single runs) or a draw range
+(PSA, DSA, sweeps). Every task runs the same numba engine and returns integer
+reductions; because random streams are keyed by (seed, draw, patient) and the
+reductions are integers, merging the tasks in a fixed order gives bitwise the
+same numbers as one local run, whatever the number of workers, the scheduling,
+or retries after a worker dies (a retried task recomputes the same result and
+the merge is keyed by task id, so nothing is counted twice).
+
+Completed tasks are checkpointed under ``results/.checkpoints/<run>/`` (one
+``.npz`` per task, written atomically); ``resume=True`` reuses them, so an
+interrupted run continues without recomputing finished work. The checkpoint
+directory is removed once the run's results are written.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simseq.model import ModelArrays
+from simseq.simulator import (
+    DrawTallies,
+    Tallies,
+    merge_tallies,
+    simulate,
+    simulate_draws,
+    thread_count,
+)
+
+CHECKPOINT_ROOT = Path("results") / ".checkpoints"
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot be used here (e.g. Dask is not installed)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work: patients or draws ``lo`` (inclusive) to ``hi`` (exclusive)."""
+
+    kind: str  # "patients" | "draws"
+    lo: int
+    hi: int
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.kind}-{self.lo:012d}-{self.hi:012d}"
+
+
+def split(kind: str, n: int, size: int) -> list[Task]:
+    """Tasks covering 0..n in pieces of ``size``."""
+    return [Task(kind, lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+# --------------------------------------------------------------------------- #
+# Task functions (module level: Dask pickles them by reference)
+# --------------------------------------------------------------------------- #
+
+
+def run_patient_task(
+    model: ModelArrays, task: Task, seed: int, horizon: float, bin_width: float, tallies
+) -> dict:
+    """Patients task.lo .. task.hi of a single run: its integer reductions."""
+    t = simulate(
+        model,
+        task.hi - task.lo,
+        seed,
+        horizon=horizon,
+        bin_width=bin_width,
+        patient_lo=task.lo,
+        tallies=tallies,
+        chunk_size=task.hi - task.lo,
+    )
+    out = {"hist": t.hist, "exit_counts": t.exit_counts}
+    if t.econ is not None:
+        out["econ"] = t.econ
+    return out
+
+
+def run_draw_task(
+    model: ModelArrays,
+    task: Task,
+    n_patients: int,
+    seed: int,
+    horizon: float,
+    bin_width: float,
+    common_streams: bool,
+) -> dict:
+    """Draws task.lo .. task.hi (model rows of those draws): per-draw reductions."""
+    part = model.select_draws(task.lo, task.hi)
+    t = simulate_draws(
+        part,
+        n_patients,
+        seed,
+        horizon=horizon,
+        bin_width=bin_width,
+        draw_lo=0 if common_streams else task.lo,
+        common_streams=common_streams,
+    )
+    out = {"os_hist": t.os_hist}
+    if t.econ is not None:
+        out["econ"] = t.econ
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoints
+# --------------------------------------------------------------------------- #
+
+
+class Checkpoints:
+    """Completed task results of one run, one atomic ``.npz`` per task."""
+
+    def __init__(self, run_key: str, root: Path = CHECKPOINT_ROOT):
+        self.directory = Path(root) / run_key
+
+    def load(self, task: Task) -> dict | None:
+        path = self.directory / f"{task.task_id}.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    def save(self, task: Task, result: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".task-", suffix=".npz", dir=self.directory)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **result)
+        os.replace(tmp, self.directory / f"{task.task_id}.npz")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def run_key(**parts) -> str:
+    """A short stable id for a run from everything its results depend on."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- #
+# Backends
+# --------------------------------------------------------------------------- #
+
+
+class LocalBackend:
+    """Tasks one after another in this process; each uses the numba thread pool."""
+
+    name = "local"
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    def map(
+        self,
+        fn: Callable,
+        tasks: list[Task],
+        model: ModelArrays,
+        args: tuple,
+        on_done: Callable[[Task, dict], None],
+    ) -> None:
+        with thread_count(self.threads):
+            for task in tasks:
+                on_done(task, fn(model, task, *args))
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"backend": "local", "threads": self.threads}
+
+
+class DaskBackend:
+    """Tasks on a Dask cluster: an existing scheduler, or a LocalCluster started here."""
+
+    name = "dask"
+    RETRIES = 3  # a task lost with its worker is recomputed (same inputs, same result)
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, client=None):
+        """An existing ``client``, a ``scheduler`` address, or a new LocalCluster of ``workers``
+        processes (default 2)."""
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise BackendUnavailable(
+                "the dask backend needs Dask: pip install 'simseq[dask]'"
+            ) from None
+        self.cluster = None
+        self.own_client = client is None
+        if client is not None:
+            self.client = client
+        elif scheduler:
+            self.client = Client(scheduler)
+        else:
+            # one thread per worker process: numba parallelises inside each task
+            self.cluster = LocalCluster(
+                n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            )
+            self.client = Client(self.cluster)
+
+    @property
+    def dashboard(self) -> str | None:
+        return getattr(self.client, "dashboard_link", None)
+
+    def map(
+        self,
+        fn: Callable,
+        tasks: list[Task],
+        model: ModelArrays,
+        args: tuple,
+        on_done: Callable[[Task, dict], None],
+    ) -> None:
+        from dask.distributed import as_completed
+
+        if not tasks:
+            return
+        model_future = self.client.scatter(model, broadcast=True)
+        run = run_key(args=args, fn=fn.__name__, model=model.digest())
+        futures = {
+            self.client.submit(
+                fn,
+                model_future,
+                task,
+                *args,
+                key=f"simseq-{run}-{task.task_id}",
+                retries=self.RETRIES,
+                pure=False,
+            ): task
+            for task in tasks
+        }
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
+
+    def close(self) -> None:
+        if self.own_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def describe(self) -> dict:
+        return {
+            "backend": "dask",
+            "scheduler": self.client.scheduler.address,
+            "workers": len(self.client.scheduler_info().get("workers", {})),
+        }
+
+
+def make_backend(name: str = "local", *, threads=None, scheduler=None, workers=None):
+    if name == "local":
+        return LocalBackend(threads)
+    if name == "dask":
+        return DaskBackend(scheduler, workers)
+    raise ValueError(f"unknown backend {name!r}; use local or dask")
+
+
+# --------------------------------------------------------------------------- #
+# Distributed versions of the engine's two entry points
+# --------------------------------------------------------------------------- #
+
+
+def _execute(backend, fn, tasks, model, args, checkpoints, progress) -> dict[str, dict]:
+    """Run the tasks not already checkpointed; return every task's result by task id."""
+    results: dict[str, dict] = {}
+    todo = []
+    for task in tasks:
+        done = checkpoints.load(task) if checkpoints is not None else None
+        if done is not None:
+            results[task.task_id] = done
+            if progress is not None:
+                progress(task)
+        else:
+            todo.append(task)
+
+    def on_done(task: Task, result: dict) -> None:
+        if task.task_id in results:  # a duplicate (e.g. a retry that also finished): same
+            return
+        results[task.task_id] = result
+        if checkpoints is not None:
+            checkpoints.save(task, result)
+        if progress is not None:
+            progress(task)
+
+    backend.map(fn, todo, model, args, on_done)
+    return results
+
+
+def simulate_tasks(
+    backend,
+    model: ModelArrays,
+    n_patients: int,
+    seed: int,
+    *,
+    horizon: float,
+    bin_width: float,
+    task_size: int,
+    tallies=None,
+    checkpoints=None,
+    progress=None,
+) -> Tallies:
+    """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
+    tasks = split("patients", n_patients, task_size)
+    tally_list = None if tallies is None else list(tallies)
+    results = _execute(
+        backend,
+        run_patient_task,
+        tasks,
+        model,
+        (seed, horizon, bin_width, tally_list),
+        checkpoints,
+        progress,
+    )
+    parts = [
+        Tallies(r["hist"], r["exit_counts"], t.hi - t.lo, bin_width, horizon, r.get("econ"))
+        for t in tasks
+        for r in [results[t.task_id]]
+    ]
+    return merge_tallies(parts)
+
+
+def simulate_draw_tasks(
+    backend,
+    model: ModelArrays,
+    n_patients: int,
+    seed: int,
+    *,
+    horizon: float,
+    bin_width: float,
+    task_draws: int,
+    common_streams: bool = False,
+    checkpoints=None,
+    progress=None,
+) -> DrawTallies:
+    """``simulate_draws`` split into draw-range tasks on ``backend``; bitwise equal."""
+    tasks = split("draws", model.n_draws, task_draws)
+    args = (n_patients, seed, horizon, bin_width, common_streams)
+    results = _execute(backend, run_draw_task, tasks, model, args, checkpoints, progress)
+    ordered = [results[t.task_id] for t in tasks]
+    econ = None if "econ" not in ordered[0] else np.concatenate([r["econ"] for r in ordered])
+    return DrawTallies(np.concatenate([r["os_hist"] for r in ordered]), econ, n_patients, bin_width)

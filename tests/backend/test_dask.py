@@ -1,0 +1,198 @@
+"""The Dask backend gives bitwise the local numbers, survives a killed worker, and resumes.
+
+A LocalCluster with 2 worker processes (one thread each) stands in for a real cluster.
+"""
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from simseq.backend import (
+    Checkpoints,
+    DaskBackend,
+    LocalBackend,
+    Task,
+    simulate_draw_tasks,
+    simulate_tasks,
+)
+from simseq.bench import ref_hcc_model
+from simseq.cli import main
+from simseq.simulator import simulate, simulate_draws
+
+distributed = pytest.importorskip("dask.distributed")
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
+CEA = ROOT / "scenarios" / "cea_base_case.yaml"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as lc:
+        with distributed.Client(lc) as client:
+            yield lc, client
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_is_bitwise_the_local_run(cluster, tmp_path):
+    lc, _ = cluster
+    local = invoke("run", TINY, "--out", tmp_path / "local", "--quiet")
+    dask = invoke(
+        "run",
+        TINY,
+        "--out",
+        tmp_path / "dask",
+        "--quiet",
+        "--backend",
+        "dask",
+        "--scheduler",
+        lc.scheduler_address,
+        "--chunk-size",
+        3_000,
+    )
+    assert local.exit_code == dask.exit_code == 0, dask.output
+    assert (tmp_path / "local" / "summary.json").read_bytes() == (
+        tmp_path / "dask" / "summary.json"
+    ).read_bytes()
+    assert not (tmp_path / ".checkpoints").exists() or not any(
+        (tmp_path / ".checkpoints").iterdir()
+    )
+
+
+def test_psa_is_bitwise_the_local_psa(cluster, tmp_path):
+    lc, _ = cluster
+    args = ["psa", CEA, "--draws", 12, "--patients", 300, "--quiet"]
+    local = invoke(*args, "--out", tmp_path / "local")
+    dask = invoke(
+        *args, "--out", tmp_path / "dask", "--scheduler", lc.scheduler_address, "--task-draws", 5
+    )
+    assert local.exit_code == dask.exit_code == 0, dask.output
+    a = json.loads((tmp_path / "local" / "psa_summary.json").read_text())
+    b = json.loads((tmp_path / "dask" / "psa_summary.json").read_text())
+    assert a == b
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
+    lc, client = cluster
+    model = ref_hcc_model().repeat_draws(24)
+    expected = simulate_draws(model, 20_000, 7, horizon=120.0, bin_width=0.25)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_one(task: Task) -> None:
+        if not killed:  # after the first result, kill a worker with tasks still queued
+            victim = next(iter(pids.values()))
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    backend = DaskBackend(client=client)
+    try:
+        got = simulate_draw_tasks(
+            backend,
+            model,
+            20_000,
+            7,
+            horizon=120.0,
+            bin_width=0.25,
+            task_draws=1,
+            checkpoints=Checkpoints("kill", tmp_path),
+            progress=kill_one,
+        )
+    finally:
+        backend.close()
+    assert killed
+    np.testing.assert_array_equal(got.os_hist, expected.os_hist)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the other tests
+
+
+class _Recording(LocalBackend):
+    def __init__(self):
+        super().__init__()
+        self.computed: list[Task] = []
+
+    def map(self, fn, tasks, model, args, on_done):
+        self.computed += tasks
+        super().map(fn, tasks, model, args, on_done)
+
+
+def test_interrupted_run_resumes_without_recomputing(cluster, tmp_path):
+    _, client = cluster
+    model = ref_hcc_model()
+    n, size = 60_000, 10_000
+    expected = simulate(model, n, 3, horizon=120.0)
+    checkpoints = Checkpoints("resume", tmp_path)
+    done: list[Task] = []
+
+    def interrupt_after_two(task: Task) -> None:
+        done.append(task)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    backend = DaskBackend(client=client)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_tasks(
+            backend,
+            model,
+            n,
+            3,
+            horizon=120.0,
+            bin_width=0.02,
+            task_size=size,
+            checkpoints=checkpoints,
+            progress=interrupt_after_two,
+        )
+    backend.close()
+    saved = sorted(p.name for p in checkpoints.directory.glob("*.npz"))
+    assert len(saved) >= 2
+    resumed = _Recording()
+    got = simulate_tasks(
+        resumed, model, n, 3, horizon=120.0, bin_width=0.02, task_size=size, checkpoints=checkpoints
+    )
+    assert len(resumed.computed) == n // size - len(saved)  # only the missing tasks ran
+    np.testing.assert_array_equal(got.hist, expected.hist)
+    np.testing.assert_array_equal(got.exit_counts, expected.exit_counts)
+
+
+def test_cli_resume_after_interruption(tmp_path, monkeypatch):
+    """Ctrl-C during a checkpointed PSA, then --resume: the same psa_summary.json."""
+    import simseq.backend
+
+    args = ["psa", CEA, "--draws", 10, "--patients", 300, "--quiet", "--task-draws", 2]
+    whole = invoke(*args, "--out", tmp_path / "whole")
+    assert whole.exit_code == 0
+    real = simseq.backend._execute
+    calls = threading.local()
+
+    def interrupted(backend, fn, tasks, model, args_, checkpoints, progress):
+        calls.n = 0
+
+        def stop_after_two(task):
+            calls.n += 1
+            if calls.n == 2:
+                raise KeyboardInterrupt
+            if progress is not None:
+                progress(task)
+
+        return real(backend, fn, tasks, model, args_, checkpoints, stop_after_two)
+
+    monkeypatch.setattr(simseq.backend, "_execute", interrupted)
+    cut = invoke(*args, "--out", tmp_path / "resumed", "--resume")
+    assert cut.exit_code == 130 and not (tmp_path / "resumed").exists()
+    monkeypatch.setattr(simseq.backend, "_execute", real)
+    again = invoke(*args, "--out", tmp_path / "resumed", "--resume")
+    assert again.exit_code == 0
+    assert json.loads((tmp_path / "whole" / "psa_summary.json").read_text()) == json.loads(
+        (tmp_path / "resumed" / "psa_summary.json").read_text()
+    )
+    assert not any((tmp_path / ".checkpoints").glob("*/*.npz"))  # cleared once written
