@@ -222,7 +222,8 @@ class DaskBackend:
 
         if not tasks:
             return
-        model_future = self.client.scatter(model, broadcast=True)
+        # hash=False: a fresh key per call, so a re-scatter never races the release of the last
+        model_future = self.client.scatter(model, broadcast=True, hash=False)
         run = run_key(args=args, fn=fn.__name__, model=model.digest())
         futures = {
             self.client.submit(

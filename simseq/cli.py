@@ -177,9 +177,7 @@ def _distributed_settings(backend, scheduler, workers, resume, task_draws) -> di
 _task_draws = click.option(
     "--task-draws",
     type=click.IntRange(min=1),
-    default=25,
-    show_default=True,
-    help="Draws per task with --backend dask or --resume.",
+    help="Draws per task with --backend dask or --resume [about 2 million trajectories].",
 )
 
 

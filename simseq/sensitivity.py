@@ -141,7 +141,10 @@ class _Study:
             )
         from simseq.backend import Checkpoints, make_backend, run_key, simulate_draw_tasks
 
-        task_draws = dist.get("task_draws") or 25
+        # ~2 million trajectories per task: below ~250k the scheduling overhead (~7 ms a
+        # task on a 2-worker LocalCluster) dominates; see README "Running on Dask"
+        per_draw = n_patients * len(model.seq_names)
+        task_draws = dist.get("task_draws") or max(1, -(-2_000_000 // per_draw))
         key = run_key(
             command=label,
             model=model.digest(),
