@@ -44,15 +44,19 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Task:
-    """A unit of work: patients or draws ``lo`` (inclusive) to ``hi`` (exclusive)."""
+    """A unit of work: patients or draws ``lo`` (inclusive) to ``hi`` (exclusive); a draws
+    task also covers patients ``p_lo`` to ``p_hi`` of each of its draws."""
 
     kind: str  # "patients" | "draws"
     lo: int
     hi: int
+    p_lo: int = 0
+    p_hi: int = 0
 
     @property
     def task_id(self) -> str:
-        return f"{self.kind}-{self.lo:012d}-{self.hi:012d}"
+        patients = f"-p{self.p_lo:012d}-{self.p_hi:012d}" if self.kind == "draws" else ""
+        return f"{self.kind}-{self.lo:012d}-{self.hi:012d}{patients}"
 
 
 def split(kind: str, n: int, size: int) -> list[Task]:
@@ -88,22 +92,22 @@ def run_patient_task(
 def run_draw_task(
     model: ModelArrays,
     task: Task,
-    n_patients: int,
     seed: int,
     horizon: float,
     bin_width: float,
     common_streams: bool,
 ) -> dict:
-    """Draws task.lo .. task.hi (model rows of those draws): per-draw reductions."""
+    """Draws task.lo .. task.hi, patients task.p_lo .. task.p_hi: per-draw reductions."""
     part = model.select_draws(task.lo, task.hi)
     t = simulate_draws(
         part,
-        n_patients,
+        task.p_hi - task.p_lo,
         seed,
         horizon=horizon,
         bin_width=bin_width,
         draw_lo=0 if common_streams else task.lo,
         common_streams=common_streams,
+        patient_lo=task.p_lo,
     )
     out = {"os_hist": t.os_hist}
     if t.econ is not None:
@@ -335,14 +339,27 @@ def simulate_draw_tasks(
     horizon: float,
     bin_width: float,
     task_draws: int,
+    task_patients: int | None = None,
     common_streams: bool = False,
     checkpoints=None,
     progress=None,
 ) -> DrawTallies:
-    """``simulate_draws`` split into draw-range tasks on ``backend``; bitwise equal."""
-    tasks = split("draws", model.n_draws, task_draws)
-    args = (n_patients, seed, horizon, bin_width, common_streams)
+    """``simulate_draws`` split into (draw range, patient block) tasks on ``backend``;
+    bitwise equal. Patient blocks of a draw range add up (integer reductions)."""
+    block = task_patients or n_patients
+    tasks = [
+        Task("draws", d.lo, d.hi, p.lo, p.hi)
+        for d in split("draws", model.n_draws, task_draws)
+        for p in split("patients", n_patients, block)
+    ]
+    args = (seed, horizon, bin_width, common_streams)
     results = _execute(backend, run_draw_task, tasks, model, args, checkpoints, progress)
-    ordered = [results[t.task_id] for t in tasks]
-    econ = None if "econ" not in ordered[0] else np.concatenate([r["econ"] for r in ordered])
-    return DrawTallies(np.concatenate([r["os_hist"] for r in ordered]), econ, n_patients, bin_width)
+    os_hist, econ = [], []
+    for d in split("draws", model.n_draws, task_draws):
+        parts = [results[t.task_id] for t in tasks if (t.lo, t.hi) == (d.lo, d.hi)]
+        os_hist.append(sum(r["os_hist"] for r in parts))
+        if "econ" in parts[0]:
+            econ.append(sum(r["econ"] for r in parts))
+    return DrawTallies(
+        np.concatenate(os_hist), np.concatenate(econ) if econ else None, n_patients, bin_width
+    )

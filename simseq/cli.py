@@ -164,21 +164,29 @@ def _distributed(func):
     return func
 
 
-def _distributed_settings(backend, scheduler, workers, resume, task_draws) -> dict:
+def _distributed_settings(backend, scheduler, workers, resume, task_draws, task_patients):
     return {
         "backend": _backend_name(backend, scheduler, workers),
         "scheduler": scheduler,
         "workers": workers,
         "resume": resume,
         "task_draws": task_draws,
+        "task_patients": task_patients,
     }
 
 
-_task_draws = click.option(
-    "--task-draws",
-    type=click.IntRange(min=1),
-    help="Draws per task with --backend dask or --resume [about 2 million trajectories].",
-)
+def _task_draws(func):
+    """--task-draws and --task-patients: the (draw range, patient block) of one task."""
+    func = click.option(
+        "--task-patients",
+        type=click.IntRange(min=1),
+        help="Patients per task (split each draw's patients too) [all of them].",
+    )(func)
+    return click.option(
+        "--task-draws",
+        type=click.IntRange(min=1),
+        help="Draws per task with --backend dask or --resume [about 2 million trajectories].",
+    )(func)
 
 
 _out = click.option(
@@ -351,11 +359,14 @@ def psa_cmd(
     workers,
     resume,
     task_draws,
+    task_patients,
 ) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     from simseq.sensitivity import run_psa
 
-    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
+    distributed = _distributed_settings(
+        backend, scheduler, workers, resume, task_draws, task_patients
+    )
 
     run_psa(
         scenario,
@@ -399,11 +410,14 @@ def dsa_cmd(
     workers,
     resume,
     task_draws,
+    task_patients,
 ) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
     from simseq.sensitivity import run_dsa
 
-    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
+    distributed = _distributed_settings(
+        backend, scheduler, workers, resume, task_draws, task_patients
+    )
 
     run_dsa(
         scenario,
@@ -454,11 +468,14 @@ def sweep_cmd(
     workers,
     resume,
     task_draws,
+    task_patients,
 ) -> None:
     """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
     from simseq.sensitivity import run_sweep
 
-    distributed = _distributed_settings(backend, scheduler, workers, resume, task_draws)
+    distributed = _distributed_settings(
+        backend, scheduler, workers, resume, task_draws, task_patients
+    )
 
     try:
         run_sweep(

@@ -146,6 +146,7 @@ class _Study:
         per_draw = n_patients * len(model.seq_names)
         task_draws = dist.get("task_draws") or max(1, -(-2_000_000 // per_draw))
         key = run_key(
+            patients_per_task=dist.get("task_patients"),
             command=label,
             model=model.digest(),
             n=n_patients,
@@ -185,6 +186,7 @@ class _Study:
                     horizon=self.base.horizon,
                     bin_width=PSA_BIN_WIDTH,
                     task_draws=task_draws,
+                    task_patients=dist.get("task_patients"),
                     common_streams=common_streams,
                     checkpoints=self.checkpoints,
                     progress=lambda t: progress.advance(bar),

@@ -146,9 +146,13 @@ def simulate(
             if progress is not None:
                 progress(n_chunk)
     return Tallies(
-        hist.sum(axis=0), exits.sum(axis=0), n_patients, bin_width, horizon,
+        hist.sum(axis=0),
+        exits.sum(axis=0),
+        n_patients,
+        bin_width,
+        horizon,
         econ.sum(axis=0) if model.has_economics else None,
-    )  # fmt: skip
+    )
 
 
 def merge_tallies(parts: list[Tallies]) -> Tallies:
@@ -259,13 +263,15 @@ def simulate_draws(
     draw_lo: int = 0,
     threads: int | None = None,
     common_streams: bool = False,
+    patient_lo: int = 0,
 ) -> DrawTallies:
     """OS histograms (and economics, if the model has them) per draw, parallel over draws.
 
     Draw d (0-based within ``model``) uses the streams of global draw
     ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
     ``common_streams`` every draw uses the streams of ``draw_lo`` (common random
-    numbers, for one-way sensitivity analysis and sweeps).
+    numbers, for one-way sensitivity analysis and sweeps). ``patient_lo`` offsets the
+    patients (a patient block of a distributed task; blocks add up).
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -276,10 +282,31 @@ def simulate_draws(
     econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
     with thread_count(threads):
         simulate_os_draws(
-            seed, draw_lo, common_streams, n_patients, model.seq_start_state, float(horizon),
-            float(bin_width), model.max_steps, model.stride, model.cov_prevalence, model.cov_log_hr,
-            model.state_clock_lo, model.state_clock_hi, model.clock_family, model.clock_params,
-            model.clock_hr, model.clock_dest_lo, model.clock_dest_hi, model.dest_state,
-            model.dest_event, model.dest_cumprob, model.state_econ, model.econ_globals, hist, econ,
-        )  # fmt: skip
+            seed,
+            draw_lo,
+            common_streams,
+            n_patients,
+            patient_lo,
+            model.seq_start_state,
+            float(horizon),
+            float(bin_width),
+            model.max_steps,
+            model.stride,
+            model.cov_prevalence,
+            model.cov_log_hr,
+            model.state_clock_lo,
+            model.state_clock_hi,
+            model.clock_family,
+            model.clock_params,
+            model.clock_hr,
+            model.clock_dest_lo,
+            model.clock_dest_hi,
+            model.dest_state,
+            model.dest_event,
+            model.dest_cumprob,
+            model.state_econ,
+            model.econ_globals,
+            hist,
+            econ,
+        )
     return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)

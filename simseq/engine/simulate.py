@@ -681,6 +681,7 @@ def simulate_os_draws(
     draw_lo,
     common_streams,
     n_patients,
+    patient_lo,
     seq_start_state,
     horizon,
     bin_width,
@@ -706,7 +707,8 @@ def simulate_os_draws(
     """OS from the start of each sequence, per parameter draw (the PSA shape).
 
     Numeric model arrays carry the draw as leading axis (n_draws); draw d uses
-    streams keyed by (seed, draw_lo + d, patient), or by (seed, draw_lo, patient)
+    streams keyed by (seed, draw_lo + d, patient) for patients patient_lo ..
+    patient_lo + n_patients, or by (seed, draw_lo, patient)
     for every d when ``common_streams`` (common random numbers across the cases of
     a one-way sensitivity analysis). Fills ``hist_out[n_draws,
     n_seq, 2, n_bins]`` (events, censored). Parallel over draws: each draw owns
@@ -744,7 +746,7 @@ def simulate_os_draws(
             _block_setup(
                 seed,
                 draw_lo + (0 if common_streams else d),
-                b_lo,
+                patient_lo + b_lo,
                 n,
                 cov_prevalence[d],
                 cov_log_hr[d],
@@ -791,6 +793,7 @@ def simulate_os_draws(
                         hist_out[d, q, 1, n_bins - 1] += 1
                     if with_econ:
                         _accrue(
-                            i, b_lo + i, n_steps[i], death[i], path_state, path_enter,
+                            i, patient_lo + b_lo + i, n_steps[i], death[i], path_state,
+                            path_enter,
                             path_exit, draw_econ, draw_globals, econ_out, d, q,
                         )  # fmt: skip
