@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simseq.distributions import Distribution
-from simseq.engine.codes import EVENT_DEATH, EVENT_NAMES, N_PARAMS, STATE_DEAD
+from simseq.engine.codes import (
+    EVENT_DEATH,
+    EVENT_NAMES,
+    N_PARAMS,
+    NUMBERS,
+    STATE_DEAD,
+    STRUCTURE,
+)
 
 DEAD = None  # destination meaning death
 
@@ -146,6 +153,17 @@ class ModelArrays:
             cov_prevalence=tile(self.cov_prevalence),
             cov_log_hr=tile(self.cov_log_hr),
         )
+
+    @property
+    def structure(self) -> tuple[np.ndarray, ...]:
+        """The integer arrays the kernels take as one tuple (``codes.STRUCTURE`` order)."""
+        return tuple(getattr(self, name) for name in STRUCTURE)
+
+    def numbers(self, draw: int | None = None) -> tuple[np.ndarray, ...]:
+        """The numeric arrays (``codes.NUMBERS`` order) of one draw, or of all draws."""
+        if draw is None:
+            return tuple(getattr(self, name) for name in NUMBERS)
+        return tuple(getattr(self, name)[draw] for name in NUMBERS)
 
     def select_draws(self, lo: int, hi: int) -> "ModelArrays":
         """The model restricted to draws lo..hi (a task of a distributed PSA)."""
@@ -332,14 +350,25 @@ def compile_model(
 
     econ = economics or Economics()
     state_econ = np.array(
-        [[[st.cost_per_month, st.utility / 12.0, st.entry_cost, st.entry_qalys]
-          for st, *_ in state_rows]]
-    ).reshape(1, len(state_rows), 4)  # fmt: skip
+        [
+            [
+                [st.cost_per_month, st.utility / 12.0, st.entry_cost, st.entry_qalys]
+                for st, *_ in state_rows
+            ]
+        ]
+    ).reshape(1, len(state_rows), 4)
     # annual rate r -> continuous monthly rate ln(1 + r) / 12 (a year discounts by 1/(1 + r))
     econ_globals = np.array(
-        [[np.log1p(econ.discount_costs) / 12.0, np.log1p(econ.discount_qalys) / 12.0,
-          econ.death_cost, econ.utility_trend[0], econ.utility_trend[1]]]
-    )  # fmt: skip
+        [
+            [
+                np.log1p(econ.discount_costs) / 12.0,
+                np.log1p(econ.discount_qalys) / 12.0,
+                econ.death_cost,
+                econ.utility_trend[0],
+                econ.utility_trend[1],
+            ]
+        ]
+    )
     return ModelArrays(
         seq_names=seq_names,
         seq_start_state=np.array(seq_start, np.int64),

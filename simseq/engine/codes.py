@@ -59,3 +59,24 @@ ECON_SCALE = (1e9, 1e9, 1e9, 1e9, 1e3, 1e3)
 # Patients are split into interleaved batches (patient index mod N_BATCHES); the spread
 # of the batch means gives the Monte Carlo standard error, again order-independently.
 N_BATCHES = 64
+
+# The model's integer arrays, in the order kernels receive them as one tuple.
+STRUCTURE = (
+    "state_clock_lo",
+    "state_clock_hi",
+    "clock_family",
+    "clock_dest_lo",
+    "clock_dest_hi",
+    "dest_state",
+    "dest_event",
+)
+# Its numbers (one draw for simulate_tallies/paths, every draw for simulate_os_draws).
+NUMBERS = (
+    "cov_prevalence",
+    "cov_log_hr",
+    "clock_params",
+    "clock_hr",
+    "dest_cumprob",
+    "state_econ",
+    "econ_globals",
+)

@@ -60,7 +60,8 @@ ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
 @njit(nogil=True, error_model="numpy")
 def fast_path_params(clock_family, clock_params, clock_hr):
-    """Per-clock (scale, 1/shape, 1/hr, is_fast) for the SIMD sampler.
+    """Per-clock (is_fast, scale, 1/shape, 1/hr) for the SIMD sampler (``walk_block``'s
+    ``sampler``).
 
     Weibull and exponential clocks (the fast path) draw t = scale * e^(1/shape)
     with e = -log(u) / hr; other families are flagged for the scalar sampler.
@@ -79,7 +80,7 @@ def fast_path_params(clock_family, clock_params, clock_hr):
             inv_shape[c] = 1.0 / clock_params[c, 0]
             scale[c] = clock_params[c, 1]
             fast[c] = True
-    return scale, inv_shape, inv_hr, fast
+    return fast, scale, inv_shape, inv_hr
 
 
 @njit(nogil=True, error_model="numpy")
@@ -116,40 +117,39 @@ def walk_block(
     start_state,
     horizon,
     inv_mult,
-    inv_hr,
-    state_clock_lo,
-    state_clock_hi,
-    clock_family,
+    structure,
     clock_params,
-    fast,
-    scale,
-    inv_shape,
-    clock_dest_lo,
-    clock_dest_hi,
-    dest_state,
-    dest_event,
+    sampler,
     dest_cumprob,
     counter_base,
     stride,
-    work_k,
-    work_i,
-    work_f,
-    path_state,
-    path_enter,
-    path_exit,
-    path_event,
+    scratch,
+    path,
     n_steps,
     death_time,
 ):
     """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
 
-    ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c for patient i).
-    Fills ``path_*[i, :n_steps[i]]`` (state, entry time, exit time, exit event or
-    -1 when still there at the horizon) and ``death_time[i]`` (inf when alive at
-    the horizon). ``work_k`` (uint64, (m,)), ``work_i`` (int64, (3, m)) and
-    ``work_f`` (float64, (5, m)) are scratch space, m >= n * n_clocks + 1.
-    Jit-compiled; inputs are not validated.
+    ``structure``: the model's integer arrays (``STRUCTURE`` order); ``sampler``:
+    ``fast_path_params`` output; ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c
+    for patient i), with no columns when the model has no covariates. Fills
+    ``path = (state, entry time, exit time, exit event)`` rows ``[i, :n_steps[i]]``
+    (event -1 when still there at the horizon) and ``death_time[i]`` (inf when
+    alive at the horizon). ``scratch`` comes from ``_work_arrays``. Jit-compiled;
+    inputs are not validated.
     """
+    (
+        state_clock_lo,
+        state_clock_hi,
+        clock_family,
+        clock_dest_lo,
+        clock_dest_hi,
+        dest_state,
+        dest_event,
+    ) = structure
+    fast, scale, inv_shape, inv_hr = sampler
+    work_k, work_i, work_f = scratch
+    path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
     item_key = work_k
     item_clock, item_counter, item_lo = work_i[0], work_i[1], work_i[2]
@@ -264,27 +264,14 @@ def _bin(t, inv_width, n_bins):
 
 
 @njit(inline="always", nogil=True)
-def _tally_path(
-    i,
-    n_steps,
-    death_time,
-    horizon,
-    path_state,
-    path_enter,
-    path_exit,
-    path_event,
-    inv_width,
-    tally_on,
-    r,
-    hist,
-    exit_counts,
-):
+def _tally_path(i, n_steps, death_time, horizon, path, inv_width, tally_on, r, hist, exit_counts):
     """Add patient i's walked path (row i of the path arrays) to hist[r, N_TALLIES, n_states,
     2, n_bins] (kinds with tally_on[k] set) and exit_counts[r, n_states, N_EVENTS + 1].
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
     """
+    path_state, path_enter, path_exit, path_event = path
     n_bins = hist.shape[4]
     dead = death_time < np.inf
     for k in range(n_steps):
@@ -349,8 +336,7 @@ def _fixed(x, scale):
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
-def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, state_econ,
-            econ_globals, out, r, q):  # fmt: skip
+def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out, r, q):
     """Add patient i's life-years, QALYs and costs (plain and discounted) to
     out[r, q, N_ECON, N_BATCHES] in batch ``patient % N_BATCHES``, as int64 fixed point.
 
@@ -358,6 +344,7 @@ def _accrue(i, patient, n_steps, death_time, path_state, path_enter, path_exit, 
     changes at entry; the death cost at death. Life-years are discounted at the QALY rate.
     Utilities follow the trend 1 + b1 t + b2 t^2 (t months since the start) when set.
     """
+    path_state, path_enter, path_exit, _ = path
     rate_c = econ_globals[0]
     rate_q = econ_globals[1]
     b1 = econ_globals[3]
@@ -437,13 +424,8 @@ def _work_arrays(max_steps, n_clocks, n_cov):
     return (
         keys,
         inv_mult,
-        work_k,
-        work_i,
-        work_f,
-        path_state,
-        path_enter,
-        path_exit,
-        path_event,
+        (work_k, work_i, work_f),
+        (path_state, path_enter, path_exit, path_event),
         n_steps,
         death,
     )
@@ -461,64 +443,45 @@ def simulate_tallies(
     max_steps,
     stride,
     tally_on,
-    cov_prevalence,
-    cov_log_hr,
-    state_clock_lo,
-    state_clock_hi,
-    clock_family,
-    clock_params,
-    clock_hr,
-    clock_dest_lo,
-    clock_dest_hi,
-    dest_state,
-    dest_event,
-    dest_cumprob,
-    state_econ,
-    econ_globals,
+    structure,
+    numbers,
     hist_out,
     exit_counts_out,
     econ_out,
 ):
     """Simulate patients [patient_lo, patient_lo + n_patients) through every sequence.
 
-    Adds into ``hist_out[n_rows, N_TALLIES, n_states, 2, n_bins]`` (int64;
-    [..., 0, :] event times, [..., 1, :] censoring times, bins of
-    ``bin_width`` months, kinds with ``tally_on[k]`` set) and
-    ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the
-    last column counts patients still in the state at the horizon). Row r is
-    owned by one thread, so there are no races and, the counts being integers,
-    the sum over rows does not depend on n_rows. When ``econ_out[n_rows, n_seq,
-    N_ECON, N_BATCHES]`` has rows, economic outcomes are accrued into it from
-    ``state_econ[n_states, 4]`` and ``econ_globals[3]`` (see ``_accrue``).
-    Jit-compiled; inputs are not validated.
+    ``structure`` and ``numbers`` are the model's arrays in ``STRUCTURE`` and
+    ``NUMBERS`` order (numbers of one draw). Adds into ``hist_out[n_rows,
+    N_TALLIES, n_states, 2, n_bins]`` (int64; [..., 0, :] event times, [..., 1, :]
+    censoring times, bins of ``bin_width`` months, kinds with ``tally_on[k]``
+    set), ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the
+    last column counts patients still in the state at the horizon) and, when it
+    has rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES]`` (see ``_accrue``).
+    Row r is owned by one thread, so there are no races and, the counts being
+    integers, the sum over rows does not depend on n_rows. Jit-compiled; inputs
+    are not validated.
     """
+    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
+        numbers
+    )
+    clock_family = structure[2]
     with_econ = econ_out.shape[0] > 0
     n_rows = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
-    n_clocks = clock_family.shape[0]
     inv_width = 1.0 / bin_width
-    scale, inv_shape, inv_hr, fast = fast_path_params(clock_family, clock_params, clock_hr)
+    sampler = fast_path_params(clock_family, clock_params, clock_hr)
     counter_base = cov_prevalence.shape[0]
     for r in prange(n_rows):
         lo = patient_lo + (n_patients * r) // n_rows
         hi = patient_lo + (n_patients * (r + 1)) // n_rows
-        (
-            keys,
-            inv_mult,
-            work_k,
-            work_i,
-            work_f,
-            path_state,
-            path_enter,
-            path_exit,
-            path_event,
-            n_steps,
-            death,
-        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
+        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
+            max_steps, clock_family.shape[0], counter_base
+        )
         for b_lo in range(lo, hi, BLOCK):
             n = min(BLOCK, hi - b_lo)
             _block_setup(
-                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult
+                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, sampler[3], keys, inv_mult
             )
             for q in range(n_seq):
                 walk_block(
@@ -527,46 +490,37 @@ def simulate_tallies(
                     seq_start_state[q],
                     horizon,
                     inv_mult,
-                    inv_hr,
-                    state_clock_lo,
-                    state_clock_hi,
-                    clock_family,
+                    structure,
                     clock_params,
-                    fast,
-                    scale,
-                    inv_shape,
-                    clock_dest_lo,
-                    clock_dest_hi,
-                    dest_state,
-                    dest_event,
+                    sampler,
                     dest_cumprob,
                     counter_base,
                     stride,
-                    work_k,
-                    work_i,
-                    work_f,
-                    path_state,
-                    path_enter,
-                    path_exit,
-                    path_event,
+                    scratch,
+                    path,
                     n_steps,
                     death,
                 )
                 for i in range(n):
                     if with_econ:
                         _accrue(
-                            i, b_lo + i, n_steps[i], death[i], path_state, path_enter,
-                            path_exit, state_econ, econ_globals, econ_out, r, q,
-                        )  # fmt: skip
+                            i,
+                            b_lo + i,
+                            n_steps[i],
+                            death[i],
+                            path,
+                            state_econ,
+                            econ_globals,
+                            econ_out,
+                            r,
+                            q,
+                        )
                     _tally_path(
                         i,
                         n_steps[i],
                         death[i],
                         horizon,
-                        path_state,
-                        path_enter,
-                        path_exit,
-                        path_event,
+                        path,
                         inv_width,
                         tally_on,
                         r,
@@ -583,18 +537,8 @@ def simulate_paths(
     seq_start_state,
     horizon,
     stride,
-    cov_prevalence,
-    cov_log_hr,
-    state_clock_lo,
-    state_clock_hi,
-    clock_family,
-    clock_params,
-    clock_hr,
-    clock_dest_lo,
-    clock_dest_hi,
-    dest_state,
-    dest_event,
-    dest_cumprob,
+    structure,
+    numbers,
     out_state,
     out_enter,
     out_exit,
@@ -609,30 +553,31 @@ def simulate_paths(
     n_patients]`` (inf when alive at the horizon) for patients
     [patient_lo, patient_lo + n_patients). Jit-compiled; inputs are not validated.
     """
+    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = numbers
+    clock_family = structure[2]
     n_seq, n_patients = out_n_steps.shape
     max_steps = out_state.shape[2]
-    n_clocks = clock_family.shape[0]
-    scale, inv_shape, inv_hr, fast = fast_path_params(clock_family, clock_params, clock_hr)
+    sampler = fast_path_params(clock_family, clock_params, clock_hr)
+    counter_base = cov_prevalence.shape[0]
     n_blocks = (n_patients + BLOCK - 1) // BLOCK
     for b in prange(n_blocks):
         b_lo = b * BLOCK
         n = min(BLOCK, n_patients - b_lo)
-        (
+        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
+            max_steps, clock_family.shape[0], counter_base
+        )
+        _block_setup(
+            seed,
+            draw_idx,
+            patient_lo + b_lo,
+            n,
+            cov_prevalence,
+            cov_log_hr,
+            sampler[3],
             keys,
             inv_mult,
-            work_k,
-            work_i,
-            work_f,
-            path_state,
-            path_enter,
-            path_exit,
-            path_event,
-            n_steps,
-            death,
-        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
-        _block_setup(
-            seed, draw_idx, patient_lo + b_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult
         )
+        path_state, path_enter, path_exit, path_event = path
         for q in range(n_seq):
             walk_block(
                 keys,
@@ -640,28 +585,14 @@ def simulate_paths(
                 seq_start_state[q],
                 horizon,
                 inv_mult,
-                inv_hr,
-                state_clock_lo,
-                state_clock_hi,
-                clock_family,
+                structure,
                 clock_params,
-                fast,
-                scale,
-                inv_shape,
-                clock_dest_lo,
-                clock_dest_hi,
-                dest_state,
-                dest_event,
+                sampler,
                 dest_cumprob,
-                cov_prevalence.shape[0],
+                counter_base,
                 stride,
-                work_k,
-                work_i,
-                work_f,
-                path_state,
-                path_enter,
-                path_exit,
-                path_event,
+                scratch,
+                path,
                 n_steps,
                 death,
             )
@@ -687,70 +618,49 @@ def simulate_os_draws(
     bin_width,
     max_steps,
     stride,
-    cov_prevalence,
-    cov_log_hr,
-    state_clock_lo,
-    state_clock_hi,
-    clock_family,
-    clock_params,
-    clock_hr,
-    clock_dest_lo,
-    clock_dest_hi,
-    dest_state,
-    dest_event,
-    dest_cumprob,
-    state_econ,
-    econ_globals,
+    structure,
+    numbers,
     hist_out,
     econ_out,
 ):
     """OS from the start of each sequence, per parameter draw (the PSA shape).
 
-    Numeric model arrays carry the draw as leading axis (n_draws); draw d uses
-    streams keyed by (seed, draw_lo + d, patient) for patients patient_lo ..
-    patient_lo + n_patients, or by (seed, draw_lo, patient)
-    for every d when ``common_streams`` (common random numbers across the cases of
-    a one-way sensitivity analysis). Fills ``hist_out[n_draws,
-    n_seq, 2, n_bins]`` (events, censored). Parallel over draws: each draw owns
-    its row. With economics, also ``econ_out[n_draws, n_seq, N_ECON, N_BATCHES]``
-    from ``state_econ[n_draws, n_states, 4]`` and ``econ_globals[n_draws, 3]``.
-    Jit-compiled; inputs are not validated.
+    ``numbers`` carry the draw as leading axis (n_draws). Draw d uses streams keyed
+    by (seed, draw_lo + d, patient) for patients patient_lo .. patient_lo +
+    n_patients, or by (seed, draw_lo, patient) for every d when ``common_streams``
+    (common random numbers across the cases of a one-way sensitivity analysis).
+    Fills ``hist_out[n_draws, n_seq, 2, n_bins]`` (events, censored) and, with
+    economics, ``econ_out[n_draws, n_seq, N_ECON, N_BATCHES]``. Parallel over
+    draws: each draw owns its row. Jit-compiled; inputs are not validated.
     """
+    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
+        numbers
+    )
+    clock_family = structure[2]
     with_econ = econ_out.shape[0] > 0
     n_draws = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
     n_bins = hist_out.shape[3]
-    n_clocks = clock_family.shape[0]
     inv_width = 1.0 / bin_width
+    counter_base = cov_prevalence.shape[1]
     for d in prange(n_draws):
-        draw_econ = state_econ[d]  # sliced once per draw: slicing per patient is costly
-        draw_globals = econ_globals[d]
-        scale, inv_shape, inv_hr, fast = fast_path_params(
-            clock_family, clock_params[d], clock_hr[d]
+        sampler = fast_path_params(clock_family, clock_params[d], clock_hr[d])
+        draw_params, draw_cumprob = clock_params[d], dest_cumprob[d]  # sliced once per draw:
+        draw_econ, draw_globals = state_econ[d], econ_globals[d]  # slicing per patient is costly
+        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
+            max_steps, clock_family.shape[0], counter_base
         )
-        (
-            keys,
-            inv_mult,
-            work_k,
-            work_i,
-            work_f,
-            path_state,
-            path_enter,
-            path_exit,
-            path_event,
-            n_steps,
-            death,
-        ) = _work_arrays(max_steps, n_clocks, cov_prevalence.shape[-1])
+        stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(0, n_patients, BLOCK):
             n = min(BLOCK, n_patients - b_lo)
             _block_setup(
                 seed,
-                draw_lo + (0 if common_streams else d),
+                stream,
                 patient_lo + b_lo,
                 n,
                 cov_prevalence[d],
                 cov_log_hr[d],
-                inv_hr,
+                sampler[3],
                 keys,
                 inv_mult,
             )
@@ -761,28 +671,14 @@ def simulate_os_draws(
                     seq_start_state[q],
                     horizon,
                     inv_mult,
-                    inv_hr,
-                    state_clock_lo,
-                    state_clock_hi,
-                    clock_family,
-                    clock_params[d],
-                    fast,
-                    scale,
-                    inv_shape,
-                    clock_dest_lo,
-                    clock_dest_hi,
-                    dest_state,
-                    dest_event,
-                    dest_cumprob[d],
-                    cov_prevalence.shape[1],
+                    structure,
+                    draw_params,
+                    sampler,
+                    draw_cumprob,
+                    counter_base,
                     stride,
-                    work_k,
-                    work_i,
-                    work_f,
-                    path_state,
-                    path_enter,
-                    path_exit,
-                    path_event,
+                    scratch,
+                    path,
                     n_steps,
                     death,
                 )
@@ -793,7 +689,14 @@ def simulate_os_draws(
                         hist_out[d, q, 1, n_bins - 1] += 1
                     if with_econ:
                         _accrue(
-                            i, patient_lo + b_lo + i, n_steps[i], death[i], path_state,
-                            path_enter,
-                            path_exit, draw_econ, draw_globals, econ_out, d, q,
-                        )  # fmt: skip
+                            i,
+                            patient_lo + b_lo + i,
+                            n_steps[i],
+                            death[i],
+                            path,
+                            draw_econ,
+                            draw_globals,
+                            econ_out,
+                            d,
+                            q,
+                        )
