@@ -1,5 +1,7 @@
 """Command-line interface: ``simseq fit | validate | calibrate | run``."""
 
+import functools
+
 import click
 
 from simseq import __version__
@@ -99,7 +101,6 @@ def fit_command(family, median, landmarks, quartiles, shape, fixes, as_json) -> 
 
 def _scenario_errors(func):
     """Turn scenario problems into a clean non-zero exit and Ctrl-C into exit 130."""
-    import functools
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -130,13 +131,26 @@ _threads = click.option(
 _quiet = click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 
 
-def _backend_name(backend: str, scheduler: str | None, workers: int | None) -> str:
-    """--scheduler or --workers imply the dask backend."""
-    return "dask" if scheduler or workers else backend
+def _distributed(func=None, *, tasks_of_draws: bool = False):
+    """Add --backend/--scheduler/--workers/--resume (and, for draw-based commands,
+    --task-draws/--task-patients); the command receives them as one ``distributed`` dict."""
+    if func is None:
+        return functools.partial(_distributed, tasks_of_draws=tasks_of_draws)
 
+    @functools.wraps(func)
+    def wrapper(
+        *args, backend, scheduler, workers, resume, task_draws=None, task_patients=None, **kwargs
+    ):
+        kwargs["distributed"] = {
+            "backend": "dask" if scheduler or workers else backend,  # either implies dask
+            "scheduler": scheduler,
+            "workers": workers,
+            "resume": resume,
+            "task_draws": task_draws,
+            "task_patients": task_patients,
+        }
+        return func(*args, **kwargs)
 
-def _distributed(func):
-    """--backend/--scheduler/--workers/--resume (and --task-draws for draw-based commands)."""
     options = [
         click.option(
             "--backend",
@@ -159,34 +173,23 @@ def _distributed(func):
             "--resume", is_flag=True, help="Reuse the checkpointed tasks of an interrupted run."
         ),
     ]
+    if tasks_of_draws:
+        options += [
+            click.option(
+                "--task-draws",
+                type=click.IntRange(min=1),
+                help="Draws per task with --backend dask or --resume "
+                "[about 2 million trajectories].",
+            ),
+            click.option(
+                "--task-patients",
+                type=click.IntRange(min=1),
+                help="Patients per task (split each draw's patients too) [all].",
+            ),
+        ]
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _distributed_settings(backend, scheduler, workers, resume, task_draws, task_patients):
-    return {
-        "backend": _backend_name(backend, scheduler, workers),
-        "scheduler": scheduler,
-        "workers": workers,
-        "resume": resume,
-        "task_draws": task_draws,
-        "task_patients": task_patients,
-    }
-
-
-def _task_draws(func):
-    """--task-draws and --task-patients: the (draw range, patient block) of one task."""
-    func = click.option(
-        "--task-patients",
-        type=click.IntRange(min=1),
-        help="Patients per task (split each draw's patients too) [all of them].",
-    )(func)
-    return click.option(
-        "--task-draws",
-        type=click.IntRange(min=1),
-        help="Draws per task with --backend dask or --resume [about 2 million trajectories].",
-    )(func)
+        wrapper = option(wrapper)
+    return wrapper
 
 
 _out = click.option(
@@ -267,10 +270,7 @@ def run_cmd(
     trajectories,
     trajectories_format,
     quiet,
-    backend,
-    scheduler,
-    workers,
-    resume,
+    distributed,
 ) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
     from simseq.pipeline import run_scenario
@@ -286,10 +286,10 @@ def run_cmd(
             trajectories=trajectories,
             trajectories_format=trajectories_format,
             quiet=quiet,
-            backend=_backend_name(backend, scheduler, workers),
-            scheduler=scheduler,
-            workers=workers,
-            resume=resume,
+            backend=distributed["backend"],
+            scheduler=distributed["scheduler"],
+            workers=distributed["workers"],
+            resume=distributed["resume"],
         )
     except ValueError as err:
         from simseq.scenario import ScenarioError
@@ -343,8 +343,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
 @_threads
 @_out
 @_quiet
-@_distributed
-@_task_draws
+@_distributed(tasks_of_draws=True)
 @_scenario_errors
 def psa_cmd(
     scenario,
@@ -354,19 +353,10 @@ def psa_cmd(
     threads,
     out,
     quiet,
-    backend,
-    scheduler,
-    workers,
-    resume,
-    task_draws,
-    task_patients,
+    distributed,
 ) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     from simseq.sensitivity import run_psa
-
-    distributed = _distributed_settings(
-        backend, scheduler, workers, resume, task_draws, task_patients
-    )
 
     run_psa(
         scenario,
@@ -394,8 +384,7 @@ def psa_cmd(
 @_threads
 @_out
 @_quiet
-@_distributed
-@_task_draws
+@_distributed(tasks_of_draws=True)
 @_scenario_errors
 def dsa_cmd(
     scenario,
@@ -405,19 +394,10 @@ def dsa_cmd(
     threads,
     out,
     quiet,
-    backend,
-    scheduler,
-    workers,
-    resume,
-    task_draws,
-    task_patients,
+    distributed,
 ) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
     from simseq.sensitivity import run_dsa
-
-    distributed = _distributed_settings(
-        backend, scheduler, workers, resume, task_draws, task_patients
-    )
 
     run_dsa(
         scenario,
@@ -452,8 +432,7 @@ def dsa_cmd(
 @_threads
 @_out
 @_quiet
-@_distributed
-@_task_draws
+@_distributed(tasks_of_draws=True)
 @_scenario_errors
 def sweep_cmd(
     scenario,
@@ -463,19 +442,10 @@ def sweep_cmd(
     threads,
     out,
     quiet,
-    backend,
-    scheduler,
-    workers,
-    resume,
-    task_draws,
-    task_patients,
+    distributed,
 ) -> None:
     """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
     from simseq.sensitivity import run_sweep
-
-    distributed = _distributed_settings(
-        backend, scheduler, workers, resume, task_draws, task_patients
-    )
 
     try:
         run_sweep(
