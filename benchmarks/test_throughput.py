@@ -118,7 +118,7 @@ def test_psa_shape(timed, ref_model, name, threads):
                 horizon=bench.REF_HORIZON,
                 bin_width=bench.PSA_BIN_WIDTH,
                 threads=threads,
-            ),  # fmt: skip
+            ).os_hist,  # fmt: skip
             name,
             n,
             threads,
@@ -126,7 +126,7 @@ def test_psa_shape(timed, ref_model, name, threads):
             warm=lambda: simulate_draws(small, 10, SEED, horizon=120.0, threads=threads),
             group=f"psa {draws}x{n}",
         )
-    assert hist.os_hist.reshape(draws, -1).sum(axis=1).tolist() == [n] * draws
+    assert hist.reshape(draws, -1).sum(axis=1).tolist() == [n] * draws
 
 
 def test_peak_memory(benchmark, recorder):
