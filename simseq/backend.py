@@ -14,6 +14,7 @@ interrupted run continues without recomputing finished work. The checkpoint
 directory is removed once the run's results are written.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -178,9 +179,6 @@ class LocalBackend:
     def close(self) -> None:
         pass
 
-    def describe(self) -> dict:
-        return {"backend": "local", "threads": self.threads}
-
 
 class DaskBackend:
     """Tasks on a Dask cluster: an existing scheduler, or a LocalCluster started here."""
@@ -250,12 +248,31 @@ class DaskBackend:
         if self.cluster is not None:
             self.cluster.close()
 
-    def describe(self) -> dict:
-        return {
-            "backend": "dask",
-            "scheduler": self.client.scheduler.address,
-            "workers": len(self.client.scheduler_info().get("workers", {})),
-        }
+
+@contextlib.contextmanager
+def task_session(
+    run: str,
+    root: Path,
+    *,
+    resume: bool,
+    backend: str = "local",
+    threads=None,
+    scheduler=None,
+    workers=None,
+    say: Callable[[str], None] | None = None,
+):
+    """(backend, checkpoints) for one task-based run; checkpoints of ``run`` under ``root``
+    are kept only with ``resume``; the backend is closed on exit."""
+    checkpoints = Checkpoints(run, root)
+    if not resume:
+        checkpoints.clear()
+    engine = make_backend(backend, threads=threads, scheduler=scheduler, workers=workers)
+    if getattr(engine, "dashboard", None) and say is not None:
+        say(f"Dask dashboard: {engine.dashboard}")
+    try:
+        yield engine, checkpoints
+    finally:
+        engine.close()
 
 
 def make_backend(name: str = "local", *, threads=None, scheduler=None, workers=None):

@@ -59,7 +59,7 @@ _REAL_PARAMS = {
 
 # The parameter each family can solve in closed form once the others are fixed:
 # a time scale (or its reciprocal), so one point pins it down.
-_SCALE_PARAM = {
+SCALE_PARAM = {
     "exponential": "rate",
     "weibull": "scale",
     "llogis": "scale",
@@ -174,7 +174,7 @@ def _check_fixed(fam: Family, fixed: Mapping[str, float] | None) -> dict[str, fl
                     f"{fam.name} has no parameter {name!r}: its only parameter, "
                     f"{fam.param_names[0]}, is the one fitted"
                 )
-            shapes = [p for p in fam.param_names if p != _SCALE_PARAM[fam.name]]
+            shapes = [p for p in fam.param_names if p != SCALE_PARAM[fam.name]]
             raise FitError(
                 f"{fam.name} has no parameter {name!r}; its parameters are "
                 f"{', '.join(fam.param_names)} (fix one with --fix NAME=VALUE, e.g. "
@@ -234,7 +234,7 @@ def _underidentified(fam: Family, fixed: Mapping[str, float], n_points: int, med
     what = "a median alone" if median_only else f"{n_points} point{'s' * (n_points != 1)}"
     fixes = "one" if n_points == 1 else str(n_points)
     fixed_part = f" ({', '.join(fixed)} fixed)" if fixed else ""
-    to_fix = [p for p in free if p != _SCALE_PARAM[fam.name]]
+    to_fix = [p for p in free if p != SCALE_PARAM[fam.name]]
     missing = len(free) - n_points
     options = " ".join("--shape" if p == "shape" else f"--fix {p}=VALUE" for p in to_fix[:missing])
     more = "a second point" if n_points == 1 and missing == 1 else f"{missing} more point(s)"
@@ -312,7 +312,7 @@ def _solve_scale(family: str, t: float, s: float, p: dict[str, float]) -> float:
             u = special.gammainccinv(k, s) if q > 0 else special.gammaincinv(k, s)
             w = math.log(u / k) / q
         return math.log(t) - sigma * w
-    raise AssertionError(family)  # pragma: no cover - _SCALE_PARAM covers every family
+    raise AssertionError(family)  # pragma: no cover - SCALE_PARAM covers every family
 
 
 def _to_x(fam: Family, name: str, value: float) -> float:
@@ -332,7 +332,7 @@ def _solve_one(
     def full(value: float) -> tuple[float, ...]:
         return tuple(value if n == free else fixed[n] for n in fam.param_names)
 
-    if free == _SCALE_PARAM[fam.name]:
+    if free == SCALE_PARAM[fam.name]:
         try:
             with np.errstate(all="ignore"):
                 params = full(float(_solve_scale(fam.name, t, s, fixed)))

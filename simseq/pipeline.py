@@ -91,23 +91,13 @@ def calibration_rows(result: CalibrationResult) -> list[dict]:
     return [asdict(t) for t in result.targets]
 
 
-def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -> dict:
-    """The content of summary.json: deterministic for a given scenario, N and seed."""
-    sim = scenario.simulation
-    landmarks = tuple(sim.landmarks)
-    sequences = {}
-    for sid in model.seq_names:
-        s = {"label": scenario.sequences[sid].label}
-        s.update(sequence_summary(model, tallies, sid, resolved.horizon, landmarks))
-        moved = [asdict(t) for t in resolved.transports if t.sequence == sid]
-        s["transported"] = moved
-        s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
-        sequences[sid] = s
+def resolved_warnings(resolved: Resolved) -> list[str]:
+    """What every output must say about its inputs: transported evidence, renormalised
+    mixes, illustrative (evidence-free) numbers."""
     warnings = [
         f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after "
-        f"{t.measured_after} "
-        f"({', '.join(t.evidence_ids)}) but follows {t.used_after} here (transported; hazard "
-        f"ratio {t.hazard_ratio:g})"
+        f"{t.measured_after} ({', '.join(t.evidence_ids)}) but follows {t.used_after} here "
+        f"(transported; hazard ratio {t.hazard_ratio:g})"
         for t in resolved.transports
     ]
     warnings += [
@@ -122,6 +112,22 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         warnings.append(
             f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
         )
+    return warnings
+
+
+def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -> dict:
+    """The content of summary.json: deterministic for a given scenario, N and seed."""
+    sim = scenario.simulation
+    landmarks = tuple(sim.landmarks)
+    sequences = {}
+    for sid in model.seq_names:
+        s = {"label": scenario.sequences[sid].label}
+        s.update(sequence_summary(model, tallies, sid, resolved.horizon, landmarks))
+        moved = [asdict(t) for t in resolved.transports if t.sequence == sid]
+        s["transported"] = moved
+        s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
+        sequences[sid] = s
+    warnings = resolved_warnings(resolved)
     summary = {
         "scenario": scenario.name,
         "title": scenario.title,
@@ -265,7 +271,7 @@ def run_scenario(
                 progress=lambda k: progress.advance(task, k),
             )
         else:
-            from simseq.backend import Checkpoints, make_backend, run_key, simulate_tasks
+            from simseq.backend import run_key, simulate_tasks, task_session
 
             key = run_key(
                 command="run",
@@ -276,13 +282,19 @@ def run_scenario(
                 bin_width=sim.bin_width,
                 task=chunk_size,
             )
-            checkpoints = Checkpoints(key, out_dir.parent / ".checkpoints")
-            if not resume:
-                checkpoints.clear()
-            engine = make_backend(backend, threads=threads, scheduler=scheduler, workers=workers)
-            if getattr(engine, "dashboard", None) and not quiet:
-                console.print(f"Dask dashboard: {engine.dashboard}")
-            try:
+            with task_session(
+                key,
+                out_dir.parent / ".checkpoints",
+                resume=resume,
+                backend=backend,
+                threads=threads,
+                scheduler=scheduler,
+                workers=workers,
+                say=None if quiet else console.print,
+            ) as (
+                engine,
+                checkpoints,
+            ):
                 tallies = simulate_tasks(
                     engine,
                     model,
@@ -294,8 +306,6 @@ def run_scenario(
                     checkpoints=checkpoints,
                     progress=lambda t: progress.advance(task, t.hi - t.lo),
                 )
-            finally:
-                engine.close()
     summary = build_summary(scenario, resolved, model, tallies, cal)
     curves = {
         sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])

@@ -31,8 +31,8 @@ from scipy.signal import fftconvolve
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase
-from simseq.fit import fit_median
-from simseq.resolve import Provenance, Resolved, resolve, resolve_median
+from simseq.fit import SCALE_PARAM, fit_median
+from simseq.resolve import Provenance, Resolved, quantity_key, resolve, resolve_median
 from simseq.scenario import Scenario, ScenarioError
 
 QUAD_STEP = 0.05  # months: grid of the calibration quadrature (error O(step^2))
@@ -256,7 +256,7 @@ def solve_by_quadrature(
         target = _target_value(scenario, evidence, tgt, overrides)
         tol, p_prog, p_det, pps0, bsc = _cohort_parts(res, file)
         family = pps0.family
-        fixed = {k: v for k, v in pps0.param_dict.items() if k != _FREE[family]}
+        fixed = {k: v for k, v in pps0.param_dict.items() if k != SCALE_PARAM[family]}
 
         def pps_with(median, family=family, fixed=fixed):
             return fit_median(family, median, fixed).distribution
@@ -283,20 +283,9 @@ def solve_by_quadrature(
     return values
 
 
-_FREE = {
-    "exponential": "rate",
-    "weibull": "scale",
-    "llogis": "scale",
-    "lnorm": "meanlog",
-    "gompertz": "rate",
-    "gamma": "rate",
-    "gengamma": "mu",
-}
-
-
 def _target_value(scenario, evidence, tgt, overrides) -> float:
     q = tgt.target
-    key = f"evidence:{q.evidence}" if q.evidence else "pool:" + "+".join(q.pool)
+    key = quantity_key(q, "calibration.target")
     if key in overrides:
         return float(overrides[key])
     return resolve_median(scenario, evidence, q, "calibration.target")[0]

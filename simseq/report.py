@@ -63,10 +63,15 @@ def survival_rows(curves: dict[str, SurvivalCurve], step: float = 0.1) -> list[d
         half = 1.959964 * np.interp(grid, curve.times, curve.se)
         low, high = np.clip(s - half, 0, 1), np.clip(s + half, 0, 1)
         rows += [
-            {"sequence": seq, "time_months": float(t), "survival": round(float(v), 6),
-             "ci95_low": round(float(lo), 6), "ci95_high": round(float(hi), 6)}
+            {
+                "sequence": seq,
+                "time_months": float(t),
+                "survival": round(float(v), 6),
+                "ci95_low": round(float(lo), 6),
+                "ci95_high": round(float(hi), 6),
+            }
             for t, v, lo, hi in zip(grid, s, low, high, strict=True)
-        ]  # fmt: skip
+        ]
     return rows
 
 

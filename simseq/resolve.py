@@ -128,7 +128,7 @@ class _Resolver:
 
     def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> float:
         """The number a Quantity stands for (nan when it cannot be resolved)."""
-        key = _quantity_key(q, path)
+        key = quantity_key(q, path)
         if key in self.overrides:
             value = float(self.overrides[key])
             self._note(Provenance(path, value, "psa draw", key=key))
@@ -402,7 +402,7 @@ class _Resolver:
         return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
 
 
-def _quantity_key(q: Quantity, path: str) -> str:
+def quantity_key(q: Quantity, path: str) -> str:
     """Parameter identity: the evidence cited (and how), else the key path."""
     if q.evidence is not None:
         return f"evidence:{q.evidence}" + (f":{q.field}" if q.field else "")

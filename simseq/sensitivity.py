@@ -22,7 +22,13 @@ from simseq import __version__
 from simseq.evidence import load_evidence
 from simseq.model import compile_model, stack_draws
 from simseq.outcomes import econ_means, km_curve
-from simseq.pipeline import _git_commit, default_out, get_calibration, make_console
+from simseq.pipeline import (
+    _git_commit,
+    default_out,
+    get_calibration,
+    make_console,
+    resolved_warnings,
+)
 from simseq.psa import beta_moments, draw_parameters, solve_by_quadrature, uncertain_parameters
 from simseq.report import atomic_directory, write_csv, write_json
 from simseq.resolve import Resolved, resolve
@@ -139,7 +145,7 @@ class _Study:
                 threads=self.threads,
                 common_streams=common_streams,
             )
-        from simseq.backend import Checkpoints, make_backend, run_key, simulate_draw_tasks
+        from simseq.backend import run_key, simulate_draw_tasks, task_session
 
         # ~2 million trajectories per task: below ~250k the scheduling overhead (~7 ms a
         # task on a 2-worker LocalCluster) dominates; see README "Running on Dask"
@@ -155,17 +161,6 @@ class _Study:
             task=task_draws,
             bin_width=PSA_BIN_WIDTH,
         )
-        self.checkpoints = Checkpoints(key, self.out_dir.parent / ".checkpoints")
-        if not dist.get("resume"):
-            self.checkpoints.clear()
-        engine = make_backend(
-            dist.get("backend", "local"),
-            threads=self.threads,
-            scheduler=dist.get("scheduler"),
-            workers=dist.get("workers"),
-        )
-        if getattr(engine, "dashboard", None) and not self.quiet:
-            self.console.print(f"Dask dashboard: {engine.dashboard}")
         progress = Progress(
             TextColumn(f"{label}: tasks"),
             BarColumn(),
@@ -175,24 +170,31 @@ class _Study:
             disable=self.quiet,
             transient=True,
         )
-        try:
-            with progress:
-                bar = progress.add_task("tasks", total=-(-model.n_draws // task_draws))
-                return simulate_draw_tasks(
-                    engine,
-                    model,
-                    n_patients,
-                    seed,
-                    horizon=self.base.horizon,
-                    bin_width=PSA_BIN_WIDTH,
-                    task_draws=task_draws,
-                    task_patients=dist.get("task_patients"),
-                    common_streams=common_streams,
-                    checkpoints=self.checkpoints,
-                    progress=lambda t: progress.advance(bar),
-                )
-        finally:
-            engine.close()
+        session = task_session(
+            key,
+            self.out_dir.parent / ".checkpoints",
+            resume=bool(dist.get("resume")),
+            backend=dist.get("backend", "local"),
+            threads=self.threads,
+            scheduler=dist.get("scheduler"),
+            workers=dist.get("workers"),
+            say=None if self.quiet else self.console.print,
+        )
+        with session as (engine, self.checkpoints), progress:
+            bar = progress.add_task("tasks", total=-(-model.n_draws // task_draws))
+            return simulate_draw_tasks(
+                engine,
+                model,
+                n_patients,
+                seed,
+                horizon=self.base.horizon,
+                bin_width=PSA_BIN_WIDTH,
+                task_draws=task_draws,
+                task_patients=dist.get("task_patients"),
+                common_streams=common_streams,
+                checkpoints=self.checkpoints,
+                progress=lambda t: progress.advance(bar),
+            )
 
     def finish(self) -> None:
         """The results are written: drop the checkpoints of the distributed tasks."""
@@ -215,18 +217,7 @@ class _Study:
         }
 
     def warnings(self) -> list[str]:
-        illustrative = [p.path for p in self.base.provenance if p.illustrative]
-        out = []
-        if illustrative:
-            out.append(
-                f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
-            )
-        out += [
-            f"{t.sequence}: {t.regimen} uses transported evidence (measured after "
-            f"{t.measured_after}, used after {t.used_after})"
-            for t in self.base.transports
-        ]
-        return out
+        return resolved_warnings(self.base)
 
 
 def run_psa(
