@@ -111,14 +111,16 @@ def test_psa_shape(timed, ref_model, name, threads):
         psa = ref_model.repeat_draws(draws)
         small = ref_model.repeat_draws(2)
         hist = timed(
-            lambda: simulate_draws(
-                psa,
-                n,
-                SEED,
-                horizon=bench.REF_HORIZON,
-                bin_width=bench.PSA_BIN_WIDTH,
-                threads=threads,
-            ).os_hist,  # fmt: skip
+            lambda: (
+                simulate_draws(
+                    psa,
+                    n,
+                    SEED,
+                    horizon=bench.REF_HORIZON,
+                    bin_width=bench.PSA_BIN_WIDTH,
+                    threads=threads,
+                ).os_hist
+            ),  # fmt: skip
             name,
             n,
             threads,
