@@ -1,10 +1,8 @@
 """Shared pieces of the pytest-benchmark suites, and a ratio summary at the end.
 
-    pytest benchmarks/ --benchmark-only          # about 1.5 minutes on 2 cores
+    pytest benchmarks/ --benchmark-only          # a few minutes on 2 cores
     SIMSEQ_BENCH_LARGE=1 pytest benchmarks/ --benchmark-only
-                                                 # + REF-HCC at N = 1e8 on 1 and 2
-                                                 #   threads, peak RSS at N = 1e9
-                                                 #   (together 10+ minutes)
+                                                 # + peak RSS at N = 1e9 (~1 minute more)
 
 Every case is warmed past compilation (an explicit small call, then one
 warm-up round) and timed over >= 5 rounds. Each records trajectories/s and,

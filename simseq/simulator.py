@@ -243,7 +243,8 @@ def simulate_draws(
     common_streams: bool = False,
     patient_lo: int = 0,
 ) -> DrawTallies:
-    """OS histograms (and economics, if the model has them) per draw, parallel over draws.
+    """OS histograms (and economics, if the model has them) per draw, parallel over draws
+    and, when there are fewer draws than threads, over patients too.
 
     Draw d (0-based within ``model``) uses the streams of global draw
     ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
@@ -255,10 +256,14 @@ def simulate_draws(
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     n_bins = n_bins_for(horizon, bin_width)
     n_seq = len(model.seq_names)
-    hist = np.zeros((model.n_draws, n_seq, 2, n_bins), np.int64)
-    n_econ = model.n_draws if model.has_economics else 0
-    econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
+    n_draws = model.n_draws
     with thread_count(threads):
+        # Split each draw into patient rows when there are fewer draws than threads;
+        # rows add up exactly, so the split does not change the numbers.
+        n_rows = min(n_patients, -(-numba.get_num_threads() // n_draws))
+        hist = np.zeros((n_draws * n_rows, n_seq, 2, n_bins), np.int64)
+        n_econ = n_draws * n_rows if model.has_economics else 0
+        econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
         simulate_os_draws(
             seed,
             draw_lo,
@@ -275,4 +280,7 @@ def simulate_draws(
             hist,
             econ,
         )
+    hist = hist.reshape(n_draws, n_rows, n_seq, 2, n_bins).sum(axis=1)
+    if model.has_economics:
+        econ = econ.reshape(n_draws, n_rows, n_seq, N_ECON, N_BATCHES).sum(axis=1)
     return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)

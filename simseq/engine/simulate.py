@@ -18,7 +18,13 @@ Times are months from the start of the sequence, censored at ``horizon``.
 Patients are walked in blocks of ``BLOCK`` so that the expensive part, turning
 uniforms into Weibull/exponential times, runs as one SIMD loop over every
 (patient, clock) pair of a step (``_sample_block``); the branching (which clock
-rang, where to go next, histogram updates) stays scalar. Uniform number
+rang, where to go next, histogram updates) stays scalar. Models whose states
+each run one clock (competing causes merged, as ``simseq.model`` does for
+same-shape Weibulls) take ``_walk_single_clock``: the patients still walking are
+kept packed with their next clock's parameters, so the SIMD loop reads only
+contiguous arrays (LLVM will not vectorise the gathers a state lookup needs).
+Other models take ``_walk_items``, which lists (patient, clock) pairs each step.
+Both give identical numbers. Uniform number
 ``counter`` of patient ``p`` in draw ``d`` is a pure function of (seed, d, p,
 counter), and the counter depends only on the step and the clock's position in
 its state, so results do not depend on blocks, threads or chunks, and every
@@ -60,8 +66,7 @@ ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
 @njit(nogil=True, error_model="numpy")
 def fast_path_params(clock_family, clock_params, clock_hr):
-    """Per-clock (is_fast, scale, 1/shape, 1/hr) for the SIMD sampler (``walk_block``'s
-    ``sampler``).
+    """Per-clock (is_fast, scale, 1/shape, 1/hr) for the SIMD sampler.
 
     Weibull and exponential clocks (the fast path) draw t = scale * e^(1/shape)
     with e = -log(u) / hr; other families are flagged for the scalar sampler.
@@ -81,6 +86,34 @@ def fast_path_params(clock_family, clock_params, clock_hr):
             scale[c] = clock_params[c, 1]
             fast[c] = True
     return fast, scale, inv_shape, inv_hr
+
+
+@njit(nogil=True, error_model="numpy")
+def destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob):
+    """float64 (n_clocks, max destinations - 1): each clock's cumulative destination
+    probabilities but the last, padded with +inf, so that the destination is
+    ``clock_dest_lo[c] + sum_k (u > cuts[c, k])`` over a fixed number of compares
+    (no data-dependent loop to mispredict). The same compares as ``_walk_items``.
+    Jit-compiled.
+    """
+    n_clocks = clock_dest_lo.shape[0]
+    width = 0
+    for c in range(n_clocks):
+        width = max(width, clock_dest_hi[c] - clock_dest_lo[c] - 1)
+    cuts = np.full((n_clocks, width), np.inf)
+    for c in range(n_clocks):
+        for d in range(clock_dest_lo[c], clock_dest_hi[c] - 1):
+            cuts[c, d - clock_dest_lo[c]] = dest_cumprob[d]
+    return cuts
+
+
+@njit(nogil=True, error_model="numpy")
+def single_clock(state_clock_lo, state_clock_hi):
+    """True when every state runs exactly one clock (``_walk_single_clock`` applies)."""
+    for s in range(state_clock_lo.shape[0]):
+        if state_clock_hi[s] - state_clock_lo[s] != 1:
+            return False
+    return True
 
 
 @njit(nogil=True, error_model="numpy")
@@ -111,6 +144,32 @@ def _sample_block(
 
 
 @njit(nogil=True, error_model="numpy")
+def _sample_packed(
+    n, counter, cause_counter, key, t_enter, inv_mult, scale, inv_shape, t_exit, cause_u
+):
+    """SIMD loop of ``_walk_single_clock``: t_exit[a] = t_enter[a] + scale * e^(1/shape),
+    e = -log(u) * inv_mult, u the ``counter``-th uniform of stream key[a], and the
+    destination uniform (``cause_counter``), over packed patients a < n. The same
+    arithmetic as ``_sample_block``, without its per-item counters and stored e."""
+    for a in range(n):
+        cause_u[a] = uniform(key[a], cause_counter)
+        e = -vlog(uniform(key[a], counter)) * inv_mult[a]
+        weibull = scale[a] * vexp(vlog(e) * inv_shape[a])
+        t_exit[a] = t_enter[a] + (scale[a] * e if inv_shape[a] == 1.0 else weibull)
+
+
+@njit(nogil=True, error_model="numpy")
+def draw_tables(structure, clock_params, clock_hr, dest_cumprob):
+    """What the walks need of one draw, computed once: ``fast_path_params``'s four
+    arrays, ``dest_cumprob``, ``destination_cuts`` and whether ``single_clock``."""
+    state_clock_lo, state_clock_hi, clock_family, clock_dest_lo, clock_dest_hi, _, _ = structure
+    fast, scale, inv_shape, inv_hr = fast_path_params(clock_family, clock_params, clock_hr)
+    cuts = destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob)
+    single = single_clock(state_clock_lo, state_clock_hi)
+    return fast, scale, inv_shape, inv_hr, dest_cumprob, cuts, single
+
+
+@njit(nogil=True, error_model="numpy")
 def walk_block(
     keys,
     n,
@@ -119,25 +178,193 @@ def walk_block(
     inv_mult,
     structure,
     clock_params,
-    sampler,
-    dest_cumprob,
+    tables,
     counter_base,
     stride,
     scratch,
+    record_path,
     path,
     n_steps,
     death_time,
 ):
     """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
 
-    ``structure``: the model's integer arrays (``STRUCTURE`` order); ``sampler``:
-    ``fast_path_params`` output; ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c
+    ``structure``: the model's integer arrays (``STRUCTURE`` order); ``tables``:
+    ``draw_tables`` output; ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c
     for patient i), with no columns when the model has no covariates. Fills
-    ``path = (state, entry time, exit time, exit event)`` rows ``[i, :n_steps[i]]``
-    (event -1 when still there at the horizon) and ``death_time[i]`` (inf when
-    alive at the horizon). ``scratch`` comes from ``_work_arrays``. Jit-compiled;
-    inputs are not validated.
+    ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
+    ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
+    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
+    comes from ``_work_arrays``. Jit-compiled; inputs are not validated.
     """
+    args = (
+        keys,
+        n,
+        start_state,
+        horizon,
+        inv_mult,
+        structure,
+        clock_params,
+        tables,
+        counter_base,
+        stride,
+        scratch,
+        record_path,
+        path,
+        n_steps,
+        death_time,
+    )
+    if tables[6]:
+        _walk_single_clock(*args)
+    else:
+        _walk_items(*args)
+
+
+@njit(nogil=True, error_model="numpy")
+def _walk_single_clock(
+    keys,
+    n,
+    start_state,
+    horizon,
+    inv_mult,
+    structure,
+    clock_params,
+    tables,
+    counter_base,
+    stride,
+    scratch,
+    record_path,
+    path,
+    n_steps,
+    death_time,
+):
+    """``walk_block`` for models whose states each run one clock (``single_clock``).
+
+    Patient a of the ``n_alive`` still walking is row a of the packed arrays
+    ``a_*``, which carry its stream key, block index, state, time and its clock's
+    sampler parameters. Each step samples them all in one SIMD pass, then a scalar
+    pass picks destinations (fixed compares against ``destination_cuts``), records
+    the path and packs the survivors to the front with the parameters of their next
+    clock. Every alive patient takes one step per pass, so path row k is step k.
+    """
+    state_clock_lo, _, clock_family, clock_dest_lo, _, dest_state, dest_event = structure
+    fast, scale, inv_shape, inv_hr, _, cuts, _ = tables
+    work_k, work_i, work_f = scratch
+    path_state, path_enter, path_exit, path_event = path
+    max_steps = path_state.shape[1]
+    n_cuts = cuts.shape[1]
+    a_key = work_k
+    a_id, a_state = work_i[0], work_i[1]
+    a_t, a_scale, a_inv_shape, a_inv_mult, a_exit, a_cause_u = (
+        work_f[0],
+        work_f[1],
+        work_f[2],
+        work_f[3],
+        work_f[4],
+        work_f[5],
+    )
+    has_covariates = inv_mult.shape[1] > 0
+    any_slow = False
+    for c in range(fast.shape[0]):
+        any_slow |= not fast[c]
+    c0 = state_clock_lo[start_state]
+    for i in range(n):
+        a_key[i] = keys[i]
+        a_id[i] = i
+        a_state[i] = start_state
+        a_t[i] = 0.0
+        a_scale[i] = scale[c0]
+        a_inv_shape[i] = inv_shape[c0]
+        a_inv_mult[i] = inv_mult[i, c0] if has_covariates else inv_hr[c0]
+        n_steps[i] = 0
+        death_time[i] = np.inf
+    n_alive = n
+    for step in range(max_steps):
+        if n_alive == 0:
+            break
+        base = counter_base + step * stride
+        _sample_packed(
+            n_alive,
+            base,
+            base + stride - 1,
+            a_key,
+            a_t,
+            a_inv_mult,
+            a_scale,
+            a_inv_shape,
+            a_exit,
+            a_cause_u,
+        )
+        if any_slow:  # redo the few non-Weibull clocks exactly (scalar)
+            for a in range(n_alive):
+                c = state_clock_lo[a_state[a]]
+                if not fast[c]:
+                    e = -vlog(uniform(a_key[a], base)) * a_inv_mult[a]
+                    a_exit[a] = a_t[a] + time_at_cumhaz(
+                        clock_family[c],
+                        clock_params[c, 0],
+                        clock_params[c, 1],
+                        clock_params[c, 2],
+                        e,
+                    )
+        # Branch-free apart from the loop itself: outcomes are random, so any
+        # data-dependent branch here would be mispredicted about half the time.
+        still = 0
+        for a in range(n_alive):
+            i = a_id[a]
+            s = a_state[a]
+            c = state_clock_lo[s]
+            t_enter = a_t[a]
+            t_exit = a_exit[a]
+            u = a_cause_u[a]
+            d = clock_dest_lo[c]
+            for k in range(n_cuts):
+                d += u > cuts[c, k]
+            censored = t_exit >= horizon  # also catches clocks that never ring (inf)
+            ev = -1 if censored else dest_event[d]
+            dies = ev == EVENT_DEATH
+            moves = not (censored or dies)
+            if record_path:
+                path_state[i, step] = s
+                path_enter[i, step] = t_enter
+                path_exit[i, step] = horizon if censored else t_exit
+                path_event[i, step] = ev
+            n_steps[i] = step + 1
+            death_time[i] = t_exit if dies else np.inf
+            s_next = dest_state[d] if moves else s  # a valid index even when the walk ends
+            c_next = state_clock_lo[s_next]
+            a_key[still] = a_key[a]
+            a_id[still] = i
+            a_state[still] = s_next
+            a_t[still] = t_exit
+            a_scale[still] = scale[c_next]
+            a_inv_shape[still] = inv_shape[c_next]
+            a_inv_mult[still] = inv_mult[i, c_next] if has_covariates else inv_hr[c_next]
+            still += moves
+        n_alive = still
+
+
+@njit(nogil=True, error_model="numpy")
+def _walk_items(
+    keys,
+    n,
+    start_state,
+    horizon,
+    inv_mult,
+    structure,
+    clock_params,
+    tables,
+    counter_base,
+    stride,
+    scratch,
+    record_path,
+    path,
+    n_steps,
+    death_time,
+):
+    """``walk_block`` for any model: each step lists the (patient, clock) pairs that
+    need a time, samples them in one SIMD pass, and lets the first clock of each
+    patient ring."""
     (
         state_clock_lo,
         state_clock_hi,
@@ -147,7 +374,7 @@ def walk_block(
         dest_state,
         dest_event,
     ) = structure
-    fast, scale, inv_shape, inv_hr = sampler
+    fast, scale, inv_shape, inv_hr, dest_cumprob, _, _ = tables
     work_k, work_i, work_f = scratch
     path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
@@ -231,13 +458,15 @@ def walk_block(
                     t_first = item_t[jj]
                     c_first = item_clock[jj]
             k = n_steps[i]
-            path_state[i, k] = state[i]
-            path_enter[i, k] = t_now[i]
+            if record_path:
+                path_state[i, k] = state[i]
+                path_enter[i, k] = t_now[i]
             n_steps[i] = k + 1
             t_exit = t_now[i] + t_first
             if t_exit >= horizon:  # rare; also catches clocks that never ring (inf)
-                path_exit[i, k] = horizon
-                path_event[i, k] = -1
+                if record_path:
+                    path_exit[i, k] = horizon
+                    path_event[i, k] = -1
                 continue
             d_lo = clock_dest_lo[c_first]
             d = d_lo
@@ -247,8 +476,9 @@ def walk_block(
                     d += u > dest_cumprob[dd]
             ev = dest_event[d]
             dies = ev == EVENT_DEATH
-            path_exit[i, k] = t_exit
-            path_event[i, k] = ev
+            if record_path:
+                path_exit[i, k] = t_exit
+                path_event[i, k] = ev
             t_now[i] = t_exit
             death_time[i] = t_exit if dies else death_time[i]
             state[i] = dest_state[d]  # STATE_DEAD for death: harmless, the patient stops
@@ -465,23 +695,22 @@ def simulate_tallies(
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
         numbers
     )
-    clock_family = structure[2]
     with_econ = econ_out.shape[0] > 0
     n_rows = hist_out.shape[0]
     n_seq = seq_start_state.shape[0]
     inv_width = 1.0 / bin_width
-    sampler = fast_path_params(clock_family, clock_params, clock_hr)
+    tables = draw_tables(structure, clock_params, clock_hr, dest_cumprob)
     counter_base = cov_prevalence.shape[0]
     for r in prange(n_rows):
         lo = patient_lo + (n_patients * r) // n_rows
         hi = patient_lo + (n_patients * (r + 1)) // n_rows
         keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_family.shape[0], counter_base
+            max_steps, clock_hr.shape[0], counter_base
         )
         for b_lo in range(lo, hi, BLOCK):
             n = min(BLOCK, hi - b_lo)
             _block_setup(
-                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, sampler[3], keys, inv_mult
+                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, tables[3], keys, inv_mult
             )
             for q in range(n_seq):
                 walk_block(
@@ -492,11 +721,11 @@ def simulate_tallies(
                     inv_mult,
                     structure,
                     clock_params,
-                    sampler,
-                    dest_cumprob,
+                    tables,
                     counter_base,
                     stride,
                     scratch,
+                    True,
                     path,
                     n_steps,
                     death,
@@ -554,17 +783,16 @@ def simulate_paths(
     [patient_lo, patient_lo + n_patients). Jit-compiled; inputs are not validated.
     """
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = numbers
-    clock_family = structure[2]
     n_seq, n_patients = out_n_steps.shape
     max_steps = out_state.shape[2]
-    sampler = fast_path_params(clock_family, clock_params, clock_hr)
+    tables = draw_tables(structure, clock_params, clock_hr, dest_cumprob)
     counter_base = cov_prevalence.shape[0]
     n_blocks = (n_patients + BLOCK - 1) // BLOCK
     for b in prange(n_blocks):
         b_lo = b * BLOCK
         n = min(BLOCK, n_patients - b_lo)
         keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_family.shape[0], counter_base
+            max_steps, clock_hr.shape[0], counter_base
         )
         _block_setup(
             seed,
@@ -573,7 +801,7 @@ def simulate_paths(
             n,
             cov_prevalence,
             cov_log_hr,
-            sampler[3],
+            tables[3],
             keys,
             inv_mult,
         )
@@ -587,11 +815,11 @@ def simulate_paths(
                 inv_mult,
                 structure,
                 clock_params,
-                sampler,
-                dest_cumprob,
+                tables,
                 counter_base,
                 stride,
                 scratch,
+                True,
                 path,
                 n_steps,
                 death,
@@ -623,44 +851,54 @@ def simulate_os_draws(
     hist_out,
     econ_out,
 ):
-    """OS from the start of each sequence, per parameter draw (the PSA shape).
+    """OS from the start of each sequence, per parameter draw (the PSA shape, and any
+    run that needs only sequence-level OS).
 
     ``numbers`` carry the draw as leading axis (n_draws). Draw d uses streams keyed
     by (seed, draw_lo + d, patient) for patients patient_lo .. patient_lo +
     n_patients, or by (seed, draw_lo, patient) for every d when ``common_streams``
     (common random numbers across the cases of a one-way sensitivity analysis).
-    Fills ``hist_out[n_draws, n_seq, 2, n_bins]`` (events, censored) and, with
-    economics, ``econ_out[n_draws, n_seq, N_ECON, N_BATCHES]``. Parallel over
-    draws: each draw owns its row. Jit-compiled; inputs are not validated.
+    Adds into ``hist_out[n_draws * n_rows, n_seq, 2, n_bins]`` (events, censored)
+    and, with economics, ``econ_out[n_draws * n_rows, n_seq, N_ECON, N_BATCHES]``.
+    Each (draw d, row r) pair is one parallel task owning slice d * n_rows + r
+    (n_rows = hist_out rows / n_draws): row r takes a contiguous share of the
+    patients, so a single draw still runs on every thread, and the sum over rows
+    does not depend on n_rows. Paths are recorded only for the economics.
+    Jit-compiled; inputs are not validated.
     """
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
         numbers
     )
-    clock_family = structure[2]
     with_econ = econ_out.shape[0] > 0
-    n_draws = hist_out.shape[0]
+    n_draws = clock_params.shape[0]
+    n_rows = hist_out.shape[0] // n_draws
     n_seq = seq_start_state.shape[0]
     n_bins = hist_out.shape[3]
     inv_width = 1.0 / bin_width
     counter_base = cov_prevalence.shape[1]
-    for d in prange(n_draws):
-        sampler = fast_path_params(clock_family, clock_params[d], clock_hr[d])
-        draw_params, draw_cumprob = clock_params[d], dest_cumprob[d]  # sliced once per draw:
-        draw_econ, draw_globals = state_econ[d], econ_globals[d]  # slicing per patient is costly
+    for task in prange(n_draws * n_rows):
+        d = task // n_rows
+        r = task % n_rows
+        lo = patient_lo + (n_patients * r) // n_rows
+        hi = patient_lo + (n_patients * (r + 1)) // n_rows
+        tables = draw_tables(structure, clock_params[d], clock_hr[d], dest_cumprob[d])
+        draw_params = clock_params[d]  # slices taken once per task: per patient they are costly
+        draw_econ, draw_globals = state_econ[d], econ_globals[d]
+        task_hist = hist_out[task]
         keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_family.shape[0], counter_base
+            max_steps, clock_hr.shape[1], counter_base
         )
         stream = draw_lo + (0 if common_streams else d)
-        for b_lo in range(0, n_patients, BLOCK):
-            n = min(BLOCK, n_patients - b_lo)
+        for b_lo in range(lo, hi, BLOCK):
+            n = min(BLOCK, hi - b_lo)
             _block_setup(
                 seed,
                 stream,
-                patient_lo + b_lo,
+                b_lo,
                 n,
                 cov_prevalence[d],
                 cov_log_hr[d],
-                sampler[3],
+                tables[3],
                 keys,
                 inv_mult,
             )
@@ -673,30 +911,30 @@ def simulate_os_draws(
                     inv_mult,
                     structure,
                     draw_params,
-                    sampler,
-                    draw_cumprob,
+                    tables,
                     counter_base,
                     stride,
                     scratch,
+                    with_econ,
                     path,
                     n_steps,
                     death,
                 )
                 for i in range(n):
                     if death[i] < np.inf:
-                        hist_out[d, q, 0, _bin(death[i], inv_width, n_bins)] += 1
+                        task_hist[q, 0, _bin(death[i], inv_width, n_bins)] += 1
                     else:
-                        hist_out[d, q, 1, n_bins - 1] += 1
+                        task_hist[q, 1, n_bins - 1] += 1
                     if with_econ:
                         _accrue(
                             i,
-                            patient_lo + b_lo + i,
+                            b_lo + i,
                             n_steps[i],
                             death[i],
                             path,
                             draw_econ,
                             draw_globals,
                             econ_out,
-                            d,
+                            task,
                             q,
                         )
