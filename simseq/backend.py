@@ -33,6 +33,7 @@ from simseq.simulator import (
     merge_tallies,
     simulate,
     simulate_draws,
+    tally_mask,
     thread_count,
 )
 
@@ -329,13 +330,13 @@ def simulate_tasks(
 ) -> Tallies:
     """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
     tasks = split("patients", n_patients, task_size)
-    tally_list = None if tallies is None else list(tallies)
+    tally_on = tally_mask(tallies, model.n_states)
     results = _execute(
         backend,
         run_patient_task,
         tasks,
         model,
-        (seed, horizon, bin_width, tally_list),
+        (seed, horizon, bin_width, tally_on),
         checkpoints,
         progress,
     )

@@ -256,10 +256,18 @@ def simseq_ref_hcc(
 
 
 def simseq_base_case(model, n_patients: int, seed: int, *, threads: int | None = None):
-    """The base case with all tallies (all the bookkeeping summary.json needs)."""
+    """The base case with all the bookkeeping summary.json needs (what `simseq run` keeps)."""
+    from simseq.outcomes import summary_tallies
     from simseq.simulator import simulate
 
-    return simulate(model, n_patients, seed, horizon=REF_HORIZON, threads=threads)
+    return simulate(
+        model,
+        n_patients,
+        seed,
+        horizon=REF_HORIZON,
+        threads=threads,
+        tallies=summary_tallies(model),
+    )
 
 
 # --------------------------------------------------------------------------- #

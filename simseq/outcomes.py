@@ -19,6 +19,7 @@ from simseq.engine.codes import (
     EVENT_NAMES,
     N_BATCHES,
     N_EVENTS,
+    N_TALLIES,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
     TALLY_OS_FROM_ENTRY,
@@ -182,6 +183,22 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int) -> di
         f"pps_after_{k}": time_summary(tally_curve(tallies, TALLY_PPS, states)),
         "line_end": exit_fractions(tallies, states),
     }
+
+
+def summary_tallies(model: ModelArrays) -> np.ndarray:
+    """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` reads,
+    for ``simulate(tallies=...)``: keeping only these saves about a third of a full
+    run's bookkeeping (occupancy, and states such as post-progression, need none)."""
+    mask = np.zeros((N_TALLIES, model.n_states), np.int64)
+    starts = set(int(s) for s in model.seq_start_state)
+    for s in range(model.n_states):
+        if s in starts:
+            mask[[TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN, TALLY_PPS], s] = 1
+        if model.state_line[s] >= 2:
+            mask[[TALLY_SOJOURN, TALLY_OS_FROM_ENTRY, TALLY_OS_GIVEN_ENTRY, TALLY_PPS], s] = 1
+        if model.state_role[s] == "no_further_therapy":
+            mask[TALLY_OS_FROM_ENTRY, s] = 1
+    return mask
 
 
 def sequence_summary(

@@ -29,7 +29,7 @@ from simseq.calibrate import (
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
 from simseq.model import compile_model
-from simseq.outcomes import Z95, econ_means, sequence_summary, tally_curve
+from simseq.outcomes import Z95, econ_means, sequence_summary, summary_tallies, tally_curve
 from simseq.report import (
     atomic_directory,
     plot_survival,
@@ -269,6 +269,7 @@ def run_scenario(
                 threads=threads,
                 chunk_size=chunk_size,
                 progress=lambda k: progress.advance(task, k),
+                tallies=summary_tallies(model),
             )
         else:
             from simseq.backend import run_key, simulate_tasks, task_session
@@ -303,6 +304,7 @@ def run_scenario(
                     horizon=resolved.horizon,
                     bin_width=sim.bin_width,
                     task_size=chunk_size,
+                    tallies=summary_tallies(model),
                     checkpoints=checkpoints,
                     progress=lambda t: progress.advance(task, t.hi - t.lo),
                 )

@@ -70,6 +70,21 @@ def n_bins_for(horizon: float, bin_width: float) -> int:
     return int(math.ceil(horizon / bin_width - 1e-9))
 
 
+def tally_mask(tallies: Iterable[int] | np.ndarray | None, n_states: int) -> np.ndarray:
+    """int64 (N_TALLIES, n_states), 1 where the engine keeps histogram (kind, state).
+
+    ``tallies``: None (every kind of every state), TALLY_* codes (those kinds of
+    every state), or such a mask already (boolean or 0/1, (N_TALLIES, n_states)).
+    """
+    if isinstance(tallies, np.ndarray) and tallies.ndim == 2:
+        if tallies.shape != (N_TALLIES, n_states):
+            raise ValueError(f"tally mask must be ({N_TALLIES}, {n_states}), got {tallies.shape}")
+        return np.ascontiguousarray(tallies != 0, dtype=np.int64)
+    mask = np.zeros((N_TALLIES, n_states), np.int64)
+    mask[list(range(N_TALLIES)) if tallies is None else list(tallies)] = 1
+    return mask
+
+
 def simulate(
     model: ModelArrays,
     n_patients: int,
@@ -81,15 +96,15 @@ def simulate(
     threads: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
-    tallies: Iterable[int] | None = None,
+    tallies: Iterable[int] | np.ndarray | None = None,
     patient_lo: int = 0,
 ) -> Tallies:
     """Simulate patients ``patient_lo .. patient_lo + n_patients`` through every sequence of
     ``model`` and reduce (tallies of disjoint patient ranges add up: ``merge_tallies``).
 
     ``progress`` is called with the number of patients finished after each chunk.
-    ``tallies`` limits the histograms kept to those TALLY_* codes (default: all);
-    the others stay zero, which saves their bookkeeping.
+    ``tallies`` limits the histograms kept (see ``tally_mask``; default: all); the
+    others stay zero, which saves their bookkeeping.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -100,8 +115,7 @@ def simulate(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_bins = n_bins_for(horizon, bin_width)
-    tally_on = np.zeros(N_TALLIES, np.int64)
-    tally_on[list(range(N_TALLIES)) if tallies is None else list(tallies)] = 1
+    tally_on = tally_mask(tallies, model.n_states)
     with thread_count(threads):
         n_blocks = numba.get_num_threads()
         hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)

@@ -496,7 +496,8 @@ def _bin(t, inv_width, n_bins):
 @njit(inline="always", nogil=True)
 def _tally_path(i, n_steps, death_time, horizon, path, inv_width, tally_on, r, hist, exit_counts):
     """Add patient i's walked path (row i of the path arrays) to hist[r, N_TALLIES, n_states,
-    2, n_bins] (kinds with tally_on[k] set) and exit_counts[r, n_states, N_EVENTS + 1].
+    2, n_bins] (kind k of state s when tally_on[k, s] is set) and exit_counts[r, n_states,
+    N_EVENTS + 1] (every state).
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
@@ -510,26 +511,26 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, tally_on, r, h
         tx = path_exit[i, k]
         ev = path_event[i, k]
         exit_counts[r, s, ev if ev >= 0 else N_EVENTS] += 1
-        if tally_on[TALLY_ENTRY_TIME]:
+        if tally_on[TALLY_ENTRY_TIME, s]:
             hist[r, TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_SOJOURN]:
+        if tally_on[TALLY_SOJOURN, s]:
             if ev >= 0:
                 hist[r, TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
             else:
                 hist[r, TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_EXIT_TIME] and ev >= 0:
+        if tally_on[TALLY_EXIT_TIME, s] and ev >= 0:
             hist[r, TALLY_EXIT_TIME, s, 0, _bin(tx, inv_width, n_bins)] += 1
-        if tally_on[TALLY_OS_FROM_ENTRY]:
+        if tally_on[TALLY_OS_FROM_ENTRY, s]:
             if dead:
                 hist[r, TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
             else:
                 hist[r, TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_OS_GIVEN_ENTRY]:
+        if tally_on[TALLY_OS_GIVEN_ENTRY, s]:
             if dead:
                 hist[r, TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
             else:
                 hist[r, TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
-        if tally_on[TALLY_PPS] and ev == EVENT_PROGRESSION:
+        if tally_on[TALLY_PPS, s] and ev == EVENT_PROGRESSION:
             if dead:
                 hist[r, TALLY_PPS, s, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
             else:
@@ -684,10 +685,11 @@ def simulate_tallies(
     ``structure`` and ``numbers`` are the model's arrays in ``STRUCTURE`` and
     ``NUMBERS`` order (numbers of one draw). Adds into ``hist_out[n_rows,
     N_TALLIES, n_states, 2, n_bins]`` (int64; [..., 0, :] event times, [..., 1, :]
-    censoring times, bins of ``bin_width`` months, kinds with ``tally_on[k]``
-    set), ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the
-    last column counts patients still in the state at the horizon) and, when it
-    has rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES]`` (see ``_accrue``).
+    censoring times, bins of ``bin_width`` months; kind k of state s is kept
+    when ``tally_on[k, s]`` is set), ``exit_counts_out[n_rows, n_states, N_EVENTS +
+    1]`` (exits by event; the last column counts patients still in the state at
+    the horizon) and, when it has rows, ``econ_out[n_rows, n_seq, N_ECON,
+    N_BATCHES]`` (see ``_accrue``).
     Row r is owned by one thread, so there are no races and, the counts being
     integers, the sum over rows does not depend on n_rows. Jit-compiled; inputs
     are not validated.

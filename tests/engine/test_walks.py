@@ -3,9 +3,11 @@
 ``_walk_single_clock`` (packed patients, for models whose states each run one
 clock) must reproduce ``_walk_items`` (the general walk) bit for bit: same streams,
 same arithmetic, same paths. ``simulate_draws`` (sequence OS only) must give the
-OS histogram that ``simulate`` tallies, whatever the split into patient rows. The
-general walk, which no shipped scenario needs any more, is also checked against an
-exact survival function on a model whose competing clocks cannot be merged.
+OS histogram that ``simulate`` tallies, whatever the split into patient rows, and
+the histograms ``summary_tallies`` keeps must give the summary all of them give.
+The general walk, which no shipped scenario needs any more, is also checked
+against an exact survival function on a model whose competing clocks cannot be
+merged.
 """
 
 import math
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from simseq.bench import ref_hcc_model
+from simseq.bench import base_case_model, ref_hcc_model
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION, TALLY_OS_GIVEN_ENTRY
 from simseq.engine.simulate import (
@@ -27,7 +29,7 @@ from simseq.engine.simulate import (
     draw_tables,
 )
 from simseq.model import Clock, Covariate, Destination, SequenceModel, State, compile_model
-from simseq.outcomes import km_curve
+from simseq.outcomes import km_curve, sequence_summary, summary_tallies
 from simseq.simulator import simulate, simulate_draws
 
 SEED = 2026
@@ -210,3 +212,18 @@ def test_general_walk_matches_exact_survival():
         p = _exact_os_survival(t)
         # tolerance: 3 binomial Monte Carlo standard errors at n (no censoring before 60)
         assert abs(curve.at(t) - p) < 3 * math.sqrt(p * (1 - p) / n), (t, curve.at(t), p)
+
+
+def test_summary_needs_only_the_summary_tallies():
+    """``simseq run`` keeps only the histograms sequence_summary reads; its summary must be
+    exactly the one computed from every histogram (a missed one would read as zeros)."""
+    model = base_case_model()
+    n = 20_000
+    full = simulate(model, n, SEED, horizon=HORIZON)
+    kept = simulate(model, n, SEED, horizon=HORIZON, tallies=summary_tallies(model))
+    mask = summary_tallies(model).astype(bool)
+    assert 0 < mask.sum() < mask.size  # some histograms are skipped
+    np.testing.assert_array_equal(kept.hist[~mask], 0)
+    for seq in model.seq_names:
+        expected = sequence_summary(model, full, seq, HORIZON, (12.0, 24.0))
+        assert sequence_summary(model, kept, seq, HORIZON, (12.0, 24.0)) == expected
