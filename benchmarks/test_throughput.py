@@ -136,14 +136,16 @@ def test_peak_memory(benchmark, recorder):
 
 
 def test_startup(benchmark, recorder):
-    """`simseq run scenarios/ref_hcc.yaml --patients 1000 --quiet`, fresh process, warm cache."""
+    """`simseq run scenarios/ref_hcc.yaml --patients 1000`, fresh process, warm cache."""
     benchmark.group = "startup"
     with tempfile.TemporaryDirectory(prefix="simseq-bench-") as tmp:
         runs = iter(range(10**6))
 
         def run():
             out = Path(tmp) / f"run{next(runs)}"
-            subprocess.run(bench.startup_command(out), cwd=tmp, check=True)
+            subprocess.run(
+                bench.startup_command(out), cwd=tmp, check=True, stdout=subprocess.DEVNULL
+            )
 
         benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1, iterations=1)
     if benchmark.stats is not None:

@@ -104,23 +104,23 @@ def _scenario_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from simseq.scenario import ScenarioError
-
         try:
             return func(*args, **kwargs)
-        except ScenarioError as err:
-            click.echo(str(err), err=True)
-            raise SystemExit(2) from None
         except KeyboardInterrupt:
             click.echo("interrupted: no results were written", err=True)
             raise SystemExit(130) from None
-        except Exception as err:  # only the backend's own "not available here"
+        except Exception as err:
+            # imported only now: `run` must start before the heavy modules load
             from simseq.backend import BackendUnavailable
+            from simseq.scenario import ScenarioError
 
-            if not isinstance(err, BackendUnavailable):
-                raise
-            click.echo(f"error: {err}", err=True)
-            raise SystemExit(2) from None
+            if isinstance(err, ScenarioError):
+                click.echo(str(err), err=True)
+                raise SystemExit(2) from None
+            if isinstance(err, BackendUnavailable):  # the backend's "not available here"
+                click.echo(f"error: {err}", err=True)
+                raise SystemExit(2) from None
+            raise
 
     return wrapper
 
@@ -273,30 +273,35 @@ def run_cmd(
     distributed,
 ) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
-    from simseq.pipeline import run_scenario
+    from simseq.forked_plot import ForkedPlotter
 
-    try:
-        run_scenario(
-            scenario,
-            n_patients=patients,
-            seed=seed,
-            threads=threads,
-            out=out,
-            chunk_size=chunk_size,
-            trajectories=trajectories,
-            trajectories_format=trajectories_format,
-            quiet=quiet,
-            backend=distributed["backend"],
-            scheduler=distributed["scheduler"],
-            workers=distributed["workers"],
-            resume=distributed["resume"],
-        )
-    except ValueError as err:
-        from simseq.scenario import ScenarioError
+    # first, while nothing heavy is loaded: matplotlib's import then overlaps the engine's
+    with ForkedPlotter() as plotter:
+        from simseq.pipeline import run_scenario
 
-        if isinstance(err, ScenarioError):
-            raise
-        raise _InputError(str(err)) from None
+        try:
+            run_scenario(
+                scenario,
+                n_patients=patients,
+                seed=seed,
+                threads=threads,
+                out=out,
+                chunk_size=chunk_size,
+                trajectories=trajectories,
+                trajectories_format=trajectories_format,
+                quiet=quiet,
+                backend=distributed["backend"],
+                scheduler=distributed["scheduler"],
+                workers=distributed["workers"],
+                resume=distributed["resume"],
+                draw=plotter.draw,
+            )
+        except ValueError as err:
+            from simseq.scenario import ScenarioError
+
+            if isinstance(err, ScenarioError):
+                raise
+            raise _InputError(str(err)) from None
 
 
 # --------------------------------------------------------------------------- #

@@ -165,8 +165,6 @@ def _in_domain(x: float, domain: str) -> bool:
 class Source(BaseModel, frozen=True, extra="forbid"):
     """One publication. Records cite it by ``id``."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
     id: str
     """Short id, lowercase letters, digits and underscores, e.g. ``chon2024``."""
     cite: str = Field(min_length=1)
@@ -192,7 +190,7 @@ class Record(BaseModel, frozen=True, extra="forbid"):
     cached and shared.
     """
 
-    model_config = ConfigDict(use_attribute_docstrings=True, allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     id: str
     """Stable dotted id, ``<section>.<arm>.<quantity>.<source>[.<cohort>]``."""

@@ -213,12 +213,13 @@ def run_scenario(
     scheduler: str | None = None,
     workers: int | None = None,
     resume: bool = False,
+    draw=None,
 ) -> tuple[dict, Path]:
     """Run a scenario file and write its results directory. Returns (summary, out_dir).
 
     ``backend="dask"`` (or ``resume``) splits the patients into tasks of ``chunk_size``
     (see ``simseq.backend``), checkpointed under results/.checkpoints/; the numbers are
-    bitwise those of a local run."""
+    bitwise those of a local run. ``draw`` draws survival.png (see ``plot_survival``)."""
     console = console or make_console(quiet)
     started = time.perf_counter()
     path = str(path)
@@ -323,6 +324,7 @@ def run_scenario(
             {sid: scenario.sequences[sid].label for sid in curves},
             f"{scenario.title}\nN = {sim.n_patients:,} simulated patients per sequence",
             {t.sequence for t in resolved.transports},
+            draw=draw,
         )
         save_cached(tmp, cal)
         if cal.targets:

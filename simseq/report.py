@@ -82,39 +82,27 @@ def plot_survival(
     title: str,
     transported: set[str],
     x_max: float | None = None,
+    *,
+    draw=None,
 ) -> None:
-    """OS from the start of first line, one labelled line per sequence (PNG)."""
-    # Figure + Agg canvas rather than pyplot: no global state, no GUI backend, faster start-up
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """OS from the start of first line, one labelled line per sequence (PNG).
 
-    fig = Figure(figsize=(8, 5), dpi=150)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for seq, curve in curves.items():
-        mark = " †" if seq in transported else ""
-        ax.plot(curve.times, curve.survival, lw=1.6, label=f"{labels.get(seq, seq)}{mark}")
-    horizon = max(float(c.times[-1]) for c in curves.values())
+    ``draw`` runs the drawing (``survival_plot.draw_survival`` and its arguments);
+    default: here. ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a
+    child process that has imported matplotlib meanwhile.
+    """
+    from simseq.survival_plot import draw_survival
+
+    lines = [
+        (f"{labels.get(seq, seq)}{' †' if seq in transported else ''}", c.times, c.survival)
+        for seq, c in curves.items()
+    ]
     if x_max is None:
         # stop where every curve is below 2%: the tail is uninformative on a report page
+        horizon = max(float(c.times[-1]) for c in curves.values())
         x_max = min(horizon, 1.05 * max(c.quantile_time(0.02) for c in curves.values()))
-    ax.set_xlim(0, x_max)
-    ax.set_ylim(0, 1.0)
-    ax.set_xlabel("Months since start of first-line treatment")
-    ax.set_ylabel("Proportion alive (overall survival)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    if transported:
-        fig.text(
-            0.01,
-            0.01,
-            "† transported evidence: measured after a different prior line",
-            fontsize=7,
-            style="italic",
-        )
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path)
+    note = "† transported evidence: measured after a different prior line" if transported else ""
+    (draw or (lambda fn, *args: fn(*args)))(draw_survival, path, lines, title, x_max, note)
 
 
 def _fmt(x, digits=1) -> str:

@@ -1,0 +1,105 @@
+"""Draw a plot in a forked child that imports matplotlib while the run computes.
+
+matplotlib's import costs about 0.4 s, a quarter of a small ``simseq run``. A
+``ForkedPlotter`` made at the very start of the command (before numba and SciPy
+load, while the process has no threads) forks a child that imports matplotlib on
+the other core, then waits for one drawing job on a pipe: a picklable function of
+a module that imports little (``simseq.survival_plot``) and its arguments. The
+parent sends the job when its results are ready and waits for the file.
+
+Without ``os.fork``, or once numba or matplotlib is imported (tests, notebooks,
+anything that may run threads, which make forking unsafe), the plotter draws in
+this process instead.
+"""
+
+import os
+import pickle
+import signal
+import sys
+import traceback
+from types import TracebackType
+
+
+class ForkedPlotter:
+    """One drawing job, done in a forked child when that pays. A context manager:
+    leaving the block stops a child that got no job."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        if not hasattr(os, "fork") or {"numba", "matplotlib.figure"} & sys.modules.keys():
+            return
+        job_read, job_write = os.pipe()
+        result_read, result_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(job_write)
+            os.close(result_read)
+            _serve(job_read, result_write)
+        os.close(job_read)
+        os.close(result_write)
+        self._pid, self._job, self._result = pid, job_write, result_read
+
+    def draw(self, fn, *args) -> None:
+        """``fn(*args)``, in the child if there is one; raises RuntimeError with the
+        child's traceback if the drawing fails there."""
+        if not self._pid:
+            fn(*args)
+            return
+        pid, self._pid = self._pid, 0
+        try:
+            with os.fdopen(self._job, "wb") as job:
+                pickle.dump((fn, args), job)
+        except BrokenPipeError:  # the child died early; its traceback follows
+            pass
+        with os.fdopen(self._result, "rb") as result:
+            error = result.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or error:
+            raise RuntimeError(
+                f"drawing with {fn.__qualname__} failed in the plot process:\n{error}"
+            )
+
+    def close(self) -> None:
+        """Stop a child that never got a job (the run failed or was interrupted)."""
+        if not self._pid:
+            return
+        pid, self._pid = self._pid, 0
+        os.close(self._job)
+        os.close(self._result)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+    def __enter__(self) -> "ForkedPlotter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _serve(job_fd: int, result_fd: int) -> None:
+    """The child: import matplotlib, run the job read from ``job_fd``, report any
+    traceback on ``result_fd``, and leave with os._exit (none of the parent's exit
+    handlers may run twice)."""
+    code = 1
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the terminal belongs to the parent
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        import matplotlib.backends.backend_agg  # noqa: F401  (the import is the point)
+        import matplotlib.figure  # noqa: F401
+
+        with os.fdopen(job_fd, "rb") as job:
+            payload = job.read()
+        if payload:  # empty when the parent closed without a job
+            fn, args = pickle.loads(payload)
+            fn(*args)
+        code = 0
+    except BaseException:  # noqa: BLE001  (everything goes back to the parent)
+        os.write(result_fd, traceback.format_exc().encode())
+    finally:
+        os._exit(code)
