@@ -42,9 +42,10 @@ from simseq.report import (
 )
 from simseq.resolve import Resolved, resolve, resolve_median
 from simseq.scenario import Scenario, load_scenario
-from simseq.simulator import DEFAULT_CHUNK, engine_is_compiled, simulate, simulate_trajectories
+from simseq.simulator import DEFAULT_CHUNK, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
+COMPILING = "compiling the simulation engine for this model (once; 10-20 s) ..."
 
 
 def make_console(quiet: bool = False) -> Console:
@@ -255,8 +256,6 @@ def run_scenario(
         disable=quiet,
         transient=True,
     )
-    if not quiet and not engine_is_compiled():
-        console.print("compiling the simulation engine (first run after install; ~15 s) ...")
     checkpoints = None
     with progress:
         task = progress.add_task("patients", total=sim.n_patients)
@@ -271,6 +270,7 @@ def run_scenario(
                 chunk_size=chunk_size,
                 progress=lambda k: progress.advance(task, k),
                 tallies=summary_tallies(model),
+                on_compile=None if quiet else lambda: console.print(COMPILING),
             )
         else:
             from simseq.backend import run_key, simulate_tasks, task_session

@@ -8,7 +8,6 @@ the result independent of thread count and chunk size.
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,7 +15,15 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from simseq.engine.codes import EVENT_NAMES, N_BATCHES, N_ECON, N_EVENTS, N_TALLIES
+from simseq.engine.codes import (
+    EVENT_NAMES,
+    FAMILY_EXPONENTIAL,
+    FAMILY_WEIBULL,
+    N_BATCHES,
+    N_ECON,
+    N_EVENTS,
+    N_TALLIES,
+)
 from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
 from simseq.model import ModelArrays
 
@@ -59,11 +66,30 @@ def thread_count(threads: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def engine_is_compiled() -> bool:
-    """True when the engine's numba cache holds compiled code (so no 10-20 s compile is due)."""
-    cache = getattr(simulate_tallies, "_cache", None)
-    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-    return bool(simulate_tallies.signatures) or (index is not None and os.path.exists(index))
+def kernel_variant(model: ModelArrays) -> tuple:
+    """(exact_families, competing_clocks) arguments of the kernels: None unless the model
+    has clocks other than Weibull/exponential, or states running several clocks. With
+    None, numba leaves that code out of the compiled kernel (see ``walk_block``), which
+    keeps the usual compile short; the first model that needs it compiles its variant."""
+    exact = not np.isin(model.clock_family, (FAMILY_WEIBULL, FAMILY_EXPONENTIAL)).all()
+    competing = bool((model.state_clock_hi - model.state_clock_lo > 1).any())
+    return (_NEEDED if exact else None, _NEEDED if competing else None)
+
+
+_NEEDED = np.zeros(0, np.int64)  # any non-None value: only whether it is None matters
+
+
+def kernel_ready(kernel, args: tuple) -> bool:
+    """True when ``kernel`` has machine code for these arguments' types, compiled in this
+    process or in numba's on-disk cache, so calling it costs no 10-20 s compile."""
+    sig = tuple(kernel.typeof_pyval(a) for a in args)
+    if sig in kernel.overloads:
+        return True
+    try:  # numba's cache index is private API: if it changes we only warn needlessly
+        index = kernel._cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001
+        return False
+    return any(key[0] == sig for key in index)
 
 
 def n_bins_for(horizon: float, bin_width: float) -> int:
@@ -98,13 +124,15 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     tallies: Iterable[int] | np.ndarray | None = None,
     patient_lo: int = 0,
+    on_compile: Callable[[], None] | None = None,
 ) -> Tallies:
     """Simulate patients ``patient_lo .. patient_lo + n_patients`` through every sequence of
     ``model`` and reduce (tallies of disjoint patient ranges add up: ``merge_tallies``).
 
     ``progress`` is called with the number of patients finished after each chunk.
     ``tallies`` limits the histograms kept (see ``tally_mask``; default: all); the
-    others stay zero, which saves their bookkeeping.
+    others stay zero, which saves their bookkeeping. ``on_compile`` is called first
+    if the engine must be compiled for this model (a cold numba cache).
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -128,7 +156,7 @@ def simulate(
         end = patient_lo + n_patients
         for lo in range(patient_lo, end, chunk_size):
             n_chunk = min(chunk_size, end - lo)
-            simulate_tallies(
+            args = (
                 seed,
                 draw_idx,
                 lo,
@@ -141,10 +169,18 @@ def simulate(
                 tally_on,
                 model.structure,
                 model.numbers(d),
+                *kernel_variant(model),
                 hist,
                 exits,
                 econ,
             )
+            if (
+                on_compile is not None
+                and lo == patient_lo
+                and not kernel_ready(simulate_tallies, args)
+            ):
+                on_compile()
+            simulate_tallies(*args)
             if progress is not None:
                 progress(n_chunk)
     return Tallies(
@@ -197,6 +233,7 @@ def simulate_trajectories(
         model.stride,
         model.structure,
         model.numbers(d),
+        *kernel_variant(model),
         out_state,
         out_enter,
         out_exit,
@@ -291,6 +328,7 @@ def simulate_draws(
             model.stride,
             model.structure,
             model.numbers(),
+            *kernel_variant(model),
             hist,
             econ,
         )

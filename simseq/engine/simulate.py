@@ -108,15 +108,6 @@ def destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob):
 
 
 @njit(nogil=True, error_model="numpy")
-def single_clock(state_clock_lo, state_clock_hi):
-    """True when every state runs exactly one clock (``_walk_single_clock`` applies)."""
-    for s in range(state_clock_lo.shape[0]):
-        if state_clock_hi[s] - state_clock_lo[s] != 1:
-            return False
-    return True
-
-
-@njit(nogil=True, error_model="numpy")
 def _sample_block(
     n_items,
     item_key,
@@ -159,14 +150,37 @@ def _sample_packed(
 
 
 @njit(nogil=True, error_model="numpy")
+def _exact_times(n, item_clock, fast, clock_family, clock_params, e_in_t_out):
+    """Replace e by the exact time ``time_at_cumhaz(e)`` for items j < n whose clock
+    ``item_clock[j]`` is not on the SIMD fast path. Both walks call this one function,
+    so the large inversion code is compiled once per kernel."""
+    for j in range(n):
+        c = item_clock[j]
+        if not fast[c]:
+            e_in_t_out[j] = time_at_cumhaz(
+                clock_family[c], clock_params[c, 0], clock_params[c, 1], clock_params[c, 2],
+                e_in_t_out[j],
+            )  # fmt: skip
+
+
+@njit(nogil=True)
+def _exact_params(exact_families, clock_params):
+    """``clock_params`` when the model needs the exact samplers, else None (see
+    ``walk_block``). A function, not an inline conditional, so that each compiled
+    variant sees one type."""
+    if exact_families is None:
+        return None
+    return clock_params
+
+
+@njit(nogil=True, error_model="numpy")
 def draw_tables(structure, clock_params, clock_hr, dest_cumprob):
     """What the walks need of one draw, computed once: ``fast_path_params``'s four
-    arrays, ``dest_cumprob``, ``destination_cuts`` and whether ``single_clock``."""
-    state_clock_lo, state_clock_hi, clock_family, clock_dest_lo, clock_dest_hi, _, _ = structure
+    arrays, ``dest_cumprob`` and ``destination_cuts``."""
+    _, _, clock_family, clock_dest_lo, clock_dest_hi, _, _ = structure
     fast, scale, inv_shape, inv_hr = fast_path_params(clock_family, clock_params, clock_hr)
     cuts = destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob)
-    single = single_clock(state_clock_lo, state_clock_hi)
-    return fast, scale, inv_shape, inv_hr, dest_cumprob, cuts, single
+    return fast, scale, inv_shape, inv_hr, dest_cumprob, cuts
 
 
 @njit(nogil=True, error_model="numpy")
@@ -177,7 +191,7 @@ def walk_block(
     horizon,
     inv_mult,
     structure,
-    clock_params,
+    exact_params,
     tables,
     counter_base,
     stride,
@@ -186,12 +200,18 @@ def walk_block(
     path,
     n_steps,
     death_time,
+    competing,
 ):
     """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
 
-    ``structure``: the model's integer arrays (``STRUCTURE`` order); ``tables``:
-    ``draw_tables`` output; ``inv_mult[i, c]``: 1 / (hazard multiplier of clock c
-    for patient i), with no columns when the model has no covariates. Fills
+    ``structure``: the model's integer arrays (``STRUCTURE`` order); ``exact_params``:
+    the draw's clock parameters, or None when every clock is Weibull or exponential;
+    ``tables``: ``draw_tables`` output; ``inv_mult[i, c]``: 1 / (hazard multiplier of
+    clock c for patient i), with no columns when the model has no covariates;
+    ``competing``: None when every state runs one clock (``_walk_single_clock``),
+    else anything (``_walk_items``). numba compiles per argument type and drops
+    branches on None arguments, so a kernel called with None compiles neither the
+    exact samplers nor the general walk (a third of its compile time each). Fills
     ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
     ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
     ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
@@ -204,7 +224,7 @@ def walk_block(
         horizon,
         inv_mult,
         structure,
-        clock_params,
+        exact_params,
         tables,
         counter_base,
         stride,
@@ -214,7 +234,7 @@ def walk_block(
         n_steps,
         death_time,
     )
-    if tables[6]:
+    if competing is None:
         _walk_single_clock(*args)
     else:
         _walk_items(*args)
@@ -228,7 +248,7 @@ def _walk_single_clock(
     horizon,
     inv_mult,
     structure,
-    clock_params,
+    exact_params,
     tables,
     counter_base,
     stride,
@@ -248,25 +268,23 @@ def _walk_single_clock(
     clock. Every alive patient takes one step per pass, so path row k is step k.
     """
     state_clock_lo, _, clock_family, clock_dest_lo, _, dest_state, dest_event = structure
-    fast, scale, inv_shape, inv_hr, _, cuts, _ = tables
+    fast, scale, inv_shape, inv_hr, _, cuts = tables
     work_k, work_i, work_f = scratch
     path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
     n_cuts = cuts.shape[1]
     a_key = work_k
-    a_id, a_state = work_i[0], work_i[1]
-    a_t, a_scale, a_inv_shape, a_inv_mult, a_exit, a_cause_u = (
+    a_id, a_state, a_clock = work_i[0], work_i[1], work_i[2]
+    a_t, a_scale, a_inv_shape, a_inv_mult, a_exit, a_cause_u, a_e = (
         work_f[0],
         work_f[1],
         work_f[2],
         work_f[3],
         work_f[4],
         work_f[5],
+        work_f[6],
     )
     has_covariates = inv_mult.shape[1] > 0
-    any_slow = False
-    for c in range(fast.shape[0]):
-        any_slow |= not fast[c]
     c0 = state_clock_lo[start_state]
     for i in range(n):
         a_key[i] = keys[i]
@@ -295,18 +313,14 @@ def _walk_single_clock(
             a_exit,
             a_cause_u,
         )
-        if any_slow:  # redo the few non-Weibull clocks exactly (scalar)
+        if exact_params is not None:  # redo the non-Weibull clocks exactly (scalar)
             for a in range(n_alive):
-                c = state_clock_lo[a_state[a]]
-                if not fast[c]:
-                    e = -vlog(uniform(a_key[a], base)) * a_inv_mult[a]
-                    a_exit[a] = a_t[a] + time_at_cumhaz(
-                        clock_family[c],
-                        clock_params[c, 0],
-                        clock_params[c, 1],
-                        clock_params[c, 2],
-                        e,
-                    )
+                a_clock[a] = state_clock_lo[a_state[a]]
+                a_e[a] = -vlog(uniform(a_key[a], base)) * a_inv_mult[a]
+            _exact_times(n_alive, a_clock, fast, clock_family, exact_params, a_e)
+            for a in range(n_alive):
+                if not fast[a_clock[a]]:
+                    a_exit[a] = a_t[a] + a_e[a]
         # Branch-free apart from the loop itself: outcomes are random, so any
         # data-dependent branch here would be mispredicted about half the time.
         still = 0
@@ -352,7 +366,7 @@ def _walk_items(
     horizon,
     inv_mult,
     structure,
-    clock_params,
+    exact_params,
     tables,
     counter_base,
     stride,
@@ -374,7 +388,7 @@ def _walk_items(
         dest_state,
         dest_event,
     ) = structure
-    fast, scale, inv_shape, inv_hr, dest_cumprob, _, _ = tables
+    fast, scale, inv_shape, inv_hr, dest_cumprob, _ = tables
     work_k, work_i, work_f = scratch
     path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
@@ -389,9 +403,6 @@ def _walk_items(
         work_f[5],
     )
     has_covariates = inv_mult.shape[1] > 0
-    any_slow = False
-    for c in range(fast.shape[0]):
-        any_slow |= not fast[c]
     state = np.empty(n, np.int64)
     t_now = np.zeros(n)
     alive = np.empty(n, np.int64)  # patients still walking; compacted every step
@@ -434,17 +445,11 @@ def _walk_items(
             item_t,
             item_cause_u,
         )
-        if any_slow:
+        if exact_params is not None:
             for j in range(n_items):
-                c = item_clock[j]
-                if not fast[c]:
-                    item_t[j] = time_at_cumhaz(
-                        clock_family[c],
-                        clock_params[c, 0],
-                        clock_params[c, 1],
-                        clock_params[c, 2],
-                        item_e[j],
-                    )
+                if not fast[item_clock[j]]:
+                    item_t[j] = item_e[j]
+            _exact_times(n_items, item_clock, fast, clock_family, exact_params, item_t)
         # 3. per patient: first clock to ring and where it leads. Written with few
         #    data-dependent branches: mispredictions, not arithmetic, bound this loop.
         still = 0
@@ -645,7 +650,7 @@ def _work_arrays(max_steps, n_clocks, n_cov):
     inv_mult = np.empty((BLOCK, n_clocks if n_cov > 0 else 0))
     work_k = np.empty(n_items, np.uint64)
     work_i = np.empty((3, n_items), np.int64)
-    work_f = np.empty((6, n_items))
+    work_f = np.empty((7, n_items))
     path_state = np.empty((BLOCK, max_steps), np.int64)
     path_enter = np.empty((BLOCK, max_steps))
     path_exit = np.empty((BLOCK, max_steps))
@@ -676,6 +681,8 @@ def simulate_tallies(
     tally_on,
     structure,
     numbers,
+    exact_families,
+    competing_clocks,
     hist_out,
     exit_counts_out,
     econ_out,
@@ -683,16 +690,18 @@ def simulate_tallies(
     """Simulate patients [patient_lo, patient_lo + n_patients) through every sequence.
 
     ``structure`` and ``numbers`` are the model's arrays in ``STRUCTURE`` and
-    ``NUMBERS`` order (numbers of one draw). Adds into ``hist_out[n_rows,
-    N_TALLIES, n_states, 2, n_bins]`` (int64; [..., 0, :] event times, [..., 1, :]
-    censoring times, bins of ``bin_width`` months; kind k of state s is kept
-    when ``tally_on[k, s]`` is set), ``exit_counts_out[n_rows, n_states, N_EVENTS +
-    1]`` (exits by event; the last column counts patients still in the state at
-    the horizon) and, when it has rows, ``econ_out[n_rows, n_seq, N_ECON,
-    N_BATCHES]`` (see ``_accrue``).
-    Row r is owned by one thread, so there are no races and, the counts being
-    integers, the sum over rows does not depend on n_rows. Jit-compiled; inputs
-    are not validated.
+    ``NUMBERS`` order (numbers of one draw); ``exact_families`` and
+    ``competing_clocks`` are None unless the model has non-Weibull clocks or
+    states with several clocks (see ``walk_block``; ``simulator.kernel_variant``).
+    Adds into ``hist_out[n_rows, N_TALLIES, n_states, 2, n_bins]`` (int64;
+    [..., 0, :] event times, [..., 1, :] censoring times, bins of ``bin_width``
+    months; kind k of state s is kept when ``tally_on[k, s]`` is set),
+    ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
+    column counts patients still in the state at the horizon) and, when it has
+    rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES]`` (see ``_accrue``). Row r
+    is owned by one thread, so there are no races and, the counts being integers,
+    the sum over rows does not depend on n_rows. Jit-compiled; inputs are not
+    validated.
     """
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
         numbers
@@ -722,7 +731,7 @@ def simulate_tallies(
                     horizon,
                     inv_mult,
                     structure,
-                    clock_params,
+                    _exact_params(exact_families, clock_params),
                     tables,
                     counter_base,
                     stride,
@@ -731,6 +740,7 @@ def simulate_tallies(
                     path,
                     n_steps,
                     death,
+                    competing_clocks,
                 )
                 for i in range(n):
                     if with_econ:
@@ -770,6 +780,8 @@ def simulate_paths(
     stride,
     structure,
     numbers,
+    exact_families,
+    competing_clocks,
     out_state,
     out_enter,
     out_exit,
@@ -816,7 +828,7 @@ def simulate_paths(
                 horizon,
                 inv_mult,
                 structure,
-                clock_params,
+                _exact_params(exact_families, clock_params),
                 tables,
                 counter_base,
                 stride,
@@ -825,6 +837,7 @@ def simulate_paths(
                 path,
                 n_steps,
                 death,
+                competing_clocks,
             )
             for i in range(n):
                 for k in range(n_steps[i]):
@@ -850,6 +863,8 @@ def simulate_os_draws(
     stride,
     structure,
     numbers,
+    exact_families,
+    competing_clocks,
     hist_out,
     econ_out,
 ):
@@ -912,7 +927,7 @@ def simulate_os_draws(
                     horizon,
                     inv_mult,
                     structure,
-                    draw_params,
+                    _exact_params(exact_families, draw_params),
                     tables,
                     counter_base,
                     stride,
@@ -921,6 +936,7 @@ def simulate_os_draws(
                     path,
                     n_steps,
                     death,
+                    competing_clocks,
                 )
                 for i in range(n):
                     if death[i] < np.inf:
