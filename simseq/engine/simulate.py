@@ -24,11 +24,14 @@ same-shape Weibulls) take ``_walk_single_clock``: the patients still walking are
 kept packed with their next clock's parameters, so the SIMD loop reads only
 contiguous arrays (LLVM will not vectorise the gathers a state lookup needs).
 Other models take ``_walk_items``, which lists (patient, clock) pairs each step.
-Both give identical numbers. Uniform number
-``counter`` of patient ``p`` in draw ``d`` is a pure function of (seed, d, p,
-counter), and the counter depends only on the step and the clock's position in
-its state, so results do not depend on blocks, threads or chunks, and every
-sequence of a scenario sees the same numbers (common random numbers).
+Both give identical numbers. A kernel is compiled per model variant (see
+``walk_block``): the usual one holds neither the general walk nor the exact
+samplers of non-Weibull families.
+
+Uniform number ``counter`` of patient ``p`` in draw ``d`` is a pure function of
+(seed, d, p, counter), and the counter depends only on the step and the clock's
+position in its state, so results do not depend on blocks, threads or chunks,
+and every sequence of a scenario sees the same numbers (common random numbers).
 """
 
 import numpy as np
@@ -152,8 +155,7 @@ def _sample_packed(
 @njit(nogil=True, error_model="numpy")
 def _exact_times(n, item_clock, fast, clock_family, clock_params, e_in_t_out):
     """Replace e by the exact time ``time_at_cumhaz(e)`` for items j < n whose clock
-    ``item_clock[j]`` is not on the SIMD fast path. Both walks call this one function,
-    so the large inversion code is compiled once per kernel."""
+    ``item_clock[j]`` is not on the SIMD fast path (both walks' scalar fallback)."""
     for j in range(n):
         c = item_clock[j]
         if not fast[c]:
