@@ -623,11 +623,31 @@ def machine_info() -> dict:
 
 _PEAK_RSS_CHILD = (
     "import sys\n"
-    "from simseq.bench import engine_cache_misses, ref_hcc_model, simseq_ref_hcc\n"
+    "from simseq.bench import engine_cache_misses, own_peak_rss_mb, ref_hcc_model, simseq_ref_hcc\n"
     "t = None if sys.argv[2] == 'all' else int(sys.argv[2])\n"
     "simseq_ref_hcc(ref_hcc_model(), int(sys.argv[1]), 1, threads=t)\n"
-    "print(engine_cache_misses())\n"
+    "print(engine_cache_misses(), own_peak_rss_mb())\n"
 )
+
+
+def own_peak_rss_mb() -> float:
+    """Peak resident memory of this process's own image, MB.
+
+    Linux's VmHWM, not ``ru_maxrss``: after fork + exec the latter also counts the
+    parent's pages that the child mapped before exec, so a large benchmarking
+    parent would inflate it. ``ru_maxrss`` elsewhere (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def engine_cache_misses() -> int:
@@ -647,26 +667,20 @@ def engine_cache_misses() -> int:
 def _run_rss_child(n_patients: int, threads: int | None) -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, kernels compiled) of one child process."""
     cmd = [sys.executable, "-c", _PEAK_RSS_CHILD, str(n_patients), str(threads or "all")]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            raise RuntimeError(f"peak-RSS child failed: {err.read().decode()[-2000:]}")
-        out.seek(0)
-        compiled = int(out.read().decode().split()[-1])
-    # ru_maxrss is KiB on Linux, bytes on macOS
-    return seconds, usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10), compiled
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"peak-RSS child failed: {out.stderr[-2000:]}")
+    compiled, rss_mb = out.stdout.split()[-2:]
+    return seconds, float(rss_mb), int(compiled)
 
 
 def measure_peak_rss(n_patients: int, threads: int | None = None) -> Measurement:
     """Peak resident memory of a fresh process simulating REF-HCC at ``n_patients``.
 
-    Read from the child's own rusage (``os.wait4``), so neither this process
-    nor other children count. Compiling takes more memory than simulating, so
+    The child reports its own peak (``own_peak_rss_mb``), so neither this
+    process nor other children count. Compiling takes more memory than simulating, so
     a 1000-patient child first warms numba's cache, and a measured child that
     still compiled (its source changed meanwhile) is run again, up to twice.
     The issue's 1e9-patient check takes minutes and runs only in benchmarks/

@@ -214,3 +214,16 @@ def test_large_runs_are_opt_in(monkeypatch):
     assert not bench.large_requested()
     monkeypatch.setenv(bench.LARGE_ENV, "1")
     assert bench.large_requested()
+
+
+def test_child_peak_rss_is_its_own_not_the_parents():
+    """A fresh interpreter reports tens of MB even when its parent holds 400 MB (the
+    forked parent's pages must not count, as they can in ru_maxrss after exec)."""
+    import subprocess
+    import sys
+
+    ballast = np.ones(50_000_000)  # 400 MB, touched
+    code = "from simseq.bench import own_peak_rss_mb; print(own_peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 5 < float(out.stdout) < 200
+    assert ballast.sum() == 50_000_000
