@@ -187,8 +187,8 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int) -> di
 
 def summary_tallies(model: ModelArrays) -> np.ndarray:
     """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` reads,
-    for ``simulate(tallies=...)``: keeping only these saves about a third of a full
-    run's bookkeeping (occupancy, and states such as post-progression, need none)."""
+    for ``simulate(tallies=...)``; the others (occupancy, and every kind for states
+    such as post-progression) would be bookkeeping nobody reads."""
     mask = np.zeros((N_TALLIES, model.n_states), np.int64)
     starts = set(int(s) for s in model.seq_start_state)
     for s in range(model.n_states):

@@ -144,6 +144,7 @@ def simulate(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_bins = n_bins_for(horizon, bin_width)
     tally_on = tally_mask(tallies, model.n_states)
+    variant = kernel_variant(model)
     with thread_count(threads):
         n_blocks = numba.get_num_threads()
         hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
@@ -169,7 +170,7 @@ def simulate(
                 tally_on,
                 model.structure,
                 model.numbers(d),
-                *kernel_variant(model),
+                *variant,
                 hist,
                 exits,
                 econ,
