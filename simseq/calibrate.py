@@ -29,7 +29,7 @@ from simseq.model import compile_model
 from simseq.outcomes import tally_curve
 from simseq.resolve import resolve, resolve_median
 from simseq.scenario import Scenario, ScenarioError, Target
-from simseq.simulator import simulate
+from simseq.simulator import COMPILE_NOTICE, simulate
 
 MAX_SWEEPS = 10
 CACHE_FILE = "calibration.json"
@@ -116,7 +116,7 @@ def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _simulated(scenario, evidence, file, values, tgt: Target, n, threads):
+def _simulated(scenario, evidence, file, values, tgt: Target, n, threads, on_compile=None):
     """Simulated summary of ``tgt`` with the current ``values``: (median, (lo, hi))."""
     res = resolve(scenario, evidence, values, file, cohort_regimen=tgt.regimen)
     model = compile_model(res.sequences, res.covariates)
@@ -128,6 +128,7 @@ def _simulated(scenario, evidence, file, values, tgt: Target, n, threads):
         bin_width=scenario.simulation.bin_width,
         threads=threads,
         tallies=[_TALLY_OF[tgt.quantity]],  # the one it needs: less bookkeeping per step
+        on_compile=on_compile,
     )
     curve = tally_curve(tallies, _TALLY_OF[tgt.quantity], [int(model.seq_start_state[0])])
     return curve.median(), curve.median_ci95()
@@ -150,6 +151,7 @@ def calibrate(
     from scipy.optimize import brentq  # only calibration needs it; keeps start-up short
 
     n = calibration_n(scenario)
+    notice = None if progress is None else lambda: progress(COMPILE_NOTICE)
     # start each free median at the geometric mean of its bracket
     values: dict[str, float] = {}
     specs = {}
@@ -172,7 +174,8 @@ def calibrate(
 
             def gap(x, key=key, tgt=tgt, goal=goal):
                 trial = {**values, key: x}
-                return _simulated(scenario, evidence, file, trial, tgt, n, threads)[0] - goal
+                median, _ = _simulated(scenario, evidence, file, trial, tgt, n, threads, notice)
+                return median - goal
 
             g_lo, g_hi = gap(lo), gap(hi)
             if g_lo * g_hi > 0:

@@ -42,10 +42,9 @@ from simseq.report import (
 )
 from simseq.resolve import Resolved, resolve, resolve_median
 from simseq.scenario import Scenario, load_scenario
-from simseq.simulator import DEFAULT_CHUNK, simulate, simulate_trajectories
+from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
-COMPILING = "compiling the simulation engine for this model (once; 10-20 s) ..."
 
 
 def make_console(quiet: bool = False) -> Console:
@@ -270,7 +269,7 @@ def run_scenario(
                 chunk_size=chunk_size,
                 progress=lambda k: progress.advance(task, k),
                 tallies=summary_tallies(model),
-                on_compile=None if quiet else lambda: console.print(COMPILING),
+                on_compile=None if quiet else lambda: console.print(COMPILE_NOTICE),
             )
         else:
             from simseq.backend import run_key, simulate_tasks, task_session

@@ -30,6 +30,7 @@ from simseq.model import ModelArrays
 if TYPE_CHECKING:
     import pandas
 
+COMPILE_NOTICE = "compiling the simulation engine for this model (once; 10-20 s) ..."
 DEFAULT_BIN_WIDTH = 0.02  # months (~0.6 days): medians are interpolated inside a bin
 DEFAULT_CHUNK = 1_000_000
 

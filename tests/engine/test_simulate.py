@@ -236,3 +236,23 @@ def test_model_validation_errors():
     unknown = State("A", (Clock(exp_dist(0.1), (Destination("Z", EVENT_PROGRESSION, 1.0),)),))
     with pytest.raises(ValueError, match="unknown destination"):
         compile_model([SequenceModel("s", (unknown,))])
+
+
+def test_compile_notice_only_when_the_model_variant_is_not_compiled():
+    """simulate calls on_compile only if numba has no code yet for the model's variant."""
+    from numba import njit
+
+    from simseq.simulator import kernel_ready
+
+    @njit
+    def twice(x):
+        return 2 * x
+
+    twice(1.0)
+    assert kernel_ready(twice, (3.0,))
+    assert not kernel_ready(twice, (np.zeros(3),))  # another type: not compiled
+    model = compile_model([competing_chain()])
+    simulate(model, 100, SEED, horizon=60.0)
+    calls = []
+    simulate(model, 100, SEED, horizon=60.0, on_compile=lambda: calls.append(1))
+    assert calls == []
