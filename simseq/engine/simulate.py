@@ -213,7 +213,7 @@ def walk_block(
     ``competing``: None when every state runs one clock (``_walk_single_clock``),
     else anything (``_walk_items``). numba compiles per argument type and drops
     branches on None arguments, so a kernel called with None compiles neither the
-    exact samplers nor the general walk (a third of its compile time each). Fills
+    exact samplers nor the general walk (each about a quarter of its compile time). Fills
     ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
     ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
     ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
@@ -260,7 +260,7 @@ def _walk_single_clock(
     n_steps,
     death_time,
 ):
-    """``walk_block`` for models whose states each run one clock (``single_clock``).
+    """``walk_block`` for models whose states each run one clock.
 
     Patient a of the ``n_alive`` still walking is row a of the packed arrays
     ``a_*``, which carry its stream key, block index, state, time and its clock's
