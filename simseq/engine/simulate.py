@@ -186,25 +186,12 @@ def draw_tables(structure, clock_params, clock_hr, dest_cumprob):
 
 
 @njit(nogil=True, error_model="numpy")
-def walk_block(
-    keys,
-    n,
-    start_state,
-    horizon,
-    inv_mult,
-    structure,
-    exact_params,
-    tables,
-    counter_base,
-    stride,
-    scratch,
-    record_path,
-    path,
-    n_steps,
-    death_time,
-    competing,
-):
+def walk_block(competing, *walk_args):
     """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
+
+    ``walk_args`` = (keys, n, start_state, horizon, inv_mult, structure,
+    exact_params, tables, counter_base, stride, scratch, record_path, path,
+    n_steps, death_time), handed to the walk that fits the model.
 
     ``structure``: the model's integer arrays (``STRUCTURE`` order); ``exact_params``:
     the draw's clock parameters, or None when every clock is Weibull or exponential;
@@ -219,27 +206,10 @@ def walk_block(
     ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
     comes from ``_work_arrays``. Jit-compiled; inputs are not validated.
     """
-    args = (
-        keys,
-        n,
-        start_state,
-        horizon,
-        inv_mult,
-        structure,
-        exact_params,
-        tables,
-        counter_base,
-        stride,
-        scratch,
-        record_path,
-        path,
-        n_steps,
-        death_time,
-    )
     if competing is None:
-        _walk_single_clock(*args)
+        _walk_single_clock(*walk_args)
     else:
-        _walk_items(*args)
+        _walk_items(*walk_args)
 
 
 @njit(nogil=True, error_model="numpy")
@@ -727,6 +697,7 @@ def simulate_tallies(
             )
             for q in range(n_seq):
                 walk_block(
+                    competing_clocks,
                     keys,
                     n,
                     seq_start_state[q],
@@ -742,7 +713,6 @@ def simulate_tallies(
                     path,
                     n_steps,
                     death,
-                    competing_clocks,
                 )
                 for i in range(n):
                     if with_econ:
@@ -824,6 +794,7 @@ def simulate_paths(
         path_state, path_enter, path_exit, path_event = path
         for q in range(n_seq):
             walk_block(
+                competing_clocks,
                 keys,
                 n,
                 seq_start_state[q],
@@ -839,7 +810,6 @@ def simulate_paths(
                 path,
                 n_steps,
                 death,
-                competing_clocks,
             )
             for i in range(n):
                 for k in range(n_steps[i]):
@@ -923,6 +893,7 @@ def simulate_os_draws(
             )
             for q in range(n_seq):
                 walk_block(
+                    competing_clocks,
                     keys,
                     n,
                     seq_start_state[q],
@@ -938,7 +909,6 @@ def simulate_os_draws(
                     path,
                     n_steps,
                     death,
-                    competing_clocks,
                 )
                 for i in range(n):
                     if death[i] < np.inf:
