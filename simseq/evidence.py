@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -74,7 +74,9 @@ Unit = Literal[
     "usd_2019",
 ]
 
-MeasuredFrom = Literal["1l_start", "2l_start", "1l_failure"]
+MeasuredFrom = Literal["1l_start", "2l_start", "1l_failure", "1l_response_onset"]
+"""Time origin of a figure: start of first or second line, failure of first line, or the
+onset of disease control or response on first line (durations of control and response)."""
 
 
 @dataclass(frozen=True)
@@ -299,8 +301,8 @@ class Record(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"month = {self.month!r} is only allowed for 'landmark_survival'")
         if rule.needs_measured_from and self.measured_from is None:
             raise ValueError(
-                f"measured_from is missing: {q} requires one of '1l_start', '2l_start', "
-                "'1l_failure'"
+                f"measured_from is missing: {q} requires one of "
+                + ", ".join(repr(m) for m in get_args(MeasuredFrom))
             )
 
         if rule.needs_counts and not self.counts:
