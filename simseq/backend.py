@@ -8,40 +8,48 @@ same numbers as one local run, whatever the number of workers, the scheduling,
 or retries after a worker dies (a retried task recomputes the same result and
 the merge is keyed by task id, so nothing is counted twice).
 
-Completed tasks are checkpointed under ``results/.checkpoints/<run>/`` (one
-``.npz`` per task, written atomically); ``resume=True`` reuses them, so an
-interrupted run continues without recomputing finished work. The checkpoint
+Completed tasks are checkpointed in the results directory, under
+``.checkpoints/<run>/`` (one ``.npz`` per task, written atomically, carrying its
+run key, task id and a checksum); ``resume=True`` reuses the ones that verify, so
+an interrupted run continues without recomputing finished work. The checkpoint
 directory is removed once the run's results are written.
 """
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from simseq.engine.codes import N_EVENTS, N_TALLIES
 from simseq.model import ModelArrays
 from simseq.simulator import (
     DrawTallies,
     Tallies,
     merge_tallies,
+    n_bins_for,
     simulate,
     simulate_draws,
     tally_mask,
     thread_count,
 )
 
-CHECKPOINT_ROOT = Path("results") / ".checkpoints"
-
 
 class BackendUnavailable(RuntimeError):
-    """The requested backend cannot be used here (e.g. Dask is not installed)."""
+    """The requested backend cannot be used here (Dask not installed, scheduler
+    unreachable, a malformed address): exit status 2."""
+
+
+class BackendFailed(RuntimeError):
+    """The backend lost work it could not recover (e.g. every worker died): exit status 1."""
 
 
 @dataclass(frozen=True)
@@ -123,32 +131,88 @@ def run_draw_task(
 
 
 class Checkpoints:
-    """Completed task results of one run, one atomic ``.npz`` per task."""
+    """Completed task results of one run, one atomic ``.npz`` per task.
 
-    def __init__(self, run_key: str, root: Path = CHECKPOINT_ROOT):
+    Each file carries the run key, its task id and a checksum of its arrays; on
+    loading, a file that belongs to another run or task, does not match its
+    checksum, cannot be read, or fails the caller's shape and count check is
+    discarded (and the task recomputed), never trusted.
+    """
+
+    def __init__(self, run_key: str, root: Path, say: Callable[[str], None] | None = None):
+        self.run_key = run_key
         self.directory = Path(root) / run_key
+        self.say = say
+        self.reused = 0
+        self.discarded: list[str] = []
 
-    def load(self, task: Task) -> dict | None:
+    def load(self, task: Task, check: Callable[[Task, dict], str | None] | None = None):
+        """The checkpointed result of ``task``, or None (absent or discarded)."""
         path = self.directory / f"{task.task_id}.npz"
         if not path.exists():
             return None
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            meta = json.loads(str(arrays.pop("__meta__")))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            return self._discard(path, f"unreadable ({type(err).__name__})")
+        if not isinstance(meta, dict) or (meta.get("run"), meta.get("task")) != (
+            self.run_key,
+            task.task_id,
+        ):
+            return self._discard(path, "belongs to another run or task")
+        if meta.get("checksum") != _checksum(arrays):
+            return self._discard(path, "does not match its checksum")
+        problem = check(task, arrays) if check is not None else None
+        if problem:
+            return self._discard(path, problem)
+        self.reused += 1
+        return arrays
+
+    def _discard(self, path: Path, why: str) -> None:
+        self.discarded.append(f"{path.name}: {why}")
+        path.unlink(missing_ok=True)
+        return None
 
     def save(self, task: Task, result: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        meta = {"run": self.run_key, "task": task.task_id, "checksum": _checksum(result)}
         fd, tmp = tempfile.mkstemp(prefix=".task-", suffix=".npz", dir=self.directory)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **result)
+            np.savez(fh, **result, __meta__=np.array(json.dumps(meta)))
         os.replace(tmp, self.directory / f"{task.task_id}.npz")
+
+    def report(self, n_tasks: int) -> None:
+        """Say how many tasks a resumed run reused and why any checkpoint was discarded."""
+        if self.say is None or not (self.reused or self.discarded):
+            return
+        self.say(f"resuming: {self.reused} of {n_tasks} tasks reused from {self.directory}")
+        for line in self.discarded:
+            self.say(f"  discarded checkpoint {line}; recomputing it")
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.directory.parent.rmdir()  # .checkpoints/, if no other run's are left
+
+
+def _checksum(arrays: dict) -> str:
+    """sha256 of named arrays: names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
 
 
 def run_key(**parts) -> str:
-    """A short stable id for a run from everything its results depend on."""
-    text = json.dumps(parts, sort_keys=True, default=str)
+    """A short stable id for a run from everything its results depend on (and the
+    version of simseq that computed them)."""
+    from simseq import __version__
+
+    text = json.dumps({**parts, "simseq": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -186,6 +250,7 @@ class DaskBackend:
 
     name = "dask"
     RETRIES = 3  # a task lost with its worker is recomputed (same inputs, same result)
+    CONNECT_TIMEOUT = "15s"  # an unreachable scheduler fails in seconds, not minutes
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None, client=None):
         """An existing ``client``, a ``scheduler`` address, or a new LocalCluster of ``workers``
@@ -201,7 +266,14 @@ class DaskBackend:
         if client is not None:
             self.client = client
         elif scheduler:
-            self.client = Client(scheduler)
+            try:
+                self.client = Client(scheduler, timeout=self.CONNECT_TIMEOUT)
+            except Exception as err:  # noqa: BLE001 (OSError, TimeoutError, ValueError ...)
+                reason = " ".join(str(err).split()) or type(err).__name__
+                raise BackendUnavailable(
+                    f"cannot use the Dask scheduler at {scheduler!r}: {reason[:300]} (an "
+                    "address looks like tcp://host:8786)"
+                ) from None
         else:
             # one thread per worker process: numba parallelises inside each task
             self.cluster = LocalCluster(
@@ -240,8 +312,19 @@ class DaskBackend:
             ): task
             for task in tasks
         }
+        from dask.distributed import KilledWorker
+
         for future in as_completed(futures):
-            on_done(futures[future], future.result())
+            try:
+                result = future.result()
+            except (KilledWorker, concurrent.futures.CancelledError, OSError) as err:
+                raise BackendFailed(
+                    f"the Dask cluster lost task {futures[future].task_id} "
+                    f"({type(err).__name__}: workers died or the scheduler went away); the "
+                    "tasks already finished are checkpointed: run the same command again "
+                    "with --resume"
+                ) from None
+            on_done(futures[future], result)
 
     def close(self) -> None:
         if self.own_client:
@@ -264,7 +347,7 @@ def task_session(
 ):
     """(backend, checkpoints) for one task-based run; checkpoints of ``run`` under ``root``
     are kept only with ``resume``; the backend is closed on exit."""
-    checkpoints = Checkpoints(run, root)
+    checkpoints = Checkpoints(run, root, say)
     if not resume:
         checkpoints.clear()
     engine = make_backend(backend, threads=threads, scheduler=scheduler, workers=workers)
@@ -289,18 +372,21 @@ def make_backend(name: str = "local", *, threads=None, scheduler=None, workers=N
 # --------------------------------------------------------------------------- #
 
 
-def _execute(backend, fn, tasks, model, args, checkpoints, progress) -> dict[str, dict]:
-    """Run the tasks not already checkpointed; return every task's result by task id."""
+def _execute(backend, fn, tasks, model, args, checkpoints, progress, check=None) -> dict[str, dict]:
+    """Run the tasks not already checkpointed (``check(task, arrays)`` returns why a
+    checkpoint's content cannot be right, or None); return every result by task id."""
     results: dict[str, dict] = {}
     todo = []
     for task in tasks:
-        done = checkpoints.load(task) if checkpoints is not None else None
+        done = checkpoints.load(task, check) if checkpoints is not None else None
         if done is not None:
             results[task.task_id] = done
             if progress is not None:
                 progress(task)
         else:
             todo.append(task)
+    if checkpoints is not None:
+        checkpoints.report(len(tasks))
 
     def on_done(task: Task, result: dict) -> None:
         if task.task_id in results:  # a duplicate (e.g. a retry that also finished): same
@@ -313,6 +399,17 @@ def _execute(backend, fn, tasks, model, args, checkpoints, progress) -> dict[str
 
     backend.map(fn, todo, model, args, on_done)
     return results
+
+
+def _shape_problem(result: dict, shapes: dict, with_econ: bool) -> str | None:
+    """Why a checkpointed result cannot be this run's (wrong arrays or shapes), or None."""
+    expected = set(shapes) | ({"econ"} if with_econ else set())
+    if set(result) != expected:
+        return f"holds arrays {sorted(result)}, expected {sorted(expected)}"
+    for name, shape in shapes.items():
+        if result[name].shape != shape or result[name].dtype != np.int64:
+            return f"{name} has shape {result[name].shape}, expected {shape} (int64)"
+    return None
 
 
 def simulate_tasks(
@@ -331,6 +428,19 @@ def simulate_tasks(
     """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
     tasks = split("patients", n_patients, task_size)
     tally_on = tally_mask(tallies, model.n_states)
+    n_bins = n_bins_for(horizon, bin_width)
+    starts = model.seq_start_state
+
+    def check(task: Task, r: dict) -> str | None:
+        shapes = {
+            "hist": (N_TALLIES, model.n_states, 2, n_bins),
+            "exit_counts": (model.n_states, N_EVENTS + 1),
+        }
+        problem = _shape_problem(r, shapes, model.has_economics)
+        if problem is None and (r["exit_counts"][starts].sum(axis=1) != task.hi - task.lo).any():
+            problem = "its patient counts do not add up to the task's patients"
+        return problem
+
     results = _execute(
         backend,
         run_patient_task,
@@ -339,6 +449,7 @@ def simulate_tasks(
         (seed, horizon, bin_width, tally_on),
         checkpoints,
         progress,
+        check,
     )
     parts = [
         Tallies(r["hist"], r["exit_counts"], t.hi - t.lo, bin_width, horizon, r.get("econ"))
@@ -371,7 +482,16 @@ def simulate_draw_tasks(
         for p in split("patients", n_patients, block)
     ]
     args = (seed, horizon, bin_width, common_streams)
-    results = _execute(backend, run_draw_task, tasks, model, args, checkpoints, progress)
+    n_seq, n_bins = len(model.seq_names), n_bins_for(horizon, bin_width)
+
+    def check(task: Task, r: dict) -> str | None:
+        shapes = {"os_hist": (task.hi - task.lo, n_seq, 2, n_bins)}
+        problem = _shape_problem(r, shapes, model.has_economics)
+        if problem is None and (r["os_hist"].sum(axis=(2, 3)) != task.p_hi - task.p_lo).any():
+            problem = "its patient counts do not add up to the task's patients"
+        return problem
+
+    results = _execute(backend, run_draw_task, tasks, model, args, checkpoints, progress, check)
     os_hist, econ = [], []
     for d in split("draws", model.n_draws, task_draws):
         parts = [results[t.task_id] for t in tasks if (t.lo, t.hi) == (d.lo, d.hi)]

@@ -226,25 +226,52 @@ def calibrate(
     )
 
 
-def load_cached(directory: Path, expected_hash: str) -> CalibrationResult | None:
-    """The cached calibration in ``directory`` if its input hash matches, else None."""
+def _checksum(data: dict) -> str:
+    """sha256 of a cache's content (every field but the checksum), canonical JSON."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def load_cached(directory: Path, expected_hash: str) -> tuple[CalibrationResult | None, str | None]:
+    """(the cached calibration in ``directory``, None) if it is intact and its input hash
+    matches; else (None, why it was not used), the reason None when there is no cache.
+
+    The cache is verified, not trusted: a checksum of its content (an edited solved
+    median is caught), the key of the inputs it belongs to, its shape, and that the
+    solved values agree with the per-target records the summary reports."""
     path = Path(directory) / CACHE_FILE
+    if not path.exists():
+        return None, None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return None, f"{path} is not readable JSON ({type(err).__name__})"
+    if not isinstance(data, dict) or data.get("checksum") != _checksum(data):
+        return None, f"{path} does not match its checksum (edited or damaged)"
     if data.get("input_hash") != expected_hash:
-        return None
-    return CalibrationResult.from_json(data)
+        return None, None  # an input changed: recalibrating is the normal course
+    try:
+        result = CalibrationResult.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return None, f"{path} is malformed ({type(err).__name__}: {err})"
+    if not all(math.isfinite(v) and v > 0 for v in result.values.values()):
+        return None, f"{path}: solved values must be positive numbers of months"
+    for t in result.targets:
+        key = f"{t.regimen}.{t.free.split('.')[0]}"
+        if result.values.get(key) != t.solved_median:
+            return None, f"{path}: solved values disagree with its target records"
+    return result, None
 
 
 def save_cached(directory: Path, result: CalibrationResult) -> Path:
-    """Write the calibration cache atomically (temporary file, then rename)."""
+    """Write the calibration cache atomically (temporary file, then rename), checksummed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    data = result.to_json()
+    data["checksum"] = _checksum(data)
     fd, tmp = tempfile.mkstemp(prefix=".calibration-", dir=directory)
     with os.fdopen(fd, "w") as fh:
-        json.dump(result.to_json(), fh, indent=2)
+        json.dump(data, fh, indent=2)
     path = directory / CACHE_FILE
     os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)

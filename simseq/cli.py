@@ -111,15 +111,25 @@ def _scenario_errors(func):
             raise SystemExit(130) from None
         except Exception as err:
             # imported only now: `run` must start before the heavy modules load
-            from simseq.backend import BackendUnavailable
+            from simseq.backend import BackendFailed, BackendUnavailable
+            from simseq.pipeline import MissingExtra
+            from simseq.results_dir import ResultsError
             from simseq.scenario import ScenarioError
 
             if isinstance(err, ScenarioError):
                 click.echo(str(err), err=True)
                 raise SystemExit(2) from None
-            if isinstance(err, BackendUnavailable):  # the backend's "not available here"
+            # not available here, or not to be written: before any work was done
+            if isinstance(err, BackendUnavailable | MissingExtra | ResultsError):
                 click.echo(f"error: {err}", err=True)
                 raise SystemExit(2) from None
+            if isinstance(err, BackendFailed):
+                click.echo(f"error: {err}", err=True)
+                raise SystemExit(1) from None
+            if isinstance(err, OSError) and err.strerror:  # e.g. disk full while writing
+                where = f" {err.filename}" if err.filename else ""
+                click.echo(f"error: cannot write{where}: {err.strerror}", err=True)
+                raise SystemExit(1) from None
             raise
 
     return wrapper
@@ -195,6 +205,11 @@ def _distributed(func=None, *, tasks_of_draws: bool = False):
 _out = click.option(
     "--out", type=click.Path(file_okay=False), help="Results directory [results/<scenario name>]."
 )
+_force = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace results that another scenario file wrote in the results directory.",
+)
 
 
 @main.command("validate")
@@ -225,14 +240,17 @@ def validate_cmd(scenario: str) -> None:
 @main.command("calibrate")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_out
+@_force
 @_threads
 @_quiet
 @_scenario_errors
-def calibrate_cmd(scenario: str, out: str | None, threads: int | None, quiet: bool) -> None:
+def calibrate_cmd(
+    scenario: str, out: str | None, force: bool, threads: int | None, quiet: bool
+) -> None:
     """Solve the scenario's unreported parameters; write OUT/calibration.csv."""
     from simseq.pipeline import run_calibration
 
-    run_calibration(scenario, out, threads=threads, quiet=quiet)
+    run_calibration(scenario, out, threads=threads, quiet=quiet, force=force)
 
 
 @main.command("run")
@@ -241,6 +259,7 @@ def calibrate_cmd(scenario: str, out: str | None, threads: int | None, quiet: bo
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
 @_threads
 @_out
+@_force
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
@@ -266,6 +285,7 @@ def run_cmd(
     seed,
     threads,
     out,
+    force,
     chunk_size,
     trajectories,
     trajectories_format,
@@ -274,6 +294,14 @@ def run_cmd(
 ) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
     from simseq.forked_plot import ForkedPlotter
+
+    if trajectories and trajectories_format == "parquet":
+        import importlib.util  # checked first: nothing heavy is loaded yet
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise _InputError(
+                "--trajectories-format parquet needs pyarrow: pip install 'simseq[parquet]'"
+            )
 
     # first, while nothing heavy is loaded: matplotlib's import then overlaps the engine's
     with ForkedPlotter() as plotter:
@@ -294,6 +322,7 @@ def run_cmd(
                 scheduler=distributed["scheduler"],
                 workers=distributed["workers"],
                 resume=distributed["resume"],
+                force=force,
                 draw=plotter.draw,
             )
         except ValueError as err:
@@ -347,6 +376,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
 @_threads
 @_out
+@_force
 @_quiet
 @_distributed(tasks_of_draws=True)
 @_scenario_errors
@@ -357,6 +387,7 @@ def psa_cmd(
     seed,
     threads,
     out,
+    force,
     quiet,
     distributed,
 ) -> None:
@@ -370,6 +401,7 @@ def psa_cmd(
         seed=seed,
         threads=threads,
         out=out,
+        force=force,
         quiet=quiet,
         distributed=distributed,
     )
@@ -388,6 +420,7 @@ def psa_cmd(
 @click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
 @_threads
 @_out
+@_force
 @_quiet
 @_distributed(tasks_of_draws=True)
 @_scenario_errors
@@ -398,6 +431,7 @@ def dsa_cmd(
     sequence,
     threads,
     out,
+    force,
     quiet,
     distributed,
 ) -> None:
@@ -411,6 +445,7 @@ def dsa_cmd(
         sequence=sequence,
         threads=threads,
         out=out,
+        force=force,
         quiet=quiet,
         distributed=distributed,
     )
@@ -436,6 +471,7 @@ def dsa_cmd(
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
 @_threads
 @_out
+@_force
 @_quiet
 @_distributed(tasks_of_draws=True)
 @_scenario_errors
@@ -446,6 +482,7 @@ def sweep_cmd(
     seed,
     threads,
     out,
+    force,
     quiet,
     distributed,
 ) -> None:
@@ -460,6 +497,7 @@ def sweep_cmd(
             seed=seed,
             threads=threads,
             out=out,
+            force=force,
             quiet=quiet,
             distributed=distributed,
         )
@@ -469,3 +507,28 @@ def sweep_cmd(
         if isinstance(err, ScenarioError):
             raise
         raise _InputError(str(err)) from None
+
+
+@main.command("cache")
+@click.option("--clear", is_flag=True, help="Delete the compiled kernels (recompiled when needed).")
+def cache_cmd(clear: bool) -> None:
+    """Show (or clear) where numba keeps simseq's compiled kernels.
+
+    $NUMBA_CACHE_DIR if set, else $XDG_CACHE_HOME/simseq/numba (~/.cache/simseq/numba);
+    never inside the installed package."""
+    import os
+    import shutil
+
+    from simseq import NUMBA_CACHE_DIR_FROM_USER
+
+    path = os.environ["NUMBA_CACHE_DIR"]  # set when simseq was imported
+    if not clear:
+        click.echo(path)
+    elif NUMBA_CACHE_DIR_FROM_USER:
+        raise _InputError(
+            f"NUMBA_CACHE_DIR is set ({path}) and may hold other programs' kernels: "
+            "clear it yourself"
+        )
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        click.echo(f"cleared {path}")

@@ -4,20 +4,14 @@ Kept apart from the CLI so that tests, notebooks and the benchmarks call the
 same path the ``simseq run`` command does.
 """
 
-import hashlib
-import platform
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numba
-import numpy as np
-import scipy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from simseq import __version__
 from simseq.calibrate import (
     CACHE_FILE,
     CalibrationResult,
@@ -28,10 +22,10 @@ from simseq.calibrate import (
 )
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
+from simseq.manifest import manifest_header
 from simseq.model import compile_model
 from simseq.outcomes import Z95, econ_means, sequence_summary, summary_tallies, tally_curve
 from simseq.report import (
-    atomic_directory,
     plot_survival,
     print_calibration_table,
     print_cea_table,
@@ -41,6 +35,7 @@ from simseq.report import (
     write_json,
 )
 from simseq.resolve import Resolved, resolve, resolve_median
+from simseq.results_dir import ScenarioIdentity, out_directory, results_writer
 from simseq.scenario import Scenario, load_scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate, simulate_trajectories
 
@@ -57,34 +52,24 @@ def default_out(scenario: Scenario) -> Path:
     return Path("results") / scenario.name
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def get_calibration(
     scenario: Scenario, path: str, out_dir: Path, *, threads=None, console: Console | None = None
-) -> tuple[CalibrationResult, bool]:
-    """Cached calibration if its inputs are unchanged, else a fresh one: (result, from_cache)."""
+) -> tuple[CalibrationResult, bool, str | None]:
+    """Cached calibration if intact and its inputs are unchanged, else a fresh one:
+    (result, from_cache, note). A cache that fails verification is not used: the note
+    says why, and the calibration is solved again."""
     evidence = load_evidence()
     expected = input_hash(scenario, evidence)
-    cached = load_cached(out_dir, expected)
+    cached, why_not = load_cached(out_dir, expected)
     if cached is not None:
-        return cached, True
+        return cached, True, None
+    note = None if why_not is None else f"{why_not}: calibrated again"
+    if note is not None and console is not None:
+        console.print(f"[yellow]note:[/yellow] {note}")
     if console is not None and scenario.calibration is not None:
         console.print(f"calibrating {len(scenario.calibration.targets)} targets ...")
     log = (lambda msg: console.print(f"  {msg}")) if console is not None else None
-    return calibrate(scenario, evidence, path, threads=threads, progress=log), False
+    return calibrate(scenario, evidence, path, threads=threads, progress=log), False, note
 
 
 def calibration_rows(result: CalibrationResult) -> list[dict]:
@@ -197,6 +182,23 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
     }
 
 
+def check_optional_dependencies(*, trajectories_format: str = "csv", backend: str = "local"):
+    """Refuse, before any work, options whose optional dependency is not installed."""
+    import importlib.util
+
+    if trajectories_format == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise MissingExtra("--trajectories-format parquet needs pyarrow", "parquet")
+    if backend == "dask" and importlib.util.find_spec("distributed") is None:
+        raise MissingExtra("the dask backend needs Dask (dask.distributed)", "dask")
+
+
+class MissingExtra(Exception):
+    """An option needs an optional dependency: the message names the extra to install."""
+
+    def __init__(self, what: str, extra: str):
+        super().__init__(f"{what}: pip install 'simseq[{extra}]'")
+
+
 def run_scenario(
     path: str | Path,
     *,
@@ -213,108 +215,68 @@ def run_scenario(
     scheduler: str | None = None,
     workers: int | None = None,
     resume: bool = False,
+    force: bool = False,
     draw=None,
 ) -> tuple[dict, Path]:
     """Run a scenario file and write its results directory. Returns (summary, out_dir).
 
     ``backend="dask"`` (or ``resume``) splits the patients into tasks of ``chunk_size``
-    (see ``simseq.backend``), checkpointed under results/.checkpoints/; the numbers are
-    bitwise those of a local run. ``draw`` draws survival.png (see ``plot_survival``)."""
+    (see ``simseq.backend``), checkpointed in the results directory's .checkpoints/; the
+    numbers are bitwise those of a local run. ``force`` replaces the results of another
+    scenario file in ``out`` (see ``simseq.results_dir``). ``draw`` draws survival.png
+    (see ``plot_survival``)."""
     console = console or make_console(quiet)
     started = time.perf_counter()
-    path = str(path)
-    file_scenario = load_scenario(path)
-    out_dir = Path(out) if out is not None else default_out(file_scenario)
-    # calibration depends on the scenario file only, not on --patients/--seed overrides
-    cal, cached = get_calibration(
-        file_scenario, path, out_dir, threads=threads, console=None if quiet else console
-    )
-    sim_update = {}
-    if n_patients is not None:
-        sim_update["n_patients"] = n_patients
-    if seed is not None:
-        sim_update["seed"] = seed
-    scenario = file_scenario.model_copy(
-        update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}
+    check_optional_dependencies(
+        trajectories_format=trajectories_format if trajectories else "csv", backend=backend
     )
     if trajectories > MAX_TRAJECTORY_PATIENTS:
         raise ValueError(
             f"--trajectories {trajectories}: the event log is for small runs, at most "
             f"{MAX_TRAJECTORY_PATIENTS:,} patients"
         )
-    evidence = load_evidence()
-    resolved = resolve(scenario, evidence, cal.values, path)
-    model = compile_model(resolved.sequences, resolved.covariates, resolved.economics)
-    sim = scenario.simulation
-    progress = Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    )
-    checkpoints = None
-    with progress:
-        task = progress.add_task("patients", total=sim.n_patients)
-        if backend == "local" and not resume:
-            tallies = simulate(
-                model,
-                sim.n_patients,
-                sim.seed,
-                horizon=resolved.horizon,
-                bin_width=sim.bin_width,
-                threads=threads,
-                chunk_size=chunk_size,
-                progress=lambda k: progress.advance(task, k),
-                tallies=summary_tallies(model),
-                on_compile=None if quiet else lambda: console.print(COMPILE_NOTICE),
-            )
-        else:
-            from simseq.backend import run_key, simulate_tasks, task_session
-
-            key = run_key(
-                command="run",
-                model=model.digest(),
-                n=sim.n_patients,
-                seed=sim.seed,
-                horizon=resolved.horizon,
-                bin_width=sim.bin_width,
-                task=chunk_size,
-            )
-            with task_session(
-                key,
-                out_dir.parent / ".checkpoints",
-                resume=resume,
-                backend=backend,
-                threads=threads,
-                scheduler=scheduler,
-                workers=workers,
-                say=None if quiet else console.print,
-            ) as (
-                engine,
-                checkpoints,
-            ):
-                tallies = simulate_tasks(
-                    engine,
-                    model,
-                    sim.n_patients,
-                    sim.seed,
-                    horizon=resolved.horizon,
-                    bin_width=sim.bin_width,
-                    task_size=chunk_size,
-                    tallies=summary_tallies(model),
-                    checkpoints=checkpoints,
-                    progress=lambda t: progress.advance(task, t.hi - t.lo),
-                )
-    summary = build_summary(scenario, resolved, model, tallies, cal)
-    curves = {
-        sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
-        for q, sid in enumerate(model.seq_names)
-    }
-    scenario_bytes = Path(path).read_bytes()
-    with atomic_directory(out_dir) as tmp:
+    path = str(path)
+    file_scenario = load_scenario(path)
+    out_dir = out_directory(out, default_out(file_scenario))
+    identity = ScenarioIdentity.of(path)
+    say = None if quiet else console.print
+    with results_writer(out_dir, "run", scenario=identity, force=force, say=say) as stage:
+        # calibration depends on the scenario file only, not on --patients/--seed overrides
+        cal, cached, cal_note = get_calibration(
+            file_scenario, path, out_dir, threads=threads, console=None if quiet else console
+        )
+        sim_update = {}
+        if n_patients is not None:
+            sim_update["n_patients"] = n_patients
+        if seed is not None:
+            sim_update["seed"] = seed
+        scenario = file_scenario.model_copy(
+            update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}
+        )
+        evidence = load_evidence()
+        resolved = resolve(scenario, evidence, cal.values, path)
+        model = compile_model(resolved.sequences, resolved.covariates, resolved.economics)
+        sim = scenario.simulation
+        distributed = backend != "local" or resume
+        tallies, reused = _simulate_run(
+            model,
+            sim,
+            resolved.horizon,
+            console,
+            quiet,
+            threads=threads,
+            chunk_size=chunk_size,
+            distributed=dict(backend=backend, scheduler=scheduler, workers=workers, resume=resume)
+            if distributed
+            else None,
+            checkpoints_root=stage.checkpoints,
+        )
+        summary = build_summary(scenario, resolved, model, tallies, cal)
+        curves = {
+            sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
+            for q, sid in enumerate(model.seq_names)
+        }
+        tmp = stage.path
         write_json(tmp / "summary.json", summary)
         write_csv(tmp / "survival.csv", survival_rows(curves))
         plot_survival(
@@ -334,34 +296,26 @@ def run_scenario(
                 log.to_parquet(tmp / "trajectories.parquet", index=False)
             else:
                 log.to_csv(tmp / "trajectories.csv", index=False)
-        write_json(
-            tmp / "manifest.json",
+        stage.write_manifest(
             {
-                "simseq_version": __version__,
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "numba": numba.__version__,
-                "scipy": scipy.__version__,
-                "scenario_file": path,
-                "scenario_sha256": hashlib.sha256(scenario_bytes).hexdigest(),
+                **manifest_header(identity),
                 "evidence_records": len(evidence),
                 "seed": sim.seed,
                 "n_patients": sim.n_patients,
                 "threads": threads or numba.get_num_threads(),
                 "chunk_size": chunk_size,
-                "git_commit": _git_commit(),
+                "checkpointed_tasks_reused": reused,
                 "calibration": {
                     "input_hash": cal.input_hash,
                     "from_cache": cached,
+                    "note": cal_note,
                     "values": cal.values,
                     "n_patients": cal.n_patients,
                     "seed": cal.seed,
                 },
                 "seconds": round(time.perf_counter() - started, 3),
-            },
+            }
         )
-    if checkpoints is not None:
-        checkpoints.clear()  # the results are written: the partial work is no longer needed
     if not quiet:
         print_run_table(console, summary)
         if "cea" in summary:
@@ -370,39 +324,107 @@ def run_scenario(
     return summary, out_dir
 
 
+def _simulate_run(
+    model, sim, horizon, console, quiet, *, threads, chunk_size, distributed, checkpoints_root
+):
+    """The tallies of a run, and how many checkpointed tasks were reused (None when the
+    run is not split into tasks): here in one call, or as patient-range tasks on a
+    backend (``distributed``: backend, scheduler, workers, resume)."""
+    progress = Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+    with progress:
+        bar = progress.add_task("patients", total=sim.n_patients)
+        if distributed is None:
+            tallies = simulate(
+                model,
+                sim.n_patients,
+                sim.seed,
+                horizon=horizon,
+                bin_width=sim.bin_width,
+                threads=threads,
+                chunk_size=chunk_size,
+                progress=lambda k: progress.advance(bar, k),
+                tallies=summary_tallies(model),
+                on_compile=None if quiet else lambda: console.print(COMPILE_NOTICE),
+            )
+            return tallies, None
+        from simseq.backend import run_key, simulate_tasks, task_session
+
+        key = run_key(
+            command="run",
+            model=model.digest(),
+            n=sim.n_patients,
+            seed=sim.seed,
+            horizon=horizon,
+            bin_width=sim.bin_width,
+            task=chunk_size,
+        )
+        with task_session(
+            key,
+            checkpoints_root,
+            threads=threads,
+            say=None if quiet else console.print,
+            **distributed,
+        ) as (engine, checkpoints):
+            tallies = simulate_tasks(
+                engine,
+                model,
+                sim.n_patients,
+                sim.seed,
+                horizon=horizon,
+                bin_width=sim.bin_width,
+                task_size=chunk_size,
+                tallies=summary_tallies(model),
+                checkpoints=checkpoints,
+                progress=lambda t: progress.advance(bar, t.hi - t.lo),
+            )
+        return tallies, checkpoints.reused
+
+
 def run_calibration(
     path: str | Path,
     out: str | Path | None = None,
     *,
     threads=None,
     quiet=False,
+    force: bool = False,
     console: Console | None = None,
 ) -> tuple[CalibrationResult, Path]:
     """``simseq calibrate``: solve the targets and write calibration.csv (+ the cache) to out."""
     console = console or make_console(quiet)
     path = str(path)
     scenario = load_scenario(path)
-    out_dir = Path(out) if out is not None else default_out(scenario)
-    cal = calibrate(
-        scenario,
-        load_evidence(),
-        path,
-        threads=threads,
-        progress=None if quiet else (lambda m: console.print(f"  {m}")),
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = calibration_rows(cal)
-    csv = out_dir / "calibration.csv"
-    tmp = out_dir / f".{csv.name}.partial"
-    if rows:
-        write_csv(tmp, rows)
-    else:
-        tmp.write_text("target_id,quantity,target,simulated,rel_error\n")
-    tmp.replace(csv)
-    save_cached(out_dir, cal)
+    out_dir = out_directory(out, default_out(scenario))
+    identity = ScenarioIdentity.of(path)
+    say = None if quiet else console.print
+    with results_writer(
+        out_dir, "calibrate", scenario=identity, force=force, manifest=None, say=say
+    ) as stage:
+        cal = calibrate(
+            scenario,
+            load_evidence(),
+            path,
+            threads=threads,
+            progress=None if quiet else (lambda m: console.print(f"  {m}")),
+        )
+        rows = calibration_rows(cal)
+        if rows:
+            write_csv(stage.path / "calibration.csv", rows)
+        else:
+            (stage.path / "calibration.csv").write_text(
+                "target_id,quantity,target,simulated,rel_error\n"
+            )
+        save_cached(stage.path, cal)
     if not quiet:
         print_calibration_table(console, rows)
-        console.print(f"written {csv} and {out_dir / CACHE_FILE}")
+        console.print(f"written {out_dir / 'calibration.csv'} and {out_dir / CACHE_FILE}")
     return cal, out_dir
 
 

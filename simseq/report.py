@@ -1,17 +1,8 @@
-"""Tables, JSON/CSV writers and plots; results directories are written atomically.
+"""Tables, JSON/CSV writers and plots (written into a results directory's staging
+folder: see ``simseq.results_dir``)."""
 
-A run's outputs are assembled in a hidden temporary directory beside the
-target and renamed into place only when complete, so an interrupted or failed
-run leaves nothing half-written under ``results/``.
-"""
-
-import contextlib
 import csv
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from simseq.outcomes import SurvivalCurve
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``target`` only if the block completes."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; results are meant to be shared
-    try:
-        yield tmp
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -8,8 +8,8 @@ their own random streams; DSA cases and sweep points share one set (common
 random numbers), so differences between them are not Monte Carlo noise.
 """
 
-import hashlib
 import itertools
+import sys
 import time
 from pathlib import Path
 
@@ -18,20 +18,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simseq import __version__
 from simseq.evidence import load_evidence
+from simseq.manifest import manifest_header
 from simseq.model import compile_model, stack_draws
 from simseq.outcomes import econ_means, km_curve
 from simseq.pipeline import (
-    _git_commit,
+    check_optional_dependencies,
     default_out,
     get_calibration,
     make_console,
     resolved_warnings,
 )
 from simseq.psa import beta_moments, draw_parameters, solve_by_quadrature, uncertain_parameters
-from simseq.report import atomic_directory, write_csv, write_json
+from simseq.report import write_csv, write_json
 from simseq.resolve import Resolved, resolve
+from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results_writer
 from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario
 from simseq.simulator import simulate_draws
 
@@ -51,17 +52,31 @@ def _setting(q) -> float | None:
 
 class _Study:
     """What every sensitivity analysis starts from: scenario, evidence, base calibration,
-    base resolution and the uncertain parameters."""
+    base resolution and the uncertain parameters; and the results directory it writes.
+
+    Use as a context manager: entering checks and locks the results directory (before
+    any work), then calibrates and resolves; leaving commits the staged outputs."""
 
     def __init__(
-        self, path, out_dir_name: str, out, threads, quiet, console, distributed: dict | None = None
+        self,
+        path,
+        command: str,
+        out,
+        threads,
+        quiet,
+        console,
+        distributed: dict | None = None,
+        force: bool = False,
     ):
         self.distributed = distributed or {}
         """backend, scheduler, workers, resume, task_draws (see ``simseq.backend``)."""
+        check_optional_dependencies(backend=self.distributed.get("backend", "local"))
+        self.command = command
         self.path = str(path)
         self.console = console or make_console(quiet)
         self.quiet = quiet
         self.threads = threads
+        self.force = force
         self.scenario: Scenario = load_scenario(self.path)
         sc = self.scenario
         if sc.economics is None:
@@ -69,14 +84,38 @@ class _Study:
                 self.path, [("economics", None, "sensitivity analyses need an economics: section")]
             )
         self.settings = sc.psa or PSASettings()
-        self.out_dir = Path(out) if out is not None else default_out(sc) / out_dir_name
+        self.out_dir = out_directory(out, default_out(sc) / command)
+        self.identity = ScenarioIdentity.of(self.path)
+        self.checkpoints = None
+
+    def __enter__(self) -> "_Study":
+        say = None if self.quiet else self.console.print
+        self._writer = results_writer(
+            self.out_dir, self.command, scenario=self.identity, force=self.force, say=say
+        )
+        self.stage: Staging = self._writer.__enter__()
+        try:
+            self._prepare()
+        except BaseException:
+            self._writer.__exit__(*sys.exc_info())  # nothing staged: leave the directory
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        committed = self._writer.__exit__(*exc)
+        if exc[0] is None and self.checkpoints is not None:
+            self.checkpoints.clear()  # the results are written: drop the distributed tasks'
+        return committed
+
+    def _prepare(self) -> None:
+        sc = self.scenario
         self.evidence = load_evidence()
-        self.cal, _ = get_calibration(
+        self.cal, _, self.cal_note = get_calibration(
             sc,
             self.path,
-            self.out_dir.parent,
-            threads=threads,
-            console=None if quiet else self.console,
+            self.out_dir.parent,  # where `simseq run` keeps it, beside psa/, dsa/, sweep/
+            threads=self.threads,
+            console=None if self.quiet else self.console,
         )
         self.base: Resolved = resolve(sc, self.evidence, self.cal.values, self.path)
         self.params, self.fixed = uncertain_parameters(
@@ -172,7 +211,7 @@ class _Study:
         )
         session = task_session(
             key,
-            self.out_dir.parent / ".checkpoints",
+            self.stage.checkpoints,
             resume=bool(dist.get("resume")),
             backend=dist.get("backend", "local"),
             threads=self.threads,
@@ -196,22 +235,18 @@ class _Study:
                 progress=lambda t: progress.advance(bar),
             )
 
-    def finish(self) -> None:
-        """The results are written: drop the checkpoints of the distributed tasks."""
-        if getattr(self, "checkpoints", None) is not None:
-            self.checkpoints.clear()
-
     def manifest(self, started: float, **extra) -> dict:
         return {
-            "simseq_version": __version__,
-            "scenario_file": self.path,
-            "scenario_sha256": hashlib.sha256(Path(self.path).read_bytes()).hexdigest(),
+            **manifest_header(self.identity),
             "calibration": {
                 "input_hash": self.cal.input_hash,
                 "base_values": self.cal.values,
+                "note": self.cal_note,
                 "per_case": "re-solved by quadrature (simseq.psa)",
             },
-            "git_commit": _git_commit(),
+            "checkpointed_tasks_reused": None
+            if self.checkpoints is None
+            else self.checkpoints.reused,
             "seconds": round(time.perf_counter() - started, 3),
             **extra,
         }
@@ -231,18 +266,21 @@ def run_psa(
     quiet: bool = False,
     console: Console | None = None,
     distributed: dict | None = None,
+    force: bool = False,
 ) -> tuple[dict, Path]:
     """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write."""
     started = time.perf_counter()
-    st = _Study(path, "psa", out, threads, quiet, console, distributed)
-    n_draws = n_draws or st.settings.n_draws
-    n_patients = n_patients or st.settings.n_patients
-    seed = st.scenario.simulation.seed if seed is None else seed
-    draws = draw_parameters(st.params, n_draws, seed)
-    names, outputs, noise = st.run_cases(draws, n_patients, seed, common_streams=False, label="PSA")
-    summary = _psa_summary(st, names, outputs, noise, draws, n_patients, seed)
-    wtp_grid = np.asarray(summary["ceac"]["wtp"])
-    with atomic_directory(st.out_dir) as tmp:
+    with _Study(path, "psa", out, threads, quiet, console, distributed, force) as st:
+        n_draws = n_draws or st.settings.n_draws
+        n_patients = n_patients or st.settings.n_patients
+        seed = st.scenario.simulation.seed if seed is None else seed
+        draws = draw_parameters(st.params, n_draws, seed)
+        names, outputs, noise = st.run_cases(
+            draws, n_patients, seed, common_streams=False, label="PSA"
+        )
+        summary = _psa_summary(st, names, outputs, noise, draws, n_patients, seed)
+        wtp_grid = np.asarray(summary["ceac"]["wtp"])
+        tmp = st.stage.path
         write_json(tmp / "psa_summary.json", summary)
         rows = [
             {"draw": d, "sequence": s, **{k: float(outputs[k][d, q]) for k in outputs}}
@@ -252,17 +290,21 @@ def run_psa(
         write_csv(tmp / "psa_draws.csv", rows)
         write_csv(tmp / "psa_parameters.csv", _parameter_rows(st.params, draws))
         _psa_plots(tmp, st.scenario, names, outputs, summary, wtp_grid)
-        write_json(
-            tmp / "manifest.json",
-            st.manifest(started, seed=seed, n_draws=n_draws, n_patients_per_draw=n_patients),
+        st.stage.write_manifest(
+            st.manifest(started, seed=seed, n_draws=n_draws, n_patients_per_draw=n_patients)
         )
-    st.finish()
     if not quiet:
         _print_psa(st.console, summary)
         st.console.print(
             f"PSA results written to {st.out_dir}/ ({time.perf_counter() - started:.1f} s)"
         )
     return summary, st.out_dir
+
+
+def _finite_or_none(x) -> float | None:
+    """A number for JSON/CSV: None where not finite (e.g. a median not reached)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def _interval(x) -> dict:
@@ -537,65 +579,69 @@ def run_dsa(
     quiet: bool = False,
     console: Console | None = None,
     distributed: dict | None = None,
+    force: bool = False,
 ) -> tuple[dict, Path]:
     """``simseq dsa``: every uncertain parameter at its low and high value, others at base,
     with common random numbers; tornado diagrams for NMB and median OS."""
     started = time.perf_counter()
-    st = _Study(path, "dsa", out, threads, quiet, console, distributed)
-    seed = st.scenario.simulation.seed if seed is None else seed
-    names = list(st.scenario.sequences)
-    reference = st.scenario.economics.reference
+    study = _Study(path, "dsa", out, threads, quiet, console, distributed, force)
+    names = list(study.scenario.sequences)
+    reference = study.scenario.economics.reference
     focus = sequence or next(s for s in names if s != reference)
     if focus not in names:
-        raise ScenarioError(st.path, [("--sequence", focus, f"not a sequence; use one of {names}")])
-    bounds = [one_way_bounds(p) for p in st.params]
-    cases = [{}] + [{p.key: v} for p, lh in zip(st.params, bounds, strict=True) for v in lh]
-    names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="DSA")
-    wtp = st.base.econ_inputs["willingness_to_pay"]
-    nmb = wtp * outputs["qalys"] - outputs["costs"]
-    f, r = names.index(focus), names.index(reference)
-    inc_nmb = nmb[:, f] - nmb[:, r]
-    rows = []
-    for i, (p, (lo, hi)) in enumerate(zip(st.params, bounds, strict=True)):
-        a, b = 1 + 2 * i, 2 + 2 * i
-        rows.append(
-            {
-                "parameter": _label(p),
-                "key": p.key,
-                "low_input": _fmt_input(lo),
-                "high_input": _fmt_input(hi),
-                "inc_nmb_low": float(inc_nmb[a]),
-                "inc_nmb_high": float(inc_nmb[b]),
-                "os_median_low": float(outputs["os_median"][a, f]),
-                "os_median_high": float(outputs["os_median"][b, f]),
-                **{f"nmb_low.{s}": float(nmb[a, q]) for q, s in enumerate(names)},
-                **{f"nmb_high.{s}": float(nmb[b, q]) for q, s in enumerate(names)},
-            }
+        raise ScenarioError(
+            study.path, [("--sequence", focus, f"not a sequence; use one of {', '.join(names)}")]
         )
-    rows.sort(key=lambda x: -abs(x["inc_nmb_high"] - x["inc_nmb_low"]))
-    summary = {
-        "scenario": st.scenario.name,
-        "n_patients_per_case": n_patients,
-        "seed": seed,
-        "common_random_numbers": True,
-        "focus": focus,
-        "reference": reference,
-        "willingness_to_pay": wtp,
-        "currency": st.base.econ_inputs["currency"],
-        "base": {
-            "inc_nmb": float(inc_nmb[0]),
-            "os_median": {s: float(outputs["os_median"][0, q]) for q, s in enumerate(names)},
-            "nmb": {s: float(nmb[0, q]) for q, s in enumerate(names)},
-        },
-        "ranges": "2.5% and 97.5% points of each parameter's PSA distribution",
-        "rows": rows,
-        "held_fixed": st.fixed,
-        "warnings": st.warnings(),
-    }
-    from simseq import cea_plots
+    with study as st:
+        seed = st.scenario.simulation.seed if seed is None else seed
+        bounds = [one_way_bounds(p) for p in st.params]
+        cases = [{}] + [{p.key: v} for p, lh in zip(st.params, bounds, strict=True) for v in lh]
+        names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="DSA")
+        wtp = st.base.econ_inputs["willingness_to_pay"]
+        nmb = wtp * outputs["qalys"] - outputs["costs"]
+        f, r = names.index(focus), names.index(reference)
+        inc_nmb = nmb[:, f] - nmb[:, r]
+        rows = []
+        for i, (p, (lo, hi)) in enumerate(zip(st.params, bounds, strict=True)):
+            a, b = 1 + 2 * i, 2 + 2 * i
+            rows.append(
+                {
+                    "parameter": _label(p),
+                    "key": p.key,
+                    "low_input": _fmt_input(lo),
+                    "high_input": _fmt_input(hi),
+                    "inc_nmb_low": float(inc_nmb[a]),
+                    "inc_nmb_high": float(inc_nmb[b]),
+                    "os_median_low": float(outputs["os_median"][a, f]),
+                    "os_median_high": float(outputs["os_median"][b, f]),
+                    **{f"nmb_low.{s}": float(nmb[a, q]) for q, s in enumerate(names)},
+                    **{f"nmb_high.{s}": float(nmb[b, q]) for q, s in enumerate(names)},
+                }
+            )
+        rows.sort(key=lambda x: -abs(x["inc_nmb_high"] - x["inc_nmb_low"]))
+        summary = {
+            "scenario": st.scenario.name,
+            "n_patients_per_case": n_patients,
+            "seed": seed,
+            "common_random_numbers": True,
+            "focus": focus,
+            "reference": reference,
+            "willingness_to_pay": wtp,
+            "currency": st.base.econ_inputs["currency"],
+            "base": {
+                "inc_nmb": float(inc_nmb[0]),
+                "os_median": {s: float(outputs["os_median"][0, q]) for q, s in enumerate(names)},
+                "nmb": {s: float(nmb[0, q]) for q, s in enumerate(names)},
+            },
+            "ranges": "2.5% and 97.5% points of each parameter's PSA distribution",
+            "rows": rows,
+            "held_fixed": st.fixed,
+            "warnings": st.warnings(),
+        }
+        from simseq import cea_plots
 
-    cur = summary["currency"]
-    with atomic_directory(st.out_dir) as tmp:
+        cur = summary["currency"]
+        tmp = st.stage.path
         write_json(tmp / "dsa_summary.json", summary)
         write_csv(tmp / "dsa.csv", rows)
         cea_plots.plot_tornado(
@@ -628,10 +674,7 @@ def run_dsa(
             outcome_label=f"Median OS from first line, {focus} (months)",
             base_value=summary["base"]["os_median"][focus],
         )
-        write_json(
-            tmp / "manifest.json", st.manifest(started, seed=seed, n_patients_per_case=n_patients)
-        )
-    st.finish()
+        st.stage.write_manifest(st.manifest(started, seed=seed, n_patients_per_case=n_patients))
     if not quiet:
         table = Table(
             title=f"One-way sensitivity: incremental NMB of {focus} vs {reference} "
@@ -701,41 +744,54 @@ def run_sweep(
     quiet: bool = False,
     console: Console | None = None,
     distributed: dict | None = None,
+    force: bool = False,
 ) -> tuple[list[dict], Path]:
     """``simseq sweep``: a grid over named parameters (common random numbers) to a tidy table."""
     started = time.perf_counter()
-    st = _Study(path, "sweep", out, threads, quiet, console, distributed)
-    seed = st.scenario.simulation.seed if seed is None else seed
     grid_specs = [parse_sweep(s) for s in specs]
-    keys = [_parameter_key(st, name) for name, *_ in grid_specs]
-    axes = [np.linspace(lo, hi, steps) for _, lo, hi, steps in grid_specs]
-    points = list(itertools.product(*axes))
-    cases = [dict(zip(keys, map(float, pt), strict=True)) for pt in points]
-    names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="sweep")
-    wtp = st.base.econ_inputs["willingness_to_pay"]
-    rows = []
-    for c, pt in enumerate(points):
-        for q, s in enumerate(names):
-            row = {name: float(v) for (name, *_), v in zip(grid_specs, pt, strict=True)}
-            row["sequence"] = s
-            row.update({k: float(outputs[k][c, q]) for k in OUTPUTS})
-            row["nmb"] = wtp * row["qalys"] - row["costs"]
-            rows.append(row)
-    with atomic_directory(st.out_dir) as tmp:
-        write_csv(tmp / "sweep.csv", rows)
-        write_json(
-            tmp / "manifest.json",
+    with _Study(path, "sweep", out, threads, quiet, console, distributed, force) as st:
+        seed = st.scenario.simulation.seed if seed is None else seed
+        keys = [_parameter_key(st, name) for name, *_ in grid_specs]
+        # a parameter cited at several places (one evidence record) moves at all of them
+        moved = {
+            name: [p.path for p in st.base.provenance if (p.key or p.path) == key]
+            for (name, *_), key in zip(grid_specs, keys, strict=True)
+        }
+        if not quiet:
+            for name, paths in moved.items():
+                st.console.print(
+                    f"sweep: {name} moves {len(paths)} input(s), which share its evidence: "
+                    + ", ".join(paths)
+                )
+        axes = [np.linspace(lo, hi, steps) for _, lo, hi, steps in grid_specs]
+        points = list(itertools.product(*axes))
+        cases = [dict(zip(keys, map(float, pt), strict=True)) for pt in points]
+        names, outputs, _ = st.run_cases(
+            cases, n_patients, seed, common_streams=True, label="sweep"
+        )
+        wtp = st.base.econ_inputs["willingness_to_pay"]
+        rows = []
+        for c, pt in enumerate(points):
+            for q, s in enumerate(names):
+                row = {name: float(v) for (name, *_), v in zip(grid_specs, pt, strict=True)}
+                row.update({f"{name} moves": "; ".join(paths) for name, paths in moved.items()})
+                row["sequence"] = s
+                row.update({k: _finite_or_none(outputs[k][c, q]) for k in OUTPUTS})
+                row["nmb"] = wtp * row["qalys"] - row["costs"]
+                rows.append(row)
+        write_csv(st.stage.path / "sweep.csv", rows)
+        st.stage.write_manifest(
             st.manifest(
                 started,
                 seed=seed,
                 n_patients_per_case=n_patients,
                 parameters=specs,
                 keys=keys,
+                moved=moved,
                 willingness_to_pay=wtp,
                 warnings=st.warnings(),
-            ),
+            )
         )
-    st.finish()
     if not quiet:
         for w in st.warnings():
             st.console.print(f"[yellow]note:[/yellow] {w}")

@@ -174,7 +174,7 @@ def test_cli_resume_after_interruption(tmp_path, monkeypatch):
     real = simseq.backend._execute
     calls = threading.local()
 
-    def interrupted(backend, fn, tasks, model, args_, checkpoints, progress):
+    def interrupted(backend, fn, tasks, model, args_, checkpoints, progress, check=None):
         calls.n = 0
 
         def stop_after_two(task):
@@ -184,18 +184,24 @@ def test_cli_resume_after_interruption(tmp_path, monkeypatch):
             if progress is not None:
                 progress(task)
 
-        return real(backend, fn, tasks, model, args_, checkpoints, stop_after_two)
+        return real(backend, fn, tasks, model, args_, checkpoints, stop_after_two, check)
 
     monkeypatch.setattr(simseq.backend, "_execute", interrupted)
-    cut = invoke(*args, "--out", tmp_path / "resumed", "--resume")
-    assert cut.exit_code == 130 and not (tmp_path / "resumed").exists()
+    resumed = tmp_path / "resumed"
+    cut = invoke(*args, "--out", resumed, "--resume")
+    assert cut.exit_code == 130
+    # only the checkpoints are kept: no results, nothing staged
+    assert [p.name for p in resumed.iterdir() if p.name != ".simseq.lock"] == [".checkpoints"]
+    assert len(list((resumed / ".checkpoints").glob("*/*.npz"))) == 2  # saved, then Ctrl-C
     monkeypatch.setattr(simseq.backend, "_execute", real)
-    again = invoke(*args, "--out", tmp_path / "resumed", "--resume")
+    loud = [a for a in args if a != "--quiet"]  # to see what --resume says it reused
+    again = CliRunner().invoke(main, [str(a) for a in (*loud, "--out", resumed, "--resume")])
     assert again.exit_code == 0
+    assert "resuming: 2 of 5 tasks reused" in again.output
     assert json.loads((tmp_path / "whole" / "psa_summary.json").read_text()) == json.loads(
         (tmp_path / "resumed" / "psa_summary.json").read_text()
     )
-    assert not any((tmp_path / ".checkpoints").glob("*/*.npz"))  # cleared once written
+    assert not (resumed / ".checkpoints").exists()  # cleared once written
 
 
 def test_draw_tasks_split_by_patient_block_add_up():

@@ -108,14 +108,16 @@ def test_run_writes_every_output(tiny_run):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
-def test_calibration_cache_is_reused_until_inputs_change(tiny_run, tmp_path):
-    out, _ = tiny_run
-    again = invoke("run", TINY, "--out", out, "--quiet")
-    assert again.exit_code == 0
-    assert json.loads((out / "manifest.json").read_text())["calibration"]["from_cache"] is True
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(Path(TINY).read_text().replace("test shape}", "test shape changed}"))
-    result = invoke("run", changed, "--out", out, "--quiet")
+def test_calibration_cache_is_reused_until_inputs_change(tmp_path):
+    scenario, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    scenario.write_text(Path(TINY).read_text())
+    for expected in (False, True):
+        result = invoke("run", scenario, "--out", out, "--quiet", "--patients", 2000)
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["calibration"]["from_cache"] is expected
+    scenario.write_text(Path(TINY).read_text().replace("test shape}", "test shape changed}"))
+    result = invoke("run", scenario, "--out", out, "--quiet", "--patients", 2000)
     assert result.exit_code == 0
     assert json.loads((out / "manifest.json").read_text())["calibration"]["from_cache"] is False
 
@@ -342,7 +344,6 @@ def test_sweep_grid_to_tidy_table(tmp_path):
         2000,
         "--out",
         out,
-        "--quiet",
     )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "sweep.csv")
@@ -350,6 +351,15 @@ def test_sweep_grid_to_tidy_table(tmp_path):
     name = "sequences.atzbev_len.lines.0.next_line"
     len_rows = table[table.sequence == "atzbev_len"].sort_values(name)
     assert len_rows[name].tolist() == [0.5, 0.7, 0.9]
+    # the uptake cites one evidence record shared by four sequences: all four move, and
+    # the console and sweep.csv both say so
+    shared = [
+        f"sequences.{s}.lines.0.next_line"
+        for s in ("atzbev_len", "atzbev_sor", "atzbev_tki_ici", "atzbev_real_world")
+    ]
+    assert set(table[f"{name} moves"]) == {"; ".join(shared)}
+    said = " ".join(result.output.split())
+    assert f"{name} moves 4 input(s)" in said and all(p in said for p in shared)
     # more second-line uptake, longer survival (common random numbers: a monotone response)
     assert len_rows.lys.is_monotonic_increasing
     bad = invoke(
