@@ -13,6 +13,7 @@ pipeline never stops on a plot.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,20 @@ TORNADO_END_LABEL = 18  # characters of an input label printed at a bar end
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _literal_text(plot):
+    """Draw with mathtext off: names, labels and currencies are the user's text, where a
+    "$" is a dollar (``$\\frac{1}{$`` in a label once failed the plot after simulating)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
 
 
 def _new_figure():
@@ -147,6 +162,7 @@ def _padded_limits(values: np.ndarray, pad: float = 0.08) -> tuple[float, float]
 # ------------------------------------------------------------------------- cost-effectiveness plane
 
 
+@_literal_text
 def plot_ce_plane(
     path,
     inc_costs,
@@ -267,6 +283,7 @@ def plot_ce_plane(
 # --------------------------------------------------------------------------- CEAC / CEAF
 
 
+@_literal_text
 def plot_ceac(
     path,
     wtp_grid,
@@ -346,6 +363,7 @@ def _scale(max_abs: float) -> tuple[float, str]:
     return 1.0, ""
 
 
+@_literal_text
 def plot_evpi(
     path, wtp_grid, evpi_values, *, currency: str, population: float | None = None
 ) -> None:
@@ -456,6 +474,7 @@ def tornado_order(rows: Sequence[dict]) -> list[int]:
     return sorted(keep, key=lambda i: -abs(float(rows[i]["high"]) - float(rows[i]["low"])))
 
 
+@_literal_text
 def plot_tornado(
     path,
     rows: Sequence[dict],

@@ -59,10 +59,32 @@ class SurvivalCurve:
         return self.quantile_time(0.5)
 
     def median_ci95(self) -> tuple[float, float]:
-        """Brookmeyer-Crowley: the times where |S(t) - 0.5| <= 1.96 se(t)."""
+        """Brookmeyer-Crowley: the times where |S(t) - 0.5| <= 1.96 se(t), widened by how
+        much the median could move within its bin (linear against exponential
+        interpolation), which at large N can exceed the Monte Carlo error."""
         lo = _first_crossing(self.times, self.survival - Z95 * self.se, 0.5)
         hi = _first_crossing(self.times, self.survival + Z95 * self.se, 0.5)
-        return lo, hi
+        slack = self._within_bin_slack(0.5)
+        return max(0.0, lo - slack), hi + slack
+
+    def resolves(self, survival: float = 0.5) -> bool:
+        """False when the time S(t) = ``survival`` lies in the first bin: within it the
+        curve's shape is unknown, so the time is not reported (lower the bin width)."""
+        return not self.quantile_time(survival) < self.times[1]
+
+    def _within_bin_slack(self, level: float) -> float:
+        """|linear - exponential interpolation| of the crossing of ``level`` (months)."""
+        below = np.flatnonzero(self.survival <= level)
+        if below.size == 0 or below[0] == 0:
+            return 0.0
+        j = int(below[0])
+        s0, s1 = self.survival[j - 1], self.survival[j]
+        width = self.times[j] - self.times[j - 1]
+        if not (s0 > level >= s1 > 0.0) or s0 == s1:
+            return 0.0
+        linear = (s0 - level) / (s0 - s1)
+        exponential = math.log(s0 / level) / math.log(s0 / s1)
+        return float(abs(linear - exponential) * width)
 
     def rmst(self, tau: float) -> tuple[float, float]:
         """Restricted mean (months) to ``tau`` and its Monte Carlo standard error."""
@@ -128,14 +150,13 @@ def occupancy(tallies: Tallies, states: list[int]) -> tuple[np.ndarray, np.ndarr
     return times, np.cumsum(entries - exits) / tallies.n_patients
 
 
-def exit_fractions(tallies: Tallies, states: list[int]) -> dict[str, float]:
-    """Share of entrants leaving by each event (and still there at the horizon)."""
+def exit_fractions(tallies: Tallies, states: list[int]) -> dict[str, float | None]:
+    """Share of entrants leaving by each event (and still there at the horizon); None
+    for every event when no simulated patient entered."""
     counts = tallies.exit_counts[states].sum(axis=0)
     total = counts.sum()
     names = [*EVENT_NAMES, "at_horizon"]
-    return {
-        names[i]: (float(counts[i] / total) if total else math.nan) for i in range(N_EVENTS + 1)
-    }
+    return {names[i]: (float(counts[i] / total) if total else None) for i in range(N_EVENTS + 1)}
 
 
 def _finite(x: float) -> float | None:
@@ -143,7 +164,17 @@ def _finite(x: float) -> float | None:
 
 
 def time_summary(curve: SurvivalCurve) -> dict:
-    """Median and its Monte Carlo 95% interval (None where not reached)."""
+    """Median and its Monte Carlo 95% interval (None where not reached, or where it lies
+    within the first histogram bin and so is not resolved: a note says so)."""
+    if curve.n and not curve.resolves(0.5):
+        width = float(curve.times[1])
+        return {
+            "median": None,
+            "median_ci95": [None, None],
+            "n": curve.n,
+            "note": f"median below the histogram bin width ({width:g} months): not resolved; "
+            "lower simulation.bin_width",
+        }
     lo, hi = curve.median_ci95()
     return {
         "median": _finite(curve.median()),

@@ -24,7 +24,14 @@ from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
 from simseq.manifest import manifest_header
 from simseq.model import compile_model
-from simseq.outcomes import Z95, econ_means, sequence_summary, summary_tallies, tally_curve
+from simseq.outcomes import (
+    Z95,
+    econ_means,
+    line_key,
+    sequence_summary,
+    summary_tallies,
+    tally_curve,
+)
 from simseq.report import (
     plot_survival,
     print_calibration_table,
@@ -113,6 +120,14 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
         sequences[sid] = s
     warnings = resolved_warnings(resolved)
+    for sid in model.seq_names:
+        for line_no in range(2, int(model.state_line.max()) + 1):
+            for regimen, block in sequences[sid].get(line_key(line_no), {}).items():
+                if block["fraction_started"] == 0:
+                    warnings.append(
+                        f"{sid}: no simulated patient started {regimen} at line {line_no} "
+                        f"(N = {tallies.n_patients:,}): its outcomes are null"
+                    )
     summary = {
         "scenario": scenario.name,
         "title": scenario.title,

@@ -307,15 +307,29 @@ def _finite_or_none(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _nan_if_none(x) -> float:
+    """For plots: a value not reached (None in JSON) as NaN, which they skip and name."""
+    return float("nan") if x is None else float(x)
+
+
 def _interval(x) -> dict:
+    """Mean and 95% interval across draws. A median not reached within the horizon (inf)
+    counts as longer than every reached one in the interval's order statistics (a bound
+    that is not reached is None), and the mean is over the draws where it was reached,
+    with their number, ``n_draws_reached``."""
     finite = x[np.isfinite(x)]
-    if finite.size == 0:
-        return {"mean": None, "ci95": [None, None]}
-    lo, hi = np.percentile(finite, [2.5, 97.5])
-    return {
-        "mean": round(float(finite.mean()), 6),
-        "ci95": [round(float(lo), 6), round(float(hi), 6)],
-    }
+    out = {"mean": None, "ci95": [None, None]}
+    if finite.size:
+        # linear interpolation as usual; order statistics where some draws are inf
+        method = "linear" if finite.size == x.size else "inverted_cdf"
+        bounds = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.025, 0.975], method=method)
+        out = {
+            "mean": round(float(finite.mean()), 6),
+            "ci95": [_finite_or_none(round(float(b), 6)) for b in bounds],
+        }
+    if finite.size < x.size:
+        out["n_draws_reached"] = int(finite.size)
+    return out
 
 
 _GROUPS = {
@@ -389,6 +403,14 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
                 f"{k}: patient-level Monte Carlo noise is {worst:.0%} of the variance across "
                 f"draws ({names[int(share.argmax())]}); raise --patients above {n_patients:,} "
                 "before reading decision uncertainty from this PSA"
+            )
+    reached = np.isfinite(outputs["os_median"]).sum(axis=0)
+    for q, s in enumerate(names):
+        if reached[q] < len(draws):
+            warnings.append(
+                f"{s}: median OS not reached within the horizon in {len(draws) - reached[q]} "
+                f"of {len(draws)} draws; its mean is over the {reached[q]} where it was "
+                "(n_draws_reached), its interval counts the others as longer"
             )
     warnings += st.warnings()
     settings_used = {
@@ -494,13 +516,20 @@ def _print_psa(console: Console, summary: dict) -> None:
     wtp_idx = summary["ceac"]["wtp"].index(
         min(summary["ceac"]["wtp"], key=lambda w: abs(w - summary["willingness_to_pay"]))
     )
+
+    def show(block: dict, spec: str) -> str:
+        def num(v):
+            return "NR" if v is None else format(v, spec)
+
+        lo, hi = block["ci95"]
+        return f"{num(block['mean'])} ({num(lo)}-{num(hi)})"
+
     for s, block in summary["sequences"].items():
-        c, q, m = block["costs"], block["qalys"], block["os_median"]
         table.add_row(
             s,
-            f"{c['mean']:,.0f} ({c['ci95'][0]:,.0f}-{c['ci95'][1]:,.0f})",
-            f"{q['mean']:.3f} ({q['ci95'][0]:.3f}-{q['ci95'][1]:.3f})",
-            f"{m['mean']:.2f} ({m['ci95'][0]:.2f}-{m['ci95'][1]:.2f})",
+            show(block["costs"], ",.0f"),
+            show(block["qalys"], ".3f"),
+            show(block["os_median"], ".2f"),
             f"{summary['ceac']['prob_best'][s][wtp_idx]:.2f}",
         )
     console.print(table)
@@ -612,8 +641,8 @@ def run_dsa(
                     "high_input": _fmt_input(hi),
                     "inc_nmb_low": float(inc_nmb[a]),
                     "inc_nmb_high": float(inc_nmb[b]),
-                    "os_median_low": float(outputs["os_median"][a, f]),
-                    "os_median_high": float(outputs["os_median"][b, f]),
+                    "os_median_low": _finite_or_none(outputs["os_median"][a, f]),
+                    "os_median_high": _finite_or_none(outputs["os_median"][b, f]),
                     **{f"nmb_low.{s}": float(nmb[a, q]) for q, s in enumerate(names)},
                     **{f"nmb_high.{s}": float(nmb[b, q]) for q, s in enumerate(names)},
                 }
@@ -630,7 +659,9 @@ def run_dsa(
             "currency": st.base.econ_inputs["currency"],
             "base": {
                 "inc_nmb": float(inc_nmb[0]),
-                "os_median": {s: float(outputs["os_median"][0, q]) for q, s in enumerate(names)},
+                "os_median": {
+                    s: _finite_or_none(outputs["os_median"][0, q]) for q, s in enumerate(names)
+                },
                 "nmb": {s: float(nmb[0, q]) for q, s in enumerate(names)},
             },
             "ranges": "2.5% and 97.5% points of each parameter's PSA distribution",
@@ -666,13 +697,13 @@ def run_dsa(
                     "parameter": x["parameter"],
                     "low_label": x["low_input"],
                     "high_label": x["high_input"],
-                    "low": x["os_median_low"],
-                    "high": x["os_median_high"],
+                    "low": _nan_if_none(x["os_median_low"]),
+                    "high": _nan_if_none(x["os_median_high"]),
                 }
                 for x in rows
             ],
             outcome_label=f"Median OS from first line, {focus} (months)",
-            base_value=summary["base"]["os_median"][focus],
+            base_value=_nan_if_none(summary["base"]["os_median"][focus]),
         )
         st.stage.write_manifest(st.manifest(started, seed=seed, n_patients_per_case=n_patients))
     if not quiet:

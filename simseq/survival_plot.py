@@ -18,6 +18,14 @@ def draw_survival(
 ) -> None:
     """Write a PNG of survival curves: ``lines`` of (label, times in months, survival),
     x axis 0..``x_max`` months, ``note`` as a footnote when given."""
+    import matplotlib
+
+    # labels and titles are the user's text: a "$" is a dollar, never mathtext to parse
+    with matplotlib.rc_context({"text.parse_math": False}):
+        _draw(path, lines, title, x_max, note)
+
+
+def _draw(path, lines, title, x_max, note) -> None:
     # Figure + Agg canvas rather than pyplot: no global state, no GUI backend, faster start-up
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

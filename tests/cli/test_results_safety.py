@@ -345,3 +345,31 @@ def test_manifest_records_the_scenarios_git_commit_and_dirty_state(tmp_path):
     assert run_tiny(outside, "--out", tmp_path / "out2").exit_code == 0
     manifest = json.loads((tmp_path / "out2" / "manifest.json").read_text())
     assert manifest["scenario_git"] is None and manifest["simseq_version"]
+
+
+# --------------------------------------------------------------- finite outputs, always
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_line_nobody_reaches_gives_nulls_and_a_note_not_nan(tmp_path, seed):
+    """One patient, or an uptake of 0.0001: the second line's outcomes cannot be estimated;
+    summary.json once failed with 'Out of range float values are not JSON compliant'."""
+    scenario = tiny_copy(
+        tmp_path,
+        edit=lambda t: t.replace(
+            "{evidence: first_line.atz_bev.after_progression.chon2024, count: received_2l}",
+            "{value: 0.0001, assumption: almost nobody starts second line}",
+        ),
+    )
+    unreached = 0
+    for n in (1, 500):
+        out = tmp_path / f"out{n}"
+        result = invoke("run", scenario, "--out", out, "--patients", n, "--seed", seed)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())  # strict JSON: no NaN
+        block = summary["sequences"]["atzbev_len"]["second_line"]["lenvatinib"]
+        if block["fraction_started"] == 0:
+            unreached += 1
+            assert block["line_end"]["death"] is None and block["os_from_2l"]["median"] is None
+            assert any("no simulated patient started lenvatinib" in w for w in summary["warnings"])
+    assert unreached  # the case this test is about did occur
