@@ -233,3 +233,32 @@ def test_draw_tasks_split_by_patient_block_add_up():
     )
     np.testing.assert_array_equal(split.os_hist, whole.os_hist)
     np.testing.assert_array_equal(split.econ, whole.econ)
+
+
+def test_unreachable_or_malformed_scheduler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(DaskBackend, "CONNECT_TIMEOUT", "2s")
+    for address in ("tcp://127.0.0.1:9", "no such address"):
+        out = tmp_path / "out"
+        result = CliRunner().invoke(
+            main, ["run", str(TINY), "--out", str(out), "--quiet", "--scheduler", address]
+        )
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: cannot use the Dask scheduler at")
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert not out.exists()
+
+
+def test_workers_that_keep_dying_end_in_a_clear_error_not_a_traceback(cluster, tmp_path):
+    """Every attempt of the task kills its worker: Dask gives up (KilledWorker); simseq
+    says so, and that finished tasks are checkpointed for --resume."""
+    from simseq.backend import BackendFailed
+
+    _, client = cluster
+
+    def die(model, task, *args):
+        os._exit(1)
+
+    backend = DaskBackend(client=client)
+    with pytest.raises(BackendFailed, match="--resume"):
+        backend.map(die, [Task("patients", 0, 1)], ref_hcc_model(), (), lambda t, r: None)
+    client.wait_for_workers(2, timeout=60)  # the nannies restart them for the other tests
