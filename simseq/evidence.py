@@ -374,13 +374,14 @@ class EvidenceBase:
         Conventions that apply to the whole file.
     """
 
-    __slots__ = ("_notes", "_records", "_sources")
+    __slots__ = ("_notes", "_origins", "_records", "_sources")
 
     def __init__(
         self,
         records: Iterable[Record],
         sources: Mapping[str, Source],
         notes: Mapping[str, str] | None = None,
+        origins: Mapping[str, str] | None = None,
     ) -> None:
         by_id: dict[str, Record] = {}
         for rec in records:
@@ -394,6 +395,31 @@ class EvidenceBase:
         self._records = MappingProxyType(by_id)
         self._sources = MappingProxyType(dict(sources))
         self._notes = MappingProxyType(dict(notes or {}))
+        self._origins = MappingProxyType(dict(origins or {}))
+
+    def origin(self, record_id: str) -> str:
+        """Where a record comes from: ``"simseq"`` (the packaged file) or the user's
+        evidence file or scenario that added it."""
+        return self._origins.get(record_id, "simseq")
+
+    def extended(self, other: "EvidenceBase", origin: str) -> "EvidenceBase":
+        """This base plus ``other``'s records and sources, marked as coming from
+        ``origin``. Ids may not collide: a user's record never replaces a packaged one
+        (nor a source, unless it is the same one)."""
+        clash = [rid for rid in other.ids() if rid in self._records]
+        clash_src = [
+            k for k, v in other.sources.items() if k in self._sources and self._sources[k] != v
+        ]
+        if clash or clash_src:
+            what = [f"record id {rid!r} ({self.origin(rid)} has it)" for rid in clash]
+            what += [f"source id {k!r} (another source has this id)" for k in clash_src]
+            raise ValueError(
+                f"{origin}: " + "; ".join(what) + ": ids must be new; give yours another id"
+            )
+        origins = {**self._origins, **{rid: origin for rid in other.ids()}}
+        return EvidenceBase(
+            [*self, *other], {**self._sources, **other.sources}, self._notes, origins
+        )
 
     @property
     def sources(self) -> Mapping[str, Source]:
@@ -506,11 +532,21 @@ def _format_validation_error(
     return problems
 
 
-def _parse(text: str, filename: str) -> EvidenceBase:
+def _parse(text: str, filename: str, cited: Mapping[str, Source] | None = None) -> EvidenceBase:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no Python objects
     except yaml.YAMLError as exc:
         raise ValueError(f"{filename}: not valid YAML: {exc}") from None
+    return parse_evidence_data(data, filename, cited)
+
+
+def parse_evidence_data(
+    data: Any, filename: str, cited: Mapping[str, Source] | None = None
+) -> EvidenceBase:
+    """Validate evidence already loaded from YAML (``sources:``, ``records:``, optional
+    ``notes:``), as the packaged file is. ``cited``: further sources its records may
+    cite without repeating them (a user's file citing a packaged source)."""
+    cited = dict(cited or {})
 
     def fail(problems: list[str]) -> ValueError:
         return ValueError(
@@ -526,6 +562,7 @@ def _parse(text: str, filename: str) -> EvidenceBase:
         problems.append(
             f"unknown top-level key(s) {unknown}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
         )
+    data = {"sources": {}, **data} if cited else data  # a user's file may cite only those
     for key, kind in (("sources", dict), ("records", list)):
         if not isinstance(data.get(key), kind):
             problems.append(f"{key}: must be a {'mapping' if kind is dict else 'list'}")
@@ -549,6 +586,7 @@ def _parse(text: str, filename: str) -> EvidenceBase:
         except ValidationError as err:
             problems += _format_validation_error(where, err, ("cite", "setting"))
 
+    available = {**cited, **sources}
     records: list[Record] = []
     first_index: dict[str, int] = {}
     for i, raw in enumerate(data["records"]):
@@ -563,17 +601,17 @@ def _parse(text: str, filename: str) -> EvidenceBase:
             continue
         source = raw.get("source")
         if not isinstance(source, str):
-            problems.append(f"{where}.source: must be a source id, one of {', '.join(sources)}")
+            problems.append(f"{where}.source: must be a source id, one of {', '.join(available)}")
             continue
-        if source not in sources and source in data["sources"]:
+        if source not in available and source in data["sources"]:
             continue  # the source itself is broken and already reported
-        if source not in sources:
+        if source not in available:
             problems.append(
-                f"{where}.source: unknown source {source!r}; known: {', '.join(sources)}"
+                f"{where}.source: unknown source {source!r}; known: {', '.join(available)}"
             )
             continue
         try:
-            rec = Record.model_validate({**raw, "citation": sources[source].cite})
+            rec = Record.model_validate({**raw, "citation": available[source].cite})
         except ValidationError as err:
             problems += _format_validation_error(where, err, _RECORD_INPUT_KEYS)
             continue
@@ -587,4 +625,4 @@ def _parse(text: str, filename: str) -> EvidenceBase:
 
     if problems:
         raise fail(problems)
-    return EvidenceBase(records, sources, notes)
+    return EvidenceBase(records, available, notes)
