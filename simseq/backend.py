@@ -30,6 +30,7 @@ from simseq.model import ModelArrays
 from simseq.simulator import (
     DrawTallies,
     Tallies,
+    check_econ_range,
     merge_tallies,
     simulate,
     simulate_draws,
@@ -329,6 +330,7 @@ def simulate_tasks(
     progress=None,
 ) -> Tallies:
     """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
+    check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
     tasks = split("patients", n_patients, task_size)
     tally_on = tally_mask(tallies, model.n_states)
     results = _execute(
@@ -364,6 +366,7 @@ def simulate_draw_tasks(
 ) -> DrawTallies:
     """``simulate_draws`` split into (draw range, patient block) tasks on ``backend``;
     bitwise equal. Patient blocks of a draw range add up (integer reductions)."""
+    check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
     block = task_patients or n_patients
     tasks = [
         Task("draws", d.lo, d.hi, p.lo, p.hi)

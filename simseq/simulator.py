@@ -25,7 +25,7 @@ from simseq.engine.codes import (
     N_TALLIES,
 )
 from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
-from simseq.model import ModelArrays
+from simseq.model import ModelArrays, econ_range_problem
 
 if TYPE_CHECKING:
     import pandas
@@ -53,6 +53,14 @@ class Tallies:
     def n_entered(self) -> np.ndarray:
         """int64 (n_states,): patients who entered each state."""
         return self.exit_counts.sum(axis=1)
+
+
+def check_econ_range(model: ModelArrays, horizon: float) -> None:
+    """Raise ValueError with ``econ_range_problem``'s message if a patient's economic
+    outcomes could exceed what the engine accumulates exactly."""
+    problem = econ_range_problem(model, horizon)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 @contextlib.contextmanager
@@ -143,6 +151,7 @@ def simulate(
         raise ValueError(f"bin_width must be in (0, horizon], got {bin_width}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_econ_range(model, horizon)
     n_bins = n_bins_for(horizon, bin_width)
     tally_on = tally_mask(tallies, model.n_states)
     variant = kernel_variant(model)
@@ -307,6 +316,7 @@ def simulate_draws(
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    check_econ_range(model, horizon)
     n_bins = n_bins_for(horizon, bin_width)
     n_seq = len(model.seq_names)
     n_draws = model.n_draws

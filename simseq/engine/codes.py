@@ -56,6 +56,11 @@ ECON_NAMES = ("lys", "lys_discounted", "qalys", "qalys_discounted", "costs", "co
 # they add up identically in any order, i.e. for any thread count or chunking. 1e9
 # per year and 1e3 per currency unit leave room for 1e9 patients of 10 years or $10M.
 ECON_SCALE = (1e9, 1e9, 1e9, 1e9, 1e3, 1e3)
+# Largest |value * ECON_SCALE[k]| of one patient that is allowed (checked before a run:
+# simseq.model.econ_range_problem), i.e. 4.6e9 years or 4.6e15 currency units; beyond
+# 2^63 its conversion to int64 is undefined, and the factor 2 to spare absorbs rounding
+# in the accrual.
+ECON_MAX_FIXED = 2.0**62
 # Patients are split into interleaved batches (patient index mod N_BATCHES); the spread
 # of the batch means gives the Monte Carlo standard error, again order-independently.
 N_BATCHES = 64

@@ -540,6 +540,7 @@ def _trend_months(t0, t1, rate, b1, b2):
 
 @njit(inline="always", nogil=True, error_model="numpy")
 def _fixed(x, scale):
+    """x * scale rounded to int64; |x * scale| <= ECON_MAX_FIXED (checked before the run)."""
     return np.int64(np.floor(x * scale + 0.5))
 
 

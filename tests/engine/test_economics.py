@@ -10,9 +10,26 @@ import math
 import numpy as np
 import pytest
 
+import simseq.backend
+import simseq.simulator
+from simseq.backend import LocalBackend, simulate_draw_tasks, simulate_tasks
 from simseq.distributions import Distribution
-from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
-from simseq.model import Clock, Destination, Economics, SequenceModel, State, compile_model
+from simseq.engine.codes import (
+    ECON_COST,
+    ECON_MAX_FIXED,
+    ECON_SCALE,
+    EVENT_DEATH,
+    EVENT_PROGRESSION,
+)
+from simseq.model import (
+    Clock,
+    Destination,
+    Economics,
+    SequenceModel,
+    State,
+    compile_model,
+    econ_range_problem,
+)
 from simseq.outcomes import econ_means
 from simseq.simulator import simulate, simulate_draws
 
@@ -126,3 +143,119 @@ def test_age_adjusted_utilities_closed_form():
     for name, d in (("qalys", 0.0), ("qalys_discounted", DELTA)):
         a = LAM + d
         check(res, name, UTIL / 12 * (1 / a + b1 / a**2 + 2 * b2 / a**3))
+
+
+BIG_COST = 1e13
+
+
+def big_cost_model(rate=LAM):
+    state = dataclasses.replace(one_state(rate).states[0], cost_per_month=BIG_COST, name="L1:big")
+    econ = Economics(discount_costs=RATE, discount_qalys=RATE, death_cost=DEATH_COST)
+    return compile_model([SequenceModel("s", (state,))], economics=econ)
+
+
+LIMIT_COST = ECON_MAX_FIXED / ECON_SCALE[ECON_COST]  # 4.6e15 currency units
+
+
+def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
+    """cost per month 1e13 over 462 months bounds a patient at 4.62e15 > 4.61e15: refused,
+    naming the state, by every entry point and before any kernel or task runs."""
+    model = big_cost_model()
+
+    def no_kernel(*args):
+        raise AssertionError("a kernel ran")
+
+    monkeypatch.setattr(simseq.simulator, "simulate_tallies", no_kernel)
+    monkeypatch.setattr(simseq.simulator, "simulate_os_draws", no_kernel)
+    monkeypatch.setattr(simseq.backend, "_execute", no_kernel)
+    message = econ_range_problem(model, 462.0)
+    assert message == (
+        "state 'L1:big' (sequence 's'): cost per month 1e+13 over a 462-month horizon "
+        "bounds a patient's cost at 4.62e+15; at most 4.6e+15 (currency units) can be "
+        "accumulated exactly"
+    )
+    backend = LocalBackend()
+    calls = (
+        lambda: simulate(model, 100, SEED, horizon=462.0),
+        lambda: simulate_draws(model, 100, SEED, horizon=462.0),
+        lambda: simulate_tasks(
+            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_size=50
+        ),
+        lambda: simulate_draw_tasks(
+            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_draws=1
+        ),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match="state 'L1:big'") as info:
+            call()
+        assert str(info.value) == message
+
+
+def econ_model(*states, economics=None, n_draws=1):
+    seqs = [SequenceModel(f"s{k}", (st,)) for k, st in enumerate(states)]
+    return compile_model(seqs, economics=economics or Economics()).repeat_draws(n_draws)
+
+
+def a_state(name="A", **econ):
+    return dataclasses.replace(one_state().states[0], name=name, **econ)
+
+
+@pytest.mark.parametrize(
+    ("state", "economics", "horizon", "expected"),
+    [
+        (a_state(entry_cost=5e15), None, 120.0, "state 'A' (sequence 's0'): entry cost 5e+15"),
+        (a_state(), Economics(death_cost=-5e15), 120.0, "cost at death -5e+15 bounds"),
+        (
+            a_state(utility=1e9),
+            None,
+            120.0,
+            "state 'A' (sequence 's0'): utility 1e+09 a year over a 120-month horizon "
+            "bounds a patient's QALYs at 1e+10; at most 4.6e+09 (years)",
+        ),
+        (
+            a_state(utility=1e8),
+            Economics(utility_trend=(0.1, 0.0)),
+            120.0,
+            "with a utility trend up to x13 bounds a patient's QALYs at 1.3e+10",
+        ),
+        (a_state(entry_qalys=-5e9), None, 120.0, "entry QALYs -5e+09 bounds a patient's QALYs"),
+        (a_state(), None, 6e10, "a 6e+10-month horizon bounds a patient's life-years at 5e+09"),
+        (
+            a_state(cost_per_month=1e13),
+            Economics(discount_costs=-0.5),
+            120.0,
+            "a negative discount rate multiplies it by up to 1.02e+03",
+        ),
+        (a_state(cost_per_month=math.nan), None, 120.0, "cost per month is nan; it must be"),
+        (a_state(), Economics(death_cost=math.inf), 120.0, "cost at death is inf; it must be"),
+    ],
+)
+def test_bound_names_the_input(state, economics, horizon, expected):
+    message = econ_range_problem(econ_model(state, economics=economics), horizon)
+    assert expected in message, message
+
+
+def test_bound_is_per_sequence_and_draw():
+    """Entry costs add up within a sequence (each state entered once), not across them;
+    with several draws the message names the draw."""
+    big = 0.6 * LIMIT_COST
+    one, two = a_state("X", entry_cost=big), a_state("Y", entry_cost=big)
+    apart = econ_model(one, two)
+    assert econ_range_problem(apart, 120.0) is None
+    to_y = (
+        Clock(Distribution("exponential", (LAM,)), (Destination("Y", EVENT_PROGRESSION, 1.0),)),
+    )
+    chain = compile_model(
+        [SequenceModel("s", (dataclasses.replace(one, clocks=to_y), two))], economics=Economics()
+    )
+    assert "entry cost 2.77e+15 bounds a patient's cost at 5.53e+15" in econ_range_problem(
+        chain, 120.0
+    )
+    draws = econ_model(a_state("X"), a_state("Y"), n_draws=3)
+    state_econ = draws.state_econ.copy()
+    state_econ[2, 1, 0] = 1e14  # Y's cost per month in draw 2 only
+    draws = dataclasses.replace(draws, state_econ=state_econ)
+    assert econ_range_problem(draws, 120.0).startswith(
+        "state 'Y' (sequence 's1', draw 2): cost per month 1e+14 over a 120-month horizon "
+        "bounds a patient's cost at 1.2e+16"
+    )
