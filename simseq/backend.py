@@ -31,6 +31,7 @@ from simseq.simulator import (
     DrawTallies,
     Tallies,
     check_econ_range,
+    econ_sum,
     merge_tallies,
     simulate,
     simulate_draws,
@@ -380,7 +381,7 @@ def simulate_draw_tasks(
         parts = [results[t.task_id] for t in tasks if (t.lo, t.hi) == (d.lo, d.hi)]
         os_hist.append(sum(r["os_hist"] for r in parts))
         if "econ" in parts[0]:
-            econ.append(sum(r["econ"] for r in parts))
+            econ.append(econ_sum(np.stack([r["econ"] for r in parts])))
     return DrawTallies(
         np.concatenate(os_hist), np.concatenate(econ) if econ else None, n_patients, bin_width
     )

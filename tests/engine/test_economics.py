@@ -6,6 +6,7 @@ means) at the stated N and seed.
 
 import dataclasses
 import math
+import random
 
 import numpy as np
 import pytest
@@ -20,7 +21,9 @@ from simseq.engine.codes import (
     ECON_SCALE,
     EVENT_DEATH,
     EVENT_PROGRESSION,
+    N_ECON,
 )
+from simseq.engine.simulate import _add_exact
 from simseq.model import (
     Clock,
     Destination,
@@ -31,7 +34,7 @@ from simseq.model import (
     econ_range_problem,
 )
 from simseq.outcomes import econ_means
-from simseq.simulator import simulate, simulate_draws
+from simseq.simulator import econ_sum, econ_values, simulate, simulate_draws
 
 N = 200_000
 SEED = 99
@@ -145,13 +148,118 @@ def test_age_adjusted_utilities_closed_form():
         check(res, name, UTIL / 12 * (1 / a + b1 / a**2 + 2 * b2 / a**3))
 
 
+# Costs large enough that the old plain int64 batch sums wrapped around: 1e13 a month for
+# ~10 months is ~1e14 per patient, so a batch of 64 interleaved ones passed 2^63 / 1e3 =
+# 9.2e15 currency units after ~90 patients. A 360-month horizon keeps a patient's bound
+# (BIG_COST * 360 + entry + death = 3.6e15) under what one fixed-point value holds (4.6e15).
 BIG_COST = 1e13
+BIG_HORIZON = 360.0
+BIG_N = 20_000
 
 
 def big_cost_model(rate=LAM):
     state = dataclasses.replace(one_state(rate).states[0], cost_per_month=BIG_COST, name="L1:big")
     econ = Economics(discount_costs=RATE, discount_qalys=RATE, death_cost=DEATH_COST)
     return compile_model([SequenceModel("s", (state,))], economics=econ)
+
+
+@pytest.fixture(scope="module")
+def big_cost_model_and_tallies():
+    model = big_cost_model()
+    return model, simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, bin_width=0.1)
+
+
+def test_large_costs_do_not_overflow(big_cost_model_and_tallies):
+    """Costs of ~1e14 a patient at N = 20,000 (batch sums ~3e16, past int64 at 1e3 per
+    unit) against the closed forms with the horizon: E[min(T, H)] = (1 - e^-lam H) / lam,
+    discounted (1 - e^-(lam + d) H) / (lam + d); death before H with probability
+    1 - e^-lam H, discounted lam / (lam + d) (1 - e^-(lam + d) H). Tolerance 4 Monte Carlo
+    SE (seed fixed): four outcomes are checked, 4 SE keeps a false alarm below 0.03 %."""
+    _, tallies = big_cost_model_and_tallies
+    res = econ_means(tallies.econ[0], BIG_N)
+    h = BIG_HORIZON
+    expected = {
+        "costs": BIG_COST * -math.expm1(-LAM * h) / LAM
+        + ENTRY_COST
+        + DEATH_COST * -math.expm1(-LAM * h),
+        "costs_discounted": BIG_COST * -math.expm1(-(LAM + DELTA) * h) / (LAM + DELTA)
+        + ENTRY_COST
+        + DEATH_COST * LAM / (LAM + DELTA) * -math.expm1(-(LAM + DELTA) * h),
+        "lys": -math.expm1(-LAM * h) / LAM / 12,
+        "qalys_discounted": UTIL / 12 * -math.expm1(-(LAM + DELTA) * h) / (LAM + DELTA)
+        + ENTRY_QALYS,
+    }
+    for name, value in expected.items():
+        mean, se = res[name]
+        assert abs(mean - value) < 4 * se, (name, mean, value, se)
+
+
+def test_large_cost_sums_identical_for_any_split(big_cost_model_and_tallies):
+    """The exact sums are the same words for any threads, chunks, tasks or draw split."""
+    model, whole = big_cost_model_and_tallies
+    lo_words = whole.econ[..., 1]
+    assert ((lo_words >= 0) & (lo_words < 2**32)).all()  # canonical
+    assert np.abs(whole.econ[..., 0]).max() > 2**31  # the sums need the hi word
+    for threads, chunk in ((1, BIG_N), (2, 3_001), (2, 777)):
+        t = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads, chunk_size=chunk)
+        np.testing.assert_array_equal(t.econ, whole.econ)
+    tasks = simulate_tasks(
+        LocalBackend(threads=2),
+        model,
+        BIG_N,
+        SEED,
+        horizon=BIG_HORIZON,
+        bin_width=0.1,
+        task_size=6_500,
+    )
+    np.testing.assert_array_equal(tasks.econ, whole.econ)
+    draws = model.repeat_draws(3)
+    by_draw = [
+        simulate_draws(draws, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads).econ
+        for threads in (1, 2)
+    ]
+    by_task = simulate_draw_tasks(
+        LocalBackend(),
+        draws,
+        BIG_N,
+        SEED,
+        horizon=BIG_HORIZON,
+        bin_width=0.25,
+        task_draws=2,
+        task_patients=7_000,
+    )
+    single = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, draw_idx=1)
+    np.testing.assert_array_equal(by_draw[0], by_draw[1])
+    np.testing.assert_array_equal(by_task.econ, by_draw[0])
+    np.testing.assert_array_equal(by_draw[0][1], single.econ)
+
+
+def accumulate(values):
+    """(hi, lo) of ``values`` added one by one with the engine's ``_add_exact``."""
+    out = np.zeros((1, 1, 1, 1, 2), np.int64)
+    for v in values:
+        _add_exact(out, 0, 0, 0, 0, v)
+    return out[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_exact_sums_in_any_order_and_split(sign):
+    """_add_exact and econ_sum against Python's exact integers: values of either sign up
+    to 2^62 in magnitude whose sum passes int64; any order, any split into parts."""
+    rng = random.Random(3)
+    values = [rng.randrange(-(2**62) + 1, 2**62) for _ in range(500)] + [2**62 - 1] * 50
+    rng.shuffle(values)
+    values = [sign * v for v in values]
+    exact = sum(values)
+    assert abs(exact) > 2**63
+    words = accumulate(values)
+    assert int(words[0]) * 2**32 + int(words[1]) == exact and 0 <= words[1] < 2**32
+    np.testing.assert_array_equal(accumulate(sorted(values)), words)
+    parts = np.stack([accumulate(values[lo : lo + 37]) for lo in range(0, len(values), 37)])
+    np.testing.assert_array_equal(econ_sum(parts), words)
+    as_econ = np.zeros((N_ECON, 1, 2), np.int64)
+    as_econ[ECON_COST, 0] = words
+    assert econ_values(as_econ)[ECON_COST, 0] == float(exact) / ECON_SCALE[ECON_COST]
 
 
 LIMIT_COST = ECON_MAX_FIXED / ECON_SCALE[ECON_COST]  # 4.6e15 currency units
@@ -189,6 +297,21 @@ def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
         with pytest.raises(ValueError, match="state 'L1:big'") as info:
             call()
         assert str(info.value) == message
+
+
+def test_bound_just_under_runs_exactly():
+    """460 months: the bound 4.6e15 + entry and death costs is just under the limit, so
+    the model runs. At a rate of 0.001 a month 63 % of patients reach the horizon with
+    a cost of 4.6e15, 2^62 in fixed point less 0.3 %, and the sums stay exact.
+    Tolerance 4 Monte Carlo SE at N = 5,000 and the fixed seed."""
+    rate, horizon, n = 0.001, 460.0, 5_000
+    model = big_cost_model(rate)
+    assert BIG_COST * horizon + ENTRY_COST + DEATH_COST < LIMIT_COST
+    assert econ_range_problem(model, horizon) is None
+    mean, se = econ_means(simulate(model, n, SEED, horizon=horizon).econ[0], n)["costs"]
+    expected = BIG_COST * -math.expm1(-rate * horizon) / rate + ENTRY_COST
+    expected += DEATH_COST * -math.expm1(-rate * horizon)
+    assert abs(mean - expected) < 4 * se, (mean, expected, se)
 
 
 def econ_model(*states, economics=None, n_draws=1):
