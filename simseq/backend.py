@@ -34,6 +34,8 @@ from simseq.model import ModelArrays
 from simseq.simulator import (
     DrawTallies,
     Tallies,
+    check_econ_range,
+    econ_sum,
     merge_tallies,
     n_bins_for,
     simulate,
@@ -426,6 +428,7 @@ def simulate_tasks(
     progress=None,
 ) -> Tallies:
     """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
+    check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
     tasks = split("patients", n_patients, task_size)
     tally_on = tally_mask(tallies, model.n_states)
     n_bins = n_bins_for(horizon, bin_width)
@@ -475,6 +478,7 @@ def simulate_draw_tasks(
 ) -> DrawTallies:
     """``simulate_draws`` split into (draw range, patient block) tasks on ``backend``;
     bitwise equal. Patient blocks of a draw range add up (integer reductions)."""
+    check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
     block = task_patients or n_patients
     tasks = [
         Task("draws", d.lo, d.hi, p.lo, p.hi)
@@ -497,7 +501,7 @@ def simulate_draw_tasks(
         parts = [results[t.task_id] for t in tasks if (t.lo, t.hi) == (d.lo, d.hi)]
         os_hist.append(sum(r["os_hist"] for r in parts))
         if "econ" in parts[0]:
-            econ.append(sum(r["econ"] for r in parts))
+            econ.append(econ_sum(np.stack([r["econ"] for r in parts])))
     return DrawTallies(
         np.concatenate(os_hist), np.concatenate(econ) if econ else None, n_patients, bin_width
     )

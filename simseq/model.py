@@ -18,6 +18,10 @@ import numpy as np
 
 from simseq.distributions import Distribution
 from simseq.engine.codes import (
+    ECON_COST,
+    ECON_MAX_FIXED,
+    ECON_QALY,
+    ECON_SCALE,
     EVENT_DEATH,
     EVENT_NAMES,
     N_PARAMS,
@@ -425,3 +429,146 @@ def stack_draws(models: Sequence[ModelArrays]) -> ModelArrays:
         for name in DRAW_ARRAYS
     }
     return dataclasses.replace(first, **stacked)
+
+
+def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
+    """Why a patient's costs, QALYs or life-years could exceed what the engine sums exactly
+    (a message naming the state, input and bound), or None if they cannot.
+
+    The engine rounds each patient's values to int64 fixed point (``codes.ECON_SCALE``)
+    and needs them within ``codes.ECON_MAX_FIXED``: 4.6e15 currency units, 4.6e9 years.
+    A patient spends at most ``horizon`` months in all and enters each state of its
+    sequence at most once (sequences are acyclic), so per draw and sequence:
+    |cost| <= max |cost per month| * horizon + sum |entry cost| + |cost at death|,
+    |QALYs| <= max |utility| * (1 + |b1| horizon + |b2| horizon^2) * horizon
+    + sum |entry QALYs| (b1, b2 the utility trend) and
+    life-years <= horizon / 12, each times the largest discount factor (1 unless the
+    rate is negative). Only arithmetic on the model's arrays (no numba, no side
+    effects), so scenario validation can call it before anything is simulated.
+
+    Parameters
+    ----------
+    model : ModelArrays
+        A compiled model with any number of draws (no economics: None).
+    horizon : float
+        The simulation horizon, months.
+
+    Returns
+    -------
+    str or None
+        For the first draw and sequence over a bound, e.g. "state 'L2:lenvatinib'
+        (sequence 'sor_len'): cost per month 1e+14 over a 120-month horizon bounds a
+        patient's cost at 1.2e+16; at most 4.6e+15 (currency units) can be accumulated
+        exactly" (", draw d" inside the parentheses when the model has several draws).
+    """
+    if not model.has_economics:
+        return None
+    state_econ = model.state_econ  # (n_draws, n_states, 4)
+    econ_globals = model.econ_globals  # (n_draws, 5)
+    several = model.n_draws > 1
+
+    def where(d: int, s: int | None = None) -> str:
+        if s is None:
+            return f"draw {d}: " if several else ""
+        seq = model.seq_names[model.state_seq_idx[s]]
+        draw = f", draw {d}" if several else ""
+        return f"state {model.state_names[s]!r} (sequence {seq!r}{draw})"
+
+    bad = np.argwhere(~np.isfinite(state_econ))
+    if bad.size:
+        d, s, k = bad[0]
+        value = state_econ[d, s, k] * (12.0 if k == 1 else 1.0)  # utility per year
+        return f"{where(d, s)}: {_STATE_ECON_NAMES[k]} is {value}; it must be finite"
+    bad = np.argwhere(~np.isfinite(econ_globals))
+    if bad.size:
+        d, k = bad[0]
+        return f"{where(d)}{_ECON_GLOBAL_NAMES[k]} is {econ_globals[d, k]}; it must be finite"
+
+    h = float(horizon)
+    rate_c, rate_q, death, b1, b2 = econ_globals.T  # each (n_draws,)
+    # largest discount factor e^(-rate t) over [0, h]: above 1 only for a negative rate
+    grow_c = np.exp(np.maximum(0.0, -rate_c) * h)
+    grow_q = np.exp(np.maximum(0.0, -rate_q) * h)
+    # |1 + b1 t + b2 t^2| over [0, h], bounded termwise: the engine integrates the terms
+    # separately, so this also covers its rounding when they cancel
+    trend = 1.0 + np.abs(b1) * h + np.abs(b2) * h * h
+    limit_cost = ECON_MAX_FIXED / ECON_SCALE[ECON_COST]
+    limit_years = ECON_MAX_FIXED / ECON_SCALE[ECON_QALY]  # life-years share the scale
+    exactly = "can be accumulated exactly"
+    # (draw, state) terms: accrued over time (at most the horizon in all) or once on entry
+    cost_run = np.abs(state_econ[:, :, 0]) * h * grow_c[:, None]
+    cost_entry = np.abs(state_econ[:, :, 2]) * grow_c[:, None]
+    cost_death = np.abs(death) * grow_c
+    qaly_run = np.abs(state_econ[:, :, 1]) * h * (trend * grow_q)[:, None]
+    qaly_entry = np.abs(state_econ[:, :, 3]) * grow_q[:, None]
+    lys = h / 12.0 * grow_q
+    for q in range(len(model.seq_names)):
+        states = np.flatnonzero(model.state_seq_idx == q)
+        cost = cost_run[:, states].max(axis=1) + cost_entry[:, states].sum(axis=1) + cost_death
+        qaly = qaly_run[:, states].max(axis=1) + qaly_entry[:, states].sum(axis=1)
+        over = ~((cost <= limit_cost) & (qaly <= limit_years) & (lys <= limit_years))
+        if not over.any():
+            continue
+        d = int(np.argmax(over))
+        if not cost[d] <= limit_cost:
+            run = states[np.argmax(cost_run[d, states])]
+            entry = states[np.argmax(cost_entry[d, states])]
+            culprit = _largest(
+                (
+                    cost_run[d, run],
+                    f"{where(d, run)}: cost per month {state_econ[d, run, 0]:.3g} "
+                    f"over a {h:g}-month horizon",
+                ),
+                (
+                    cost_entry[d, entry],
+                    f"{where(d, entry)}: entry cost {state_econ[d, entry, 2]:.3g}",
+                ),
+                (cost_death[d], f"{where(d)}cost at death {death[d]:.3g}"),
+            )
+            return (
+                f"{culprit} bounds a patient's cost at {cost[d]:.3g}{_growth(grow_c[d])}; "
+                f"at most {limit_cost:.2g} (currency units) {exactly}"
+            )
+        if not qaly[d] <= limit_years:
+            run = states[np.argmax(qaly_run[d, states])]
+            entry = states[np.argmax(qaly_entry[d, states])]
+            with_trend = f" with a utility trend up to x{trend[d]:.3g}" if trend[d] > 1 else ""
+            culprit = _largest(
+                (
+                    qaly_run[d, run],
+                    f"{where(d, run)}: utility {state_econ[d, run, 1] * 12:.3g} a year "
+                    f"over a {h:g}-month horizon{with_trend}",
+                ),
+                (
+                    qaly_entry[d, entry],
+                    f"{where(d, entry)}: entry QALYs {state_econ[d, entry, 3]:.3g}",
+                ),
+            )
+            return (
+                f"{culprit} bounds a patient's QALYs at {qaly[d]:.3g}{_growth(grow_q[d])}; "
+                f"at most {limit_years:.2g} (years) {exactly}"
+            )
+        return (
+            f"{where(d)}a {h:g}-month horizon bounds a patient's life-years at {lys[d]:.3g}"
+            f"{_growth(grow_q[d])}; at most {limit_years:.2g} (years) {exactly}"
+        )
+    return None
+
+
+_STATE_ECON_NAMES = ("cost per month", "utility (a year)", "entry cost", "entry QALYs")
+_ECON_GLOBAL_NAMES = (
+    "cost discount rate (continuous, per month)",
+    "QALY discount rate (continuous, per month)",
+    "cost at death",
+    "utility trend coefficient b1",
+    "utility trend coefficient b2",
+)
+
+
+def _largest(*candidates: tuple[float, str]) -> str:
+    """The text of the candidate (value, text) with the largest value."""
+    return max(candidates, key=lambda c: c[0])[1]
+
+
+def _growth(factor: float) -> str:
+    return f" (a negative discount rate multiplies it by up to {factor:.3g})" if factor > 1 else ""

@@ -15,7 +15,6 @@ import numpy as np
 
 from simseq.engine.codes import (
     ECON_NAMES,
-    ECON_SCALE,
     EVENT_NAMES,
     N_BATCHES,
     N_EVENTS,
@@ -28,7 +27,7 @@ from simseq.engine.codes import (
     TALLY_SOJOURN,
 )
 from simseq.model import ModelArrays
-from simseq.simulator import Tallies
+from simseq.simulator import Tallies, econ_values
 
 Z95 = 1.959963984540054
 
@@ -272,15 +271,14 @@ def sequence_summary(
 def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:
     """Mean per patient and its Monte Carlo SE for each economic outcome of one sequence.
 
-    ``econ``: int64 (N_ECON, N_BATCHES) fixed-point sums over interleaved patient
-    batches (patient index mod N_BATCHES). The SE is the spread of the batch means
-    over sqrt(N_BATCHES): order-independent, like the sums themselves.
+    ``econ``: int64 (N_ECON, N_BATCHES, 2) exact fixed-point sums (``Tallies.econ``)
+    over interleaved patient batches (patient index mod N_BATCHES). The SE is the
+    spread of the batch means over sqrt(N_BATCHES): order-independent, like the sums.
     """
-    scale = np.asarray(ECON_SCALE)[:, None]
     batch_n = np.full(N_BATCHES, n_patients // N_BATCHES) + (
         np.arange(N_BATCHES) < n_patients % N_BATCHES
     )
-    values = econ / scale  # (N_ECON, N_BATCHES)
+    values = econ_values(econ)  # (N_ECON, N_BATCHES)
     means = values.sum(axis=1) / n_patients
     used = batch_n > 0
     batch_means = values[:, used] / batch_n[used]

@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from simseq.engine.codes import (
+    ECON_SCALE,
     EVENT_NAMES,
     FAMILY_EXPONENTIAL,
     FAMILY_WEIBULL,
@@ -25,7 +26,7 @@ from simseq.engine.codes import (
     N_TALLIES,
 )
 from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
-from simseq.model import ModelArrays
+from simseq.model import ModelArrays, econ_range_problem
 
 if TYPE_CHECKING:
     import pandas
@@ -47,12 +48,50 @@ class Tallies:
     bin_width: float  # months
     horizon: float  # months
     econ: np.ndarray | None = None
-    """int64 (n_seq, N_ECON, N_BATCHES) fixed-point sums (see engine.codes), or None."""
+    """int64 (n_seq, N_ECON, N_BATCHES, 2) exact fixed-point sums as (hi, lo) words (see
+    engine.codes; ``econ_values`` converts them), or None."""
 
     @property
     def n_entered(self) -> np.ndarray:
         """int64 (n_states,): patients who entered each state."""
         return self.exit_counts.sum(axis=1)
+
+
+def econ_sum(parts: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The exact econ sums of disjoint sets of patients, added along ``axis``.
+
+    ``parts``: int64 (..., 2) canonical (hi, lo) sums, hi * 2^32 + lo with lo in
+    [0, 2^32) (as the engine leaves them), fewer than 2^31 along ``axis`` so that the
+    lo words add up without overflow. The total is made canonical again, which makes it
+    the same words for any split of the patients (threads, chunks, tasks): every merge
+    goes through here.
+
+    Returns
+    -------
+    ndarray(int64)
+        ``parts``' shape without ``axis`` (which must not be the last).
+    """
+    total = parts.sum(axis=axis)
+    carry = total[..., 1] >> 32  # arithmetic shift: floor division by 2^32
+    total[..., 0] += carry
+    total[..., 1] &= 0xFFFFFFFF
+    return total
+
+
+def econ_values(econ: np.ndarray) -> np.ndarray:
+    """float64 (..., N_ECON, N_BATCHES): sums int64 (..., N_ECON, N_BATCHES, 2) in years and
+    currency units. hi * 2^32 is exact in float64 (|hi| < 2^53: any sum below 2^85) and
+    adding lo rounds once, so this is the exact sum to double precision, over the scale."""
+    hi = econ[..., 0].astype(np.float64)
+    return (hi * 2.0**32 + econ[..., 1]) / np.asarray(ECON_SCALE)[:, None]
+
+
+def check_econ_range(model: ModelArrays, horizon: float) -> None:
+    """Raise ValueError with ``econ_range_problem``'s message if a patient's economic
+    outcomes could exceed what the engine accumulates exactly."""
+    problem = econ_range_problem(model, horizon)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 @contextlib.contextmanager
@@ -143,6 +182,7 @@ def simulate(
         raise ValueError(f"bin_width must be in (0, horizon], got {bin_width}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_econ_range(model, horizon)
     n_bins = n_bins_for(horizon, bin_width)
     tally_on = tally_mask(tallies, model.n_states)
     variant = kernel_variant(model)
@@ -152,7 +192,7 @@ def simulate(
         exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
         n_seq = len(model.seq_names)
         econ = np.zeros(
-            (n_blocks if model.has_economics else 0, n_seq, N_ECON, N_BATCHES), np.int64
+            (n_blocks if model.has_economics else 0, n_seq, N_ECON, N_BATCHES, 2), np.int64
         )
         d = draw_idx if model.n_draws > 1 else 0
         end = patient_lo + n_patients
@@ -191,14 +231,14 @@ def simulate(
         n_patients,
         bin_width,
         horizon,
-        econ.sum(axis=0) if model.has_economics else None,
+        econ_sum(econ) if model.has_economics else None,
     )
 
 
 def merge_tallies(parts: list[Tallies]) -> Tallies:
     """Tallies of disjoint patient ranges, added up (integers: the order does not matter)."""
     first = parts[0]
-    econ = None if first.econ is None else sum(p.econ for p in parts)
+    econ = None if first.econ is None else econ_sum(np.stack([p.econ for p in parts]))
     return Tallies(
         sum(p.hist for p in parts),
         sum(p.exit_counts for p in parts),
@@ -279,7 +319,8 @@ class DrawTallies:
     """Reductions per parameter draw (the PSA shape)."""
 
     os_hist: np.ndarray  # int64 (n_draws, n_seq, 2, n_bins): OS from sequence start
-    econ: np.ndarray | None  # int64 (n_draws, n_seq, N_ECON, N_BATCHES), or None
+    econ: np.ndarray | None
+    """int64 (n_draws, n_seq, N_ECON, N_BATCHES, 2) exact sums as in ``Tallies``, or None."""
     n_patients: int  # per draw
     bin_width: float  # months
 
@@ -307,6 +348,7 @@ def simulate_draws(
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    check_econ_range(model, horizon)
     n_bins = n_bins_for(horizon, bin_width)
     n_seq = len(model.seq_names)
     n_draws = model.n_draws
@@ -316,7 +358,7 @@ def simulate_draws(
         n_rows = min(n_patients, -(-numba.get_num_threads() // n_draws))
         hist = np.zeros((n_draws * n_rows, n_seq, 2, n_bins), np.int64)
         n_econ = n_draws * n_rows if model.has_economics else 0
-        econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES), np.int64)
+        econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES, 2), np.int64)
         simulate_os_draws(
             seed,
             draw_lo,
@@ -336,5 +378,5 @@ def simulate_draws(
         )
     hist = hist.reshape(n_draws, n_rows, n_seq, 2, n_bins).sum(axis=1)
     if model.has_economics:
-        econ = econ.reshape(n_draws, n_rows, n_seq, N_ECON, N_BATCHES).sum(axis=1)
+        econ = econ_sum(econ.reshape(n_draws, n_rows, n_seq, N_ECON, N_BATCHES, 2), axis=1)
     return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)

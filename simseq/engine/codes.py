@@ -52,10 +52,18 @@ ECON_COST = 4
 ECON_COST_DISC = 5
 N_ECON = 6
 ECON_NAMES = ("lys", "lys_discounted", "qalys", "qalys_discounted", "costs", "costs_discounted")
-# Sums are kept as int64 fixed point (value * ECON_SCALE[k], rounded per patient) so
-# they add up identically in any order, i.e. for any thread count or chunking. 1e9
-# per year and 1e3 per currency unit leave room for 1e9 patients of 10 years or $10M.
+# A patient's value is rounded to int64 fixed point (value * ECON_SCALE[k]) and summed
+# exactly, so sums are identical in any order, i.e. for any thread count or chunking.
+# A sum is two int64 words (hi, lo) meaning hi * 2^32 + lo with lo in [0, 2^32): one
+# representation per integer, so no order can produce different words. hi moves by at
+# most 2^30 a patient, so even patients all at ECON_MAX_FIXED need 2^33 to a batch
+# (5e11 in all) to overflow it.
 ECON_SCALE = (1e9, 1e9, 1e9, 1e9, 1e3, 1e3)
+# Largest |value * ECON_SCALE[k]| of one patient that is allowed (checked before a run:
+# simseq.model.econ_range_problem), i.e. 4.6e9 years or 4.6e15 currency units. The
+# conversion to int64 and the add to lo need less than 2^63 - 2^32; the factor 2 to
+# spare absorbs rounding in the accrual.
+ECON_MAX_FIXED = 2.0**62
 # Patients are split into interleaved batches (patient index mod N_BATCHES); the spread
 # of the batch means gives the Monte Carlo standard error, again order-independently.
 N_BATCHES = 64

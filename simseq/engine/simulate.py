@@ -540,13 +540,29 @@ def _trend_months(t0, t1, rate, b1, b2):
 
 @njit(inline="always", nogil=True, error_model="numpy")
 def _fixed(x, scale):
+    """x * scale rounded to int64; |x * scale| <= ECON_MAX_FIXED (checked before the run)."""
     return np.int64(np.floor(x * scale + 0.5))
+
+
+@njit(inline="always", nogil=True)
+def _add_exact(out, r, q, k, b, v):
+    """out[r, q, k, b] = (hi, lo), the exact sum hi * 2^32 + lo with lo in [0, 2^32), += v.
+
+    |v| is at most about ECON_MAX_FIXED = 2^62 and lo < 2^32, so lo + v cannot overflow;
+    keeping lo in [0, 2^32) after every add makes (hi, lo) the one representation of
+    the sum, whatever the order. Jit-compiled; inputs are not validated.
+    """
+    lo = out[r, q, k, b, 1] + v
+    carry = lo >> 32  # arithmetic shift: floor(lo / 2^32), also for negative lo
+    out[r, q, k, b, 0] += carry
+    out[r, q, k, b, 1] = lo & 0xFFFFFFFF  # lo - carry * 2^32, in [0, 2^32)
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
 def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out, r, q):
     """Add patient i's life-years, QALYs and costs (plain and discounted) to
-    out[r, q, N_ECON, N_BATCHES] in batch ``patient % N_BATCHES``, as int64 fixed point.
+    out[r, q, N_ECON, N_BATCHES, 2] in batch ``patient % N_BATCHES``, as exact sums of
+    int64 fixed point (see ``_add_exact``).
 
     Rates accrue exactly over each sojourn in continuous time; entry costs and QALY
     changes at entry; the death cost at death. Life-years are discounted at the QALY rate.
@@ -581,12 +597,12 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
         cost += econ_globals[2]
         cost_d += econ_globals[2] * np.exp(-rate_c * death_time)
     b = patient % N_BATCHES
-    out[r, q, ECON_LY, b] += _fixed(ly / 12.0, ECON_SCALE_LY)
-    out[r, q, ECON_LY_DISC, b] += _fixed(ly_d / 12.0, ECON_SCALE_LY)
-    out[r, q, ECON_QALY, b] += _fixed(qaly, ECON_SCALE_LY)
-    out[r, q, ECON_QALY_DISC, b] += _fixed(qaly_d, ECON_SCALE_LY)
-    out[r, q, ECON_COST, b] += _fixed(cost, ECON_SCALE_COST)
-    out[r, q, ECON_COST_DISC, b] += _fixed(cost_d, ECON_SCALE_COST)
+    _add_exact(out, r, q, ECON_LY, b, _fixed(ly / 12.0, ECON_SCALE_LY))
+    _add_exact(out, r, q, ECON_LY_DISC, b, _fixed(ly_d / 12.0, ECON_SCALE_LY))
+    _add_exact(out, r, q, ECON_QALY, b, _fixed(qaly, ECON_SCALE_LY))
+    _add_exact(out, r, q, ECON_QALY_DISC, b, _fixed(qaly_d, ECON_SCALE_LY))
+    _add_exact(out, r, q, ECON_COST, b, _fixed(cost, ECON_SCALE_COST))
+    _add_exact(out, r, q, ECON_COST_DISC, b, _fixed(cost_d, ECON_SCALE_COST))
 
 
 @njit(nogil=True, error_model="numpy")
@@ -670,10 +686,11 @@ def simulate_tallies(
     months; kind k of state s is kept when ``tally_on[k, s]`` is set),
     ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
     column counts patients still in the state at the horizon) and, when it has
-    rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES]`` (see ``_accrue``). Row r
+    rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES, 2]`` (int64 (hi, lo) exact sums,
+    see ``_accrue``; every patient's values within ``econ_range_problem``'s bound). Row r
     is owned by one thread, so there are no races and, the counts being integers,
-    the sum over rows does not depend on n_rows. Jit-compiled; inputs are not
-    validated.
+    the sum over rows does not depend on n_rows (the econ sums once made canonical
+    again: ``simulator.econ_sum``). Jit-compiled; inputs are not validated.
     """
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
         numbers
@@ -848,7 +865,8 @@ def simulate_os_draws(
     n_patients, or by (seed, draw_lo, patient) for every d when ``common_streams``
     (common random numbers across the cases of a one-way sensitivity analysis).
     Adds into ``hist_out[n_draws * n_rows, n_seq, 2, n_bins]`` (events, censored)
-    and, with economics, ``econ_out[n_draws * n_rows, n_seq, N_ECON, N_BATCHES]``.
+    and, with economics, ``econ_out[n_draws * n_rows, n_seq, N_ECON, N_BATCHES, 2]``
+    (as in ``simulate_tallies``).
     Each (draw d, row r) pair is one parallel task owning slice d * n_rows + r
     (n_rows = hist_out rows / n_draws): row r takes a contiguous share of the
     patients, so a single draw still runs on every thread, and the sum over rows

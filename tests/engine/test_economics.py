@@ -6,15 +6,35 @@ means) at the stated N and seed.
 
 import dataclasses
 import math
+import random
 
 import numpy as np
 import pytest
 
+import simseq.backend
+import simseq.simulator
+from simseq.backend import LocalBackend, simulate_draw_tasks, simulate_tasks
 from simseq.distributions import Distribution
-from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
-from simseq.model import Clock, Destination, Economics, SequenceModel, State, compile_model
+from simseq.engine.codes import (
+    ECON_COST,
+    ECON_MAX_FIXED,
+    ECON_SCALE,
+    EVENT_DEATH,
+    EVENT_PROGRESSION,
+    N_ECON,
+)
+from simseq.engine.simulate import _add_exact
+from simseq.model import (
+    Clock,
+    Destination,
+    Economics,
+    SequenceModel,
+    State,
+    compile_model,
+    econ_range_problem,
+)
 from simseq.outcomes import econ_means
-from simseq.simulator import simulate, simulate_draws
+from simseq.simulator import econ_sum, econ_values, simulate, simulate_draws
 
 N = 200_000
 SEED = 99
@@ -126,3 +146,239 @@ def test_age_adjusted_utilities_closed_form():
     for name, d in (("qalys", 0.0), ("qalys_discounted", DELTA)):
         a = LAM + d
         check(res, name, UTIL / 12 * (1 / a + b1 / a**2 + 2 * b2 / a**3))
+
+
+# Costs large enough that the old plain int64 batch sums wrapped around: 1e13 a month for
+# ~10 months is ~1e14 per patient, so a batch of 64 interleaved ones passed 2^63 / 1e3 =
+# 9.2e15 currency units after ~90 patients. A 360-month horizon keeps a patient's bound
+# (BIG_COST * 360 + entry + death = 3.6e15) under what one fixed-point value holds (4.6e15).
+BIG_COST = 1e13
+BIG_HORIZON = 360.0
+BIG_N = 20_000
+
+
+def big_cost_model(rate=LAM):
+    state = dataclasses.replace(one_state(rate).states[0], cost_per_month=BIG_COST, name="L1:big")
+    econ = Economics(discount_costs=RATE, discount_qalys=RATE, death_cost=DEATH_COST)
+    return compile_model([SequenceModel("s", (state,))], economics=econ)
+
+
+@pytest.fixture(scope="module")
+def big_cost_model_and_tallies():
+    model = big_cost_model()
+    return model, simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, bin_width=0.1)
+
+
+def test_large_costs_do_not_overflow(big_cost_model_and_tallies):
+    """Costs of ~1e14 a patient at N = 20,000 (batch sums ~3e16, past int64 at 1e3 per
+    unit) against the closed forms with the horizon: E[min(T, H)] = (1 - e^-lam H) / lam,
+    discounted (1 - e^-(lam + d) H) / (lam + d); death before H with probability
+    1 - e^-lam H, discounted lam / (lam + d) (1 - e^-(lam + d) H). Tolerance 4 Monte Carlo
+    SE (seed fixed): four outcomes are checked, 4 SE keeps a false alarm below 0.03 %."""
+    _, tallies = big_cost_model_and_tallies
+    res = econ_means(tallies.econ[0], BIG_N)
+    h = BIG_HORIZON
+    expected = {
+        "costs": BIG_COST * -math.expm1(-LAM * h) / LAM
+        + ENTRY_COST
+        + DEATH_COST * -math.expm1(-LAM * h),
+        "costs_discounted": BIG_COST * -math.expm1(-(LAM + DELTA) * h) / (LAM + DELTA)
+        + ENTRY_COST
+        + DEATH_COST * LAM / (LAM + DELTA) * -math.expm1(-(LAM + DELTA) * h),
+        "lys": -math.expm1(-LAM * h) / LAM / 12,
+        "qalys_discounted": UTIL / 12 * -math.expm1(-(LAM + DELTA) * h) / (LAM + DELTA)
+        + ENTRY_QALYS,
+    }
+    for name, value in expected.items():
+        mean, se = res[name]
+        assert abs(mean - value) < 4 * se, (name, mean, value, se)
+
+
+def test_large_cost_sums_identical_for_any_split(big_cost_model_and_tallies):
+    """The exact sums are the same words for any threads, chunks, tasks or draw split."""
+    model, whole = big_cost_model_and_tallies
+    lo_words = whole.econ[..., 1]
+    assert ((lo_words >= 0) & (lo_words < 2**32)).all()  # canonical
+    assert np.abs(whole.econ[..., 0]).max() > 2**31  # the sums need the hi word
+    for threads, chunk in ((1, BIG_N), (2, 3_001), (2, 777)):
+        t = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads, chunk_size=chunk)
+        np.testing.assert_array_equal(t.econ, whole.econ)
+    tasks = simulate_tasks(
+        LocalBackend(threads=2),
+        model,
+        BIG_N,
+        SEED,
+        horizon=BIG_HORIZON,
+        bin_width=0.1,
+        task_size=6_500,
+    )
+    np.testing.assert_array_equal(tasks.econ, whole.econ)
+    draws = model.repeat_draws(3)
+    by_draw = [
+        simulate_draws(draws, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads).econ
+        for threads in (1, 2)
+    ]
+    by_task = simulate_draw_tasks(
+        LocalBackend(),
+        draws,
+        BIG_N,
+        SEED,
+        horizon=BIG_HORIZON,
+        bin_width=0.25,
+        task_draws=2,
+        task_patients=7_000,
+    )
+    single = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, draw_idx=1)
+    np.testing.assert_array_equal(by_draw[0], by_draw[1])
+    np.testing.assert_array_equal(by_task.econ, by_draw[0])
+    np.testing.assert_array_equal(by_draw[0][1], single.econ)
+
+
+def accumulate(values):
+    """(hi, lo) of ``values`` added one by one with the engine's ``_add_exact``."""
+    out = np.zeros((1, 1, 1, 1, 2), np.int64)
+    for v in values:
+        _add_exact(out, 0, 0, 0, 0, v)
+    return out[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_exact_sums_in_any_order_and_split(sign):
+    """_add_exact and econ_sum against Python's exact integers: values of either sign up
+    to 2^62 in magnitude whose sum passes int64; any order, any split into parts."""
+    rng = random.Random(3)
+    values = [rng.randrange(-(2**62) + 1, 2**62) for _ in range(500)] + [2**62 - 1] * 50
+    rng.shuffle(values)
+    values = [sign * v for v in values]
+    exact = sum(values)
+    assert abs(exact) > 2**63
+    words = accumulate(values)
+    assert int(words[0]) * 2**32 + int(words[1]) == exact and 0 <= words[1] < 2**32
+    np.testing.assert_array_equal(accumulate(sorted(values)), words)
+    parts = np.stack([accumulate(values[lo : lo + 37]) for lo in range(0, len(values), 37)])
+    np.testing.assert_array_equal(econ_sum(parts), words)
+    as_econ = np.zeros((N_ECON, 1, 2), np.int64)
+    as_econ[ECON_COST, 0] = words
+    assert econ_values(as_econ)[ECON_COST, 0] == float(exact) / ECON_SCALE[ECON_COST]
+
+
+LIMIT_COST = ECON_MAX_FIXED / ECON_SCALE[ECON_COST]  # 4.6e15 currency units
+
+
+def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
+    """cost per month 1e13 over 462 months bounds a patient at 4.62e15 > 4.61e15: refused,
+    naming the state, by every entry point and before any kernel or task runs."""
+    model = big_cost_model()
+
+    def no_kernel(*args):
+        raise AssertionError("a kernel ran")
+
+    monkeypatch.setattr(simseq.simulator, "simulate_tallies", no_kernel)
+    monkeypatch.setattr(simseq.simulator, "simulate_os_draws", no_kernel)
+    monkeypatch.setattr(simseq.backend, "_execute", no_kernel)
+    message = econ_range_problem(model, 462.0)
+    assert message == (
+        "state 'L1:big' (sequence 's'): cost per month 1e+13 over a 462-month horizon "
+        "bounds a patient's cost at 4.62e+15; at most 4.6e+15 (currency units) can be "
+        "accumulated exactly"
+    )
+    backend = LocalBackend()
+    calls = (
+        lambda: simulate(model, 100, SEED, horizon=462.0),
+        lambda: simulate_draws(model, 100, SEED, horizon=462.0),
+        lambda: simulate_tasks(
+            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_size=50
+        ),
+        lambda: simulate_draw_tasks(
+            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_draws=1
+        ),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match="state 'L1:big'") as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_bound_just_under_runs_exactly():
+    """460 months: the bound 4.6e15 + entry and death costs is just under the limit, so
+    the model runs. At a rate of 0.001 a month 63 % of patients reach the horizon with
+    a cost of 4.6e15, 2^62 in fixed point less 0.3 %, and the sums stay exact.
+    Tolerance 4 Monte Carlo SE at N = 5,000 and the fixed seed."""
+    rate, horizon, n = 0.001, 460.0, 5_000
+    model = big_cost_model(rate)
+    assert BIG_COST * horizon + ENTRY_COST + DEATH_COST < LIMIT_COST
+    assert econ_range_problem(model, horizon) is None
+    mean, se = econ_means(simulate(model, n, SEED, horizon=horizon).econ[0], n)["costs"]
+    expected = BIG_COST * -math.expm1(-rate * horizon) / rate + ENTRY_COST
+    expected += DEATH_COST * -math.expm1(-rate * horizon)
+    assert abs(mean - expected) < 4 * se, (mean, expected, se)
+
+
+def econ_model(*states, economics=None, n_draws=1):
+    seqs = [SequenceModel(f"s{k}", (st,)) for k, st in enumerate(states)]
+    return compile_model(seqs, economics=economics or Economics()).repeat_draws(n_draws)
+
+
+def a_state(name="A", **econ):
+    return dataclasses.replace(one_state().states[0], name=name, **econ)
+
+
+@pytest.mark.parametrize(
+    ("state", "economics", "horizon", "expected"),
+    [
+        (a_state(entry_cost=5e15), None, 120.0, "state 'A' (sequence 's0'): entry cost 5e+15"),
+        (a_state(), Economics(death_cost=-5e15), 120.0, "cost at death -5e+15 bounds"),
+        (
+            a_state(utility=1e9),
+            None,
+            120.0,
+            "state 'A' (sequence 's0'): utility 1e+09 a year over a 120-month horizon "
+            "bounds a patient's QALYs at 1e+10; at most 4.6e+09 (years)",
+        ),
+        (
+            a_state(utility=1e8),
+            Economics(utility_trend=(0.1, 0.0)),
+            120.0,
+            "with a utility trend up to x13 bounds a patient's QALYs at 1.3e+10",
+        ),
+        (a_state(entry_qalys=-5e9), None, 120.0, "entry QALYs -5e+09 bounds a patient's QALYs"),
+        (a_state(), None, 6e10, "a 6e+10-month horizon bounds a patient's life-years at 5e+09"),
+        (
+            a_state(cost_per_month=1e13),
+            Economics(discount_costs=-0.5),
+            120.0,
+            "a negative discount rate multiplies it by up to 1.02e+03",
+        ),
+        (a_state(cost_per_month=math.nan), None, 120.0, "cost per month is nan; it must be"),
+        (a_state(), Economics(death_cost=math.inf), 120.0, "cost at death is inf; it must be"),
+    ],
+)
+def test_bound_names_the_input(state, economics, horizon, expected):
+    message = econ_range_problem(econ_model(state, economics=economics), horizon)
+    assert expected in message, message
+
+
+def test_bound_is_per_sequence_and_draw():
+    """Entry costs add up within a sequence (each state entered once), not across them;
+    with several draws the message names the draw."""
+    big = 0.6 * LIMIT_COST
+    one, two = a_state("X", entry_cost=big), a_state("Y", entry_cost=big)
+    apart = econ_model(one, two)
+    assert econ_range_problem(apart, 120.0) is None
+    to_y = (
+        Clock(Distribution("exponential", (LAM,)), (Destination("Y", EVENT_PROGRESSION, 1.0),)),
+    )
+    chain = compile_model(
+        [SequenceModel("s", (dataclasses.replace(one, clocks=to_y), two))], economics=Economics()
+    )
+    assert "entry cost 2.77e+15 bounds a patient's cost at 5.53e+15" in econ_range_problem(
+        chain, 120.0
+    )
+    draws = econ_model(a_state("X"), a_state("Y"), n_draws=3)
+    state_econ = draws.state_econ.copy()
+    state_econ[2, 1, 0] = 1e14  # Y's cost per month in draw 2 only
+    draws = dataclasses.replace(draws, state_econ=state_econ)
+    assert econ_range_problem(draws, 120.0).startswith(
+        "state 'Y' (sequence 's1', draw 2): cost per month 1e+14 over a 120-month horizon "
+        "bounds a patient's cost at 1.2e+16"
+    )
