@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simseq.engine.codes import N_EVENTS, N_TALLIES
+from simseq.engine.codes import N_BATCHES, N_ECON, N_EVENTS, N_TALLIES
 from simseq.model import ModelArrays
 from simseq.simulator import (
     DrawTallies,
@@ -403,11 +403,10 @@ def _execute(backend, fn, tasks, model, args, checkpoints, progress, check=None)
     return results
 
 
-def _shape_problem(result: dict, shapes: dict, with_econ: bool) -> str | None:
+def _shape_problem(result: dict, shapes: dict) -> str | None:
     """Why a checkpointed result cannot be this run's (wrong arrays or shapes), or None."""
-    expected = set(shapes) | ({"econ"} if with_econ else set())
-    if set(result) != expected:
-        return f"holds arrays {sorted(result)}, expected {sorted(expected)}"
+    if set(result) != set(shapes):
+        return f"holds arrays {sorted(result)}, expected {sorted(shapes)}"
     for name, shape in shapes.items():
         if result[name].shape != shape or result[name].dtype != np.int64:
             return f"{name} has shape {result[name].shape}, expected {shape} (int64)"
@@ -439,7 +438,9 @@ def simulate_tasks(
             "hist": (N_TALLIES, model.n_states, 2, n_bins),
             "exit_counts": (model.n_states, N_EVENTS + 1),
         }
-        problem = _shape_problem(r, shapes, model.has_economics)
+        if model.has_economics:
+            shapes["econ"] = (len(model.seq_names), N_ECON, N_BATCHES, 2)
+        problem = _shape_problem(r, shapes)
         if problem is None and (r["exit_counts"][starts].sum(axis=1) != task.hi - task.lo).any():
             problem = "its patient counts do not add up to the task's patients"
         return problem
@@ -490,7 +491,9 @@ def simulate_draw_tasks(
 
     def check(task: Task, r: dict) -> str | None:
         shapes = {"os_hist": (task.hi - task.lo, n_seq, 2, n_bins)}
-        problem = _shape_problem(r, shapes, model.has_economics)
+        if model.has_economics:
+            shapes["econ"] = (task.hi - task.lo, n_seq, N_ECON, N_BATCHES, 2)
+        problem = _shape_problem(r, shapes)
         if problem is None and (r["os_hist"].sum(axis=(2, 3)) != task.p_hi - task.p_lo).any():
             problem = "its patient counts do not add up to the task's patients"
         return problem
