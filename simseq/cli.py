@@ -112,7 +112,7 @@ def _scenario_errors(func):
         except Exception as err:
             # imported only now: `run` must start before the heavy modules load
             from simseq.backend import BackendFailed, BackendUnavailable
-            from simseq.pipeline import MissingExtra
+            from simseq.extras import MissingExtra
             from simseq.results_dir import ResultsError
             from simseq.scenario import ScenarioError
 
@@ -293,15 +293,14 @@ def run_cmd(
     distributed,
 ) -> None:
     """Simulate every sequence of SCENARIO and write summary, curves, plot and manifest."""
+    from simseq.extras import check_optional_dependencies
     from simseq.forked_plot import ForkedPlotter
 
-    if trajectories and trajectories_format == "parquet":
-        import importlib.util  # checked first: nothing heavy is loaded yet
-
-        if importlib.util.find_spec("pyarrow") is None:
-            raise _InputError(
-                "--trajectories-format parquet needs pyarrow: pip install 'simseq[parquet]'"
-            )
+    # first: nothing heavy is loaded yet
+    check_optional_dependencies(
+        trajectories_format=trajectories_format if trajectories else "csv",
+        backend=distributed["backend"],
+    )
 
     # first, while nothing heavy is loaded: matplotlib's import then overlaps the engine's
     with ForkedPlotter() as plotter:

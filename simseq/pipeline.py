@@ -22,6 +22,7 @@ from simseq.calibrate import (
 )
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
+from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
 from simseq.model import compile_model
 from simseq.outcomes import (
@@ -195,23 +196,6 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
         "nmb": {s: round(wtp * qalys[k] - costs[k], 6) for k, s in enumerate(names)},
         "inputs": inputs,
     }
-
-
-def check_optional_dependencies(*, trajectories_format: str = "csv", backend: str = "local"):
-    """Refuse, before any work, options whose optional dependency is not installed."""
-    import importlib.util
-
-    if trajectories_format == "parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise MissingExtra("--trajectories-format parquet needs pyarrow", "parquet")
-    if backend == "dask" and importlib.util.find_spec("distributed") is None:
-        raise MissingExtra("the dask backend needs Dask (dask.distributed)", "dask")
-
-
-class MissingExtra(Exception):
-    """An option needs an optional dependency: the message names the extra to install."""
-
-    def __init__(self, what: str, extra: str):
-        super().__init__(f"{what}: pip install 'simseq[{extra}]'")
 
 
 def run_scenario(

@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from simseq.evidence import load_evidence
+from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
 from simseq.model import compile_model, stack_draws
 from simseq.outcomes import econ_means, km_curve
 from simseq.pipeline import (
-    check_optional_dependencies,
     default_out,
     get_calibration,
     make_console,
