@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.signal import fftconvolve
+import scipy.fft
 
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
@@ -185,6 +184,15 @@ def _cohort_parts(res: Resolved, file: str = "<scenario>"):
     )
 
 
+def fftconvolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full linear convolution of two 1-D float arrays by FFT: bitwise what
+    ``scipy.signal.fftconvolve(a, b)`` returns, without importing scipy.signal (about a
+    second of start-up, which ``simseq validate`` would pay for this one function)."""
+    n = len(a) + len(b) - 1
+    size = scipy.fft.next_fast_len(n, True)
+    return scipy.fft.irfft(scipy.fft.rfft(a, size) * scipy.fft.rfft(b, size), size)[:n]
+
+
 def os_median_by_quadrature(
     time_on_line: Distribution,
     p_prog: float,
@@ -224,6 +232,8 @@ def solve_by_quadrature(
 ) -> dict[str, float]:
     """Calibrated medians for one draw: each target's free post-progression median solved
     so the quadrature OS median from line start equals the drawn target."""
+    from scipy.optimize import brentq  # only solving needs it; keeps start-up short
+
     values = dict(calibrated)
     targets = scenario.calibration.targets if scenario.calibration else []
     if targets and scenario.population is not None:
@@ -289,3 +299,56 @@ def _target_value(scenario, evidence, tgt, overrides) -> float:
     if key in overrides:
         return float(overrides[key])
     return resolve_median(scenario, evidence, q, "calibration.target")[0]
+
+
+def bracket_problems(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    calibrated: Mapping[str, float],
+    file: str = "<scenario>",
+) -> list[tuple[str, float, str]]:
+    """Calibration targets that no median in their bracket reaches, found by quadrature.
+
+    A cheap precheck of what ``simseq.calibrate`` finds by simulation: the target's
+    summary is computed at both ends of the bracket (other calibrated medians at
+    ``calibrated``), and the summary is monotone in the free median. Quadrature has
+    no Monte Carlo noise, so a target within about one Monte Carlo SE of a bracket
+    end may pass here and still fail in calibration. Targets it cannot compute are
+    skipped: regimens with cause_specific clocks and scenarios with population
+    covariates (calibration checks those by simulation).
+    """
+    problems = []
+    targets = scenario.calibration.targets if scenario.calibration else []
+    if scenario.population is not None:
+        return []
+    for i, tgt in enumerate(targets):
+        reg = scenario.regimens[tgt.regimen]
+        if reg.time_on_line is None:
+            continue
+        part = tgt.free.split(".")[0]
+        key = f"{tgt.regimen}.{part}"
+        lo, hi = getattr(reg, part).median.calibrate.bounds
+        goal = resolve_median(
+            scenario, evidence, tgt.target, f"calibration.targets.{i}.target", file
+        )[0]
+        ends = []
+        for x in (lo, hi):
+            res = resolve(
+                scenario, evidence, {**calibrated, key: x}, file, cohort_regimen=tgt.regimen
+            )
+            tol, p_prog, p_det, pps, bsc = _cohort_parts(res, file)
+            if tgt.quantity == "median_time_on_line":
+                ends.append(float(tol.median()))
+            else:
+                ends.append(os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, res.horizon))
+        if not min(ends) <= goal <= max(ends):
+            problems.append(
+                (
+                    f"calibration.targets.{i}",
+                    goal,
+                    f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the {tgt.quantity} "
+                    f"(by quadrature) spans [{min(ends):.4g}, {max(ends):.4g}]; widen the "
+                    "bounds or check the other inputs",
+                )
+            )
+    return problems
