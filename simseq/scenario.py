@@ -216,17 +216,17 @@ class CalibrateSpec(_Frozen):
     bounds: tuple[float, float] = (0.1, 120.0)
     """Lower and upper bound of the root search (months), each in [0.01, 1200]."""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "CalibrateSpec":
-        lo, hi = self.bounds
+    @field_validator("bounds")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = bounds
         low, high = CALIBRATION_BOUNDS
         if not low <= lo < hi <= high:
             raise ValueError(
-                f"bounds must satisfy {low:g} <= low < high <= {high:g} (months: a median "
-                f"shorter than ~7 hours or longer than the longest horizon cannot be "
-                f"calibrated), got {list(self.bounds)}"
+                f"must satisfy {low:g} <= low < high <= {high:g} (months: a median shorter "
+                "than ~7 hours or longer than the longest horizon cannot be calibrated)"
             )
-        return self
+        return bounds
 
 
 class Quantity(_Frozen):
@@ -248,6 +248,7 @@ class Quantity(_Frozen):
     """A placeholder with no evidence behind it (e.g. a price not in the evidence file);
     every output that uses it says so."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "Quantity":
@@ -273,6 +274,7 @@ class Probability(_Frozen):
     or value + assumption."""
 
     evidence: str | None = None
+    """Evidence id of the record the probability comes from."""
     count: str | None = None
     """Key of the record's counts (e.g. received_2l): probability = counts[count] / n."""
     field: str | None = None
@@ -284,6 +286,7 @@ class Probability(_Frozen):
     assumption: str | None = None
     """Why an explicit value was chosen (required with ``value``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "Probability":
@@ -297,15 +300,22 @@ class Probability(_Frozen):
 
 
 def _check_assumed_probabilities(probabilities: dict[str, float], assumption: str | None) -> None:
-    """Explicit probabilities: an assumption saying why, each >= 0, summing to 1."""
+    """Explicit probabilities need an assumption saying why."""
     if not (assumption and assumption.strip()):
         raise ValueError("explicit probabilities need an 'assumption:' saying why")
-    probs = list(probabilities.values())
-    outside = {k: p for k, p in probabilities.items() if not 0 <= p <= 1}
+
+
+def _check_probabilities(probabilities: dict[str, float] | None) -> dict[str, float] | None:
+    """Explicit probabilities: each in [0, 1], summing to 1."""
+    if probabilities is None:
+        return None
+    outside = [k for k, p in probabilities.items() if not 0 <= p <= 1]
     if outside:
-        raise ValueError(f"each probability must be in [0, 1]; got {outside}")
-    if abs(sum(probs) - 1.0) > 1e-9:
-        raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+        raise ValueError(f"each probability must be in [0, 1], not so: {', '.join(outside)}")
+    total = sum(probabilities.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {total:g}")
+    return probabilities
 
 
 _PARAM_FIELDS = ("rate", "shape", "scale", "meanlog", "sdlog", "mu", "sigma", "Q")
@@ -381,6 +391,9 @@ class LineEnd(_Frozen):
     assumption: str | None = None
     """Why explicit probabilities were chosen (required with ``probabilities``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    _probabilities_sum_to_one = field_validator("probabilities")(_check_probabilities)
 
     @model_validator(mode="after")
     def _one_source(self) -> "LineEnd":
@@ -416,6 +429,7 @@ class Regimen(_Frozen):
     """Hazard ratio applied to this regimen's clocks when its evidence is transported
     (measured after a different prior line than the sequence gives it)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_form(self) -> "Regimen":
@@ -440,9 +454,13 @@ class Mix(_Frozen):
     """Evidence category -> regimen id; categories not mapped have no evidence in the
     scenario and are renormalised away (reported in the output)."""
     probabilities: dict[str, float] | None = None
-    """Regimen id -> probability, with an assumption."""
+    """Regimen id -> probability (each in [0, 1], summing to 1), with an assumption."""
     assumption: str | None = None
+    """Why explicit probabilities were chosen (required with ``probabilities``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    _probabilities_sum_to_one = field_validator("probabilities")(_check_probabilities)
 
     @model_validator(mode="after")
     def _one_source(self) -> "Mix":
@@ -491,6 +509,7 @@ class SequenceSpec(_Frozen):
     lines: list[Line] = Field(min_length=1)
     """The lines of therapy, in order."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _next_lines(self) -> "SequenceSpec":
@@ -580,6 +599,7 @@ class CovariateSpec(_Frozen):
     effects: list[Effect] = Field(min_length=1)
     """Its effects on the regimens' clocks."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
 
 class Population(_Frozen):
@@ -600,6 +620,7 @@ class Drug(_Frozen):
     doses_per_month: Annotated[Quantity, NON_NEGATIVE]
     """Doses per month (e.g. 30.4375 for daily, 1.449405 for every 3 weeks)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
 
 class RegimenEconomics(_Frozen):
@@ -731,6 +752,7 @@ class Scenario(_Frozen):
     title: str
     """Title shown in tables and plots."""
     description: str | None = None
+    """A paragraph on what the scenario models."""
     simulation: Simulation
     """Patients, seed, horizon and time grid."""
     regimens: dict[str, Regimen] = Field(min_length=1)
@@ -1071,6 +1093,21 @@ def _unknown_key(key: Any, allowed: list[str] | None) -> str:
     )
 
 
+_PATIENTS_REASON = (
+    "the engine simulates ~25 million patients a second on 2 cores: 1e10 is already hours"
+)
+_BOUND_REASONS = {
+    ("Simulation", "n_patients"): _PATIENTS_REASON,
+    ("Calibration", "n_patients"): _PATIENTS_REASON,
+    ("PSASettings", "n_patients"): _PATIENTS_REASON,
+    ("PSASettings", "n_draws"): "HTA guidance asks for 1,000-10,000 draws",
+    ("Simulation", "seed"): "seeds are in [0, 2^63)",
+    ("Simulation", "bin_width"): f"months; {MIN_BIN_WIDTH:g} is about 45 minutes, the default 0.02",
+    ("Population", "covariates"): "the engine keeps a patient's covariates as bits of one integer",
+}
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long")
+
+
 def _problem(e: dict, data: Any) -> tuple[str, Any, str]:
     """A pydantic error as (key path, value, message)."""
     loc = tuple(e["loc"])
@@ -1090,6 +1127,12 @@ def _problem(e: dict, data: Any) -> tuple[str, Any, str]:
         msg += _suggest(value, expected)
     elif e["type"] == "finite_number":
         msg = "must be a finite number (not .nan, .inf or -.inf)"
+    elif e["type"] in _BOUND_ERRORS:
+        model = _type_at(loc[:-1])
+        reason = _BOUND_REASONS.get((getattr(model, "__name__", ""), loc[-1]))
+        msg += f" ({reason})" if reason else ""
+    if e["type"] == "too_long":
+        value = f"{len(value)} entries" if hasattr(value, "__len__") else None
     return path, value, msg
 
 
@@ -1141,10 +1184,12 @@ def _not_a_scenario(data: Any) -> str | None:
     hints = [f"{k!r}{_suggest(k, list(SCENARIO_KEYS))}" for k in unknown]
     hints = [h for h in hints if "did you mean" in h]  # quote only keys that look like typos
     n = len(unknown)
-    return (
-        f"not a scenario file: {n} top-level key{'s' * (n > 1)} that {'is' if n == 1 else 'are'} "
-        f"not scenario keys{' (' + '; '.join(hints) + ')' if hints else ''}; {allowed}"
+    what = (
+        "1 top-level key that is not a scenario key"
+        if n == 1
+        else (f"{n} top-level keys that are not scenario keys")
     )
+    return f"not a scenario file: {what}{' (' + '; '.join(hints) + ')' if hints else ''}; {allowed}"
 
 
 def _read_yaml(path: str) -> Any:
