@@ -87,42 +87,39 @@ for _tag, _kind in (("int", "integer"), ("float", "number"), ("timestamp", "date
     )
 
 
-def _children(node: yaml.Node) -> list:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
 def _check_size(root: yaml.Node, max_nodes: int, max_depth: int) -> None:
     """Raise unless ``root`` has at most ``max_nodes`` values with aliases expanded, nests at
     most ``max_depth`` deep and has no alias inside its own anchor.
 
     Sizes are memoised by node identity, so the cost is linear in the distinct nodes of
-    the document, however large its expansion.
+    the document however large its expansion, and it stops after ``max_nodes`` distinct
+    nodes (each adds at least one value to the expansion).
     """
+
+    def too_big(node: yaml.Node) -> yaml.YAMLError:
+        return yaml.composer.ComposerError(
+            None,
+            None,
+            f"more than {max_nodes:,} values, counting each alias (*name) as a copy of what "
+            "it refers to; a scenario has a few hundred (an 'alias bomb' of aliases that "
+            "multiply each other has billions)",
+            node.start_mark,
+        )
+
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    stack: list[tuple[yaml.Node, list | None]] = [(root, None)]
     while stack:
-        node, done = stack.pop()
+        node, kids = stack.pop()
         nid = id(node)
-        kids = _children(node)
-        if done:
+        if kids is not None:  # its children are done
             on_path.discard(nid)
-            size[nid] = 1 + sum(size[id(k)] for k in kids)
+            total = 1 + sum(size[id(k)] for k in kids)
+            size[nid] = total
             depth[nid] = 1 + max((depth[id(k)] for k in kids), default=0)
-            if size[nid] > max_nodes:
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"the document expands to more than {max_nodes:,} values with its aliases "
-                    "(*name) expanded; a scenario has a few hundred. Refused: aliases that "
-                    "multiply each other are an 'alias bomb'",
-                    node.start_mark,
-                )
+            if total > max_nodes:
+                raise too_big(node)
             if depth[nid] > max_depth:
                 raise yaml.composer.ComposerError(
                     None,
@@ -133,18 +130,32 @@ def _check_size(root: yaml.Node, max_nodes: int, max_depth: int) -> None:
             continue
         if nid in size:
             continue
+        if isinstance(node, yaml.ScalarNode):
+            size[nid], depth[nid] = 1, 1
+            continue
+        if len(size) + len(on_path) > max_nodes:
+            raise too_big(node)
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        else:
+            kids = list(node.value)
+        if len(kids) >= max_nodes:
+            raise too_big(node)
         on_path.add(nid)
-        stack.append((node, True))
+        stack.append((node, kids))
         for kid in kids:
-            if id(kid) in on_path:
+            kid_id = id(kid)
+            if isinstance(kid, yaml.ScalarNode):
+                size[kid_id], depth[kid_id] = 1, 1
+            elif kid_id in on_path:
                 raise yaml.composer.ComposerError(
                     None,
                     None,
                     "an alias refers to the anchor it is inside of (a recursive structure)",
                     kid.start_mark,
                 )
-            if id(kid) not in size:
-                stack.append((kid, False))
+            if kid_id not in size:
+                stack.append((kid, None))
 
 
 def load_yaml(text: str, *, max_nodes: int = MAX_YAML_NODES, max_depth: int = MAX_YAML_DEPTH):
