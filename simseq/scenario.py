@@ -58,10 +58,21 @@ class ScenarioError(ValueError):
     def __init__(self, file: str, problems: list[tuple[str, Any, str]]):
         self.file = file
         self.problems = problems
-        lines = [f"{file}: {loc}: {msg}{_got(v)}" for loc, v, msg in problems[:MAX_PROBLEMS_SHOWN]]
+        lines = [
+            f"{file}: {_one_line(loc, 200)}: {_one_line(msg, 600)}{_got(v)}"
+            for loc, v, msg in problems[:MAX_PROBLEMS_SHOWN]
+        ]
         if len(problems) > MAX_PROBLEMS_SHOWN:
             lines.append(f"{file}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
         super().__init__("\n".join(lines))
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line (control characters escaped), cut to ``limit`` characters: a key
+    path or message quoting a user's key must not break the one-problem-a-line format."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _got(value: Any) -> str:
@@ -1108,15 +1119,40 @@ _BOUND_REASONS = {
 _BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long")
 
 
+def _key_text(part: Any) -> str:
+    """One part of a key path, as written unless it is long or not printable (then quoted,
+    escaped and cut), so that a path is always one short line."""
+    text = str(part)
+    if len(text) <= 60 and text.isprintable() and " " not in text:
+        return text
+    return brief(text, 60)
+
+
+def _path(loc: tuple) -> str:
+    return ".".join(_key_text(p) for p in loc) or "(top level)"
+
+
+def _not_text_key(key: Any) -> str:
+    return (
+        f"key {brief(key, 60)} is not text (YAML reads unquoted null, ~, true, no, on and "
+        "numbers as such): quote it, or use a name"
+    )
+
+
 def _problem(e: dict, data: Any) -> tuple[str, Any, str]:
     """A pydantic error as (key path, value, message)."""
     loc = tuple(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     if loc and loc[-1] == "[key]":  # a mapping key failed (e.g. a cause not in the list)
         loc = loc[:-1]
-        path = ".".join(str(p) for p in loc)
-        return path, None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
-    path = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "literal_error":
+            return _path(loc), None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
+        return _path(loc[:-1]), None, _not_text_key(loc[-1])
+    if e["type"] == "invalid_key":  # a key of a model that is not a string
+        parent = _dig(data, loc[:-1]) if len(loc) > 1 else data
+        keys = [k for k in parent if str(k) == loc[-1]] if isinstance(parent, dict) else []
+        return _path(loc[:-1]), None, _not_text_key(keys[0] if keys else loc[-1])
+    path = _path(loc)
     if e["type"] == "extra_forbidden":
         return path, None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
     if e["type"] == "missing":
