@@ -319,18 +319,29 @@ def bracket_problems(
     """
     problems = []
     targets = scenario.calibration.targets if scenario.calibration else []
-    if scenario.population is not None:
-        return []
+    horizon = None
     for i, tgt in enumerate(targets):
         reg = scenario.regimens[tgt.regimen]
-        if reg.time_on_line is None:
-            continue
         part = tgt.free.split(".")[0]
         key = f"{tgt.regimen}.{part}"
         lo, hi = getattr(reg, part).median.calibrate.bounds
         goal = resolve_median(
             scenario, evidence, tgt.target, f"calibration.targets.{i}.target", file
         )[0]
+        if horizon is None:
+            horizon = resolve(scenario, evidence, calibrated, file).horizon
+        if goal >= horizon:
+            problems.append(
+                (
+                    f"calibration.targets.{i}",
+                    goal,
+                    f"unreachable: a median of {goal:g} months is beyond the horizon "
+                    f"({horizon:g} months), where the simulation stops",
+                )
+            )
+            continue
+        if reg.time_on_line is None or scenario.population is not None:
+            continue
         ends = []
         for x in (lo, hi):
             res = resolve(
