@@ -1132,6 +1132,16 @@ def _path(loc: tuple) -> str:
     return ".".join(_key_text(p) for p in loc) or "(top level)"
 
 
+def _actual_key(data: Any, loc: tuple) -> Any:
+    """The key as YAML read it (pydantic's location may hold it as a string)."""
+    parent = _dig(data, loc[:-1])
+    if isinstance(parent, dict):
+        for key in parent:
+            if key == loc[-1] or str(key) == str(loc[-1]):
+                return key
+    return loc[-1]
+
+
 def _not_text_key(key: Any) -> str:
     return (
         f"key {brief(key, 60)} is not text (YAML reads unquoted null, ~, true, no, on and "
@@ -1147,11 +1157,9 @@ def _problem(e: dict, data: Any) -> tuple[str, Any, str]:
         loc = loc[:-1]
         if e["type"] == "literal_error":
             return _path(loc), None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
-        return _path(loc[:-1]), None, _not_text_key(loc[-1])
+        return _path(loc[:-1]), None, _not_text_key(_actual_key(data, loc))
     if e["type"] == "invalid_key":  # a key of a model that is not a string
-        parent = _dig(data, loc[:-1]) if len(loc) > 1 else data
-        keys = [k for k in parent if str(k) == loc[-1]] if isinstance(parent, dict) else []
-        return _path(loc[:-1]), None, _not_text_key(keys[0] if keys else loc[-1])
+        return _path(loc[:-1]), None, _not_text_key(_actual_key(data, loc))
     path = _path(loc)
     if e["type"] == "extra_forbidden":
         return path, None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))

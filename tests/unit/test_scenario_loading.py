@@ -538,3 +538,24 @@ def test_tally_bytes_match_the_engine():
     from simseq.engine.codes import N_TALLIES
 
     assert TALLY_BYTES_PER_BIN == N_TALLIES * 2 * np.dtype(np.int64).itemsize
+
+
+def test_a_target_beyond_the_horizon_is_unreachable(tmp_path):
+    path = _variant(
+        tmp_path,
+        "horizon: {value: 60, assumption: test horizon}",
+        "horizon: {value: 8, assumption: test horizon}\n  landmarks: [6]",
+    )
+    text = _error(path)
+    assert "calibration.targets.0: unreachable" in text and "beyond the horizon (8" in text
+
+
+def test_keys_that_are_not_text_or_not_printable(tmp_path):
+    text = _error(_variant(tmp_path, "title: Tiny test scenario\n", "title: t\nnull: 1\n"))
+    assert "(top level): key None is not text" in text
+    text = _error(_variant(tmp_path, "  atz_bev:\n", "  1.5:\n"))
+    assert "regimens: key 1.5 is not text" in text
+    path = _variant(tmp_path, "  seed: 7\n", '  seed: 7\n  "a\\nb": 1\n  ' + "k" * 500 + ": 1\n")
+    lines = _error(path).splitlines()
+    assert len(lines) == 2 and all(len(line) < 1500 for line in lines)
+    assert "simulation.'a\\nb': unknown key" in lines[0]
