@@ -741,6 +741,13 @@ class PSASettings(_Frozen):
     scenario key path (prefixes match), e.g. {second_line_survival: [second_line.]}.
     Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
 
+    @field_validator("cost_se_fraction", "utility_se_fraction", "median_se_log")
+    @classmethod
+    def _explicit(cls, q: Quantity | None) -> Quantity | None:
+        if q is not None and q.value is None:
+            raise ValueError("a PSA setting is an explicit value with an assumption saying why")
+        return q
+
     @model_validator(mode="after")
     def _total(self) -> "PSASettings":
         if self.n_draws * self.n_patients > MAX_PATIENTS:
@@ -1207,13 +1214,20 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _load_file(path: str) -> Any:
-    """One YAML file's data; FileProblem if it cannot be read, ScenarioError if not YAML."""
+def _load_file(path: str, *, quote: bool = True) -> Any:
+    """One YAML file's data; FileProblem if it cannot be read, ScenarioError if not YAML.
+    Without ``quote`` a YAML error quotes nothing of the file (a key, a tag, a value): the
+    file extended may not be a scenario at all."""
     text = read_text_file(path, max_bytes=MAX_SCENARIO_BYTES, suffixes=_SUFFIXES)
     try:
         return load_yaml(text)
     except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
+        error = _yaml_error(path, err)
+        if quote:
+            raise error from None
+        (where, _, message), *_ = error.problems
+        message = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", message)
+        raise ScenarioError(path, [(where, None, message)]) from None
 
 
 def _not_a_scenario(data: Any) -> str | None:
@@ -1271,7 +1285,7 @@ def _read_yaml(path: str) -> Any:
                 ],
             )
         try:
-            data = _load_file(parent_path)
+            data = _load_file(parent_path, quote=False)
         except FileProblem as err:
             raise ScenarioError(current, [("extends", parent, f"{parent_path}: {err}")]) from None
         why = _not_a_scenario(data)
