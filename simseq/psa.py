@@ -289,7 +289,20 @@ def solve_by_quadrature(
                     )
                 ],
             )
-        values[key] = math.exp(brentq(gap, math.log(lo), math.log(hi), xtol=1e-7))
+        try:
+            values[key] = math.exp(brentq(gap, math.log(lo), math.log(hi), xtol=1e-7))
+        except (RuntimeError, ValueError) as err:  # no convergence, or an undefined median
+            raise ScenarioError(
+                file,
+                [
+                    (
+                        f"calibration.targets.{i}",
+                        target,
+                        f"recalibration in a PSA draw failed: {key}.median in [{lo:g}, {hi:g}] "
+                        f"({err})",
+                    )
+                ],
+            ) from None
     return values
 
 

@@ -559,3 +559,36 @@ def test_keys_that_are_not_text_or_not_printable(tmp_path):
     lines = _error(path).splitlines()
     assert len(lines) == 2 and all(len(line) < 1500 for line in lines)
     assert "simulation.'a\\nb': unknown key" in lines[0]
+
+
+def test_a_yaml_error_in_a_parent_quotes_nothing_of_it(tmp_path):
+    _write(tmp_path, "settings.yaml", "api_token: sk-live-42\napi_token: sk-live-43\n")
+    child = _write(tmp_path, "child.yaml", "extends: settings.yaml\nname: c\n")
+    text = _error(child, tmp_path / "settings.yaml")
+    assert "line 2, column 1: invalid YAML: duplicate key '...'" in text
+    assert "api_token" not in text and "sk-live" not in text
+
+
+def test_psa_settings_are_explicit_values(tmp_path):
+    """sensitivity.py refuses them with a message naming '<scenario>', after calibrating."""
+    path = _write(
+        tmp_path,
+        "psa.yaml",
+        f"extends: {CEA}\nname: p\npsa:\n  cost_se_fraction: "
+        "{evidence: health_economics.cost.terminal_care_once.su2021, value: null, "
+        "assumption: null}\n",
+    )
+    assert "psa.cost_se_fraction: a PSA setting is an explicit value" in _error(path)
+
+
+def test_psa_recalibration_that_fails_is_located(monkeypatch):
+    import scipy.optimize
+
+    from simseq.psa import solve_by_quadrature
+
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Failed to converge after 100 iterations")
+
+    monkeypatch.setattr(scipy.optimize, "brentq", no_convergence)
+    with pytest.raises(ScenarioError, match=r"calibration.targets.0: recalibration in a PSA"):
+        solve_by_quadrature(load_scenario(CEA), load_evidence(), STUB, {}, 120.0, str(CEA))
