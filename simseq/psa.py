@@ -323,13 +323,20 @@ def bracket_problems(
     """Calibration targets that no median in their bracket reaches, found by quadrature.
 
     A cheap precheck of what ``simseq.calibrate`` finds by simulation: the target's
-    summary is computed at both ends of the bracket (other calibrated medians at
-    ``calibrated``), and the summary is monotone in the free median. Quadrature has
-    no Monte Carlo noise, so a target within about one Monte Carlo SE of a bracket
-    end may pass here and still fail in calibration. Targets it cannot compute are
-    skipped: regimens with cause_specific clocks and scenarios with population
-    covariates (calibration checks those by simulation).
+    summary is computed at both ends of the bracket; it is monotone (increasing) in
+    each median of the regimen, so when the regimen's other median is calibrated too
+    it is set to its own bracket's end alike, which gives the widest range any
+    solution could reach. Quadrature has no Monte Carlo noise, so a target within
+    about one Monte Carlo SE of a bracket end may pass here and still fail in
+    calibration. Targets beyond the horizon are refused for every regimen; the
+    bracket is not computed for regimens with cause_specific clocks or scenarios
+    with population covariates (calibration checks those by simulation).
     """
+    brackets = {}
+    for tgt in scenario.calibration.targets if scenario.calibration else []:
+        part = tgt.free.split(".")[0]
+        spec = getattr(scenario.regimens[tgt.regimen], part)
+        brackets[f"{tgt.regimen}.{part}"] = (tgt.regimen, spec.median.calibrate.bounds)
     problems = []
     targets = scenario.calibration.targets if scenario.calibration else []
     horizon = None
@@ -356,10 +363,12 @@ def bracket_problems(
         if reg.time_on_line is None or scenario.population is not None:
             continue
         ends = []
-        for x in (lo, hi):
-            res = resolve(
-                scenario, evidence, {**calibrated, key: x}, file, cohort_regimen=tgt.regimen
-            )
+        for end in (0, 1):
+            trial = dict(calibrated)
+            for other, (rid, bounds) in brackets.items():
+                if rid == tgt.regimen:  # this median, and the regimen's other one if freed
+                    trial[other] = bounds[end]
+            res = resolve(scenario, evidence, trial, file, cohort_regimen=tgt.regimen)
             tol, p_prog, p_det, pps, bsc = _cohort_parts(res, file)
             if tgt.quantity == "median_time_on_line":
                 ends.append(float(tol.median()))

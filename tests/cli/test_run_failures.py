@@ -58,3 +58,16 @@ def test_huge_costs_do_not_overflow(tmp_path):
     summary = _run("huge_cost_overflows", tmp_path)
     for block in summary["cea"]["sequences"].values():
         assert block["costs"]["mean"] > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="calibration: Gauss-Seidel stops after the first sweep although solving the second "
+    "target moved the first (OS target off by ~11%, silently)",
+)
+def test_two_targets_on_one_regimen_both_hit(tmp_path):
+    _run("two_targets_one_regimen", tmp_path)
+    import pandas as pd
+
+    cal = pd.read_csv(tmp_path / "out" / "calibration.csv")
+    assert (cal.rel_error.abs() < 0.01).all(), cal

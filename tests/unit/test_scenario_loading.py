@@ -592,3 +592,10 @@ def test_psa_recalibration_that_fails_is_located(monkeypatch):
     monkeypatch.setattr(scipy.optimize, "brentq", no_convergence)
     with pytest.raises(ScenarioError, match=r"calibration.targets.0: recalibration in a PSA"):
         solve_by_quadrature(load_scenario(CEA), load_evidence(), STUB, {}, 120.0, str(CEA))
+
+
+def test_two_medians_of_one_regimen_calibrated_are_not_refused():
+    """The bracket check sets the regimen's other freed median to its bracket's end alike
+    (the widest range a solution could reach); at its stub the OS target looked
+    unreachable."""
+    validate_file(ROOT / "tests" / "fixtures" / "run_failures" / "two_targets_one_regimen.yaml")
