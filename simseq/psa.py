@@ -322,23 +322,21 @@ def bracket_problems(
 ) -> list[tuple[str, float, str]]:
     """Calibration targets that no median in their bracket reaches, found by quadrature.
 
-    A cheap precheck of what ``simseq.calibrate`` finds by simulation: the target's
-    summary is computed at both ends of the bracket; it is monotone (increasing) in
-    each median of the regimen, so when the regimen's other median is calibrated too
-    it is set to its own bracket's end alike, which gives the widest range any
-    solution could reach. Quadrature has no Monte Carlo noise, so a target within
-    about one Monte Carlo SE of a bracket end may pass here and still fail in
-    calibration. Targets beyond the horizon are refused for every regimen; the
-    bracket is not computed for regimens with cause_specific clocks or scenarios
-    with population covariates (calibration checks those by simulation).
+    A cheap rehearsal of the first sweep of ``simseq.calibrate``, which solves the
+    targets in order by simulation, starting every free median at ``calibrated``
+    (the geometric mean of its bracket) and refusing a target whose summary at the
+    two ends of its bracket does not straddle it: here each target is checked the
+    same way by quadrature, then solved by bisection so that later targets see the
+    value calibration would have found. Quadrature has no Monte Carlo noise, so a
+    target within about one Monte Carlo SE of what a bracket reaches may pass here
+    and still fail in calibration, or the reverse. Targets beyond the horizon are
+    refused for every regimen; the bracket is not computed for regimens with
+    cause_specific clocks or scenarios with population covariates (calibration
+    checks those by simulation).
     """
-    brackets = {}
-    for tgt in scenario.calibration.targets if scenario.calibration else []:
-        part = tgt.free.split(".")[0]
-        spec = getattr(scenario.regimens[tgt.regimen], part)
-        brackets[f"{tgt.regimen}.{part}"] = (tgt.regimen, spec.median.calibrate.bounds)
     problems = []
     targets = scenario.calibration.targets if scenario.calibration else []
+    values = dict(calibrated)
     horizon = None
     for i, tgt in enumerate(targets):
         reg = scenario.regimens[tgt.regimen]
@@ -349,7 +347,7 @@ def bracket_problems(
             scenario, evidence, tgt.target, f"calibration.targets.{i}.target", file
         )[0]
         if horizon is None:
-            horizon = resolve(scenario, evidence, calibrated, file).horizon
+            horizon = resolve(scenario, evidence, values, file).horizon
         if goal >= horizon:
             problems.append(
                 (
@@ -362,26 +360,35 @@ def bracket_problems(
             continue
         if reg.time_on_line is None or scenario.population is not None:
             continue
-        ends = []
-        for end in (0, 1):
-            trial = dict(calibrated)
-            for other, (rid, bounds) in brackets.items():
-                if rid == tgt.regimen:  # this median, and the regimen's other one if freed
-                    trial[other] = bounds[end]
-            res = resolve(scenario, evidence, trial, file, cohort_regimen=tgt.regimen)
+
+        def summary(x, tgt=tgt, key=key):
+            res = resolve(scenario, evidence, {**values, key: x}, file, cohort_regimen=tgt.regimen)
             tol, p_prog, p_det, pps, bsc = _cohort_parts(res, file)
             if tgt.quantity == "median_time_on_line":
-                ends.append(float(tol.median()))
-            else:
-                ends.append(os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, res.horizon))
-        if not min(ends) <= goal <= max(ends):
+                return float(tol.median())
+            return os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, res.horizon)
+
+        at_lo, at_hi = summary(lo), summary(hi)
+        if not min(at_lo, at_hi) <= goal <= max(at_lo, at_hi):
+            others = [k for k in values if k != key and k.startswith(f"{tgt.regimen}.")]
             problems.append(
                 (
                     f"calibration.targets.{i}",
                     goal,
-                    f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the {tgt.quantity} "
-                    f"(by quadrature) spans [{min(ends):.4g}, {max(ends):.4g}]; widen the "
-                    "bounds or check the other inputs",
+                    f"unreachable: with {key}.median in [{lo:g}, {hi:g}]"
+                    + "".join(f" and {k}.median at {values[k]:.4g}" for k in others)
+                    + f" the {tgt.quantity} (by quadrature) spans "
+                    f"[{min(at_lo, at_hi):.4g}, {max(at_lo, at_hi):.4g}]; widen the bounds or "
+                    "check the other inputs",
                 )
             )
+            continue
+        if not any(later.regimen == tgt.regimen for later in targets[i + 1 :]):
+            continue  # only later targets on this regimen's cohort see the solved value
+        # bisection on log(median): the summary increases with the median
+        a, b = math.log(lo), math.log(hi)
+        for _ in range(30):
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if summary(math.exp(mid)) < goal else (a, mid)
+        values[key] = math.exp(0.5 * (a + b))
     return problems

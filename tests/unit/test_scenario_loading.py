@@ -594,8 +594,15 @@ def test_psa_recalibration_that_fails_is_located(monkeypatch):
         solve_by_quadrature(load_scenario(CEA), load_evidence(), STUB, {}, 120.0, str(CEA))
 
 
-def test_two_medians_of_one_regimen_calibrated_are_not_refused():
-    """The bracket check sets the regimen's other freed median to its bracket's end alike
-    (the widest range a solution could reach); at its stub the OS target looked
-    unreachable."""
-    validate_file(ROOT / "tests" / "fixtures" / "run_failures" / "two_targets_one_regimen.yaml")
+def test_validate_rehearses_calibration_of_two_medians_of_one_regimen(tmp_path):
+    """Calibration solves targets in order from the geometric means of their brackets;
+    validate does the same by quadrature, so both accept or both refuse."""
+    fixture = ROOT / "tests" / "fixtures" / "run_failures" / "two_targets_one_regimen.yaml"
+    validate_file(fixture)  # time_on_line.median starts at sqrt(0.5 x 40) = 4.47 months
+    text = fixture.read_text().replace("bounds: [0.5, 40]}}", "bounds: [0.5, 1000]}}")
+    wide = _write(tmp_path, "wide.yaml", text.replace("extends: ../tiny.yaml", f"extends: {TINY}"))
+    text = _error(wide)  # it starts at 22.4 months: OS cannot fall to the target
+    assert "calibration.targets.0: unreachable" in text
+    assert "lenvatinib.time_on_line.median at 22.36" in text
+    run = CliRunner().invoke(main, ["run", str(wide), "--out", str(tmp_path / "o"), "--quiet"])
+    assert run.exit_code == 2 and "calibration.targets.0: unreachable" in run.output
