@@ -606,3 +606,16 @@ def test_validate_rehearses_calibration_of_two_medians_of_one_regimen(tmp_path):
     assert "lenvatinib.time_on_line.median at 22.36" in text
     run = CliRunner().invoke(main, ["run", str(wide), "--out", str(tmp_path / "o"), "--quiet"])
     assert run.exit_code == 2 and "calibration.targets.0: unreachable" in run.output
+
+
+def test_a_mix_mapping_two_categories_to_one_regimen_is_refused(tmp_path):
+    """The second category's share overwrote the first's, the destination probabilities no
+    longer summed to 1, and validate ended in compile_model's ValueError traceback."""
+    path = _variant(
+        tmp_path,
+        "regimens: {sorafenib: sorafenib, lenvatinib: lenvatinib}",
+        "regimens: {sorafenib: sorafenib, lenvatinib: sorafenib}",
+        BASE,
+    )
+    text = _error(path)
+    assert "sequences.atzbev_real_world.lines.1.mix" in text and "its own regimen" in text
