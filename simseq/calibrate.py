@@ -192,7 +192,32 @@ def calibrate(
                         )
                     ],
                 )
-            values[key] = brentq(gap, lo, hi, xtol=1e-9, rtol=cal.tolerance / 10)
+            if math.isnan(g_lo) or math.isnan(g_hi):
+                raise ScenarioError(
+                    file,
+                    [
+                        (
+                            f"calibration.targets.{i}",
+                            goal,
+                            f"the simulated {tgt.quantity} is undefined with {key}.median at "
+                            f"{lo if math.isnan(g_lo) else hi:g}; check the other inputs",
+                        )
+                    ],
+                )
+            try:
+                values[key] = brentq(gap, lo, hi, xtol=1e-9, rtol=cal.tolerance / 10)
+            except (RuntimeError, ValueError) as err:  # no convergence, or an undefined median
+                raise ScenarioError(
+                    file,
+                    [
+                        (
+                            f"calibration.targets.{i}",
+                            goal,
+                            f"the search for {key}.median in [{lo:g}, {hi:g}] failed ({err}); "
+                            "narrow the bounds or check the other inputs",
+                        )
+                    ],
+                ) from None
             current = gap(values[key]) + goal
             worst = max(worst, abs(current / goal - 1.0))
             if progress is not None:

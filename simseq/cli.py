@@ -5,6 +5,7 @@ import functools
 import click
 
 from simseq import __version__
+from simseq.limits import MAX_DRAWS, MAX_PATIENTS, MAX_SEED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,6 +140,9 @@ _threads = click.option(
     "--threads", type=click.IntRange(min=1), help="Worker threads (results do not depend on it)."
 )
 _quiet = click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+_seed = click.option(
+    "--seed", type=click.IntRange(min=0, max=MAX_SEED - 1), help="Random seed, in [0, 2^63)."
+)
 
 
 def _distributed(func=None, *, tasks_of_draws: bool = False):
@@ -255,8 +259,12 @@ def calibrate_cmd(
 
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--patients", type=click.IntRange(min=1), help="Patients per sequence.")
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@click.option(
+    "--patients",
+    type=click.IntRange(min=1, max=MAX_PATIENTS),
+    help=f"Patients per sequence (at most {MAX_PATIENTS:.0e}).",
+)
+@_seed
 @_threads
 @_out
 @_force
@@ -368,11 +376,17 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
 
 @main.command("psa")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--draws", type=click.IntRange(min=2), help="Parameter draws [psa.n_draws].")
 @click.option(
-    "--patients", type=click.IntRange(min=100), help="Patients per draw [psa.n_patients]."
+    "--draws",
+    type=click.IntRange(min=2, max=MAX_DRAWS),
+    help=f"Parameter draws [psa.n_draws] (at most {MAX_DRAWS:,}).",
 )
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@click.option(
+    "--patients",
+    type=click.IntRange(min=100, max=MAX_PATIENTS),
+    help="Patients per draw [psa.n_patients].",
+)
+@_seed
 @_threads
 @_out
 @_force
@@ -391,6 +405,11 @@ def psa_cmd(
     distributed,
 ) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
+    if draws is not None and patients is not None and draws * patients > MAX_PATIENTS:
+        raise _InputError(
+            f"--draws {draws} x --patients {patients} = {draws * patients:,} patients per "
+            f"sequence; at most {MAX_PATIENTS:,} (already hours at ~25 million a second)"
+        )
     from simseq.sensitivity import run_psa
 
     run_psa(
@@ -410,12 +429,12 @@ def psa_cmd(
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option(
     "--patients",
-    type=click.IntRange(min=100),
+    type=click.IntRange(min=100, max=MAX_PATIENTS),
     default=100_000,
     show_default=True,
     help="Patients per case (common random numbers across cases).",
 )
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@_seed
 @click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
 @_threads
 @_out
@@ -462,12 +481,12 @@ def dsa_cmd(
 )
 @click.option(
     "--patients",
-    type=click.IntRange(min=100),
+    type=click.IntRange(min=100, max=MAX_PATIENTS),
     default=100_000,
     show_default=True,
     help="Patients per grid point (common random numbers across points).",
 )
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed.")
+@_seed
 @_threads
 @_out
 @_force

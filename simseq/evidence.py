@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simseq.yamlio import load_yaml
 
 __all__ = [
     "EvidenceBase",
@@ -489,30 +491,6 @@ def _load_packaged() -> EvidenceBase:
     return _parse(resource.read_text(encoding="utf-8"), str(resource))
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
-    first_line: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in first_line:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first given on line {first_line[key]})",
-                key_node.start_mark,
-            )
-        first_line[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
 _TOP_LEVEL_KEYS = ("notes", "sources", "records")
 _RECORD_INPUT_KEYS = tuple(k for k in Record.model_fields if k != "citation")
 
@@ -534,7 +512,7 @@ def _format_validation_error(
 
 def _parse(text: str, filename: str, cited: Mapping[str, Source] | None = None) -> EvidenceBase:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no Python objects
+        data = load_yaml(text)  # a SafeLoader: builds no Python objects
     except yaml.YAMLError as exc:
         raise ValueError(f"{filename}: not valid YAML: {exc}") from None
     return parse_evidence_data(data, filename, cited)

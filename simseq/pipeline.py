@@ -428,17 +428,32 @@ def run_calibration(
 
 
 def validate_file(path: str | Path) -> Resolved:
-    """Load, validate and resolve a scenario (calibrated medians stubbed at their bracket)."""
+    """Load, validate and resolve a scenario, and everything ``run`` checks before it
+    simulates: the calibration cohorts, the compiled models and, where quadrature can tell
+    (``simseq.psa.bracket_problems``), that each calibration target is reachable within
+    its bracket. Calibrated medians are stubbed at the geometric mean of their bracket."""
+    from simseq.psa import bracket_problems
+    from simseq.scenario import ScenarioError
+
     path = str(path)
     scenario = load_scenario(path)
     evidence = load_evidence()
+    targets = scenario.calibration.targets if scenario.calibration else []
     stub = {}
-    for tgt in scenario.calibration.targets if scenario.calibration else []:
+    for tgt in targets:
         part = tgt.free.split(".")[0]
         lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
         stub[f"{tgt.regimen}.{part}"] = (lo * hi) ** 0.5
-    resolved = resolve(scenario, evidence, stub, path)
-    compile_model(resolved.sequences, resolved.covariates, resolved.economics)
-    for i, t in enumerate(scenario.calibration.targets if scenario.calibration else []):
+    for i, t in enumerate(targets):
         resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
+    resolved = resolve(scenario, evidence, stub, path)
+    cohorts = [resolve(scenario, evidence, stub, path, cohort_regimen=t.regimen) for t in targets]
+    for res in [resolved, *cohorts]:
+        try:
+            compile_model(res.sequences, res.covariates, res.economics)
+        except ValueError as err:  # a model the scenario checks did not foresee
+            raise ScenarioError(path, [("(model)", None, str(err))]) from None
+    problems = bracket_problems(scenario, evidence, stub, path)
+    if problems:
+        raise ScenarioError(path, problems)
     return resolved

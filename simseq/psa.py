@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.signal import fftconvolve
+import scipy.fft
 
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
@@ -185,6 +184,15 @@ def _cohort_parts(res: Resolved, file: str = "<scenario>"):
     )
 
 
+def fftconvolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full linear convolution of two 1-D float arrays by FFT: bitwise what
+    ``scipy.signal.fftconvolve(a, b)`` returns, without importing scipy.signal (about a
+    second of start-up, which ``simseq validate`` would pay for this one function)."""
+    n = len(a) + len(b) - 1
+    size = scipy.fft.next_fast_len(n, True)
+    return scipy.fft.irfft(scipy.fft.rfft(a, size) * scipy.fft.rfft(b, size), size)[:n]
+
+
 def os_median_by_quadrature(
     time_on_line: Distribution,
     p_prog: float,
@@ -224,6 +232,8 @@ def solve_by_quadrature(
 ) -> dict[str, float]:
     """Calibrated medians for one draw: each target's free post-progression median solved
     so the quadrature OS median from line start equals the drawn target."""
+    from scipy.optimize import brentq  # only solving needs it; keeps start-up short
+
     values = dict(calibrated)
     targets = scenario.calibration.targets if scenario.calibration else []
     if targets and scenario.population is not None:
@@ -279,7 +289,20 @@ def solve_by_quadrature(
                     )
                 ],
             )
-        values[key] = math.exp(brentq(gap, math.log(lo), math.log(hi), xtol=1e-7))
+        try:
+            values[key] = math.exp(brentq(gap, math.log(lo), math.log(hi), xtol=1e-7))
+        except (RuntimeError, ValueError) as err:  # no convergence, or an undefined median
+            raise ScenarioError(
+                file,
+                [
+                    (
+                        f"calibration.targets.{i}",
+                        target,
+                        f"recalibration in a PSA draw failed: {key}.median in [{lo:g}, {hi:g}] "
+                        f"({err})",
+                    )
+                ],
+            ) from None
     return values
 
 
@@ -289,3 +312,83 @@ def _target_value(scenario, evidence, tgt, overrides) -> float:
     if key in overrides:
         return float(overrides[key])
     return resolve_median(scenario, evidence, q, "calibration.target")[0]
+
+
+def bracket_problems(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    calibrated: Mapping[str, float],
+    file: str = "<scenario>",
+) -> list[tuple[str, float, str]]:
+    """Calibration targets that no median in their bracket reaches, found by quadrature.
+
+    A cheap rehearsal of the first sweep of ``simseq.calibrate``, which solves the
+    targets in order by simulation, starting every free median at ``calibrated``
+    (the geometric mean of its bracket) and refusing a target whose summary at the
+    two ends of its bracket does not straddle it: here each target is checked the
+    same way by quadrature, then solved by bisection so that later targets see the
+    value calibration would have found. Quadrature has no Monte Carlo noise, so a
+    target within about one Monte Carlo SE of what a bracket reaches may pass here
+    and still fail in calibration, or the reverse. Targets beyond the horizon are
+    refused for every regimen; the bracket is not computed for regimens with
+    cause_specific clocks or scenarios with population covariates (calibration
+    checks those by simulation).
+    """
+    problems = []
+    targets = scenario.calibration.targets if scenario.calibration else []
+    values = dict(calibrated)
+    horizon = None
+    for i, tgt in enumerate(targets):
+        reg = scenario.regimens[tgt.regimen]
+        part = tgt.free.split(".")[0]
+        key = f"{tgt.regimen}.{part}"
+        lo, hi = getattr(reg, part).median.calibrate.bounds
+        goal = resolve_median(
+            scenario, evidence, tgt.target, f"calibration.targets.{i}.target", file
+        )[0]
+        if horizon is None:
+            horizon = resolve(scenario, evidence, values, file).horizon
+        if goal >= horizon:
+            problems.append(
+                (
+                    f"calibration.targets.{i}",
+                    goal,
+                    f"unreachable: a median of {goal:g} months is beyond the horizon "
+                    f"({horizon:g} months), where the simulation stops",
+                )
+            )
+            continue
+        if reg.time_on_line is None or scenario.population is not None:
+            continue
+
+        def summary(x, tgt=tgt, key=key):
+            res = resolve(scenario, evidence, {**values, key: x}, file, cohort_regimen=tgt.regimen)
+            tol, p_prog, p_det, pps, bsc = _cohort_parts(res, file)
+            if tgt.quantity == "median_time_on_line":
+                return float(tol.median())
+            return os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, res.horizon)
+
+        at_lo, at_hi = summary(lo), summary(hi)
+        if not min(at_lo, at_hi) <= goal <= max(at_lo, at_hi):
+            others = [k for k in values if k != key and k.startswith(f"{tgt.regimen}.")]
+            problems.append(
+                (
+                    f"calibration.targets.{i}",
+                    goal,
+                    f"unreachable: with {key}.median in [{lo:g}, {hi:g}]"
+                    + "".join(f" and {k}.median at {values[k]:.4g}" for k in others)
+                    + f" the {tgt.quantity} (by quadrature) spans "
+                    f"[{min(at_lo, at_hi):.4g}, {max(at_lo, at_hi):.4g}]; widen the bounds or "
+                    "check the other inputs",
+                )
+            )
+            continue
+        if not any(later.regimen == tgt.regimen for later in targets[i + 1 :]):
+            continue  # only later targets on this regimen's cohort see the solved value
+        # bisection on log(median): the summary increases with the median
+        a, b = math.log(lo), math.log(hi)
+        for _ in range(30):
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if summary(math.exp(mid)) < goal else (a, mid)
+        values[key] = math.exp(0.5 * (a + b))
+    return problems

@@ -15,8 +15,20 @@ from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase, Record, UnknownEvidenceId
 from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
+from simseq.limits import MAX_TALLY_BYTES, TALLY_BYTES_PER_BIN
 from simseq.model import Clock, Covariate, Destination, Economics, SequenceModel, State
-from simseq.scenario import DistSpec, Line, Quantity, Regimen, Scenario, ScenarioError
+from simseq.scenario import (
+    HORIZON,
+    DistSpec,
+    Domain,
+    Line,
+    Quantity,
+    Regimen,
+    Scenario,
+    ScenarioError,
+    number_fields,
+    simulation_problems,
+)
 
 _CAUSE_EVENTS = {
     "progression": EVENT_PROGRESSION,
@@ -131,10 +143,16 @@ class _Resolver:
         key = quantity_key(q, path)
         if key in self.overrides:
             value = float(self.overrides[key])
+            if not math.isfinite(value):
+                self.problems.append((path, value, "must be a finite number"))
+                return float("nan")
             self._note(Provenance(path, value, "psa draw", key=key))
             return value
         prov = self._quantity(q, path, is_median, calib_key)
         if prov is None:
+            return float("nan")
+        if not math.isfinite(prov.value):
+            self.problems.append((path, prov.value, f"must be a finite number ({_source(prov)})"))
             return float("nan")
         self._note(dataclasses.replace(prov, key=key))
         return prov.value
@@ -222,13 +240,16 @@ class _Resolver:
             median = self.quantity(
                 spec.median, f"{path}.median", is_median=True, calib_key=calib_key
             )
-        if any(v != v for v in params.values()) or (spec.median is not None and median != median):
+        # a number outside its domain (median or hazard ratio <= 0, a family's positive
+        # parameter <= 0) is reported by resolve's check of every number against its domain
+        domains = {path: d for path, d, _ in number_fields(spec, path)}
+        values = {**{f"{path}.{k}": v for k, v in params.items()}, f"{path}.hazard_ratio": hr}
+        if spec.median is not None:
+            values[f"{path}.median"] = median
+        if any(v not in domains.get(p, _FINITE) for p, v in values.items()):
             return None
         try:
             if spec.median is not None:
-                if not median > 0:
-                    self.problems.append((f"{path}.median", median, "a median must be > 0 months"))
-                    return None
                 dist = fit_median(spec.family, median, params).distribution
             else:
                 dist = Distribution.from_dict(spec.family, params)
@@ -317,6 +338,11 @@ class _Resolver:
             )
             return {}
         total = sum(counts[k] for k in end.causes.values())
+        if total <= 0:
+            self.problems.append(
+                (f"{path}.causes", dict(end.causes), f"these counts of {rec.id} are all 0")
+            )
+            return {}
         probs = {cause: counts[k] / total for cause, k in end.causes.items()}
         text = ", ".join(f"{c} {counts[k]}" for c, k in end.causes.items())
         alpha = {cause: float(counts[k]) for cause, k in end.causes.items()}
@@ -367,6 +393,11 @@ class _Resolver:
             )
             return {}
         kept_total = sum(counts[k] for k in m.regimens)
+        if kept_total <= 0:
+            self.problems.append(
+                (f"{path}.mix.regimens", dict(m.regimens), f"these counts of {rec.id} are all 0")
+            )
+            return {}
         kept = {m.regimens[k]: counts[k] / kept_total for k in m.regimens}
         dropped = {k: v for k, v in counts.items() if k not in m.regimens}
         if dropped:
@@ -385,6 +416,17 @@ class _Resolver:
         )
         return kept
 
+    def domain_problems(self) -> list[tuple[str, object, str]]:
+        """Every number used, against the domain its scenario field declares (explicit values
+        were checked on load; this catches evidence, calibrated and overridden ones)."""
+        used = {p.path: p for p in self.provenance}
+        problems = []
+        for path, domain, _ in number_fields(self.sc):
+            prov = used.get(path)
+            if prov is not None and prov.value == prov.value and prov.value not in domain:
+                problems.append((path, prov.value, f"{domain.message()}; {_source(prov)}"))
+        return problems
+
     # -- transport -------------------------------------------------------------
     def regimen_evidence(self, rid: str) -> list[Record]:
         reg = self.sc.regimens[rid]
@@ -400,6 +442,18 @@ class _Resolver:
             if tgt.regimen == rid:
                 ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool)
         return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
+
+
+_FINITE = Domain()  # any finite number
+
+
+def _source(prov: Provenance) -> str:
+    """Where a number came from, for messages."""
+    if prov.kind in ("evidence", "pool"):
+        return f"from {prov.kind} {', '.join(prov.ids)}"
+    if prov.kind == "psa draw":
+        return "a sensitivity-analysis value"
+    return f"{prov.kind} value"
 
 
 def quantity_key(q: Quantity, path: str) -> str:
@@ -480,9 +534,8 @@ def resolve(
             hr = r.quantity(
                 effect.hazard_ratio, f"{path}.effects.{j}.hazard_ratio", is_median=False
             )
-            if not hr > 0:
-                r.problems.append((f"{path}.effects.{j}.hazard_ratio", hr, "must be > 0"))
-                continue
+            if not hr > 0 or math.isinf(hr):
+                continue  # reported with every number outside its domain
             for rid in effect.regimens:
                 for part in effect.clocks:
                     log_hr.setdefault((rid, part), {})[name] = math.log(hr)
@@ -599,6 +652,8 @@ def resolve(
                                 f"regimens.{rid}.transport_hazard_ratio",
                                 is_median=False,
                             )
+                            if not hr > 0:
+                                hr = 1.0  # reported with every number outside its domain
                         transports.append(
                             Transport(
                                 sid,
@@ -622,6 +677,21 @@ def resolve(
                     reachable.update(d.state for d in c.destinations if d.state)
             states = [st for st in states if st.name in reachable]
             sequences.append(SequenceModel(sid, tuple(states)))
+    if horizon in HORIZON:
+        r.problems += simulation_problems(scenario.simulation, horizon)
+        n_bins = math.ceil(horizon / scenario.simulation.bin_width - 1e-9)
+        n_states = sum(len(seq.states) for seq in sequences)
+        if n_states * n_bins * TALLY_BYTES_PER_BIN > MAX_TALLY_BYTES:
+            r.problems.append(
+                (
+                    "sequences",
+                    f"{n_states:,} model states",
+                    f"with {n_bins:,} histogram bins the engine would keep "
+                    f"{n_states * n_bins * TALLY_BYTES_PER_BIN / 1e9:.3g} GB of tallies per "
+                    f"thread (n_states x 6 tallies x 2 x n_bins int64); at most "
+                    f"{MAX_TALLY_BYTES / 1e9:g} GB: fewer sequences or a wider bin_width",
+                )
+            )
     economics, econ_inputs = None, {}
     if scenario.economics is not None:
         economics, per_state, econ_inputs = _resolve_economics(r, scenario.economics)
@@ -629,6 +699,7 @@ def resolve(
             dataclasses.replace(seq, states=tuple(per_state(st) for st in seq.states))
             for seq in sequences
         ]
+    r.problems += r.domain_problems()
     if r.problems:
         raise ScenarioError(file, r.problems)
     return Resolved(
@@ -709,12 +780,6 @@ def _resolve_economics(r: "_Resolver", spec):
         death_cost=num(spec.terminal_care_cost, "terminal_care_cost"),
         utility_trend=trend,
     )
-    for path, v in (
-        ("discount_costs", economics.discount_costs),
-        ("discount_qalys", economics.discount_qalys),
-    ):
-        if v == v and not 0 <= v < 1:
-            r.problems.append((f"{base}.{path}", v, "an annual rate in [0, 1)"))
 
     def per_state(st: State) -> State:
         if st.role == "no_further_therapy":

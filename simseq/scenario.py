@@ -10,13 +10,46 @@ is checked when the scenario is resolved (``simseq.resolve``), with the same
 error format: file, key path, value, what is allowed.
 """
 
+import datetime
+import difflib
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from simseq.distributions import FAMILIES
+from simseq.limits import (
+    CALIBRATION_BOUNDS,
+    MAX_BINS,
+    MAX_DRAWS,
+    MAX_EXTENDS_DEPTH,
+    MAX_HORIZON,
+    MAX_PATIENTS,
+    MAX_SCENARIO_BYTES,
+    MAX_SEED,
+    MIN_BIN_WIDTH,
+    TALLY_BYTES_PER_BIN,
+)
+from simseq.yamlio import FileProblem, load_yaml, read_text_file
+
+DOCS = "docs/scenario.md"
+"""The scenario reference (generated from these models by ``python -m simseq.scenario_docs``)."""
+
+MAX_PROBLEMS_SHOWN = 40
+"""Problems listed in one error message; the rest are counted."""
 
 
 class ScenarioError(ValueError):
@@ -25,32 +58,186 @@ class ScenarioError(ValueError):
     def __init__(self, file: str, problems: list[tuple[str, Any, str]]):
         self.file = file
         self.problems = problems
-        super().__init__("\n".join(f"{file}: {loc}: {msg}{_got(v)}" for loc, v, msg in problems))
+        lines = [
+            f"{file}: {_one_line(loc, 200)}: {_one_line(msg, 600)}{_got(v)}"
+            for loc, v, msg in problems[:MAX_PROBLEMS_SHOWN]
+        ]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"{file}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+        super().__init__("\n".join(lines))
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line (control characters escaped), cut to ``limit`` characters: a key
+    path or message quoting a user's key must not break the one-problem-a-line format."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _got(value: Any) -> str:
     if value is None:
         return ""
-    text = repr(value)
-    return f" (got {text if len(text) <= 100 else text[:97] + '...'})"
+    return f" (got {brief(value)})"
+
+
+class _Full(Exception):
+    pass
+
+
+_PLAIN_REPR = (bool, float, type(None), datetime.date, datetime.time)
+
+
+def brief(value: Any, limit: int = 100) -> str:
+    """``repr(value)`` cut to ``limit`` characters, at a cost bounded by ``limit``.
+
+    Unlike ``repr(value)[:limit]`` it never walks more of ``value`` than it shows, so a
+    huge (or alias-expanded) structure cannot make an error message slow.
+    """
+    parts: list[str] = []
+    room = [limit + 1]
+
+    def put(text: str) -> None:
+        parts.append(text[: room[0]])
+        room[0] -= len(text)
+        if room[0] <= 0:
+            raise _Full
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            put("{")
+            for i, (k, x) in enumerate(v.items()):
+                put(", " if i else "")
+                walk(k)
+                put(": ")
+                walk(x)
+            put("}")
+        elif isinstance(v, list | tuple | set | frozenset):
+            left, right = {list: "[]", tuple: "()"}.get(type(v), "{}")
+            put(left)
+            for i, x in enumerate(v):
+                put(", " if i else "")
+                walk(x)
+            put(right)
+        elif isinstance(v, str | bytes):
+            put(repr(v[: limit + 1]))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            digits = v.bit_length() * 0.30103
+            put(repr(v) if digits < 200 else f"<an integer of about {digits:.0f} digits>")
+        elif isinstance(v, _PLAIN_REPR):
+            put(repr(v))
+        else:
+            put(f"<{type(v).__name__}>")
+
+    try:
+        walk(value)
+    except _Full:
+        pass
+    text = "".join(parts)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where a number must lie; attached to a field with ``Annotated[..., Domain(...)]``.
+
+    Explicit values are checked when the scenario is read (``value_problems``); numbers
+    from evidence, calibration or a sensitivity-analysis override where the resolver uses
+    them (``simseq.resolve``).
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    what: str = ""
+
+    def __contains__(self, x: float) -> bool:
+        if not (isinstance(x, int | float) and math.isfinite(x)):
+            return False
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def text(self) -> str:
+        """e.g. "> 0", "in [0, 1)", "<= 1"."""
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low == -math.inf:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def message(self) -> str:
+        return f"must be {self.text()}" + (f" ({self.what})" if self.what else "")
+
+
+POSITIVE = Domain(0.0, low_open=True)
+NON_NEGATIVE = Domain(0.0)
+PROBABILITY = Domain(0.0, 1.0, what="a probability")
+MEDIAN = Domain(0.0, low_open=True, what="a median in months")
+HAZARD_RATIO = Domain(0.0, low_open=True, what="a hazard ratio")
+COST = Domain(0.0, what="a cost")
+UTILITY = Domain(high=1.0, what="a utility: 1 is full health")
+DISCOUNT_RATE = Domain(0.0, 1.0, high_open=True, what="an annual rate")
+HORIZON = Domain(
+    0.0, MAX_HORIZON, low_open=True, what=f"months; {MAX_HORIZON:g} months is 100 years"
+)
+AGE = Domain(0.0, 120.0, what="years")
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds numbers (int or float), possibly in a list, tuple or dict."""
+    origin = get_origin(annotation)
+    if origin in (Union, type(int | None)):
+        return any(_numeric(a) for a in get_args(annotation) if a is not type(None))
+    if origin in (list, tuple, dict):
+        args = get_args(annotation)
+        return bool(args) and _numeric(args[-1] if origin is dict else args[0])
+    return annotation in (int, float)
+
+
+def _has_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return True
+    if isinstance(v, list | tuple):
+        return any(isinstance(x, bool) for x in v)
+    if isinstance(v, dict):
+        return any(isinstance(x, bool) for x in v.values())
+    return False
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        # YAML reads yes/no/on/off/true/false as booleans, which pydantic would take as 1/0
+        if _has_bool(v) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError(
+                "expected a number, got a boolean (YAML reads true/false/yes/no/on/off as booleans)"
+            )
+        return v
 
 
 class CalibrateSpec(_Frozen):
     """A parameter left to calibration: the search bracket (months)."""
 
     bounds: tuple[float, float] = (0.1, 120.0)
-    """Lower and upper bound of the root search."""
+    """Lower and upper bound of the root search (months), each in [0.01, 1200]."""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "CalibrateSpec":
-        lo, hi = self.bounds
-        if not 0 < lo < hi:
-            raise ValueError(f"bounds must satisfy 0 < low < high, got {list(self.bounds)}")
-        return self
+    @field_validator("bounds")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = bounds
+        low, high = CALIBRATION_BOUNDS
+        if not low <= lo < hi <= high:
+            raise ValueError(
+                f"must satisfy {low:g} <= low < high <= {high:g} (months: a median shorter "
+                "than ~7 hours or longer than the longest horizon cannot be calibrated)"
+            )
+        return bounds
 
 
 class Quantity(_Frozen):
@@ -72,6 +259,7 @@ class Quantity(_Frozen):
     """A placeholder with no evidence behind it (e.g. a price not in the evidence file);
     every output that uses it says so."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "Quantity":
@@ -97,6 +285,7 @@ class Probability(_Frozen):
     or value + assumption."""
 
     evidence: str | None = None
+    """Evidence id of the record the probability comes from."""
     count: str | None = None
     """Key of the record's counts (e.g. received_2l): probability = counts[count] / n."""
     field: str | None = None
@@ -104,8 +293,11 @@ class Probability(_Frozen):
     complement: bool = False
     """Use 1 - the cited proportion (e.g. Child-Pugh B = 1 - Child-Pugh A)."""
     value: float | None = Field(default=None, ge=0.0, le=1.0)
+    """An explicit probability; requires ``assumption``."""
     assumption: str | None = None
+    """Why an explicit value was chosen (required with ``value``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "Probability":
@@ -119,12 +311,22 @@ class Probability(_Frozen):
 
 
 def _check_assumed_probabilities(probabilities: dict[str, float], assumption: str | None) -> None:
-    """Explicit probabilities: an assumption saying why, each >= 0, summing to 1."""
+    """Explicit probabilities need an assumption saying why."""
     if not (assumption and assumption.strip()):
         raise ValueError("explicit probabilities need an 'assumption:' saying why")
-    probs = list(probabilities.values())
-    if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-9:
-        raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {sum(probs):g}")
+
+
+def _check_probabilities(probabilities: dict[str, float] | None) -> dict[str, float] | None:
+    """Explicit probabilities: each in [0, 1], summing to 1."""
+    if probabilities is None:
+        return None
+    outside = [k for k, p in probabilities.items() if not 0 <= p <= 1]
+    if outside:
+        raise ValueError(f"each probability must be in [0, 1], not so: {', '.join(outside)}")
+    total = sum(probabilities.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"probabilities must be >= 0 and sum to 1, got sum {total:g}")
+    return probabilities
 
 
 _PARAM_FIELDS = ("rate", "shape", "scale", "meanlog", "sdlog", "mu", "sigma", "Q")
@@ -138,16 +340,26 @@ class DistSpec(_Frozen):
     """
 
     family: Literal["exponential", "weibull", "llogis", "lnorm", "gompertz", "gamma", "gengamma"]
-    median: Quantity | None = None
+    """Parametric family, with R flexsurv's parameterisation."""
+    median: Annotated[Quantity | None, MEDIAN] = None
+    """Median (months); the family's scale parameter is solved to hit it."""
     rate: Quantity | None = None
+    """exponential, gompertz, gamma (> 0)."""
     shape: Quantity | None = None
+    """weibull, llogis, gamma (> 0); gompertz (any real: < 0 gives a cured fraction)."""
     scale: Quantity | None = None
+    """weibull, llogis (> 0, months)."""
     meanlog: Quantity | None = None
+    """lnorm: mean of log time."""
     sdlog: Quantity | None = None
+    """lnorm: SD of log time (> 0)."""
     mu: Quantity | None = None
+    """gengamma: location."""
     sigma: Quantity | None = None
+    """gengamma: scale (> 0)."""
     Q: Quantity | None = None
-    hazard_ratio: Quantity | None = None
+    """gengamma: shape."""
+    hazard_ratio: Annotated[Quantity | None, HAZARD_RATIO] = None
     """Proportional-hazards adjustment applied after fitting."""
 
     @model_validator(mode="after")
@@ -182,11 +394,17 @@ class LineEnd(_Frozen):
     """How a line ends: cause probabilities from evidence counts, or explicit with an assumption."""
 
     evidence: str | None = None
+    """Evidence id of a counts record of how the line ended."""
     causes: dict[Cause, str] | None = None
     """Model cause -> count key of the evidence record (e.g. death: died_on_treatment)."""
     probabilities: dict[Cause, float] | None = None
+    """Cause -> probability (each in [0, 1], summing to 1), with an assumption."""
     assumption: str | None = None
+    """Why explicit probabilities were chosen (required with ``probabilities``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    _probabilities_sum_to_one = field_validator("probabilities")(_check_probabilities)
 
     @model_validator(mode="after")
     def _one_source(self) -> "LineEnd":
@@ -194,6 +412,8 @@ class LineEnd(_Frozen):
             raise ValueError("give either evidence + causes, or probabilities + assumption")
         if self.evidence is not None and not self.causes:
             raise ValueError("evidence needs 'causes:' mapping progression/death/... to count keys")
+        if self.causes and len(set(self.causes.values())) < len(self.causes):
+            raise ValueError("each cause needs its own count key (two causes share one)")
         if self.probabilities is not None:
             _check_assumed_probabilities(self.probabilities, self.assumption)
         return self
@@ -203,6 +423,7 @@ class Regimen(_Frozen):
     """What happens on one line of therapy with this regimen."""
 
     label: str
+    """Name shown in tables and plots."""
     agent: str | None = None
     """Drug(s) as the evidence names the arm (atz_bev, lenvatinib, ...); default: the regimen id.
     Used to tell when evidence measured after another prior line is transported."""
@@ -215,10 +436,11 @@ class Regimen(_Frozen):
     after_progression: DistSpec | None = None
     """Survival from progression to death when no further modelled line follows (includes
     any later therapy the source cohort received)."""
-    transport_hazard_ratio: Quantity | None = None
+    transport_hazard_ratio: Annotated[Quantity | None, HAZARD_RATIO] = None
     """Hazard ratio applied to this regimen's clocks when its evidence is transported
     (measured after a different prior line than the sequence gives it)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _one_form(self) -> "Regimen":
@@ -243,9 +465,13 @@ class Mix(_Frozen):
     """Evidence category -> regimen id; categories not mapped have no evidence in the
     scenario and are renormalised away (reported in the output)."""
     probabilities: dict[str, float] | None = None
-    """Regimen id -> probability, with an assumption."""
+    """Regimen id -> probability (each in [0, 1], summing to 1), with an assumption."""
     assumption: str | None = None
+    """Why explicit probabilities were chosen (required with ``probabilities``)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    _probabilities_sum_to_one = field_validator("probabilities")(_check_probabilities)
 
     @model_validator(mode="after")
     def _one_source(self) -> "Mix":
@@ -253,6 +479,8 @@ class Mix(_Frozen):
             raise ValueError("give either evidence + regimens, or probabilities + assumption")
         if self.evidence is not None and not self.regimens:
             raise ValueError("an evidence mix needs 'regimens:' mapping count keys to regimen ids")
+        if self.regimens and len(set(self.regimens.values())) < len(self.regimens):
+            raise ValueError("each category needs its own regimen (two map to the same one)")
         if self.probabilities is not None:
             _check_assumed_probabilities(self.probabilities, self.assumption)
         return self
@@ -265,7 +493,9 @@ class Line(_Frozen):
     """One line of a sequence: a regimen or a mix, and what follows progression."""
 
     regimen: str | None = None
+    """Regimen id (a key of ``regimens``), or give ``mix``."""
     mix: Mix | None = None
+    """Several regimens at this line, chosen with probabilities."""
     next_line: Probability | None = None
     """P(start the next line | progression on this one); required unless this is the last line."""
     then: Literal["post_progression", "supportive_care"] = "post_progression"
@@ -283,9 +513,14 @@ class Line(_Frozen):
 
 
 class SequenceSpec(_Frozen):
+    """A treatment sequence: its lines of therapy, first line first."""
+
     label: str
+    """Name shown in tables and plots."""
     lines: list[Line] = Field(min_length=1)
+    """The lines of therapy, in order."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
     @model_validator(mode="after")
     def _next_lines(self) -> "SequenceSpec":
@@ -308,87 +543,124 @@ class Target(_Frozen):
     target: Quantity
     """The published value (evidence or pool)."""
     quantity: CalibrationQuantity
+    """What the target measures: the median OS from the start of the regimen's line, or
+    the median time on the line."""
     regimen: str
+    """Regimen id; it is simulated alone, from the start of its line, as its source
+    cohort was."""
     free: Literal["after_progression.median", "time_on_line.median"]
+    """The median solved for; it must be declared ``{calibrate: ...}`` in the regimen."""
 
     @model_validator(mode="after")
     def _sourced(self) -> "Target":
         if self.target.evidence is None and self.target.pool is None:
             raise ValueError("a calibration target must cite evidence or pool")
+        if self.quantity == "median_time_on_line" and self.free != "time_on_line.median":
+            raise ValueError(
+                "median_time_on_line depends on time_on_line.median only: free that one "
+                "(after_progression.median cannot move it)"
+            )
         return self
 
 
 class Calibration(_Frozen):
-    n_patients: int | None = Field(default=None, ge=1000)
+    """Parameters solved so the simulation reproduces published summaries."""
+
+    n_patients: int | None = Field(default=None, ge=1000, le=MAX_PATIENTS)
     """Patients per evaluation (default: simulation.n_patients)."""
     tolerance: float = Field(default=1e-4, gt=0, lt=0.01)
     """Relative tolerance of the root search."""
     targets: list[Target] = Field(min_length=1)
+    """The published summaries to reproduce, one free median each."""
 
 
 class Simulation(_Frozen):
-    n_patients: int = Field(ge=1)
-    seed: int = Field(ge=0, lt=2**63)
-    horizon: Quantity
+    """How many patients, which random streams, and the time grid."""
+
+    n_patients: int = Field(ge=1, le=MAX_PATIENTS)
+    """Patients per sequence."""
+    seed: int = Field(ge=0, lt=MAX_SEED)
+    """Random seed; the same seed gives the same numbers on any machine and thread count."""
+    horizon: Annotated[Quantity, HORIZON]
     """Months from the start of first line (administrative censoring)."""
-    bin_width: float = Field(default=0.02, gt=0, le=1.0)
-    """Histogram resolution in months."""
+    bin_width: float = Field(default=0.02, ge=MIN_BIN_WIDTH, le=1.0)
+    """Histogram resolution in months; horizon / bin_width is at most 100,000 bins."""
     landmarks: list[float] = Field(default=[12.0, 24.0, 36.0])
-    """Months at which OS is reported."""
+    """Months at which OS is reported, each in (0, horizon]."""
 
 
 class Effect(_Frozen):
     """A covariate's proportional-hazards effect on some regimens' clocks."""
 
     regimens: list[str] = Field(min_length=1)
+    """Regimen ids whose clocks the effect acts on."""
     clocks: list[Literal["time_on_line", "after_progression", "cause_specific"]] = Field(
         min_length=1
     )
     """Which clocks of those regimens the hazard ratio multiplies."""
-    hazard_ratio: Quantity
+    hazard_ratio: Annotated[Quantity, HAZARD_RATIO]
+    """Hazard ratio for patients with the characteristic."""
 
 
 class CovariateSpec(_Frozen):
     """A binary patient characteristic, drawn once per patient at the start of the sequence."""
 
     prevalence: Probability
+    """Share of patients with the characteristic."""
     effects: list[Effect] = Field(min_length=1)
+    """Its effects on the regimens' clocks."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
 
 class Population(_Frozen):
-    covariates: dict[str, CovariateSpec] = Field(min_length=1)
+    """Patient heterogeneity: binary characteristics drawn per patient."""
+
+    covariates: dict[str, CovariateSpec] = Field(min_length=1, max_length=63)
+    """Characteristic name -> prevalence and effects (at most 63: the engine keeps them as
+    bits of one integer)."""
 
 
 class Drug(_Frozen):
     """A drug's cost: unit price x units per dose x doses per month (x the regimen's RDI)."""
 
-    unit_price: Quantity
-    units_per_dose: Quantity
-    doses_per_month: Quantity
+    unit_price: Annotated[Quantity, COST]
+    """Price of one unit (tablet, vial, 100 mg, ...)."""
+    units_per_dose: Annotated[Quantity, NON_NEGATIVE]
+    """Units in one dose."""
+    doses_per_month: Annotated[Quantity, NON_NEGATIVE]
+    """Doses per month (e.g. 30.4375 for daily, 1.449405 for every 3 weeks)."""
     note: str | None = None
+    """Free text for readers; not used by the model."""
 
 
 class RegimenEconomics(_Frozen):
     """Costs and utilities of one regimen: on the line, and after progression on it."""
 
     drugs: list[str] = Field(default_factory=list)
-    relative_dose_intensity: Quantity | None = None
+    """Drug ids (keys of ``economics.drugs``) given on the line."""
+    relative_dose_intensity: Annotated[
+        Quantity | None, Domain(0.0, 1.0, what="a share of the planned dose")
+    ] = None
     """Share of the planned dose actually given (default 1)."""
-    administration_cost_per_month: Quantity | None = None
-    monitoring_cost_per_month: Quantity | None = None
-    utility: Quantity
+    administration_cost_per_month: Annotated[Quantity | None, COST] = None
+    """Cost of administering the drugs, per month on the line."""
+    monitoring_cost_per_month: Annotated[Quantity | None, COST] = None
+    """Cost of monitoring, per month on the line."""
+    utility: Annotated[Quantity, UTILITY]
     """Utility while progression-free on this line (per year)."""
-    grade3_ae_rate: Quantity | None = None
+    grade3_ae_rate: Annotated[Quantity | None, PROBABILITY] = None
     """Probability of at least one grade 3-4 adverse event on the line."""
-    ae_cost: Quantity | None = None
+    ae_cost: Annotated[Quantity | None, COST] = None
     """One-off cost per patient with a grade 3-4 adverse event."""
-    ae_disutility: Quantity | None = None
+    ae_disutility: Annotated[Quantity | None, Domain(0.0, 1.0, what="a utility decrement")] = None
     """Utility decrement while affected by a grade 3-4 adverse event."""
-    ae_duration_months: Quantity | None = None
+    ae_duration_months: Annotated[Quantity | None, NON_NEGATIVE] = None
     """How long the decrement lasts (months); with the rate gives a one-off QALY loss."""
-    post_progression_cost_per_month: Quantity | None = None
-    post_progression_utility: Quantity | None = None
+    post_progression_cost_per_month: Annotated[Quantity | None, COST] = None
+    """Cost per month after progression on this regimen (when it ends the sequence)."""
+    post_progression_utility: Annotated[Quantity | None, UTILITY] = None
+    """Utility after progression on this regimen (default: supportive care's)."""
 
     @model_validator(mode="after")
     def _ae_complete(self) -> "RegimenEconomics":
@@ -401,8 +673,12 @@ class RegimenEconomics(_Frozen):
 
 
 class StateEconomics(_Frozen):
-    cost_per_month: Quantity
-    utility: Quantity
+    """Cost and utility of a health state."""
+
+    cost_per_month: Annotated[Quantity, COST]
+    """Cost per month in the state."""
+    utility: Annotated[Quantity, UTILITY]
+    """Utility in the state (per year)."""
 
 
 class AgeAdjustment(_Frozen):
@@ -410,30 +686,38 @@ class AgeAdjustment(_Frozen):
     the start: U(age) = intercept + age * years + age_squared * years^2 (the form of, e.g.,
     Ara & Brazier 2010); its coefficients are inputs like any other."""
 
-    start_age: Quantity
+    start_age: Annotated[Quantity, AGE]
     """Age (years) at the start of the sequence."""
     intercept: Quantity
+    """Coefficient: general-population utility at age 0."""
     age: Quantity
+    """Coefficient of age (years)."""
     age_squared: Quantity
+    """Coefficient of age squared."""
 
 
 class EconomicsSpec(_Frozen):
     """Costs, utilities and decision settings for cost-effectiveness analysis."""
 
     currency: str
+    """Currency of every cost, e.g. USD."""
     price_year: int
-    discount_costs: Quantity
+    """Year the prices refer to."""
+    discount_costs: Annotated[Quantity, DISCOUNT_RATE]
     """Annual discount rate for costs (continuous-time, exact)."""
-    discount_qalys: Quantity
+    discount_qalys: Annotated[Quantity, DISCOUNT_RATE]
     """Annual discount rate for QALYs and life-years."""
-    willingness_to_pay: Quantity
+    willingness_to_pay: Annotated[Quantity, Domain(0.0, what="currency per QALY")]
     """Currency per QALY, for net monetary benefit."""
     reference: str
     """Sequence id that incremental results are computed against first."""
     drugs: dict[str, Drug] = Field(default_factory=dict)
+    """Drug id -> its cost per month."""
     regimens: dict[str, RegimenEconomics]
+    """Regimen id -> its costs and utilities (every regimen a sequence uses)."""
     supportive_care: StateEconomics
-    terminal_care_cost: Quantity
+    """Cost and utility under supportive care."""
+    terminal_care_cost: Annotated[Quantity, COST]
     """One-off cost at death."""
     age_adjustment: AgeAdjustment | None = None
     """Optional: utilities decline with age as in the general population."""
@@ -442,37 +726,81 @@ class EconomicsSpec(_Frozen):
 class PSASettings(_Frozen):
     """Uncertainty for inputs whose evidence reports none (each an explicit assumption)."""
 
-    cost_se_fraction: Quantity | None = None
+    cost_se_fraction: Annotated[Quantity | None, NON_NEGATIVE] = None
     """SE of costs as a fraction of their value (gamma distributed)."""
-    utility_se_fraction: Quantity | None = None
+    utility_se_fraction: Annotated[Quantity | None, Domain(0.0, 1.0, high_open=True)] = None
     """SE of utilities without a reported range, as a fraction of their value (Beta)."""
-    median_se_log: Quantity | None = None
+    median_se_log: Annotated[Quantity | None, NON_NEGATIVE] = None
     """SE of log(median) for medians reported without CI, events or n (log-normal)."""
-    n_draws: int = Field(default=1000, ge=2)
-    n_patients: int = Field(default=10_000, ge=100)
+    n_draws: int = Field(default=1000, ge=2, le=MAX_DRAWS)
+    """Parameter draws."""
+    n_patients: int = Field(default=10_000, ge=100, le=MAX_PATIENTS)
     """Patients per draw and sequence."""
     evppi_groups: dict[str, list[str]] = Field(default_factory=dict)
     """Named parameter groups for EVPPI: each entry a parameter key, an evidence id, or a
     scenario key path (prefixes match), e.g. {second_line_survival: [second_line.]}.
     Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
 
+    @field_validator("cost_se_fraction", "utility_se_fraction", "median_se_log")
+    @classmethod
+    def _explicit(cls, q: Quantity | None) -> Quantity | None:
+        if q is not None and q.value is None:
+            raise ValueError("a PSA setting is an explicit value with an assumption saying why")
+        return q
+
+    @model_validator(mode="after")
+    def _total(self) -> "PSASettings":
+        if self.n_draws * self.n_patients > MAX_PATIENTS:
+            raise ValueError(
+                f"n_draws x n_patients = {self.n_draws * self.n_patients:,} patients per "
+                f"sequence; at most {MAX_PATIENTS:,} (already hours at ~25 million a second)"
+            )
+        return self
+
 
 class Scenario(_Frozen):
+    """A scenario file: the regimens, the sequences to compare and how to simulate them.
+
+    ``extends: other.yaml`` (a path relative to this file) takes every key of another
+    scenario file and overrides those given here: mappings merge key by key, a null
+    deletes a key, anything else replaces."""
+
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    """Identifier: lowercase letters, digits, _ and -; names the results directory."""
     title: str
+    """Title shown in tables and plots."""
     description: str | None = None
+    """A paragraph on what the scenario models."""
     simulation: Simulation
+    """Patients, seed, horizon and time grid."""
     regimens: dict[str, Regimen] = Field(min_length=1)
+    """Regimen id -> what happens on a line of therapy with it."""
     supportive_care: DistSpec
     """Survival (months) from failure of a line with no further therapy."""
     sequences: dict[str, SequenceSpec] = Field(min_length=1)
+    """Sequence id -> the lines of therapy to compare."""
     population: Population | None = None
     """Optional patient heterogeneity; calibrated medians are re-solved for the mixed population."""
     calibration: Calibration | None = None
+    """Medians solved so simulated summaries reproduce published ones."""
     economics: EconomicsSpec | None = None
     """Optional cost-effectiveness inputs; without them only survival is reported."""
     psa: PSASettings | None = None
     """Probabilistic sensitivity analysis settings (``simseq psa``)."""
+
+
+def _suggest(word: Any, choices: list[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest of ``choices`` to ``word``, or ""."""
+    if not isinstance(word, str) or not choices:
+        return ""
+    lowered = {c.lower().replace("-", "_"): c for c in choices}
+    exact = lowered.get(word.lower().replace("-", "_").strip())
+    close = [exact] if exact else difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(kind: str, value: Any, known: list[str]) -> str:
+    return f"unknown {kind}{_suggest(value, known)}; defined: {', '.join(known) or 'none'}"
 
 
 def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
@@ -484,7 +812,7 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
             where = f"sequences.{sid}.lines.{i}"
             for rid in line.regimen_ids():
                 if rid not in sc.regimens:
-                    problems.append((where, rid, f"unknown regimen; defined: {', '.join(known)}"))
+                    problems.append((where, rid, _unknown("regimen", rid, known)))
         last = seq.lines[-1]
         if last.then == "post_progression":
             for rid in last.regimen_ids():
@@ -505,7 +833,7 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                         (
                             f"population.covariates.{name}.effects.{j}.regimens",
                             rid,
-                            f"unknown regimen; defined: {', '.join(known)}",
+                            _unknown("regimen", rid, known),
                         )
                     )
     if sc.economics is not None:
@@ -515,7 +843,7 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                 (
                     "economics.reference",
                     econ.reference,
-                    f"unknown sequence; defined: {', '.join(sc.sequences)}",
+                    _unknown("sequence", econ.reference, list(sc.sequences)),
                 )
             )
         used = {
@@ -532,35 +860,30 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                 )
         for rid, reg in econ.regimens.items():
             if rid not in sc.regimens:
-                problems.append(
-                    (
-                        f"economics.regimens.{rid}",
-                        rid,
-                        f"unknown regimen; defined: {', '.join(known)}",
-                    )
-                )
+                problems.append((f"economics.regimens.{rid}", rid, _unknown("regimen", rid, known)))
             for j, drug in enumerate(reg.drugs):
                 if drug not in econ.drugs:
                     problems.append(
                         (
                             f"economics.regimens.{rid}.drugs.{j}",
                             drug,
-                            f"unknown drug; defined: {', '.join(econ.drugs) or 'none'}",
+                            _unknown("drug", drug, list(econ.drugs)),
                         )
                     )
-    calibrated = set()
+    calibrated: dict[tuple[str, str], int] = {}
     for i, tgt in enumerate(sc.calibration.targets if sc.calibration else []):
         if tgt.regimen not in sc.regimens:
             problems.append(
                 (
                     f"calibration.targets.{i}.regimen",
                     tgt.regimen,
-                    f"unknown regimen; defined: {', '.join(known)}",
+                    _unknown("regimen", tgt.regimen, known),
                 )
             )
             continue
         part, _ = tgt.free.split(".")
-        spec = getattr(sc.regimens[tgt.regimen], part)
+        reg = sc.regimens[tgt.regimen]
+        spec = getattr(reg, part)
         if spec is None or spec.median is None or spec.median.calibrate is None:
             problems.append(
                 (
@@ -569,7 +892,25 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                     f"regimens.{tgt.regimen}.{tgt.free} must be declared as {{calibrate: ...}}",
                 )
             )
-        calibrated.add((tgt.regimen, part))
+        elif reg.after_progression is None:
+            problems.append(
+                (
+                    f"calibration.targets.{i}.regimen",
+                    tgt.regimen,
+                    "the calibration cohort is followed after progression on this regimen: "
+                    "it needs after_progression",
+                )
+            )
+        if (tgt.regimen, part) in calibrated:
+            problems.append(
+                (
+                    f"calibration.targets.{i}.free",
+                    tgt.free,
+                    f"already freed by calibration.targets.{calibrated[tgt.regimen, part]}: one "
+                    "median cannot be solved for two targets",
+                )
+            )
+        calibrated.setdefault((tgt.regimen, part), i)
     for rid, reg in sc.regimens.items():
         for part in ("time_on_line", "after_progression"):
             spec = getattr(reg, part)
@@ -585,39 +926,170 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
     return problems
 
 
+# --------------------------------------------------------------------------- #
+# Numbers: where each must lie
+# --------------------------------------------------------------------------- #
+
+
+def field_domain(model: type[BaseModel], name: str) -> Domain | None:
+    """The ``Domain`` a model field is annotated with, if any."""
+    for meta in model.model_fields[name].metadata:
+        if isinstance(meta, Domain):
+            return meta
+    return None
+
+
+_FAMILY_PARAM_DOMAIN = {
+    (family, name): Domain(0.0, low_open=True, what=f"{family} {name}")
+    for family, fam in FAMILIES.items()
+    for name, kind in zip(fam.param_names, fam._domains, strict=True)
+    if kind == "positive"
+}
+
+
+def number_fields(obj: Any, path: str = "") -> Iterator[tuple[str, Domain, Any]]:
+    """(key path, domain, Quantity or Probability) for every number of ``obj`` (a scenario or
+    any part of one) that has a domain: annotated fields, every probability, and the
+    positive parameters of each distribution's family."""
+    if isinstance(obj, BaseModel):
+        cls = type(obj)
+        for name in cls.model_fields:
+            value = getattr(obj, name)
+            if value is None:
+                continue
+            where = f"{path}.{name}" if path else name
+            if isinstance(value, Quantity | Probability):
+                domain = field_domain(cls, name)
+                if domain is None and isinstance(value, Probability):
+                    domain = PROBABILITY
+                if domain is None and isinstance(obj, DistSpec):
+                    domain = _FAMILY_PARAM_DOMAIN.get((obj.family, name))
+                if domain is not None:
+                    yield where, domain, value
+            else:
+                yield from number_fields(value, where)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from number_fields(value, f"{path}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from number_fields(value, f"{path}.{i}")
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n_bytes < 1000 or unit == "PB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{n_bytes:.0f} bytes"
+        n_bytes /= 1000
+    return ""  # unreachable
+
+
+def simulation_problems(sim: Simulation, horizon: float) -> list[tuple[str, Any, str]]:
+    """Bin width and landmarks against a valid horizon (months)."""
+    problems = []
+    if sim.bin_width > horizon:
+        problems.append(
+            ("simulation.bin_width", sim.bin_width, f"must be at most the horizon ({horizon:g})")
+        )
+    n_bins = math.ceil(horizon / sim.bin_width - 1e-9)
+    if n_bins > MAX_BINS:
+        problems.append(
+            (
+                "simulation.bin_width",
+                sim.bin_width,
+                f"horizon {horizon:g} / bin_width {sim.bin_width:g} = {n_bins:,} histogram bins; "
+                f"the engine keeps n_threads x 6 tallies x n_states x 2 x n_bins int64 "
+                f"counters, {_size(n_bins * TALLY_BYTES_PER_BIN)} per model state and thread "
+                f"at this binning. At most {MAX_BINS:,} bins: a bin_width of at least "
+                f"{horizon / MAX_BINS:.3g} months, or a shorter horizon",
+            )
+        )
+    for i, t in enumerate(sim.landmarks):
+        if not 0 < t <= horizon:
+            problems.append(
+                (
+                    f"simulation.landmarks.{i}",
+                    t,
+                    f"must be in (0, {horizon:g}] months: survival is only simulated up to "
+                    "the horizon",
+                )
+            )
+    return problems
+
+
+def value_problems(sc: Scenario) -> list[tuple[str, Any, str]]:
+    """Explicit numbers outside their domain, and the time grid against an explicit horizon
+    (numbers from evidence are checked where they are resolved)."""
+    problems = []
+    for path, domain, q in number_fields(sc):
+        if q.value is not None and q.value not in domain:
+            problems.append((f"{path}.value", q.value, domain.message()))
+    horizon = sc.simulation.horizon.value
+    if horizon is not None and horizon in HORIZON:
+        problems += simulation_problems(sc.simulation, horizon)
+    return problems
+
+
+# --------------------------------------------------------------------------- #
+# Reading: YAML -> data -> Scenario, with every problem located
+# --------------------------------------------------------------------------- #
+
+SCENARIO_KEYS = ("extends", *Scenario.model_fields)
+"""Top-level keys a scenario file may have."""
+
+_SUFFIXES = (".yaml", ".yml")
+
+
 def _yaml_error(path: str, err: yaml.YAMLError) -> ScenarioError:
     mark = getattr(err, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-    problem = getattr(err, "problem", None) or str(err)
+    if isinstance(err, yaml.reader.ReaderError):
+        problem = f"{err.reason} (character #x{err.character:04x} at position {err.position})"
+        if isinstance(err.character, bytes):
+            problem = f"{err.reason} at position {err.position}"
+    else:
+        problem = getattr(err, "problem", None) or str(err)
     return ScenarioError(path, [(where, None, f"invalid YAML: {problem}")])
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """Field names allowed at the parent of ``loc`` (for 'extra key' errors)."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
-            continue
+def _strip_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, type(int | None)):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _type_at(loc: tuple) -> Any:
+    """The annotation at key path ``loc`` of a Scenario (None if the path leaves the model)."""
+    current: Any = Scenario
+    for part in loc:
+        current = _strip_optional(current)
+        origin = get_origin(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
             if field is None:
                 return None
-            current = _inner_model(field.annotation)
+            current = field.annotation
+        elif origin is dict:
+            current = get_args(current)[1]
+        elif origin in (list, tuple):
+            current = get_args(current)[0]
         else:
-            current = None
+            return None
+    return _strip_optional(current)
+
+
+def _allowed_keys(loc: tuple) -> list[str] | None:
+    """Keys allowed in the mapping at key path ``loc`` (for 'unknown key' errors)."""
+    current = _type_at(loc)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
-
-
-def _inner_model(annotation: Any) -> Any:
-    """The BaseModel inside Optional/list/dict annotations, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
+        keys = list(current.model_fields)
+        return ["extends", *keys] if current is Scenario else keys
+    if get_origin(current) is dict:
+        key_type = get_args(current)[0]
+        if get_origin(key_type) is Literal:
+            return [str(a) for a in get_args(key_type)]
     return None
 
 
@@ -630,6 +1102,91 @@ def _dig(data: Any, loc: tuple) -> Any:
     return data
 
 
+def _unknown_key(key: Any, allowed: list[str] | None) -> str:
+    if not allowed:
+        return f"unknown key; see {DOCS}"
+    return (
+        f"unknown key {brief(key, 60)}{_suggest(key, allowed)}; allowed: {', '.join(allowed)} "
+        f"(see {DOCS})"
+    )
+
+
+_PATIENTS_REASON = (
+    "the engine simulates ~25 million patients a second on 2 cores: 1e10 is already hours"
+)
+_BOUND_REASONS = {
+    ("Simulation", "n_patients"): _PATIENTS_REASON,
+    ("Calibration", "n_patients"): _PATIENTS_REASON,
+    ("PSASettings", "n_patients"): _PATIENTS_REASON,
+    ("PSASettings", "n_draws"): "HTA guidance asks for 1,000-10,000 draws",
+    ("Simulation", "seed"): "seeds are in [0, 2^63)",
+    ("Simulation", "bin_width"): f"months; {MIN_BIN_WIDTH:g} is about 45 minutes, the default 0.02",
+    ("Population", "covariates"): "the engine keeps a patient's covariates as bits of one integer",
+}
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long")
+
+
+def _key_text(part: Any) -> str:
+    """One part of a key path, as written unless it is long or not printable (then quoted,
+    escaped and cut), so that a path is always one short line."""
+    text = str(part)
+    if len(text) <= 60 and text.isprintable() and " " not in text:
+        return text
+    return brief(text, 60)
+
+
+def _path(loc: tuple) -> str:
+    return ".".join(_key_text(p) for p in loc) or "(top level)"
+
+
+def _actual_key(data: Any, loc: tuple) -> Any:
+    """The key as YAML read it (pydantic's location may hold it as a string)."""
+    parent = _dig(data, loc[:-1])
+    if isinstance(parent, dict):
+        for key in parent:
+            if key == loc[-1] or str(key) == str(loc[-1]):
+                return key
+    return loc[-1]
+
+
+def _not_text_key(key: Any) -> str:
+    return (
+        f"key {brief(key, 60)} is not text (YAML reads unquoted null, ~, true, no, on and "
+        "numbers as such): quote it, or use a name"
+    )
+
+
+def _problem(e: dict, data: Any) -> tuple[str, Any, str]:
+    """A pydantic error as (key path, value, message)."""
+    loc = tuple(e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if loc and loc[-1] == "[key]":  # a mapping key failed (e.g. a cause not in the list)
+        loc = loc[:-1]
+        if e["type"] == "literal_error":
+            return _path(loc), None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
+        return _path(loc[:-1]), None, _not_text_key(_actual_key(data, loc))
+    if e["type"] == "invalid_key":  # a key of a model that is not a string
+        return _path(loc[:-1]), None, _not_text_key(_actual_key(data, loc))
+    path = _path(loc)
+    if e["type"] == "extra_forbidden":
+        return path, None, _unknown_key(loc[-1], _allowed_keys(loc[:-1]))
+    if e["type"] == "missing":
+        return path, None, "required key is missing"
+    value = _dig(data, loc)
+    if e["type"] == "literal_error":
+        expected = re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
+        msg += _suggest(value, expected)
+    elif e["type"] == "finite_number":
+        msg = "must be a finite number (not .nan, .inf or -.inf)"
+    elif e["type"] in _BOUND_ERRORS:
+        model = _type_at(loc[:-1])
+        reason = _BOUND_REASONS.get((getattr(model, "__name__", ""), loc[-1]))
+        msg += f" ({reason})" if reason else ""
+    if e["type"] == "too_long":
+        value = f"{len(value)} entries" if hasattr(value, "__len__") else None
+    return path, value, msg
+
+
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     """Validate a loaded YAML mapping; raise ScenarioError naming each bad key path."""
     if not isinstance(data, dict):
@@ -637,19 +1194,8 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            loc = tuple(e["loc"])
-            path = ".".join(str(p) for p in loc) or "(top level)"
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                allowed = _allowed_keys(Scenario, loc)
-                msg = f"unknown key; allowed: {', '.join(allowed) if allowed else 'see docs'}"
-            elif e["type"] == "missing":
-                msg = "required key is missing"
-            problems.append((path, _dig(data, loc) if e["type"] != "missing" else None, msg))
-        raise ScenarioError(file, problems) from None
-    problems = cross_references(scenario)
+        raise ScenarioError(file, [_problem(e, data) for e in err.errors()]) from None
+    problems = cross_references(scenario) + value_problems(scenario)
     if problems:
         raise ScenarioError(file, problems)
     return scenario
@@ -668,30 +1214,99 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _read_yaml(path: str, chain: tuple[str, ...] = ()) -> Any:
-    """Load a scenario file, following ``extends: other.yaml`` (relative to this file)."""
+def _load_file(path: str, *, quote: bool = True) -> Any:
+    """One YAML file's data; FileProblem if it cannot be read, ScenarioError if not YAML.
+    Without ``quote`` a YAML error quotes nothing of the file (a key, a tag, a value): the
+    file extended may not be a scenario at all."""
+    text = read_text_file(path, max_bytes=MAX_SCENARIO_BYTES, suffixes=_SUFFIXES)
     try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ScenarioError(path, [("(file)", None, f"cannot read: {err.strerror}")]) from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return load_yaml(text)
     except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
-    if not isinstance(data, dict) or "extends" not in data:
-        return data
-    parent = data.pop("extends")
-    if not isinstance(parent, str):
-        raise ScenarioError(
-            path, [("extends", parent, "must be the path of another scenario file")]
-        )
-    parent_path = str((Path(path).parent / parent).resolve())
-    if parent_path in chain:
-        raise ScenarioError(path, [("extends", parent, "circular extends chain")])
-    base = _read_yaml(parent_path, (*chain, str(Path(path).resolve())))
-    if not isinstance(base, dict):
-        raise ScenarioError(parent_path, [("(top level)", None, "expected a mapping")])
-    return _deep_merge(base, data)
+        error = _yaml_error(path, err)
+        if quote:
+            raise error from None
+        (where, _, message), *_ = error.problems
+        message = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", message)
+        raise ScenarioError(path, [(where, None, message)]) from None
+
+
+def _not_a_scenario(data: Any) -> str | None:
+    """Why ``data`` does not look like a scenario file, without quoting its content (None if
+    it does): it must be a mapping whose top-level keys are scenario keys."""
+    allowed = f"a scenario's top-level keys are {', '.join(SCENARIO_KEYS)} (see {DOCS})"
+    if not isinstance(data, dict):
+        return f"not a scenario file: its top level is not a mapping; {allowed}"
+    unknown = [k for k in data if k not in SCENARIO_KEYS]
+    if not unknown:
+        return None
+    hints = [f"{k!r}{_suggest(k, list(SCENARIO_KEYS))}" for k in unknown]
+    hints = [h for h in hints if "did you mean" in h]  # quote only keys that look like typos
+    n = len(unknown)
+    what = (
+        "1 top-level key that is not a scenario key"
+        if n == 1
+        else (f"{n} top-level keys that are not scenario keys")
+    )
+    return f"not a scenario file: {what}{' (' + '; '.join(hints) + ')' if hints else ''}; {allowed}"
+
+
+def _read_yaml(path: str) -> Any:
+    """Load a scenario file, following ``extends: other.yaml`` (relative to the file that
+    says it) through at most ``MAX_EXTENDS_DEPTH`` files."""
+    try:
+        data = _load_file(path)
+    except FileProblem as err:
+        raise ScenarioError(path, [("(file)", None, str(err))]) from None
+    if isinstance(data, dict) and not any(k in SCENARIO_KEYS for k in data):
+        raise ScenarioError(path, [("(top level)", None, _not_a_scenario(data))])
+    layers = [data]
+    chain = [_resolved(path)]
+    current = path
+    while isinstance(data, dict) and "extends" in data:
+        parent = data.pop("extends")
+        if not isinstance(parent, str) or not parent.strip():
+            raise ScenarioError(
+                current, [("extends", parent, "must be the path of another scenario file")]
+            )
+        parent_path = _resolved(Path(current).parent / parent)
+        if parent_path in chain:
+            loop = " -> ".join([*chain[chain.index(parent_path) :], parent_path])
+            raise ScenarioError(current, [("extends", parent, f"circular extends chain: {loop}")])
+        if len(chain) >= MAX_EXTENDS_DEPTH:
+            raise ScenarioError(
+                current,
+                [
+                    (
+                        "extends",
+                        parent,
+                        f"more than {MAX_EXTENDS_DEPTH} files in the extends chain, starting "
+                        f"at {path}",
+                    )
+                ],
+            )
+        try:
+            data = _load_file(parent_path, quote=False)
+        except FileProblem as err:
+            raise ScenarioError(current, [("extends", parent, f"{parent_path}: {err}")]) from None
+        why = _not_a_scenario(data)
+        if why is not None:
+            raise ScenarioError(current, [("extends", parent, f"{parent_path}: {why}")])
+        layers.append(data)
+        chain.append(parent_path)
+        current = parent_path
+    merged = layers[-1]
+    for layer in reversed(layers[:-1]):
+        merged = _deep_merge(merged, layer)
+    return merged
+
+
+def _resolved(path: str | Path) -> str:
+    """An absolute path with symbolic links resolved (as given if that fails: the read will
+    then report why)."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return str(path)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -33,7 +33,54 @@ BROKEN = {
     "counts_cited_as_median": ["supportive_care.median.evidence", "not a median"],
     "bad_count_key": ["next_line.count", "received_second_line", "received_2l"],
     "wrong_family_param": ["regimens.atz_bev.time_on_line", "weibull takes shape, scale"],
+    # reading
+    "invalid_utf8": ["not UTF-8", "line 4, column 20"],
+    "duplicate_key": ["line 8", "duplicate key 'seed'", "first given on line 7"],
+    "alias_bomb": ["more than 100,000 values", "alias"],
+    "extends_dev_zero": ["extends", "/dev/zero", "not a .yaml or .yml file"],
+    "extends_not_a_scenario": ["extends", "not_a_scenario.yaml", "not a scenario file"],
+    # numbers
+    "nan_clock_parameter": ["regimens.atz_bev.time_on_line.shape.value", "finite", "nan"],
+    "nan_mix_probability": ["sequences.atzbev_len.lines.1.mix.probabilities.lenvatinib", "finite"],
+    "infinite_horizon": ["simulation.horizon.value", "finite", "inf"],
+    "huge_horizon": ["simulation.horizon.value", "(0, 1200]", "1000000000.0"],
+    "too_many_bins": ["simulation.bin_width", "200,000 histogram bins", "19.2 MB", "100,000"],
+    "landmark_outside_horizon": [
+        "simulation.landmarks.0",
+        "simulation.landmarks.2",
+        "(0, 60]",
+        "-5.0",
+    ],
+    "huge_n_patients": ["simulation.n_patients", "10000000000", "9223372036854775808"],
+    "absurd_calibration_bounds": ["median.calibrate.bounds", "0.01 <= low < high <= 1200"],
+    "zero_hazard_ratio": ["time_on_line.hazard_ratio.value", "> 0", "hazard ratio"],
+    "probability_above_one": ["regimens.lenvatinib.line_end.probabilities", "[0, 1]", "1.5"],
+    "negative_cost": ["economics.supportive_care.cost_per_month.value", ">= 0", "-1500"],
+    "utility_above_one": ["economics.supportive_care.utility.value", "<= 1", "1.2"],
+    "utility_cites_a_median": [
+        "economics.supportive_care.utility",
+        "<= 1",
+        "second_line.lenvatinib.pfs.chon2024.unadjusted",
+    ],
+    "discount_rate_above_one": ["economics.discount_qalys.value", "[0, 1)", "1.5"],
+    "unreachable_target": ["calibration.targets.0", "unreachable", "[0.5, 1]"],
+    "time_on_line_target_frees_pps": ["calibration.targets.0", "free that one"],
+    # unknown keys: a suggestion and the allowed keys, at any depth
+    "nested_unknown_key": [
+        "regimens.atz_bev.time_on_line.medain",
+        "did you mean 'median'?",
+        "allowed: family, median,",
+        "docs/scenario.md",
+    ],
+    "unknown_key_in_list": [
+        "sequences.atzbev_len.lines.1.nxt_line",
+        "did you mean 'next_line'?",
+        "allowed: regimen, mix, next_line, then",
+    ],
 }
+
+# broken fixture -> fragments its error must NOT contain (content of a non-scenario file)
+NOT_ECHOED = {"extends_not_a_scenario": ["sk-test", "api_token", "example.invalid"]}
 
 
 def invoke(*args):
@@ -55,6 +102,8 @@ def test_broken_scenarios_give_clear_errors(name, command, tmp_path):
     assert str(path) in result.output
     for fragment in BROKEN[name]:
         assert fragment in result.output, (fragment, result.output)
+    for fragment in NOT_ECHOED.get(name, []):
+        assert fragment not in result.output, (fragment, result.output)
     assert "Traceback" not in result.output
     assert not out.exists()
 
