@@ -18,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,8 +52,8 @@ class TargetResult:
     target: float
     simulated: float
     rel_error: float
-    simulated_ci95_low: float
-    simulated_ci95_high: float
+    simulated_ci95_low: float | None
+    simulated_ci95_high: float | None
     solved_median: float
     n_patients: int
 
@@ -84,6 +85,11 @@ class CalibrationResult:
             seed=int(data["seed"]),
             n_patients=int(data["n_patients"]),
         )
+
+
+def _finite_or_none(x: float) -> float | None:
+    """A bound of the simulated median's interval; None where it is not reached."""
+    return x if math.isfinite(x) else None
 
 
 def _target_id(tgt: Target) -> str:
@@ -166,9 +172,15 @@ def calibrate(
         resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", file)[0]
         for i, t in enumerate(cal.targets)
     ]
-    for _sweep in range(MAX_SWEEPS):
-        worst = 0.0
+    # A target's cohort starts on its regimen, so only targets of one regimen move each
+    # other: those are swept in turn until their medians stop moving (Gauss-Seidel); a
+    # regimen's only target is solved once.
+    per_regimen = Counter(t.regimen for t in cal.targets)
+    for sweep in range(MAX_SWEEPS):
+        before = dict(values)
         for i, tgt in enumerate(cal.targets):
+            if sweep and per_regimen[tgt.regimen] == 1:
+                continue
             key, (lo, hi) = specs[i]
             goal = targets[i]
 
@@ -218,14 +230,25 @@ def calibrate(
                         )
                     ],
                 ) from None
-            current = gap(values[key]) + goal
-            worst = max(worst, abs(current / goal - 1.0))
             if progress is not None:
-                progress(
-                    f"{key}.median = {values[key]:.4f} months -> {current:.4f} (target {goal:.4f})"
-                )
-        if worst <= cal.tolerance:
+                progress(f"{key}.median = {values[key]:.4f} months (target {goal:.4f})")
+        moved = max(abs(values[k] / before[k] - 1.0) for k in values)
+        if moved <= cal.tolerance:
             break
+    else:
+        raise ScenarioError(
+            file,
+            [
+                (
+                    "calibration.targets",
+                    sorted(per_regimen),
+                    f"no joint solution after {MAX_SWEEPS} sweeps (the medians still moved "
+                    f"by {moved:.2%}, tolerance {cal.tolerance:.2%}): two targets of one "
+                    "regimen may pull its medians in opposite directions; check them and "
+                    "their bounds",
+                )
+            ],
+        )
 
     results = []
     for i, tgt in enumerate(cal.targets):
@@ -240,8 +263,8 @@ def calibrate(
                 target=targets[i],
                 simulated=sim,
                 rel_error=sim / targets[i] - 1.0,
-                simulated_ci95_low=clo,
-                simulated_ci95_high=chi,
+                simulated_ci95_low=_finite_or_none(clo),
+                simulated_ci95_high=_finite_or_none(chi),
                 solved_median=values[key],
                 n_patients=n,
             )

@@ -24,7 +24,7 @@ from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
 from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
-from simseq.model import compile_model
+from simseq.model import ModelArrays, compile_model, econ_range_problem
 from simseq.outcomes import (
     Z95,
     econ_means,
@@ -48,6 +48,7 @@ from simseq.scenario import Scenario, load_scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
+CALIBRATION_WARN = 0.01  # a target reproduced worse than this (relative) is flagged
 
 
 def make_console(quiet: bool = False) -> Console:
@@ -121,6 +122,13 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
         s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
         sequences[sid] = s
     warnings = resolved_warnings(resolved)
+    for t in cal.targets:
+        if abs(t.rel_error) > CALIBRATION_WARN:
+            warnings.append(
+                f"calibration: {t.target_id} reproduced to {t.rel_error:+.1%} only (simulated "
+                f"{t.simulated:.3g} vs {t.target:.3g} months; at N = {t.n_patients:,} the "
+                "simulated median moves in steps): raise calibration.n_patients"
+            )
     for sid in model.seq_names:
         for line_no in range(2, int(model.state_line.max()) + 1):
             for regimen, block in sequences[sid].get(line_key(line_no), {}).items():
@@ -254,7 +262,7 @@ def run_scenario(
         )
         evidence = load_evidence()
         resolved = resolve(scenario, evidence, cal.values, path)
-        model = compile_model(resolved.sequences, resolved.covariates, resolved.economics)
+        model = model_of(resolved, path)
         sim = scenario.simulation
         distributed = backend != "local" or resume
         tallies, reused = _simulate_run(
@@ -427,6 +435,22 @@ def run_calibration(
     return cal, out_dir
 
 
+def model_of(resolved: Resolved, path: str) -> ModelArrays:
+    """The compiled model of a resolution, or a located ``ScenarioError`` for what the
+    scenario checks cannot see alone: a model the compiler refuses, or economics whose
+    per-patient totals could exceed what the engine sums exactly."""
+    from simseq.scenario import ScenarioError
+
+    try:
+        model = compile_model(resolved.sequences, resolved.covariates, resolved.economics)
+    except ValueError as err:  # a model the scenario checks did not foresee
+        raise ScenarioError(path, [("(model)", None, str(err))]) from None
+    problem = econ_range_problem(model, resolved.horizon)
+    if problem is not None:
+        raise ScenarioError(path, [("economics", None, problem)])
+    return model
+
+
 def validate_file(path: str | Path) -> Resolved:
     """Load, validate and resolve a scenario, and everything ``run`` checks before it
     simulates: the calibration cohorts, the compiled models and, where quadrature can tell
@@ -449,10 +473,7 @@ def validate_file(path: str | Path) -> Resolved:
     resolved = resolve(scenario, evidence, stub, path)
     cohorts = [resolve(scenario, evidence, stub, path, cohort_regimen=t.regimen) for t in targets]
     for res in [resolved, *cohorts]:
-        try:
-            compile_model(res.sequences, res.covariates, res.economics)
-        except ValueError as err:  # a model the scenario checks did not foresee
-            raise ScenarioError(path, [("(model)", None, str(err))]) from None
+        model_of(res, path)
     problems = bracket_problems(scenario, evidence, stub, path)
     if problems:
         raise ScenarioError(path, problems)

@@ -21,7 +21,7 @@ from rich.table import Table
 from simseq.evidence import load_evidence
 from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
-from simseq.model import compile_model, stack_draws
+from simseq.model import compile_model, econ_range_problem, stack_draws
 from simseq.outcomes import econ_means, km_curve
 from simseq.pipeline import (
     default_out,
@@ -151,6 +151,9 @@ class _Study:
                 models.append(compile_model(res.sequences, res.covariates, res.economics))
                 progress.advance(task)
         model = stack_draws(models)
+        problem = econ_range_problem(model, self.base.horizon)
+        if problem is not None:  # a draw's costs beyond what the engine sums exactly
+            raise ScenarioError(self.path, [(f"economics ({label})", None, problem)])
         if not self.quiet:
             self.console.print(
                 f"{label}: simulating {len(cases):,} cases x {n_patients:,} "

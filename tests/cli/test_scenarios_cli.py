@@ -77,6 +77,11 @@ BROKEN = {
         "did you mean 'next_line'?",
         "allowed: regimen, mix, next_line, then",
     ],
+    "cost_beyond_exact_sums": [
+        "economics: state 'BSC after L1'",
+        "cost per month 1e+18",
+        "at most 4.6e+15 (currency units) can be accumulated exactly",
+    ],
 }
 
 # broken fixture -> fragments its error must NOT contain (content of a non-scenario file)
