@@ -236,8 +236,9 @@ def base_case_model():
 
     path = str(_scenario_path("base_case"))
     scenario = load_scenario(path)
-    cal, _, _ = get_calibration(scenario, path, default_out(scenario))
-    res = resolve(scenario, load_evidence(), cal.values, path)
+    evidence = load_evidence()
+    cal, _, _ = get_calibration(scenario, evidence, path, default_out(scenario))
+    res = resolve(scenario, evidence, cal.values, path)
     return compile_model(res.sequences, res.covariates)
 
 

@@ -93,7 +93,11 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def _target_id(tgt: Target) -> str:
-    return tgt.target.evidence or "pool(" + "+".join(tgt.target.pool) + ")"
+    """The evidence id, the pooled ids, or "assumed <value>" for an assumed target."""
+    q = tgt.target
+    if q.evidence:
+        return q.evidence
+    return "pool(" + "+".join(q.pool) + ")" if q.pool else f"assumed {q.value:g}"
 
 
 def calibration_n(scenario: Scenario) -> int:

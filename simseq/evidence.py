@@ -23,7 +23,7 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,7 +33,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simseq.yamlio import load_yaml
+from simseq.limits import MAX_EVIDENCE_BYTES
+from simseq.yamlio import FileProblem, load_yaml, read_text_file
 
 __all__ = [
     "EvidenceBase",
@@ -481,8 +482,40 @@ def load_evidence(path: str | Path | None = None) -> EvidenceBase:
     """
     if path is None:
         return _load_packaged()
-    path = Path(path)
-    return _parse(path.read_text(encoding="utf-8"), str(path))
+    return _parse(_read_evidence_file(path), str(path))
+
+
+def _read_evidence_file(path: str | Path) -> str:
+    """The text of a user's evidence file, read as scenario files are (regular *.yaml
+    files within a size cap; never a FIFO or device); ValueError naming the file."""
+    try:
+        return read_text_file(path, max_bytes=MAX_EVIDENCE_BYTES, suffixes=(".yaml", ".yml"))
+    except FileProblem as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def with_user_evidence(
+    files: Sequence[str | Path] = (),
+    sources: Mapping[str, Any] | None = None,
+    records: Sequence[Any] = (),
+    where: str = "<scenario>",
+) -> EvidenceBase:
+    """The packaged evidence plus a user's: evidence ``files`` (the packaged file's schema)
+    and inline ``sources``/``records`` (from the scenario ``where``). User records may
+    cite packaged sources; their ids must be new. Each record keeps its origin
+    (``EvidenceBase.origin``): the file, or ``where`` for inline records.
+
+    Raises ValueError naming the file (and record) of every problem.
+    """
+    base = load_evidence()
+    for path in files:
+        user = _parse(_read_evidence_file(path), str(path), cited=base.sources)
+        base = base.extended(user, origin=str(path))
+    if sources or records:
+        data = {"sources": dict(sources or {}), "records": list(records)}
+        user = parse_evidence_data(data, f"{where}: evidence", cited=base.sources)
+        base = base.extended(user, origin=f"{where} (evidence.records)")
+    return base
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,9 @@ MAX_SCENARIO_BYTES = 1 << 20
 """1 MiB per scenario file (each file of an ``extends:`` chain). The shipped scenarios
 are 1.5-6.5 KB; YAML of tens of MB takes minutes and gigabytes to parse."""
 
+MAX_EVIDENCE_BYTES = 1 << 22
+"""4 MiB per user evidence file: the packaged one, 74 records, is 25 KB."""
+
 MAX_YAML_NODES = 100_000
 """Values in one YAML document with every alias expanded. The shipped scenarios have
 at most ~400 and the evidence file ~1,400; an alias bomb ("billion laughs") has

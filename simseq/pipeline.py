@@ -21,7 +21,7 @@ from simseq.calibrate import (
     save_cached,
 )
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
-from simseq.evidence import load_evidence
+from simseq.evidence import EvidenceBase
 from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
 from simseq.model import ModelArrays, compile_model, econ_range_problem
@@ -42,9 +42,9 @@ from simseq.report import (
     write_csv,
     write_json,
 )
-from simseq.resolve import Resolved, resolve, resolve_median
+from simseq.resolve import Resolved, resolve, resolve_median, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, out_directory, results_writer
-from simseq.scenario import Scenario, load_scenario
+from simseq.scenario import Scenario, load_scenario, load_scenario_files
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
@@ -62,12 +62,17 @@ def default_out(scenario: Scenario) -> Path:
 
 
 def get_calibration(
-    scenario: Scenario, path: str, out_dir: Path, *, threads=None, console: Console | None = None
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    path: str,
+    out_dir: Path,
+    *,
+    threads=None,
+    console: Console | None = None,
 ) -> tuple[CalibrationResult, bool, str | None]:
     """Cached calibration if intact and its inputs are unchanged, else a fresh one:
     (result, from_cache, note). A cache that fails verification is not used: the note
     says why, and the calibration is solved again."""
-    evidence = load_evidence()
     expected = input_hash(scenario, evidence)
     cached, why_not = load_cached(out_dir, expected)
     if cached is not None:
@@ -106,6 +111,20 @@ def resolved_warnings(resolved: Resolved) -> list[str]:
         warnings.append(
             f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
         )
+    by_origin: dict[str, list[str]] = {}
+    for rid, origin in resolved.user_evidence.items():
+        by_origin.setdefault(origin, []).append(rid)
+    warnings += [
+        f"user evidence (not simseq's packaged figures), from {origin}: {', '.join(ids)}"
+        for origin, ids in by_origin.items()
+    ]
+    targets = resolved.scenario.calibration.targets if resolved.scenario.calibration else []
+    warnings += [
+        f"calibration target of {t.regimen} is an assumption, not evidence: {t.target.value:g} "
+        f"months ({t.target.assumption})"
+        for t in targets
+        if t.target.value is not None
+    ]
     return warnings
 
 
@@ -154,6 +173,7 @@ def build_summary(scenario: Scenario, resolved: Resolved, model, tallies, cal) -
             asdict(p) | {"value": None if p.value != p.value else p.value}
             for p in resolved.provenance
         ],
+        "user_evidence": resolved.user_evidence,
     }
     if resolved.economics is not None:
         summary["cea"] = cea_summary(resolved, model, tallies)
@@ -243,14 +263,20 @@ def run_scenario(
             f"{MAX_TRAJECTORY_PATIENTS:,} patients"
         )
     path = str(path)
-    file_scenario = load_scenario(path)
+    file_scenario, inputs = load_scenario_files(path)
     out_dir = out_directory(out, default_out(file_scenario))
     identity = ScenarioIdentity.of(path)
     say = None if quiet else console.print
     with results_writer(out_dir, "run", scenario=identity, force=force, say=say) as stage:
+        evidence = scenario_evidence(file_scenario, path)
         # calibration depends on the scenario file only, not on --patients/--seed overrides
         cal, cached, cal_note = get_calibration(
-            file_scenario, path, out_dir, threads=threads, console=None if quiet else console
+            file_scenario,
+            evidence,
+            path,
+            out_dir,
+            threads=threads,
+            console=None if quiet else console,
         )
         sim_update = {}
         if n_patients is not None:
@@ -260,7 +286,6 @@ def run_scenario(
         scenario = file_scenario.model_copy(
             update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}
         )
-        evidence = load_evidence()
         resolved = resolve(scenario, evidence, cal.values, path)
         model = model_of(resolved, path)
         sim = scenario.simulation
@@ -305,7 +330,7 @@ def run_scenario(
                 log.to_csv(tmp / "trajectories.csv", index=False)
         stage.write_manifest(
             {
-                **manifest_header(identity),
+                **manifest_header(identity, inputs),
                 "evidence_records": len(evidence),
                 "seed": sim.seed,
                 "n_patients": sim.n_patients,
@@ -416,7 +441,7 @@ def run_calibration(
     ) as stage:
         cal = calibrate(
             scenario,
-            load_evidence(),
+            scenario_evidence(scenario, path),
             path,
             threads=threads,
             progress=None if quiet else (lambda m: console.print(f"  {m}")),
@@ -461,7 +486,7 @@ def validate_file(path: str | Path) -> Resolved:
 
     path = str(path)
     scenario = load_scenario(path)
-    evidence = load_evidence()
+    evidence = scenario_evidence(scenario, path)
     targets = scenario.calibration.targets if scenario.calibration else []
     stub = {}
     for tgt in targets:

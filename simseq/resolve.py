@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
-from simseq.evidence import EvidenceBase, Record, UnknownEvidenceId
+from simseq.evidence import (
+    EvidenceBase,
+    Record,
+    UnknownEvidenceId,
+    load_evidence,
+    with_user_evidence,
+)
 from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
 from simseq.limits import MAX_TALLY_BYTES, TALLY_BYTES_PER_BIN
 from simseq.model import Clock, Covariate, Destination, Economics, SequenceModel, State
@@ -95,6 +101,21 @@ class Resolved:
     provenance: list[Provenance] = field(default_factory=list)
     transports: list[Transport] = field(default_factory=list)
     renormalised: list[Renormalised] = field(default_factory=list)
+    user_evidence: dict[str, str] = field(default_factory=dict)
+    """Evidence ids used that are not simseq's packaged figures -> where they come from
+    (the user's evidence file, or the scenario's inline records)."""
+
+
+def scenario_evidence(scenario: Scenario, file: str = "<scenario>") -> EvidenceBase:
+    """simseq's packaged evidence plus the scenario's own (``evidence:`` files and
+    records); a problem in them is a ``ScenarioError`` naming the scenario file."""
+    spec = scenario.evidence
+    if spec is None:
+        return load_evidence()
+    try:
+        return with_user_evidence(spec.files, spec.sources, spec.records, where=file)
+    except ValueError as err:
+        raise ScenarioError(file, [("evidence", None, str(err))]) from None
 
 
 class _Resolver:
@@ -440,7 +461,7 @@ class _Resolver:
                     ids += [q.evidence] if q.evidence else list(q.pool or [])
         for tgt in self.sc.calibration.targets if self.sc.calibration else []:
             if tgt.regimen == rid:
-                ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool)
+                ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool or [])
         return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
 
 
@@ -702,6 +723,9 @@ def resolve(
     r.problems += r.domain_problems()
     if r.problems:
         raise ScenarioError(file, r.problems)
+    targets = [t.target for t in (scenario.calibration.targets if scenario.calibration else [])]
+    target_ids = [i for q in targets for i in ([q.evidence] if q.evidence else q.pool or [])]
+    used = dict.fromkeys([*(i for p in r.provenance for i in p.ids), *target_ids])
     return Resolved(
         scenario,
         sequences,
@@ -712,6 +736,7 @@ def resolve(
         r.provenance,
         transports,
         renorm,
+        {i: evidence.origin(i) for i in used if evidence.origin(i) != "simseq"},
     )
 
 

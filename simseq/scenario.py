@@ -541,7 +541,8 @@ class Target(_Frozen):
     """A published summary the simulation must reproduce by solving one free parameter."""
 
     target: Quantity
-    """The published value (evidence or pool)."""
+    """The value to reproduce: published (evidence or pool), or an explicit value with an
+    assumption saying where it comes from (e.g. expert opinion for a new regimen)."""
     quantity: CalibrationQuantity
     """What the target measures: the median OS from the start of the regimen's line, or
     the median time on the line."""
@@ -553,14 +554,35 @@ class Target(_Frozen):
 
     @model_validator(mode="after")
     def _sourced(self) -> "Target":
-        if self.target.evidence is None and self.target.pool is None:
-            raise ValueError("a calibration target must cite evidence or pool")
+        if self.target.calibrate is not None:
+            raise ValueError(
+                "a calibration target is a value to reproduce: cite evidence or pool, or give "
+                "a value with an assumption saying where it comes from"
+            )
         if self.quantity == "median_time_on_line" and self.free != "time_on_line.median":
             raise ValueError(
                 "median_time_on_line depends on time_on_line.median only: free that one "
                 "(after_progression.median cannot move it)"
             )
         return self
+
+
+class EvidenceSpec(_Frozen):
+    """Evidence of your own beside simseq's packaged figures: files with the schema of
+    simseq/data/hcc_evidence.yaml, and records written here. Their ids must be new (a
+    user's record never replaces a packaged one); every output lists the user evidence
+    it used."""
+
+    files: list[str] = Field(default_factory=list)
+    """Evidence files (``sources:``, ``records:``, optional ``notes:``), relative to the
+    scenario file that lists them."""
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Sources of the records below: id -> {cite, setting}. Records may also cite a source
+    simseq already has (e.g. chon2024). Checked as the packaged file's are."""
+    records: list[dict[str, Any]] = Field(default_factory=list)
+    """Records as in an evidence file: id, source, quantity, value, unit, ci95, n, ...
+    (the fields and rules of ``simseq.evidence.Record``). Checked as the packaged file's
+    are."""
 
 
 class Calibration(_Frozen):
@@ -787,6 +809,8 @@ class Scenario(_Frozen):
     """Optional cost-effectiveness inputs; without them only survival is reported."""
     psa: PSASettings | None = None
     """Probabilistic sensitivity analysis settings (``simseq psa``)."""
+    evidence: EvidenceSpec | None = None
+    """Evidence of your own (files and records) beside simseq's packaged figures."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:
@@ -1253,6 +1277,11 @@ def _not_a_scenario(data: Any) -> str | None:
 def _read_yaml(path: str) -> Any:
     """Load a scenario file, following ``extends: other.yaml`` (relative to the file that
     says it) through at most ``MAX_EXTENDS_DEPTH`` files."""
+    return _read_chain(path)[0]
+
+
+def _read_chain(path: str) -> tuple[Any, list[str]]:
+    """(the merged data of a scenario file and its ``extends:`` chain, the chain's files)."""
     try:
         data = _load_file(path)
     except FileProblem as err:
@@ -1294,10 +1323,23 @@ def _read_yaml(path: str) -> Any:
         layers.append(data)
         chain.append(parent_path)
         current = parent_path
+    for layer, file in zip(layers, chain, strict=True):
+        _anchor_evidence_files(layer, file)
     merged = layers[-1]
     for layer in reversed(layers[:-1]):
         merged = _deep_merge(merged, layer)
-    return merged
+    return merged, chain
+
+
+def _anchor_evidence_files(layer: Any, file: str) -> None:
+    """Make ``evidence.files`` of one file of the chain relative to that file, as
+    ``extends:`` is, before the layers merge and forget where each came from."""
+    evidence = layer.get("evidence") if isinstance(layer, dict) else None
+    files = evidence.get("files") if isinstance(evidence, dict) else None
+    if isinstance(files, list):
+        evidence["files"] = [
+            str(Path(file).parent / f) if isinstance(f, str) and f.strip() else f for f in files
+        ]
 
 
 def _resolved(path: str | Path) -> str:
@@ -1311,5 +1353,14 @@ def _resolved(path: str | Path) -> str:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file (with ``extends:`` resolved)."""
+    return load_scenario_files(path)[0]
+
+
+def load_scenario_files(path: str | Path) -> tuple[Scenario, tuple[str, ...]]:
+    """The validated scenario, and every other file it read (absolute paths): its
+    ``extends:`` chain and its evidence files, for the manifest."""
     path = str(path)
-    return parse_scenario(_read_yaml(path), path)
+    data, chain = _read_chain(path)
+    scenario = parse_scenario(data, path)
+    evidence = tuple(scenario.evidence.files) if scenario.evidence else ()
+    return scenario, (*chain[1:], *evidence)

@@ -119,6 +119,8 @@ def type_text(t: Any) -> str:
         key, value = get_args(t)
         key_text = "name" if key is str else type_text(key)
         return f"mapping: {key_text} &rarr; {type_text(value)}"
+    if t is Any:
+        return "any value (checked where it is used)"
     return {int: "integer", float: "number", str: "text", bool: "true or false"}.get(t, str(t))
 
 

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simseq.evidence import load_evidence
 from simseq.extras import check_optional_dependencies
 from simseq.manifest import manifest_header
 from simseq.model import compile_model, econ_range_problem, stack_draws
@@ -31,9 +30,9 @@ from simseq.pipeline import (
 )
 from simseq.psa import beta_moments, draw_parameters, solve_by_quadrature, uncertain_parameters
 from simseq.report import write_csv, write_json
-from simseq.resolve import Resolved, resolve
+from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results_writer
-from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario
+from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario_files
 from simseq.simulator import simulate_draws
 
 PSA_BIN_WIDTH = 0.1  # months: per-case OS histograms (medians to ~0.01 month)
@@ -77,7 +76,8 @@ class _Study:
         self.quiet = quiet
         self.threads = threads
         self.force = force
-        self.scenario: Scenario = load_scenario(self.path)
+        self.scenario: Scenario
+        self.scenario, self.inputs = load_scenario_files(self.path)
         sc = self.scenario
         if sc.economics is None:
             raise ScenarioError(
@@ -109,9 +109,10 @@ class _Study:
 
     def _prepare(self) -> None:
         sc = self.scenario
-        self.evidence = load_evidence()
+        self.evidence = scenario_evidence(sc, self.path)
         self.cal, _, self.cal_note = get_calibration(
             sc,
+            self.evidence,
             self.path,
             self.out_dir.parent,  # where `simseq run` keeps it, beside psa/, dsa/, sweep/
             threads=self.threads,
@@ -240,7 +241,7 @@ class _Study:
 
     def manifest(self, started: float, **extra) -> dict:
         return {
-            **manifest_header(self.identity),
+            **manifest_header(self.identity, self.inputs),
             "calibration": {
                 "input_hash": self.cal.input_hash,
                 "base_values": self.cal.values,
