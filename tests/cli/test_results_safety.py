@@ -373,3 +373,34 @@ def test_a_line_nobody_reaches_gives_nulls_and_a_note_not_nan(tmp_path, seed):
             assert block["line_end"]["death"] is None and block["os_from_2l"]["median"] is None
             assert any("no simulated patient started lenvatinib" in w for w in summary["warnings"])
     assert unreached  # the case this test is about did occur
+
+
+def test_psa_and_dsa_where_median_os_is_never_reached(tmp_path):
+    """A 12-month horizon: median OS from first line (about 16 months) is reached in no
+    draw and no one-way case. The PSA reports it as not reached with its count (it once
+    failed on formatting None), the DSA writes nulls (it once failed on JSON inf)."""
+    pps = "after_progression: {median: {calibrate: null, value: 6.0, assumption: test}}"
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(
+        f"extends: {CEA}\n"
+        "name: short\n"
+        "calibration: null\n"
+        "simulation:\n"
+        "  horizon: {value: 12, assumption: too short on purpose}\n"
+        "  landmarks: [6, 12]\n"
+        "regimens:\n"
+        + "".join(f"  {r}: {{{pps}}}\n" for r in ("lenvatinib", "sorafenib", "tki_ici"))
+    )
+    psa = invoke("psa", scenario, "--draws", 3, "--patients", 200, "--out", tmp_path / "psa")
+    assert psa.exit_code == 0, psa.output
+    assert "NR (NR-NR)" in psa.output
+    summary = json.loads((tmp_path / "psa" / "psa_summary.json").read_text())
+    block = summary["sequences"]["atzbev_len"]["os_median"]
+    assert block == {"mean": None, "ci95": [None, None], "n_draws_reached": 0}
+    assert any(
+        "median OS not reached within the horizon in 3 of 3" in w for w in summary["warnings"]
+    )
+    dsa = invoke("dsa", scenario, "--patients", 200, "--out", tmp_path / "dsa", "--quiet")
+    assert dsa.exit_code == 0, dsa.output
+    rows = json.loads((tmp_path / "dsa" / "dsa_summary.json").read_text())["rows"]
+    assert rows and all(r["os_median_low"] is None for r in rows)
