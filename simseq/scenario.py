@@ -1076,7 +1076,8 @@ def _yaml_error(path: str, err: yaml.YAMLError) -> ScenarioError:
     return ScenarioError(path, [(where, None, f"invalid YAML: {problem}")])
 
 
-def _strip_optional(annotation: Any) -> Any:
+def strip_optional(annotation: Any) -> Any:
+    """``X`` from ``X | None`` (the annotation itself otherwise)."""
     if get_origin(annotation) in (Union, type(int | None)):
         args = [a for a in get_args(annotation) if a is not type(None)]
         if len(args) == 1:
@@ -1088,7 +1089,7 @@ def _type_at(loc: tuple) -> Any:
     """The annotation at key path ``loc`` of a Scenario (None if the path leaves the model)."""
     current: Any = Scenario
     for part in loc:
-        current = _strip_optional(current)
+        current = strip_optional(current)
         origin = get_origin(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
@@ -1101,7 +1102,7 @@ def _type_at(loc: tuple) -> Any:
             current = get_args(current)[0]
         else:
             return None
-    return _strip_optional(current)
+    return strip_optional(current)
 
 
 def _allowed_keys(loc: tuple) -> list[str] | None:

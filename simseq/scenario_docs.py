@@ -15,7 +15,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from simseq import limits, scenario
-from simseq.scenario import Domain, Scenario
+from simseq.scenario import Domain, Scenario, strip_optional
 
 HEADER = """\
 # Scenario file reference
@@ -89,14 +89,6 @@ def _is_model(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, BaseModel)
 
 
-def _optional_inner(t: Any) -> Any:
-    if get_origin(t) in (Union, type(int | None)):
-        args = [a for a in get_args(t) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return t
-
-
 def _models(t: Any) -> list[type[BaseModel]]:
     """Models an annotation refers to."""
     if _is_model(t):
@@ -105,7 +97,7 @@ def _models(t: Any) -> list[type[BaseModel]]:
 
 
 def type_text(t: Any) -> str:
-    t = _optional_inner(t)
+    t = strip_optional(t)
     origin = get_origin(t)
     if _is_model(t):
         return f"[{t.__name__}](#{t.__name__.lower()})"
