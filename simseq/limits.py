@@ -63,3 +63,8 @@ MAX_TALLY_BYTES = 1_000_000_000
 """Bytes of histogram tallies per thread (n_states x n_bins x 96): 1 GB. The base case needs
 11.5 MB (5 sequences, 20 states, 6,000 bins); a lifetime horizon at the default binning
 allows ~340 model states."""
+
+MAX_PSA_BYTES = 4_000_000_000
+"""Bytes of per-draw OS histograms and economic sums a PSA, DSA or sweep keeps for all its
+draws at once (draws x sequences x (2 x bins + 768) x 8): 4 GB. 1,000 draws of the base
+case (5 sequences, 1,200 bins of 0.1 months) need 127 MB."""

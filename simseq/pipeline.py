@@ -23,6 +23,7 @@ from simseq.calibrate import (
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import EvidenceBase
 from simseq.extras import check_optional_dependencies
+from simseq.limits import MAX_PATIENTS, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import ModelArrays, compile_model, econ_range_problem
 from simseq.outcomes import (
@@ -264,6 +265,15 @@ def run_scenario(
         )
     path = str(path)
     file_scenario, inputs = load_scenario_files(path)
+    sim_update = {}
+    if n_patients is not None:
+        if not 1 <= n_patients <= MAX_PATIENTS:
+            raise ValueError(f"n_patients {n_patients}: allowed 1 to {MAX_PATIENTS:,}")
+        sim_update["n_patients"] = n_patients
+    if seed is not None:
+        if not 0 <= seed < MAX_SEED:
+            raise ValueError(f"seed {seed}: allowed 0 to 2^63 - 1")
+        sim_update["seed"] = seed
     out_dir = out_directory(out, default_out(file_scenario))
     identity = ScenarioIdentity.of(path)
     say = None if quiet else console.print
@@ -278,11 +288,6 @@ def run_scenario(
             threads=threads,
             console=None if quiet else console,
         )
-        sim_update = {}
-        if n_patients is not None:
-            sim_update["n_patients"] = n_patients
-        if seed is not None:
-            sim_update["seed"] = seed
         scenario = file_scenario.model_copy(
             update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}
         )

@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from simseq.engine.codes import N_BATCHES, N_ECON
 from simseq.extras import check_optional_dependencies
+from simseq.limits import MAX_PSA_BYTES
 from simseq.manifest import manifest_header
 from simseq.model import compile_model, econ_range_problem, stack_draws
 from simseq.outcomes import econ_means, km_curve
@@ -33,7 +35,7 @@ from simseq.report import write_csv, write_json
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results_writer
 from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario_files
-from simseq.simulator import simulate_draws
+from simseq.simulator import n_bins_for, simulate_draws
 
 PSA_BIN_WIDTH = 0.1  # months: per-case OS histograms (medians to ~0.01 month)
 MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
@@ -131,6 +133,22 @@ class _Study:
     ) -> tuple[list[str], dict, dict]:
         """Simulate every case: (sequence names, outputs, patient-noise variances), each
         output an array (n_cases, n_seq)."""
+        n_seq = len(self.base.sequences)  # checked before any case is prepared
+        bins = n_bins_for(self.base.horizon, PSA_BIN_WIDTH)
+        need = len(cases) * n_seq * 8 * (2 * bins + N_ECON * N_BATCHES * 2)
+        if need > MAX_PSA_BYTES:
+            raise ScenarioError(
+                self.path,
+                [
+                    (
+                        label,
+                        len(cases),
+                        f"{len(cases):,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
+                        f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
+                        "draws or a shorter horizon",
+                    )
+                ],
+            )
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -404,3 +404,25 @@ def test_psa_and_dsa_where_median_os_is_never_reached(tmp_path):
     assert dsa.exit_code == 0, dsa.output
     rows = json.loads((tmp_path / "dsa" / "dsa_summary.json").read_text())["rows"]
     assert rows and all(r["os_median_low"] is None for r in rows)
+
+
+def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path, monkeypatch):
+    import simseq.sensitivity
+
+    monkeypatch.setattr(
+        simseq.sensitivity, "solve_by_quadrature", lambda *a, **k: pytest.fail("prepared")
+    )
+    out = tmp_path / "psa"
+    result = invoke("psa", CEA, "--draws", 100_000, "--patients", 100, "--out", out, "--quiet")
+    assert result.exit_code == 2
+    assert "100,000 cases x 5 sequences would keep 12.7 GB" in result.output
+    assert not out.exists()
+
+
+def test_python_api_bounds_patients_and_seed(tmp_path):
+    from simseq.pipeline import run_scenario
+
+    for kwargs in ({"n_patients": 10**11}, {"n_patients": 0}, {"seed": -1}, {"seed": 2**63}):
+        with pytest.raises(ValueError, match="allowed"):
+            run_scenario(TINY, out=tmp_path / "out", quiet=True, **kwargs)
+        assert not (tmp_path / "out").exists()
