@@ -295,7 +295,7 @@ def run_scenario(
         model = model_of(resolved, path)
         sim = scenario.simulation
         distributed = backend != "local" or resume
-        tallies, reused = _simulate_run(
+        tallies, checkpoints = _simulate_run(
             model,
             sim,
             resolved.horizon,
@@ -341,7 +341,7 @@ def run_scenario(
                 "n_patients": sim.n_patients,
                 "threads": threads or numba.get_num_threads(),
                 "chunk_size": chunk_size,
-                "checkpointed_tasks_reused": reused,
+                "checkpointed_tasks_reused": None if checkpoints is None else checkpoints.reused,
                 "calibration": {
                     "input_hash": cal.input_hash,
                     "from_cache": cached,
@@ -353,6 +353,8 @@ def run_scenario(
                 "seconds": round(time.perf_counter() - started, 3),
             }
         )
+    if checkpoints is not None:
+        checkpoints.clear()  # the results are written: the tasks' partial work is not needed
     if not quiet:
         print_run_table(console, summary)
         if "cea" in summary:
@@ -364,9 +366,9 @@ def run_scenario(
 def _simulate_run(
     model, sim, horizon, console, quiet, *, threads, chunk_size, distributed, checkpoints_root
 ):
-    """The tallies of a run, and how many checkpointed tasks were reused (None when the
-    run is not split into tasks): here in one call, or as patient-range tasks on a
-    backend (``distributed``: backend, scheduler, workers, resume)."""
+    """The tallies of a run and its task checkpoints (None when the run is not split into
+    tasks): here in one call, or as patient-range tasks on a backend (``distributed``:
+    backend, scheduler, workers, resume)."""
     progress = Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -422,7 +424,7 @@ def _simulate_run(
                 checkpoints=checkpoints,
                 progress=lambda t: progress.advance(bar, t.hi - t.lo),
             )
-        return tallies, checkpoints.reused
+        return tallies, checkpoints
 
 
 def run_calibration(
