@@ -647,8 +647,9 @@ class Family:
         """Starting parameter sets for least squares through the points ``(times, surv)``.
 
         ``times``, ``surv`` : ndarray(float64, ndim=1), sorted by time, survival
-        strictly inside (0, 1). Each start is a dict by parameter name; values in
-        ``fixed`` are held, and the optimiser uses only the free entries.
+        strictly inside (0, 1). ``fixed`` holds the parameters not being fitted, by
+        name; they may inform the free ones. Each start is a dict by parameter name
+        with at least every free parameter (the optimiser uses only those).
         """
         raise NotImplementedError
 
@@ -672,7 +673,7 @@ class Family:
             try:
                 start[self.scale_param] = self.solve_scale(float(times[i]), s_i, start)
             except (ArithmeticError, ValueError):
-                pass  # e.g. exp(shape t) overflows: keep the unit scale
+                pass  # e.g. exp(shape t) overflows: keep the start's own value
             anchored.append(start)
         return anchored
 
