@@ -41,6 +41,13 @@ except the Gompertz RMST, llogis RMST with shape <= 1, and the small-|Q| gengamm
 RMST) and numerical integration of ``S`` otherwise, and whenever a stored ``hr``
 cannot be folded into the parameters.
 
+Each family also carries what fitting and model building need to know about it,
+so that :mod:`simseq.fit` and :mod:`simseq.model` never branch on a family's name:
+its real-valued parameters, the scale parameter solved in closed form from one
+(t, S) point, start values for least squares, a closed-form two-point fit where
+one exists, its proportional-hazards and accelerated-failure-time transforms, its
+cured fraction and, for the power-law families, ``H(t) = a t^k``.
+
 :class:`Family` methods do not validate their parameters (they are meant to sit
 inside optimisers); :class:`Distribution` validates on construction.
 
@@ -53,8 +60,9 @@ into the numba kernels of :mod:`simseq.engine.sample`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy import special
@@ -474,6 +482,76 @@ def _integrate_survival(cumhaz, time_at, horizon, params):
 
 
 # --------------------------------------------------------------------------------------
+# Start values and two-point lines for fitting (see Family.starts, Family.two_point_fit)
+# --------------------------------------------------------------------------------------
+
+
+def _brentq():
+    """scipy.optimize.brentq, imported on first use (as ``_tanhsinh``)."""
+    from scipy.optimize import brentq
+
+    return brentq
+
+
+def _line(x, y):
+    """Least-squares line ``y = a + b x`` as ``(a, b)``; ``b = 1``, ``a = mean(y - x)`` for
+    one point."""
+    if len(x) < 2:
+        return float(np.mean(y - x)), 1.0
+    b, a = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def _weibull_line(times, surv):
+    """(shape, scale) of the Weibull line ``log H = shape log t - shape log scale``
+    through the points, shape clipped to [0.05, 50]."""
+    a, b = _line(np.log(times), np.log(-np.log(surv)))
+    shape = min(max(b, 0.05), 50.0)
+    return shape, math.exp(-a / shape)
+
+
+def _lnorm_line(times, surv):
+    """(meanlog, sdlog) of the log-normal line ``probit(1 - S) = (log t - meanlog) / sdlog``
+    through the points, 1/sdlog clipped to [0.02, 20]."""
+    a, b = _line(np.log(times), special.ndtri(1 - surv))
+    sdlog = 1.0 / min(max(b, 0.02), 20.0)
+    return -a * sdlog, sdlog
+
+
+def _shape_scale_through(points, link):
+    """(shape, scale) of the line ``link(S) = shape (log t - log scale)`` through two
+    (t, s) points: Weibull with link log(-log S), log-logistic with the log odds."""
+    (t1, s1), (t2, s2) = points
+    y1, y2 = link(s1), link(s2)
+    shape = (y2 - y1) / (math.log(t2) - math.log(t1))
+    return (shape, t1 * math.exp(-y1 / shape))
+
+
+def _gompertz_shapes(times, surv):
+    """Gompertz shapes through the first and last points (H2/H1 fixes the shape), then 0."""
+    if len(times) < 2:
+        return [0.0]
+    t1, t2 = float(times[0]), float(times[-1])
+    ratio = math.log(surv[-1]) / math.log(surv[0])  # H2 / H1 > 1 for decreasing S
+
+    def g(a: float) -> float:
+        # log(expm1(a t2) / expm1(a t1)), continuous through a = 0 where it is log(t2/t1)
+        if abs(a) < 1e-12:
+            return math.log(t2 / t1) - math.log(ratio)
+        return math.log(math.expm1(a * t2) / math.expm1(a * t1)) - math.log(ratio)
+
+    lo, hi = -1.0 / t1, 1.0 / t1
+    for _ in range(60):
+        try:
+            if g(lo) < 0 < g(hi):
+                return [_brentq()(g, lo, hi), 0.0]
+        except (OverflowError, ZeroDivisionError):
+            break
+        lo, hi = 2 * lo, 2 * hi
+    return [0.0]
+
+
+# --------------------------------------------------------------------------------------
 # Families
 # --------------------------------------------------------------------------------------
 
@@ -495,6 +573,15 @@ class Family:
         Integer code shared with the kernels (``simseq.engine.codes``).
     param_names : tuple of str
         Parameter names in flexsurv order.
+
+    Each family also declares, for :mod:`simseq.fit` and :mod:`simseq.model`, what
+    it knows beyond its curves: which parameters are real-valued (``real_params``),
+    which one is the time scale solved from a median or landmark (``scale_param``,
+    :meth:`solve_scale`), start values for least squares (:meth:`starts`), its
+    closed-form two-point fit (:meth:`two_point_fit`), its proportional-hazards and
+    accelerated-failure-time transforms (:meth:`ph_params`, :meth:`aft_params`),
+    its cured fraction (:meth:`cure_fraction`) and whether its cumulative hazard is
+    a power of t (:meth:`power_form`, :meth:`from_power_form`).
     """
 
     name: str
@@ -502,9 +589,11 @@ class Family:
     param_names: tuple[str, ...]
 
     # Per-parameter domain, parallel to param_names: "positive" or "real".
-    _domains = ()
-    # Whether S0(t) ** hr is again a member of the family (see Distribution.ph).
-    _ph_closed = False
+    _domains: ClassVar[tuple[str, ...]] = ()
+    scale_param: ClassVar[str]
+    """The parameter :meth:`solve_scale` solves: a time scale, its reciprocal or its log."""
+    cure_formula: ClassVar[str | None] = None
+    """``cure_fraction`` in the parameter names, for messages; None without a cure."""
 
     # --- primitives, one set per family (t >= 0 already broadcast float arrays) ---
 
@@ -532,9 +621,81 @@ class Family:
         """
         return np.full(np.shape(params[0]), np.inf)
 
-    def _aft_params(self, time_ratio, *params):
-        """Parameters of T' = time_ratio * T."""
+    def _cure_fraction(self, *params):
+        return np.zeros(np.shape(params[0]))
+
+    # --- fitting: what simseq.fit asks of a family (one parameter set, not vectorised) ---
+
+    @property
+    def real_params(self) -> tuple[str, ...]:
+        """Parameters that may take any real value; the others must be > 0."""
+        return tuple(n for n, d in zip(self.param_names, self._domains, strict=True) if d == "real")
+
+    def solve_scale(self, t: float, s: float, params: Mapping[str, float]) -> float:
+        """The value of ``scale_param`` with ``S(t) = s``, in closed form.
+
+        ``t`` in months, ``0 < s < 1``; ``params`` holds the other parameters by name
+        (an entry for ``scale_param`` itself is ignored). Where the closed form
+        breaks down the result is not finite or ArithmeticError/ValueError is
+        raised; callers check ``S(t)`` and fall back to root finding.
+        """
         raise NotImplementedError
+
+    def starts(
+        self, times: np.ndarray, surv: np.ndarray, fixed: Mapping[str, float]
+    ) -> list[dict[str, float]]:
+        """Starting parameter sets for least squares through the points ``(times, surv)``.
+
+        ``times``, ``surv`` : ndarray(float64, ndim=1), sorted by time, survival
+        strictly inside (0, 1). ``fixed`` holds the parameters not being fitted, by
+        name; they may inform the free ones. Each start is a dict by parameter name
+        with at least every free parameter (the optimiser uses only those).
+        """
+        raise NotImplementedError
+
+    def two_point_fit(self, points: Sequence[tuple[float, float]]) -> tuple[float, ...] | None:
+        """Parameters through both ``(t, s)`` of ``points`` (sorted by time) in closed
+        form, or None where the family has no closed form."""
+        return None
+
+    def _through_median_point(self, starts, times, surv, fixed):
+        """``starts`` with ``scale_param`` re-solved (unless fixed) so that each passes
+        through the point nearest the median: for families whose starts only guess
+        the shape, this puts the curve at the right time scale."""
+        if self.scale_param in fixed:
+            return starts
+        target = np.log(-np.log(surv))
+        i = int(np.argmin(np.abs(target - math.log(math.log(2)))))
+        s_i = math.exp(-math.exp(target[i]))
+        anchored = []
+        for start in starts:
+            start = dict(start, **fixed)
+            try:
+                start[self.scale_param] = self.solve_scale(float(times[i]), s_i, start)
+            except (ArithmeticError, ValueError):
+                pass  # e.g. exp(shape t) overflows: keep the start's own value
+            anchored.append(start)
+        return anchored
+
+    # --- transforms ---
+
+    def ph_params(self, hr, *params) -> tuple | None:
+        """Parameters with the hazard multiplied by ``hr`` (``S ** hr``), or None where
+        ``S ** hr`` is not a member of the family (``Distribution`` then keeps ``hr``)."""
+        return None
+
+    def aft_params(self, time_ratio: float, *params) -> tuple:
+        """Parameters of ``T' = time_ratio T``, i.e. ``S'(t) = S(t / time_ratio)``."""
+        raise NotImplementedError
+
+    def power_form(self, *params) -> tuple[float, float] | None:
+        """``(k, a)`` with ``H(t) = a t^k`` for these parameters, or None where the
+        family's cumulative hazard is not a power of t (see ``model.merge_clocks``)."""
+        return None
+
+    def from_power_form(self, k: float, a: float) -> tuple[float, ...] | None:
+        """Parameters with ``H(t) = a t^k``, or None where the family has none."""
+        return None
 
     # --- derived, public ---
 
@@ -587,6 +748,13 @@ class Family:
     def median(self, *params):
         """Median, ``quantile(0.5)``; inf if half or more never have the event."""
         return self.quantile(0.5, *params)
+
+    def cure_fraction(self, *params):
+        """``P(T = inf) = S(inf)``: 0 unless the family has a cured fraction."""
+        if len(params) != len(self.param_names):
+            raise ValueError(self._count_message(len(params)))
+        with np.errstate(**_ERRSTATE):
+            return _result(self._cure_fraction(*_floats(*params)))
 
     def mean(self, *params):
         """Mean ``integral_0^inf S(t) dt``; inf when it diverges.
@@ -662,7 +830,7 @@ def _density(hazard, cumhaz, negative):
 @dataclass(frozen=True)
 class _Exponential(Family):
     _domains = ("positive",)
-    _ph_closed = True
+    scale_param = "rate"
 
     def _cumhaz(self, t, rate):
         return rate * t
@@ -676,14 +844,30 @@ class _Exponential(Family):
     def _rmst_closed(self, horizon, rate):
         return -np.expm1(-rate * horizon) / rate, np.ones(np.shape(horizon), bool)
 
-    def _aft_params(self, tr, rate):
+    def solve_scale(self, t, s, params):
+        return -math.log(s) / t
+
+    def starts(self, times, surv, fixed):
+        # log H = log rate + log t: the rate from the mean offset
+        return [{"rate": math.exp(float(np.mean(np.log(-np.log(surv)) - np.log(times))))}]
+
+    def ph_params(self, hr, rate):
+        return (rate * hr,)
+
+    def aft_params(self, tr, rate):
         return (rate / tr,)
+
+    def power_form(self, rate):
+        return 1.0, rate
+
+    def from_power_form(self, k, a):
+        return (a,) if k == 1.0 else None
 
 
 @dataclass(frozen=True)
 class _Weibull(Family):
     _domains = ("positive", "positive")
-    _ph_closed = True
+    scale_param = "scale"
 
     def _cumhaz(self, t, shape, scale):
         return (t / scale) ** shape
@@ -703,13 +887,33 @@ class _Weibull(Family):
         )
         return np.exp(log_value), np.ones(np.shape(horizon), bool)
 
-    def _aft_params(self, tr, shape, scale):
+    def solve_scale(self, t, s, params):
+        return t / (-math.log(s)) ** (1.0 / params["shape"])
+
+    def starts(self, times, surv, fixed):
+        shape, scale = _weibull_line(times, surv)
+        return [{"shape": shape, "scale": scale}]
+
+    def two_point_fit(self, points):
+        return _shape_scale_through(points, lambda s: math.log(-math.log(s)))
+
+    def ph_params(self, hr, shape, scale):
+        return (shape, scale * hr ** (-1.0 / shape))
+
+    def aft_params(self, tr, shape, scale):
         return (shape, scale * tr)
+
+    def power_form(self, shape, scale):
+        return shape, scale ** (-shape)
+
+    def from_power_form(self, k, a):
+        return (k, a ** (-1.0 / k))
 
 
 @dataclass(frozen=True)
 class _LogLogistic(Family):
     _domains = ("positive", "positive")
+    scale_param = "scale"
 
     def _cumhaz(self, t, shape, scale):
         return np.logaddexp(0.0, shape * np.log(t / scale))
@@ -746,7 +950,19 @@ class _LogLogistic(Family):
     def _tail_index(self, shape, scale):
         return np.asarray(shape, dtype=np.float64)
 
-    def _aft_params(self, tr, shape, scale):
+    def solve_scale(self, t, s, params):
+        return t / ((1.0 - s) / s) ** (1.0 / params["shape"])
+
+    def starts(self, times, surv, fixed):
+        # log odds of death, log((1 - S) / S) = shape (log t - log scale), is linear in log t
+        a, b = _line(np.log(times), np.log((1 - surv) / surv))
+        shape = min(max(b, 0.05), 50.0)
+        return [{"shape": shape, "scale": math.exp(-a / shape)}]
+
+    def two_point_fit(self, points):
+        return _shape_scale_through(points, lambda s: math.log((1.0 - s) / s))
+
+    def aft_params(self, tr, shape, scale):
         return (shape, scale * tr)
 
 
@@ -779,6 +995,7 @@ def _lnorm_rmst(horizon, meanlog, sdlog):
 @dataclass(frozen=True)
 class _LogNormal(Family):
     _domains = ("real", "positive")
+    scale_param = "meanlog"
 
     def _cumhaz(self, t, meanlog, sdlog):
         return _lnorm_cumhaz(t, meanlog, sdlog)
@@ -792,14 +1009,29 @@ class _LogNormal(Family):
     def _rmst_closed(self, horizon, meanlog, sdlog):
         return _lnorm_rmst(horizon, meanlog, sdlog), np.ones(np.shape(horizon), bool)
 
-    def _aft_params(self, tr, meanlog, sdlog):
+    def solve_scale(self, t, s, params):
+        return math.log(t) - params["sdlog"] * special.ndtri(1.0 - s)
+
+    def starts(self, times, surv, fixed):
+        meanlog, sdlog = _lnorm_line(times, surv)
+        return [{"meanlog": meanlog, "sdlog": sdlog}]
+
+    def two_point_fit(self, points):
+        # probit of death linear in log t: z = (log t - meanlog) / sdlog
+        (t1, s1), (t2, s2) = points
+        z1, z2 = special.ndtri(1.0 - s1), special.ndtri(1.0 - s2)
+        sdlog = (math.log(t2) - math.log(t1)) / (z2 - z1)
+        return (math.log(t1) - sdlog * z1, sdlog)
+
+    def aft_params(self, tr, meanlog, sdlog):
         return (meanlog + math.log(tr), sdlog)
 
 
 @dataclass(frozen=True)
 class _Gompertz(Family):
     _domains = ("real", "positive")
-    _ph_closed = True
+    scale_param = "rate"
+    cure_formula = "exp(rate/shape)"
 
     def _cumhaz(self, t, shape, rate):
         # rate t exprel(shape t) is rate/shape expm1(shape t) without the 0/0 at
@@ -829,13 +1061,33 @@ class _Gompertz(Family):
     def _tail_index(self, shape, rate):
         return np.where(shape < 0.0, 0.0, np.inf)
 
-    def _aft_params(self, tr, shape, rate):
+    def _cure_fraction(self, shape, rate):
+        negative = shape < 0.0
+        return np.where(negative, np.exp(rate / np.where(negative, shape, -1.0)), 0.0)
+
+    def solve_scale(self, t, s, params):
+        a = params["shape"]
+        h = -math.log(s)
+        # H(t) = rate/a (exp(a t) - 1), rate * t as a -> 0. With a < 0, H(inf) =
+        # rate/|a| = h/(1 - exp(-|a| t)) > h, so any target is reachable: the
+        # cure fraction exp(rate/a) of the solution is always below s.
+        return h / t if a == 0 else a * h / math.expm1(a * t)
+
+    def starts(self, times, surv, fixed):
+        starts = [{"shape": g, "rate": 1.0} for g in _gompertz_shapes(times, surv)]
+        return self._through_median_point(starts, times, surv, fixed)
+
+    def ph_params(self, hr, shape, rate):
+        return (shape, rate * hr)
+
+    def aft_params(self, tr, shape, rate):
         return (shape / tr, rate / tr)
 
 
 @dataclass(frozen=True)
 class _Gamma(Family):
     _domains = ("positive", "positive")
+    scale_param = "rate"
 
     def _cumhaz(self, t, shape, rate):
         return -_gamma_tails(shape, np.log(rate * t))[0]
@@ -860,13 +1112,23 @@ class _Gamma(Family):
         value = tau_s + shape / rate * special.gammainc(shape + 1.0, x)
         return value, np.ones(np.shape(horizon), bool)
 
-    def _aft_params(self, tr, shape, rate):
+    def solve_scale(self, t, s, params):
+        return special.gammainccinv(params["shape"], s) / t
+
+    def starts(self, times, surv, fixed):
+        # Two shape guesses from the Weibull slope, the rate through the median point
+        shape = _weibull_line(times, surv)[0]
+        starts = [{"shape": shape**2, "rate": 1.0}, {"shape": shape, "rate": 1.0}]
+        return self._through_median_point(starts, times, surv, fixed)
+
+    def aft_params(self, tr, shape, rate):
         return (shape, rate / tr)
 
 
 @dataclass(frozen=True)
 class _GenGamma(Family):
     _domains = ("real", "positive", "real")
+    scale_param = "mu"
 
     @staticmethod
     def _split(sigma, q):
@@ -946,7 +1208,27 @@ class _GenGamma(Family):
         negative = q < 0.0
         return np.where(negative, 1.0 / (np.abs(np.where(negative, q, -1.0)) * sigma), np.inf)
 
-    def _aft_params(self, tr, mu, sigma, q):
+    def solve_scale(self, t, s, params):
+        sigma, q = params["sigma"], params["Q"]
+        if q == 0:
+            w = special.ndtri(1.0 - s)
+        else:
+            k = 1.0 / (q * q)
+            # flexsurv: S = Q(k, u) for Q > 0 and P(k, u) for Q < 0, u = k exp(Q w)
+            u = special.gammainccinv(k, s) if q > 0 else special.gammaincinv(k, s)
+            w = math.log(u / k) / q
+        return math.log(t) - sigma * w
+
+    def starts(self, times, surv, fixed):
+        # The Weibull (Q = 1, sigma = 1/shape) and log-normal (Q = 0) lines
+        shape, scale = _weibull_line(times, surv)
+        meanlog, sdlog = _lnorm_line(times, surv)
+        return [
+            {"mu": math.log(scale), "sigma": 1.0 / shape, "Q": 1.0},
+            {"mu": meanlog, "sigma": sdlog, "Q": 0.0},
+        ]
+
+    def aft_params(self, tr, mu, sigma, q):
         return (mu + math.log(tr), sigma, q)
 
 
@@ -1108,27 +1390,27 @@ class Distribution:
 
     def _absorb_hr(self) -> Distribution:
         """The same distribution with hr folded into the parameters where the family allows."""
-        if self.hr == 1.0 or not self._fam._ph_closed:
-            return self
-        return Distribution(self.family, self.params).ph(self.hr)
+        folded = None if self.hr == 1.0 else self._fam.ph_params(self.hr, *self.params)
+        return self if folded is None else Distribution(self.family, folded)
 
     def ph(self, hr: float) -> Distribution:
         """Multiply the hazard by ``hr``.
 
-        Closed form for the PH-closed families (exponential: ``rate hr``; weibull:
-        ``scale hr^(-1/shape)``; gompertz: ``rate hr``), otherwise ``self.hr * hr``.
+        Folded into the parameters where the family is closed under PH
+        (``Family.ph_params``: exponential, weibull, gompertz), otherwise ``self.hr * hr``.
         """
         hr = _check_positive(f"{self.family}: hr", hr)
-        p = self.params
-        if self.family == "exponential":
-            return Distribution(self.family, (p[0] * hr,), self.hr)
-        if self.family == "weibull":
-            return Distribution(self.family, (p[0], p[1] * hr ** (-1.0 / p[0])), self.hr)
-        if self.family == "gompertz":
-            return Distribution(self.family, (p[0], p[1] * hr), self.hr)
-        return Distribution(self.family, p, self.hr * hr)
+        folded = self._fam.ph_params(hr, *self.params)
+        if folded is None:
+            return Distribution(self.family, self.params, self.hr * hr)
+        return Distribution(self.family, folded, self.hr)
+
+    def power_form(self) -> tuple[float, float] | None:
+        """``(k, a)`` with ``H(t) = a t^k``, ``hr`` included; None if H is not a power of t."""
+        form = self._fam.power_form(*self.params)
+        return None if form is None else (form[0], self.hr * form[1])
 
     def aft(self, time_ratio: float) -> Distribution:
         """Stretch time: ``T' = time_ratio T``, so ``S'(t) = S(t / time_ratio)``; keeps hr."""
         tr = _check_positive(f"{self.family}: time_ratio", time_ratio)
-        return Distribution(self.family, self._fam._aft_params(tr, *self.params), self.hr)
+        return Distribution(self.family, self._fam.aft_params(tr, *self.params), self.hr)

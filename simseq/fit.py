@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from simseq.distributions import Distribution, Family, get_family
 
@@ -47,27 +46,6 @@ __all__ = [
 
 Z_975 = 1.959963984540054  # standard normal 97.5% quantile, for 95% intervals
 SCALE = "log(-log S)"
-
-# Parameters that may take any real value; every other parameter must be > 0
-# and is optimised on the log scale.
-_REAL_PARAMS = {
-    ("lnorm", "meanlog"),
-    ("gompertz", "shape"),
-    ("gengamma", "mu"),
-    ("gengamma", "Q"),
-}
-
-# The parameter each family can solve in closed form once the others are fixed:
-# a time scale (or its reciprocal), so one point pins it down.
-SCALE_PARAM = {
-    "exponential": "rate",
-    "weibull": "scale",
-    "llogis": "scale",
-    "lnorm": "meanlog",
-    "gompertz": "rate",
-    "gamma": "rate",
-    "gengamma": "mu",
-}
 
 # Residual on the fitting scale when a trial parameter vector overflows: large
 # enough to steer the optimiser away, finite so it does not break.
@@ -174,14 +152,14 @@ def _check_fixed(fam: Family, fixed: Mapping[str, float] | None) -> dict[str, fl
                     f"{fam.name} has no parameter {name!r}: its only parameter, "
                     f"{fam.param_names[0]}, is the one fitted"
                 )
-            shapes = [p for p in fam.param_names if p != SCALE_PARAM[fam.name]]
+            shapes = [p for p in fam.param_names if p != fam.scale_param]
             raise FitError(
                 f"{fam.name} has no parameter {name!r}; its parameters are "
                 f"{', '.join(fam.param_names)} (fix one with --fix NAME=VALUE, e.g. "
                 f"{' '.join(f'--fix {p}=VALUE' for p in shapes)})"
             )
         x = _finite(value, f"fixed {name}")
-        if (fam.name, name) not in _REAL_PARAMS and x <= 0:
+        if name not in fam.real_params and x <= 0:
             raise FitError(f"fixed {name} must be > 0 for {fam.name}; got {x:g}")
         out[name] = x
     return out
@@ -234,7 +212,7 @@ def _underidentified(fam: Family, fixed: Mapping[str, float], n_points: int, med
     what = "a median alone" if median_only else f"{n_points} point{'s' * (n_points != 1)}"
     fixes = "one" if n_points == 1 else str(n_points)
     fixed_part = f" ({', '.join(fixed)} fixed)" if fixed else ""
-    to_fix = [p for p in free if p != SCALE_PARAM[fam.name]]
+    to_fix = [p for p in free if p != fam.scale_param]
     missing = len(free) - n_points
     options = " ".join("--shape" if p == "shape" else f"--fix {p}=VALUE" for p in to_fix[:missing])
     more = "a second point" if n_points == 1 and missing == 1 else f"{missing} more point(s)"
@@ -283,44 +261,13 @@ def _make_result(
     )
 
 
-def _solve_scale(family: str, t: float, s: float, p: dict[str, float]) -> float:
-    """Closed form for the family's scale-type parameter so that S(t) = s."""
-    h = -math.log(s)
-    if family == "exponential":
-        return h / t
-    if family == "weibull":
-        return t / h ** (1.0 / p["shape"])
-    if family == "llogis":
-        return t / ((1.0 - s) / s) ** (1.0 / p["shape"])
-    if family == "lnorm":
-        return math.log(t) - p["sdlog"] * special.ndtri(1.0 - s)
-    if family == "gompertz":
-        a = p["shape"]
-        # H(t) = rate/a (exp(a t) - 1), rate * t as a -> 0. With a < 0, H(inf) =
-        # rate/|a| = h/(1 - exp(-|a| t)) > h, so any target is reachable: the
-        # cure fraction exp(rate/a) of the solution is always below s.
-        return h / t if a == 0 else a * h / math.expm1(a * t)
-    if family == "gamma":
-        return special.gammainccinv(p["shape"], s) / t
-    if family == "gengamma":
-        sigma, q = p["sigma"], p["Q"]
-        if q == 0:
-            w = special.ndtri(1.0 - s)
-        else:
-            k = 1.0 / (q * q)
-            # flexsurv: S = Q(k, u) for Q > 0 and P(k, u) for Q < 0, u = k exp(Q w)
-            u = special.gammainccinv(k, s) if q > 0 else special.gammaincinv(k, s)
-            w = math.log(u / k) / q
-        return math.log(t) - sigma * w
-    raise AssertionError(family)  # pragma: no cover - SCALE_PARAM covers every family
-
-
 def _to_x(fam: Family, name: str, value: float) -> float:
-    return value if (fam.name, name) in _REAL_PARAMS else math.log(value)
+    """The optimiser's coordinate for a parameter: positive ones on the log scale."""
+    return value if name in fam.real_params else math.log(value)
 
 
 def _from_x(fam: Family, name: str, x: float) -> float:
-    return x if (fam.name, name) in _REAL_PARAMS else math.exp(x)
+    return x if name in fam.real_params else math.exp(x)
 
 
 def _solve_one(
@@ -332,10 +279,10 @@ def _solve_one(
     def full(value: float) -> tuple[float, ...]:
         return tuple(value if n == free else fixed[n] for n in fam.param_names)
 
-    if free == SCALE_PARAM[fam.name]:
+    if free == fam.scale_param:
         try:
             with np.errstate(all="ignore"):
-                params = full(float(_solve_scale(fam.name, t, s, fixed)))
+                params = full(float(fam.solve_scale(t, s, fixed)))
         except (ArithmeticError, ValueError):  # e.g. gengamma with Q ~ 1e-300: 1/Q^2 overflows
             params = (math.nan,)
         if all(map(math.isfinite, params)):
@@ -348,8 +295,9 @@ def _solve_one(
     def g(x: float) -> float:
         return float(_loglog(fam, np.array([t]), full(_from_x(fam, free, x)))[0] - target)
 
-    real = (fam.name, free) in _REAL_PARAMS
-    centre = math.log(t) if free in ("meanlog", "mu") else 0.0
+    real = free in fam.real_params
+    # a real-valued scale is a location on log time (meanlog, mu): centre it on log t
+    centre = math.log(t) if real and free == fam.scale_param else 0.0
     # real parameters on an asinh grid: fine near the centre, out to +-1500
     grid = centre + (np.sinh(np.linspace(-8.0, 8.0, 401)) if real else np.linspace(-40, 40, 401))
     values = np.array([g(x) for x in grid])
@@ -365,91 +313,6 @@ def _solve_one(
         f"no {fam.name} {free} gives S({t:g})={s:g} with{held or ' nothing fixed'}: "
         f"the target is unreachable; fix a different parameter or supply another point"
     )
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares line y = a + b x; b = 1 and a = mean(y - x) for one point."""
-    if len(x) < 2:
-        return float(np.mean(y - x)), 1.0
-    b, a = np.polyfit(x, y, 1)
-    return float(a), float(b)
-
-
-def _starts(fam: Family, times: np.ndarray, surv: np.ndarray) -> list[dict[str, float]]:
-    """Starting values from linearising transforms, shapes clipped to sane ranges."""
-    logt = np.log(times)
-    loghaz = np.log(-np.log(surv))
-    a, b = _slope(logt, loghaz)  # Weibull line: log H = shape log t - shape log scale
-    shape = min(max(b, 0.05), 50.0)
-    weibull = {"shape": shape, "scale": math.exp(-a / shape)}
-    name = fam.name
-    if name == "exponential":
-        return [{"rate": math.exp(float(np.mean(loghaz - logt)))}]
-    if name == "weibull":
-        return [weibull]
-    if name == "llogis":
-        a, b = _slope(logt, np.log((1 - surv) / surv))  # log odds of death linear in log t
-        shape = min(max(b, 0.05), 50.0)
-        return [{"shape": shape, "scale": math.exp(-a / shape)}]
-    if name == "lnorm":
-        a, b = _slope(logt, special.ndtri(1 - surv))  # probit of death linear in log t
-        sdlog = 1.0 / min(max(b, 0.02), 20.0)
-        return [{"meanlog": -a * sdlog, "sdlog": sdlog}]
-    if name == "gompertz":
-        return [{"shape": g, "rate": 1.0} for g in _gompertz_shapes(times, surv)]
-    if name == "gamma":
-        return [{"shape": shape**2, "rate": 1.0}, {"shape": shape, "rate": 1.0}]
-    if name == "gengamma":
-        lnorm = _starts(get_family("lnorm"), times, surv)[0]
-        return [
-            {"mu": math.log(weibull["scale"]), "sigma": 1.0 / weibull["shape"], "Q": 1.0},
-            {"mu": lnorm["meanlog"], "sigma": lnorm["sdlog"], "Q": 0.0},
-        ]
-    raise AssertionError(name)  # pragma: no cover
-
-
-def _gompertz_shapes(times: np.ndarray, surv: np.ndarray) -> list[float]:
-    """Gompertz shapes through the first and last points (H2/H1 fixes the shape)."""
-    if len(times) < 2:
-        return [0.0]
-    t1, t2 = float(times[0]), float(times[-1])
-    ratio = math.log(surv[-1]) / math.log(surv[0])  # H2 / H1 > 1 for decreasing S
-
-    def g(a: float) -> float:
-        # log(expm1(a t2) / expm1(a t1)), continuous through a = 0 where it is log(t2/t1)
-        if abs(a) < 1e-12:
-            return math.log(t2 / t1) - math.log(ratio)
-        return math.log(math.expm1(a * t2) / math.expm1(a * t1)) - math.log(ratio)
-
-    lo, hi = -1.0 / t1, 1.0 / t1
-    for _ in range(60):
-        try:
-            if g(lo) < 0 < g(hi):
-                return [_optimize().brentq(g, lo, hi), 0.0]
-        except (OverflowError, ZeroDivisionError):
-            break
-        lo, hi = 2 * lo, 2 * hi
-    return [0.0]
-
-
-def _exact_two_point(fam: Family, points: list[tuple[float, float]]) -> tuple[float, ...]:
-    """Closed-form two-point solution for weibull, llogis and lnorm.
-
-    Each is a straight line in log t on its own scale (log H, log odds of death,
-    probit of death), so two points fix slope and intercept.
-    """
-    (t1, s1), (t2, s2) = points
-    dlogt = math.log(t2) - math.log(t1)
-    if fam.name == "lnorm":
-        z1, z2 = special.ndtri(1.0 - s1), special.ndtri(1.0 - s2)
-        sdlog = dlogt / (z2 - z1)
-        return (math.log(t1) - sdlog * z1, sdlog)
-    if fam.name == "weibull":
-        y1, y2 = math.log(-math.log(s1)), math.log(-math.log(s2))
-    else:
-        y1, y2 = math.log((1.0 - s1) / s1), math.log((1.0 - s2) / s2)
-    shape = (y2 - y1) / dlogt
-    return (shape, t1 * math.exp(-y1 / shape))
 
 
 def _least_squares(
@@ -475,15 +338,6 @@ def _least_squares(
 
     best: tuple[tuple[float, ...], float] | None = None
     for start in starts:
-        if fam.name in ("gamma", "gompertz") and "rate" in free:
-            # rescale the start so it passes through the point nearest the median
-            start = dict(start, **{k: v for k, v in fixed.items()})
-            i = int(np.argmin(np.abs(target - math.log(math.log(2)))))
-            s_i = math.exp(-math.exp(target[i]))
-            try:
-                start["rate"] = _solve_scale(fam.name, float(times[i]), s_i, start)
-            except (ArithmeticError, ValueError):
-                pass  # e.g. exp(shape t) overflows: keep the unit rate
         x0 = np.array([_to_x(fam, n, start[n]) for n in free])
         if not np.all(np.isfinite(x0)):
             continue
@@ -515,10 +369,11 @@ def fit_median(family: str, median: float, fixed: Mapping[str, float] | None = N
 
     exponential needs nothing; weibull, llogis, gompertz and gamma need
     ``shape``; lnorm needs ``sdlog``; gengamma needs ``sigma`` and ``Q``. More
-    generally, exactly one parameter must be left free. The scale-type parameter
-    (rate, scale, meanlog, mu) is solved in closed form; any other free
-    parameter by brentq on a bracketed sign change. Either way S(median) = 0.5
-    holds to rounding error (checked on log(-log S)).
+    generally, exactly one parameter must be left free. The family's
+    ``scale_param`` (rate, scale, meanlog, mu) is solved in closed form
+    (``Family.solve_scale``); any other free parameter by brentq on a bracketed
+    sign change. Either way S(median) = 0.5 holds to rounding error (checked on
+    log(-log S)).
 
     A gompertz with negative shape has a cure fraction exp(rate/shape). Any
     median is reachable in exact arithmetic (the solution always leaves the
@@ -526,7 +381,7 @@ def fit_median(family: str, median: float, fixed: Mapping[str, float] | None = N
     fraction is within rounding of 0.5: S is flat at 0.5 long before the median,
     which the parameters then no longer determine. So the fitted distribution's
     median is checked against the target (1e-9 relative) and a miss raises
-    FitError, for gompertz naming the cure fraction.
+    FitError, naming the cure fraction where the family has one.
 
     Parameters
     ----------
@@ -566,13 +421,15 @@ def fit_median(family: str, median: float, fixed: Mapping[str, float] | None = N
     got = float(result.distribution.median())
     if not abs(got - m) <= 1e-9 * m:
         values = ", ".join(f"{k}={v:.6g}" for k, v in result.params.items())
-        if fam.name == "gompertz" and params[0] < 0:
-            cure = math.exp(params[1] / params[0])
+        cure = float(fam.cure_fraction(*params))
+        if cure > 0.0:
+            # the cure fraction is set by the shape: 0 (none) at shape 0
+            shape = next(p for p in fam.param_names if p != fam.scale_param)
             raise FitError(
-                f"gompertz median {m:g} is unreachable in practice: the solution ({values}) has "
-                f"cure fraction exp(rate/shape) = 0.5 - {0.5 - cure:.1e}, so S "
+                f"{fam.name} median {m:g} is unreachable in practice: the solution ({values}) "
+                f"has cure fraction {fam.cure_formula} = 0.5 - {0.5 - cure:.1e}, so S "
                 f"is flat at 0.5 and its median comes out as {got:.6g}; "
-                + ("use a shape nearer 0" if "shape" in held else "fix the shape instead")
+                + (f"use a {shape} nearer 0" if shape in held else f"fix the {shape} instead")
             )
         raise FitError(
             f"the {fam.name} fit ({values}) gives back the median {m:g} only as {got:.10g}: "
@@ -594,13 +451,14 @@ def fit_points(
     strictly inside (0, 1) and strictly decreasing in time. The free parameters
     are the family's minus ``fixed``; fewer points than free parameters is
     refused. When points and free parameters are equal in number the fit must
-    pass through every point (otherwise FitError): weibull, llogis and lnorm
-    use their closed-form two-point solutions, the rest least squares, which
-    then must reach zero residual. With more points than free parameters
+    pass through every point (otherwise FitError): two points and no fixed
+    parameter use the family's closed-form solution where it has one
+    (``Family.two_point_fit``: weibull, llogis, lnorm), otherwise least squares,
+    which then must reach zero residual. With more points than free parameters
     ``scipy.optimize.least_squares`` (trust-region reflective, central-difference
-    Jacobian, positive parameters on the log scale) starts from linearised
-    regressions (log H, log odds or probit against log t), several starts for
-    gamma, gompertz and gengamma, keeping the best.
+    Jacobian, positive parameters on the log scale) runs from each of the
+    family's start values (``Family.starts``: linearised regressions, several for
+    gamma, gompertz and gengamma), keeping the best.
 
     Parameters
     ----------
@@ -638,15 +496,16 @@ def fit_points(
         if exact
         else f"least squares ({n_pts} points)"
     )
+    closed = fam.two_point_fit(pts) if not held and n_pts == 2 == n_free else None
     if n_free == 1 and exact:
         params = _solve_one(fam, pts[0][0], pts[0][1], held, free[0])
-    elif not held and exact and fam.name in ("weibull", "llogis", "lnorm"):
-        params = _exact_two_point(fam, pts)
+    elif closed is not None:
+        params = closed
     else:
         times = np.array([t for t, _ in pts])
         surv = np.array([s for _, s in pts])
         params, _ = _least_squares(
-            fam, times, np.log(-np.log(surv)), held, free, _starts(fam, times, surv)
+            fam, times, np.log(-np.log(surv)), held, free, fam.starts(times, surv, held)
         )
     result = _make_result(fam, params, pts, method)
     worst = max(abs(r) for r in result.residuals)

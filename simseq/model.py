@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simseq.distributions import Distribution
+from simseq.distributions import Distribution, get_family
 from simseq.engine.codes import (
     ECON_COST,
     ECON_MAX_FIXED,
@@ -253,18 +253,9 @@ def _validate(seq: SequenceModel, cov_names: set[str]) -> None:
     _check_acyclic(seq)
 
 
-def _weibull_form(dist: Distribution) -> tuple[float, float] | None:
-    """(shape k, coefficient a) with H(t) = a t^k, PH multiplier included; None if not Weibull."""
-    if dist.family == "exponential":
-        return 1.0, dist.hr * dist.params[0]
-    if dist.family == "weibull":
-        shape, scale = dist.params
-        return shape, dist.hr * scale ** (-shape)
-    return None
-
-
 def merge_clocks(state: State) -> State:
-    """Merge competing Weibull/exponential clocks that share a shape into one clock.
+    """Merge competing clocks with cumulative hazards a_i t^k of one k into one clock
+    (``Distribution.power_form``: Weibull and exponential clocks that share a shape).
 
     The minimum of independent Weibull times with a common shape k and
     cumulative hazards a_i t^k is Weibull with a = sum a_i, and which one rang
@@ -276,7 +267,7 @@ def merge_clocks(state: State) -> State:
     """
     groups: dict[tuple, list[Clock]] = {}
     for clock in state.clocks:
-        form = _weibull_form(clock.distribution)
+        form = clock.distribution.power_form()
         key = (form[0], tuple(sorted(clock.covariate_log_hr.items()))) if form else (id(clock),)
         groups.setdefault(key, []).append(clock)
     merged = []
@@ -284,18 +275,19 @@ def merge_clocks(state: State) -> State:
         if len(group) == 1:
             merged.append(group[0])
             continue
-        shape = _weibull_form(group[0].distribution)[0]
-        coefs = [_weibull_form(c.distribution)[1] for c in group]
+        shape = group[0].distribution.power_form()[0]
+        coefs = [c.distribution.power_form()[1] for c in group]
         total = sum(coefs)
         dests = tuple(
             Destination(d.state, d.event, d.probability * a / total)
             for c, a in zip(group, coefs, strict=True)
             for d in c.destinations
         )
-        if all(c.distribution.family == "exponential" for c in group):
-            dist = Distribution("exponential", (total,))
-        else:
-            dist = Distribution("weibull", (shape, total ** (-1.0 / shape)))
+        # Clocks of one family stay in it (exponentials merge to an exponential); a mix
+        # becomes a Weibull, the family every H(t) = a t^k belongs to.
+        families = {c.distribution.family for c in group}
+        family = families.pop() if len(families) == 1 else "weibull"
+        dist = Distribution(family, get_family(family).from_power_form(shape, total))
         merged.append(Clock(dist, dests, group[0].covariate_log_hr))
     return dataclasses.replace(state, clocks=tuple(merged))
 

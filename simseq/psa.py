@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from simseq.distributions import Distribution
+from simseq.distributions import Distribution, get_family
 from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase
-from simseq.fit import SCALE_PARAM, fit_median
+from simseq.fit import fit_median
 from simseq.resolve import Provenance, Resolved, quantity_key, resolve, resolve_median
 from simseq.scenario import Scenario, ScenarioError
 
@@ -266,7 +266,7 @@ def solve_by_quadrature(
         target = _target_value(scenario, evidence, tgt, overrides)
         tol, p_prog, p_det, pps0, bsc = _cohort_parts(res, file)
         family = pps0.family
-        fixed = {k: v for k, v in pps0.param_dict.items() if k != SCALE_PARAM[family]}
+        fixed = {k: v for k, v in pps0.param_dict.items() if k != get_family(family).scale_param}
 
         def pps_with(median, family=family, fixed=fixed):
             return fit_median(family, median, fixed).distribution

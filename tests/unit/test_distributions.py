@@ -249,6 +249,154 @@ def test_agrees_with_scipy_stats(case):
 
 
 # --------------------------------------------------------------------------------------
+# What fitting and model building ask of a family, over every family
+# --------------------------------------------------------------------------------------
+
+# Which families have each closed form: pinned, because a family that silently lost
+# one would still pass the checks below (the callers fall back to slower, different
+# numerics: least squares, a stored hr, an unmerged clock).
+TWO_POINT_CLOSED = {"weibull", "llogis", "lnorm"}
+PH_CLOSED = {"exponential", "weibull", "gompertz"}
+POWER_LAW = {"exponential", "weibull"}
+LEVELS = np.array([0.05, 0.25, 0.5, 0.75, 0.95])  # CDF levels of the target points
+
+
+def _points(family, params, levels=LEVELS):
+    """(times, surv) at the reachable CDF ``levels`` of the case's own curve."""
+    p = reachable(family, params, levels)
+    return FAMILIES[family].quantile(p, *params), 1.0 - p
+
+
+def test_declares_scale_and_real_params(case):
+    family, params, fam = case
+    assert fam.scale_param in fam.param_names
+    assert set(fam.real_params) <= set(fam.param_names)
+    # a real parameter may be <= 0, every other must be > 0
+    for name in fam.param_names:
+        values = dict(zip(fam.param_names, params, strict=True))
+        values[name] = -abs(values[name]) - 0.5
+        if name in fam.real_params:
+            fam.validate(*values.values())
+        else:
+            with pytest.raises(ValueError, match=f"{name} must be > 0"):
+                fam.validate(*values.values())
+
+
+def test_solve_scale_hits_the_point(case):
+    family, params, fam = case
+    given = dict(zip(fam.param_names, params, strict=True))
+    times, surv = _points(family, params)
+    for t, s in zip(times, surv, strict=True):
+        value = fam.solve_scale(float(t), float(s), given)
+        solved = {**given, fam.scale_param: float(value)}
+        fam.validate(*solved.values())
+        # gammainccinv at shape 1/Q^2 limits gengamma near Q = 0 (1.7e-13 at Q = 1e-3)
+        assert fam.survival(t, *solved.values()) == pytest.approx(s, rel=1e-12)
+        assert value == pytest.approx(given[fam.scale_param], rel=1e-12, abs=1e-13)
+
+
+@pytest.mark.parametrize("levels", [LEVELS, np.array([0.3, 0.7]), np.array([0.5])])
+def test_starts_are_in_the_domain_and_near_the_points(case, levels):
+    family, params, fam = case
+    times, surv = _points(family, params, levels)
+    if len(times) == 0:
+        pytest.skip("every level beyond the cured fraction")
+    given = dict(zip(fam.param_names, params, strict=True))
+    others = {k: v for k, v in given.items() if k != fam.scale_param}
+    for fixed in ({}, {fam.scale_param: given[fam.scale_param]}, others):
+        starts = fam.starts(times, surv, fixed)
+        assert starts
+        for start in starts:
+            free = [n for n in fam.param_names if n not in fixed]
+            assert set(free) <= set(start)
+            values = [start[n] if n in free else fixed[n] for n in fam.param_names]
+            assert all(math.isfinite(v) for v in values), start
+            fam.validate(*values)
+    # Points on the family's own curve: every start passes through a single point and
+    # is within a factor e in H of several (0.92 on log H at worst over CASES: the
+    # gompertz shape-0 start), so least squares starts near the data.
+    target = np.log(-np.log(surv))
+    misses = [
+        np.max(np.abs(np.log(fam.cumhaz(times, *(st[n] for n in fam.param_names))) - target))
+        for st in fam.starts(times, surv, {})
+    ]
+    assert max(misses) < (1e-12 if len(times) == 1 else 1.0)
+
+
+@pytest.mark.parametrize("levels", [(0.25, 0.75), (0.05, 0.5), (0.5, 0.95)])
+def test_two_point_fit_passes_through_both_points(case, levels):
+    family, params, fam = case
+    times, surv = _points(family, params, np.array(levels))
+    if len(times) < 2:
+        pytest.skip("a level beyond the cured fraction")
+    closed = fam.two_point_fit(list(zip(times.tolist(), surv.tolist(), strict=True)))
+    assert (closed is not None) == (family in TWO_POINT_CLOSED)
+    if closed is None:
+        return
+    fam.validate(*closed)
+    np.testing.assert_allclose(fam.survival(times, *closed), surv, rtol=1e-12)
+    # two points on the case's own curve identify it: its parameters come back
+    np.testing.assert_allclose(closed, params, rtol=1e-11)
+
+
+def test_ph_params_multiply_the_cumulative_hazard(case):
+    family, params, fam = case
+    t = np.concatenate([_points(family, params)[0], [0.0, np.inf]])
+    assert (fam.ph_params(2.0, *params) is not None) == (family in PH_CLOSED)
+    for hr in (1.0, 0.4, 2.5):
+        folded = fam.ph_params(hr, *params)
+        dist = Distribution(family, params)
+        # the Distribution folds hr where the family can, stores it otherwise: the same curve
+        np.testing.assert_allclose(dist.ph(hr).cumhaz(t), hr * dist.cumhaz(t), rtol=1e-12)
+        if hr == 1.0:
+            assert dist.ph(hr) == dist
+        if folded is None:
+            assert dist.ph(hr) == Distribution(family, params, hr)
+            continue
+        fam.validate(*folded)
+        if hr == 1.0:
+            assert folded == params
+        np.testing.assert_allclose(fam.cumhaz(t, *folded), hr * fam.cumhaz(t, *params), rtol=1e-12)
+
+
+def test_aft_params_stretch_time(case):
+    family, params, fam = case
+    assert fam.aft_params(1.0, *params) == params
+    t = np.concatenate([_points(family, params)[0], [0.0, np.inf]])
+    for tr in (0.5, 3.0):
+        stretched = fam.aft_params(tr, *params)
+        fam.validate(*stretched)
+        np.testing.assert_allclose(
+            fam.survival(t, *stretched), fam.survival(t / tr, *params), rtol=1e-12
+        )
+
+
+def test_cure_fraction_is_survival_at_infinity(case):
+    family, params, fam = case
+    cure = fam.cure_fraction(*params)
+    assert cure == pytest.approx(cure_fraction(family, params), rel=1e-15)
+    assert cure == pytest.approx(fam.survival(np.inf, *params), rel=1e-12)
+    if cure > 0.0:
+        # the formula quoted in fit's messages is the one computed
+        names = dict(zip(fam.param_names, params, strict=True))
+        assert eval(fam.cure_formula, {"exp": math.exp}, names) == pytest.approx(cure)
+
+
+def test_power_form_is_the_cumulative_hazard(case):
+    family, params, fam = case
+    t = np.concatenate([_points(family, params)[0], [0.0, 1e3]])
+    form = fam.power_form(*params)
+    assert (form is not None) == (family in POWER_LAW)
+    if form is None:
+        return
+    k, a = form
+    np.testing.assert_allclose(fam.cumhaz(t, *params), a * t**k, rtol=1e-13)
+    assert fam.from_power_form(k, a) == pytest.approx(params, rel=1e-13)
+    k2, a2 = Distribution(family, params, 1.7).power_form()
+    assert (k2, a2) == (k, 1.7 * a)
+
+
+# --------------------------------------------------------------------------------------
 # Family-specific references
 # --------------------------------------------------------------------------------------
 

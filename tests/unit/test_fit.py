@@ -113,7 +113,7 @@ def test_fit_median_unreachable_with_fixed_scale():
 
 
 def test_gompertz_negative_shape_always_reaches_the_median():
-    # Cure fraction exp(rate/shape) of the solution stays below 0.5 (see _solve_scale).
+    # Cure fraction exp(rate/shape) of the solution stays below 0.5 (see Family.solve_scale).
     result = fit_median("gompertz", 30.0, {"shape": -0.5})
     a, b = result.params["shape"], result.params["rate"]
     assert math.exp(b / a) < 0.5

@@ -44,6 +44,20 @@ def test_exponentials_merge_to_an_exponential_and_keep_cause_splits():
     assert [d.probability for d in merged.destinations] == pytest.approx([0.175, 0.075, 0.75])
 
 
+def test_an_exponential_and_a_shape_one_weibull_merge_to_a_weibull():
+    # both have H = a t: the merged clock is a Weibull of shape 1 (mixed families)
+    exp = Distribution("exponential", (0.1,))
+    weibull = Distribution("weibull", (1.0, 20.0), hr=1.5)
+    state = State("L1", (clock(exp, "L2", EVENT_PROGRESSION), clock(weibull, None, EVENT_DEATH)))
+    (merged,) = merge_clocks(state).clocks
+    assert merged.distribution.family == "weibull" and merged.distribution.hr == 1.0
+    np.testing.assert_allclose(
+        merged.distribution.survival(TIMES), exp.survival(TIMES) * weibull.survival(TIMES)
+    )
+    probs = {d.state: d.probability for d in merged.destinations}
+    assert probs["L2"] == pytest.approx(0.1 / (0.1 + 1.5 / 20.0))
+
+
 @pytest.mark.parametrize(
     "other",
     [
