@@ -458,10 +458,10 @@ class _Resolver:
                 continue
             for q in [spec.median, *spec.params_given().values()]:
                 if q is not None:
-                    ids += [q.evidence] if q.evidence else list(q.pool or [])
+                    ids += q.evidence_ids()
         for tgt in self.sc.calibration.targets if self.sc.calibration else []:
             if tgt.regimen == rid:
-                ids += [tgt.target.evidence] if tgt.target.evidence else list(tgt.target.pool or [])
+                ids += tgt.target.evidence_ids()
         return [self.ev.get(i) for i in dict.fromkeys(ids) if i in self.ev]
 
 
@@ -723,8 +723,8 @@ def resolve(
     r.problems += r.domain_problems()
     if r.problems:
         raise ScenarioError(file, r.problems)
-    targets = [t.target for t in (scenario.calibration.targets if scenario.calibration else [])]
-    target_ids = [i for q in targets for i in ([q.evidence] if q.evidence else q.pool or [])]
+    targets = scenario.calibration.targets if scenario.calibration else []
+    target_ids = [i for t in targets for i in t.target.evidence_ids()]
     used = dict.fromkeys([*(i for p in r.provenance for i in p.ids), *target_ids])
     return Resolved(
         scenario,

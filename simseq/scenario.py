@@ -279,6 +279,10 @@ class Quantity(_Frozen):
             raise ValueError("only an explicit value can be illustrative")
         return self
 
+    def evidence_ids(self) -> list[str]:
+        """The evidence ids this number cites (its record, or the records it pools)."""
+        return [self.evidence] if self.evidence else list(self.pool or [])
+
 
 class Probability(_Frozen):
     """A probability: ``evidence`` + ``count`` (count / n) or + ``field`` (a named proportion),
