@@ -12,6 +12,7 @@ import numba
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from simseq.backend import run_simulation
 from simseq.calibrate import (
     CACHE_FILE,
     CalibrationResult,
@@ -46,7 +47,7 @@ from simseq.report import (
 from simseq.resolve import Resolved, resolve, resolve_median, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, out_directory, results_writer
 from simseq.scenario import Scenario, load_scenario, load_scenario_files
-from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate, simulate_trajectories
+from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK, simulate_trajectories
 
 MAX_TRAJECTORY_PATIENTS = 100_000
 CALIBRATION_WARN = 0.01  # a target reproduced worse than this (relative) is flagged
@@ -190,7 +191,7 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
     wtp = inputs["willingness_to_pay"]
     per_seq = {}
     for q, sid in enumerate(model.seq_names):
-        means = econ_means(tallies.econ[q], tallies.n_patients)
+        means = econ_means(tallies.econ[0, q], tallies.n_patients)
         per_seq[sid] = {
             name: {"mean": round(m, 6), "ci95": [round(m - Z95 * se, 6), round(m + Z95 * se, 6)]}
             for name, (m, se) in means.items()
@@ -380,51 +381,22 @@ def _simulate_run(
     )
     with progress:
         bar = progress.add_task("patients", total=sim.n_patients)
-        if distributed is None:
-            tallies = simulate(
-                model,
-                sim.n_patients,
-                sim.seed,
-                horizon=horizon,
-                bin_width=sim.bin_width,
-                threads=threads,
-                chunk_size=chunk_size,
-                progress=lambda k: progress.advance(bar, k),
-                tallies=summary_tallies(model),
-                on_compile=None if quiet else lambda: console.print(COMPILE_NOTICE),
-            )
-            return tallies, None
-        from simseq.backend import run_key, simulate_tasks, task_session
-
-        key = run_key(
-            command="run",
-            model=model.digest(),
-            n=sim.n_patients,
-            seed=sim.seed,
+        return run_simulation(
+            model,
+            sim.n_patients,
+            sim.seed,
             horizon=horizon,
             bin_width=sim.bin_width,
-            task=chunk_size,
-        )
-        with task_session(
-            key,
-            checkpoints_root,
+            tallies=summary_tallies(model),
             threads=threads,
+            chunk_size=chunk_size,
+            progress=lambda k: progress.advance(bar, k),
+            on_compile=None if quiet else lambda: console.print(COMPILE_NOTICE),
+            task_patients=chunk_size,
+            checkpoints_root=checkpoints_root,
             say=None if quiet else console.print,
-            **distributed,
-        ) as (engine, checkpoints):
-            tallies = simulate_tasks(
-                engine,
-                model,
-                sim.n_patients,
-                sim.seed,
-                horizon=horizon,
-                bin_width=sim.bin_width,
-                task_size=chunk_size,
-                tallies=summary_tallies(model),
-                checkpoints=checkpoints,
-                progress=lambda t: progress.advance(bar, t.hi - t.lo),
-            )
-        return tallies, checkpoints
+            **(distributed or {}),
+        )
 
 
 def run_calibration(

@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simseq.engine.codes import N_BATCHES, N_ECON
+from simseq.backend import run_simulation
+from simseq.engine.codes import N_BATCHES, N_ECON, TALLY_OS_GIVEN_ENTRY
 from simseq.extras import check_optional_dependencies
 from simseq.limits import MAX_PSA_BYTES
 from simseq.manifest import manifest_header
 from simseq.model import compile_model, econ_range_problem, stack_draws
-from simseq.outcomes import econ_means, km_curve
+from simseq.outcomes import econ_means, sequence_os_tallies, tally_curve
 from simseq.pipeline import (
     default_out,
     get_calibration,
@@ -35,7 +36,7 @@ from simseq.report import write_csv, write_json
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results_writer
 from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario_files
-from simseq.simulator import n_bins_for, simulate_draws
+from simseq.simulator import n_bins_for
 
 PSA_BIN_WIDTH = 0.1  # months: per-case OS histograms (medians to ~0.01 month)
 MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
@@ -189,41 +190,15 @@ class _Study:
                 for k in OUTPUTS[:3]:
                     outputs[k][d, q], se = means[f"{k}_discounted"]
                     noise[k][d, q] = se * se
-                h = tallies.os_hist[d, q]
-                outputs["os_median"][d, q] = km_curve(h[0], h[1], PSA_BIN_WIDTH).median()
+                start = [int(model.seq_start_state[q])]
+                os_curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, start, d)
+                outputs["os_median"][d, q] = os_curve.median()
         return names, outputs, noise
 
     def _simulate(self, model, n_patients, seed, common_streams, label):
         """All cases in one local call, or as draw-range tasks on a backend (checkpointed)."""
-        dist = self.distributed
-        if dist.get("backend", "local") == "local" and not dist.get("resume"):
-            return simulate_draws(
-                model,
-                n_patients,
-                seed,
-                horizon=self.base.horizon,
-                bin_width=PSA_BIN_WIDTH,
-                threads=self.threads,
-                common_streams=common_streams,
-            )
-        from simseq.backend import run_key, simulate_draw_tasks, task_session
-
-        # ~2 million trajectories per task: below ~250k the scheduling overhead (~7 ms a
-        # task on a 2-worker LocalCluster) dominates; see README "Running on Dask"
-        per_draw = n_patients * len(model.seq_names)
-        task_draws = dist.get("task_draws") or max(1, -(-2_000_000 // per_draw))
-        key = run_key(
-            patients_per_task=dist.get("task_patients"),
-            command=label,
-            model=model.digest(),
-            n=n_patients,
-            seed=seed,
-            common=common_streams,
-            task=task_draws,
-            bin_width=PSA_BIN_WIDTH,
-        )
         progress = Progress(
-            TextColumn(f"{label}: tasks"),
+            TextColumn(f"{label}: simulating"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -231,31 +206,24 @@ class _Study:
             disable=self.quiet,
             transient=True,
         )
-        session = task_session(
-            key,
-            self.stage.checkpoints,
-            resume=bool(dist.get("resume")),
-            backend=dist.get("backend", "local"),
-            threads=self.threads,
-            scheduler=dist.get("scheduler"),
-            workers=dist.get("workers"),
-            say=None if self.quiet else self.console.print,
-        )
-        with session as (engine, self.checkpoints), progress:
-            bar = progress.add_task("tasks", total=-(-model.n_draws // task_draws))
-            return simulate_draw_tasks(
-                engine,
+        with progress:
+            bar = progress.add_task("patients", total=model.n_draws * n_patients)
+            tallies, self.checkpoints = run_simulation(
                 model,
                 n_patients,
                 seed,
                 horizon=self.base.horizon,
                 bin_width=PSA_BIN_WIDTH,
-                task_draws=task_draws,
-                task_patients=dist.get("task_patients"),
+                tallies=sequence_os_tallies(model),
                 common_streams=common_streams,
-                checkpoints=self.checkpoints,
-                progress=lambda t: progress.advance(bar),
+                threads=self.threads,
+                progress=lambda k: progress.advance(bar, k),
+                checkpoints_root=self.stage.checkpoints,
+                label=label,
+                say=None if self.quiet else self.console.print,
+                **self.distributed,
             )
+        return tallies
 
     def manifest(self, started: float, **extra) -> dict:
         return {

@@ -117,7 +117,7 @@ def test_psa_of_another_scenario_is_refused_by_the_run_it_would_sit_beside(tmp_p
 def test_foreign_directories_are_refused_before_simulating(where, tmp_path, monkeypatch):
     import simseq.pipeline
 
-    monkeypatch.setattr(simseq.pipeline, "simulate", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.pipeline, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path / "scenarios")
     target = {"thesis": tmp_path / "thesis", "scenarios": tmp_path / "scenarios"}.get(where)
     if where == "thesis":
@@ -147,7 +147,7 @@ def test_an_empty_directory_and_dot_in_one_are_fine(tmp_path, monkeypatch):
 def test_empty_and_unwritable_out_are_refused_before_simulating(tmp_path, monkeypatch):
     import simseq.pipeline
 
-    monkeypatch.setattr(simseq.pipeline, "simulate", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.pipeline, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path)
     empty = run_tiny(scenario, "--out", "")
     assert empty.exit_code == 2 and "--out is empty" in empty.output

@@ -1,14 +1,14 @@
 """The engine's numbers, pinned bit for bit.
 
-The digests below were captured on main at b472ac4 (before simulate and
-simulate_draws became one entry point) by running this file's ``run_digests`` and
-``draw_digests`` with that commit's API: ``simulate`` with every tally kept at the
-default bin width, ``simulate`` of draw 3 with ``summary_tallies``, ``simulate_draws``
-of a three-draw model at bin width 0.02 (draws 5-7, and with common streams), and a
-300-patient event log of draw 2. A refactoring of the engine must leave every one of
-them unchanged; a change of the numbers on purpose must say so and capture them anew.
-Each model's own digest is pinned first, so that a change in the evidence or in
-``resolve`` shows as that, not as an engine change.
+The digests below were captured on main at b472ac4, before simulate and simulate_draws
+became one entry point, by this file as first committed (a34c431, in that commit's API):
+``simulate`` with every tally kept at the default bin width, ``simulate`` of draw 3 with
+``summary_tallies``, ``simulate_draws`` of a three-draw model at bin width 0.02 (global
+draws 5-7, then with common streams), and a 300-patient event log of draw 2. The one
+``simulate`` must give every one of them from the same seed, N and draw, for any threads
+and chunks; a change of the numbers on purpose must say so and capture them anew. Each
+model's own digest is pinned first, so that a change in the evidence or in ``resolve``
+shows as that, not as an engine change.
 """
 
 import dataclasses
@@ -17,16 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_walks import DEATH, MU, PROG, _dies, slow_family_sequence, weibull_chain
+from test_walks import slow_family_sequence, unmerged_sequence, weibull_chain
 
-from simseq.distributions import Distribution
-from simseq.engine.codes import EVENT_PROGRESSION, FAMILY_EXPONENTIAL, FAMILY_WEIBULL
+from simseq.engine.codes import (
+    FAMILY_EXPONENTIAL,
+    FAMILY_WEIBULL,
+    N_TALLIES,
+    TALLY_OS_GIVEN_ENTRY,
+)
 from simseq.evidence import load_evidence
-from simseq.model import Clock, Covariate, Destination, SequenceModel, State, compile_model
-from simseq.outcomes import summary_tallies
+from simseq.model import Covariate, compile_model
+from simseq.outcomes import sequence_os_tallies, summary_tallies
 from simseq.resolve import resolve
 from simseq.scenario import load_scenario
-from simseq.simulator import simulate, simulate_draws, simulate_trajectories
+from simseq.simulator import Tallies, simulate, simulate_trajectories
 
 ROOT = Path(__file__).resolve().parents[2]
 N, SEED = 3001, 11  # more than one block of 256 patients, not a multiple of it
@@ -35,20 +39,6 @@ N, SEED = 3001, 11  # more than one block of 256 patients, not a multiple of it
 def _scenario(path: Path, calibrated: dict) -> tuple:
     res = resolve(load_scenario(str(path)), load_evidence(), calibrated, str(path))
     return compile_model(res.sequences, res.covariates, res.economics), res.horizon
-
-
-def _unmerged():
-    """Competing clocks of different shapes: the general walk (``_walk_items``)."""
-    a = State(
-        "A",
-        (
-            Clock(Distribution("weibull", PROG), (Destination("B", EVENT_PROGRESSION, 1.0),)),
-            _dies(Distribution("weibull", DEATH)),
-        ),
-        line=1,
-    )
-    b = State("B", (_dies(Distribution("exponential", (MU,))),))
-    return compile_model([SequenceModel("unmerged", (a, b))]), 60.0
 
 
 MODELS = {
@@ -63,7 +53,8 @@ MODELS = {
             "tki_ici.after_progression": 5.78,
         },
     ),
-    "unmerged": _unmerged,
+    # competing clocks of different shapes: the general walk (``_walk_items``)
+    "unmerged": lambda: (compile_model([unmerged_sequence()]), 60.0),
     "slow_cov": lambda: (
         compile_model(
             [slow_family_sequence(), weibull_chain()], covariates=(Covariate("frail", 0.4),)
@@ -143,30 +134,47 @@ def perturbed(model, n_draws: int):
     )
 
 
-def run_digests(model, horizon: float) -> tuple[tuple, tuple]:
+def dense(t: Tallies, draw: int = 0) -> np.ndarray:
+    """int64 (N_TALLIES, n_states, 2, n_bins): draw ``draw``'s histograms in the layout
+    main's ``Tallies.hist`` had (zeros where one was not kept)."""
+    out = np.zeros((N_TALLIES, t.exit_counts.shape[1], *t.hist.shape[2:]), np.int64)
+    out[t.slots[:, 0], t.slots[:, 1]] = t.hist[draw]
+    return out
+
+
+def run_digests(model, horizon: float, **split) -> tuple[tuple, tuple]:
     """(hist, exit_counts, econ) digests of every tally, then of draw 3's summary tallies."""
     out = []
-    for kwargs in ({}, {"draw_idx": 3, "tallies": summary_tallies(model)}):
-        t = simulate(model, N, SEED, horizon=horizon, **kwargs)
-        out.append((digest(t.hist), digest(t.exit_counts), digest(t.econ)))
+    for kwargs in ({}, {"draw_lo": 3, "tallies": summary_tallies(model)}):
+        t = simulate(model, N, SEED, horizon=horizon, **kwargs, **split)
+        econ = None if t.econ is None else t.econ[0]
+        out.append((digest(dense(t)), digest(t.exit_counts[0]), digest(econ)))
     return tuple(out)
 
 
-def draw_digests(model, horizon: float) -> tuple[tuple, tuple]:
-    """(os_hist, econ) digests of three perturbed draws from global draw 5, then with
-    common streams."""
+def draw_digests(model, horizon: float, **split) -> tuple[tuple, tuple]:
+    """(OS histograms int64 (n_draws, n_seq, 2, n_bins), econ) digests of three perturbed
+    draws from global draw 5, then with common streams: what main's simulate_draws gave."""
     out = []
     for common in (False, True):
-        d = simulate_draws(
+        t = simulate(
             perturbed(model, 3),
             N,
             SEED,
             horizon=horizon,
             bin_width=0.02,
+            tallies=sequence_os_tallies(model),
             draw_lo=5,
             common_streams=common,
+            **split,
         )
-        out.append((digest(d.os_hist), digest(d.econ)))
+        os_hist = np.stack(
+            [
+                [t.histogram(TALLY_OS_GIVEN_ENTRY, [start], d) for start in model.seq_start_state]
+                for d in range(t.n_draws)
+            ]
+        )
+        out.append((digest(os_hist), digest(t.econ)))
     return tuple(out)
 
 
@@ -176,11 +184,17 @@ def log_digest(model, horizon: float) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+# the default split, then one thread and chunks of 700 trajectories (233 patients a chunk
+# of the three draws: blocks and rows cut elsewhere)
+SPLITS = {"default": {}, "one-thread-small-chunks": {"threads": 1, "chunk_size": 700}}
+
+
+@pytest.mark.parametrize("split", sorted(SPLITS))
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_numbers_are_those_captured_on_main(name):
+def test_numbers_are_those_captured_on_main(name, split):
     model, horizon = MODELS[name]()
     model_digest, run, run_summary, draws, draws_common, log = EXPECTED[name]
     assert model.digest() == model_digest, "the model changed (evidence, resolve): recapture"
-    assert run_digests(model, horizon) == (run, run_summary)
-    assert draw_digests(model, horizon) == (draws, draws_common)
+    assert run_digests(model, horizon, **SPLITS[split]) == (run, run_summary)
+    assert draw_digests(model, horizon, **SPLITS[split]) == (draws, draws_common)
     assert log_digest(model, horizon) == log
