@@ -118,7 +118,7 @@ def run_task(
         draw_lo=draw_lo + (0 if common_streams else task.d_lo),
         common_streams=common_streams,
         patient_lo=task.p_lo,
-        chunk_size=task.n_trajectories,  # one kernel call
+        chunk_size=task.p_hi - task.p_lo,  # one kernel call
     )
     out = {"hist": t.hist, "exit_counts": t.exit_counts}
     if t.econ is not None:

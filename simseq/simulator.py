@@ -28,6 +28,7 @@ from simseq.engine.codes import (
     N_EVENTS,
     N_TALLIES,
     TALLY_NAMES,
+    TALLY_OS_GIVEN_ENTRY,
 )
 from simseq.engine.simulate import simulate_kernel
 from simseq.model import ModelArrays, econ_range_problem
@@ -220,10 +221,11 @@ def simulate(
     for one-way sensitivity analyses, sweeps and calibration). ``tallies`` chooses the
     histograms kept (see ``tally_mask``; default: all). The work is parallel over (draw,
     patient row) tasks, so one draw still uses every thread. Patients go to the kernel in
-    chunks of about ``chunk_size`` trajectories over all draws, after each of which
-    ``progress`` is called with the patients finished (summed over draws) and Ctrl-C is
-    honoured. ``on_compile`` is called first if the engine must be compiled for this model
-    (a cold numba cache). Results do not depend on threads or chunks.
+    chunks of ``chunk_size`` (of every draw at once: a task's set-up is paid per chunk),
+    after each of which ``progress`` is called with the patients finished, summed over
+    draws, and Ctrl-C is honoured. ``on_compile`` is called first if the engine must be
+    compiled for this model (a cold numba cache). Results do not depend on threads or
+    chunks.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -240,8 +242,13 @@ def simulate(
     slot_of = np.full(mask.shape, -1, np.int64)
     slot_of[slots[:, 0], slots[:, 1]] = np.arange(len(slots))
     n_draws, n_seq = model.n_draws, len(model.seq_names)
+    # sequences keeping more than their start state's OS: those histograms need the path
+    slot_seq = model.state_seq_idx[slots[:, 1]]
+    start_os = (slots[:, 0] == TALLY_OS_GIVEN_ENTRY) & (
+        slots[:, 1] == model.seq_start_state[slot_seq]
+    )
+    from_path = np.bincount(slot_seq[~start_os], minlength=n_seq).clip(max=1)
     variant = kernel_variant(model)
-    per_chunk = max(1, chunk_size // n_draws)
     with thread_count(threads):
         # Split each draw into patient rows when there are fewer draws than threads;
         # rows add up exactly, so the split does not change the numbers.
@@ -252,8 +259,8 @@ def simulate(
         n_econ = n_tasks if model.has_economics else 0
         econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES, 2), np.int64)
         end = patient_lo + n_patients
-        for lo in range(patient_lo, end, per_chunk):
-            n_chunk = min(per_chunk, end - lo)
+        for lo in range(patient_lo, end, chunk_size):
+            n_chunk = min(chunk_size, end - lo)
             args = (
                 seed,
                 draw_lo,
@@ -268,7 +275,7 @@ def simulate(
                 model.structure,
                 model.numbers(),
                 *variant,
-                (1.0 / bin_width, slot_of, hist, exits, econ),
+                (1.0 / bin_width, slot_of, from_path, hist, exits, econ),
                 None,
             )
             if (

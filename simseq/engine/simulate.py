@@ -67,6 +67,10 @@ from simseq.engine.sample import time_at_cumhaz
 from simseq.engine.vmath import vexp, vlog
 
 BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
+# Exits are counted in this many interleaved copies (patient position mod EXIT_LANES):
+# consecutive patients mostly leave the same state by the same event, and one counter
+# would chain every increment on the last one's store.
+EXIT_LANES = 8
 ECON_SCALE_LY = ECON_SCALE[ECON_LY]  # years (life-years and QALYs share it)
 ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
@@ -194,8 +198,8 @@ def walk_block(competing, *walk_args):
     """Walk patients 0..n-1 of a block (stream keys ``keys[:n]``) from ``start_state``.
 
     ``walk_args`` = (keys, n, start_state, horizon, inv_mult, structure,
-    exact_params, tables, counter_base, stride, scratch, path, n_steps,
-    death_time), handed to the walk that fits the model.
+    exact_params, tables, counter_base, stride, scratch, record_path, path,
+    n_steps, death_time, count_exits, exits), handed to the walk that fits the model.
 
     ``structure``: the model's integer arrays (``STRUCTURE`` order); ``exact_params``:
     the draw's clock parameters, or None when every clock is Weibull or exponential;
@@ -205,10 +209,14 @@ def walk_block(competing, *walk_args):
     else anything (``_walk_items``). numba compiles per argument type and drops
     branches on None arguments, so a kernel called with None compiles neither the
     exact samplers nor the general walk (each about a quarter of its compile time). Fills
-    ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and
-    ``path = (state, entry time, exit time, exit event)`` rows ``[i, :n_steps[i]]``
-    (event -1 when still there at the horizon). ``scratch``
-    comes from ``_work_arrays``. Jit-compiled; inputs are not validated.
+    ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
+    ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
+    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon), and, with
+    ``count_exits``, adds every exit to ``exits[EXIT_LANES, n_states, N_EVENTS + 1]`` (by
+    event, the last column still there at the horizon; lanes to be added up): where no
+    loop over the path follows, the pass that takes the step is the cheapest place to
+    count (about 2 ns a step). ``scratch`` comes from ``_work_arrays``. Jit-compiled;
+    inputs are not validated.
     """
     if competing is None:
         _walk_single_clock(*walk_args)
@@ -229,9 +237,12 @@ def _walk_single_clock(
     counter_base,
     stride,
     scratch,
+    record_path,
     path,
     n_steps,
     death_time,
+    count_exits,
+    exits,
 ):
     """``walk_block`` for models whose states each run one clock.
 
@@ -313,10 +324,13 @@ def _walk_single_clock(
             ev = -1 if censored else dest_event[d]
             dies = ev == EVENT_DEATH
             moves = not (censored or dies)
-            path_state[i, step] = s
-            path_enter[i, step] = t_enter
-            path_exit[i, step] = horizon if censored else t_exit
-            path_event[i, step] = ev
+            if count_exits:
+                exits[a & (EXIT_LANES - 1), s, N_EVENTS if censored else ev] += 1
+            if record_path:
+                path_state[i, step] = s
+                path_enter[i, step] = t_enter
+                path_exit[i, step] = horizon if censored else t_exit
+                path_event[i, step] = ev
             n_steps[i] = step + 1
             death_time[i] = t_exit if dies else np.inf
             s_next = dest_state[d] if moves else s  # a valid index even when the walk ends
@@ -345,9 +359,12 @@ def _walk_items(
     counter_base,
     stride,
     scratch,
+    record_path,
     path,
     n_steps,
     death_time,
+    count_exits,
+    exits,
 ):
     """``walk_block`` for any model: each step lists the (patient, clock) pairs that
     need a time, samples them in one SIMD pass, and lets the first clock of each
@@ -436,13 +453,17 @@ def _walk_items(
                     t_first = item_t[jj]
                     c_first = item_clock[jj]
             k = n_steps[i]
-            path_state[i, k] = state[i]
-            path_enter[i, k] = t_now[i]
+            if record_path:
+                path_state[i, k] = state[i]
+                path_enter[i, k] = t_now[i]
             n_steps[i] = k + 1
             t_exit = t_now[i] + t_first
             if t_exit >= horizon:  # rare; also catches clocks that never ring (inf)
-                path_exit[i, k] = horizon
-                path_event[i, k] = -1
+                if count_exits:
+                    exits[a & (EXIT_LANES - 1), state[i], N_EVENTS] += 1
+                if record_path:
+                    path_exit[i, k] = horizon
+                    path_event[i, k] = -1
                 continue
             d_lo = clock_dest_lo[c_first]
             d = d_lo
@@ -452,8 +473,11 @@ def _walk_items(
                     d += u > dest_cumprob[dd]
             ev = dest_event[d]
             dies = ev == EVENT_DEATH
-            path_exit[i, k] = t_exit
-            path_event[i, k] = ev
+            if count_exits:
+                exits[a & (EXIT_LANES - 1), state[i], ev] += 1
+            if record_path:
+                path_exit[i, k] = t_exit
+                path_event[i, k] = ev
             t_now[i] = t_exit
             death_time[i] = t_exit if dies else death_time[i]
             state[i] = dest_state[d]  # STATE_DEAD for death: harmless, the patient stops
@@ -469,10 +493,22 @@ def _bin(t, inv_width, n_bins):
 
 
 @njit(inline="always", nogil=True)
+def _add_os(hist, r, j, death_time, inv_width):
+    """Add OS from the start of the sequence (death time, or censored in the last bin) to
+    histogram hist[r, j]."""
+    n_bins = hist.shape[3]
+    if death_time < np.inf:
+        hist[r, j, 0, _bin(death_time, inv_width, n_bins)] += 1
+    else:
+        hist[r, j, 1, n_bins - 1] += 1
+
+
+@njit(inline="always", nogil=True)
 def _tally_path(i, n_steps, death_time, horizon, path, inv_width, slot_of, r, hist, exit_counts):
     """Add patient i's walked path (row i of the path arrays) to hist[r, n_kept, 2, n_bins]
     (kind k of state s into slot ``slot_of[k, s]`` when that is >= 0) and
-    exit_counts[r, n_states, N_EVENTS + 1] (every state).
+    exit_counts[r, n_states, N_EVENTS + 1] (every state; here, among the other work of a
+    step, counting costs next to nothing).
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
@@ -505,11 +541,8 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, slot_of, r, hi
             else:
                 hist[r, j, 1, _bin(horizon - te, inv_width, n_bins)] += 1
         j = slot_of[TALLY_OS_GIVEN_ENTRY, s]
-        if j >= 0:  # of a sequence's start state: OS from the start of the sequence
-            if dead:
-                hist[r, j, 0, _bin(death_time, inv_width, n_bins)] += 1
-            else:
-                hist[r, j, 1, n_bins - 1] += 1
+        if j >= 0:
+            _add_os(hist, r, j, death_time, inv_width)
         j = slot_of[TALLY_PPS, s]
         if j >= 0 and ev == EVENT_PROGRESSION:
             if dead:
@@ -635,7 +668,7 @@ def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, ke
 
 
 @njit(nogil=True)
-def _work_arrays(max_steps, n_clocks, n_cov):
+def _work_arrays(max_steps, n_clocks, n_cov, n_states):
     """Per-thread scratch for walk_block (inv_mult has no columns without covariates)."""
     n_items = BLOCK * n_clocks + 1
     keys = np.empty(BLOCK, np.uint64)
@@ -649,6 +682,7 @@ def _work_arrays(max_steps, n_clocks, n_cov):
     path_event = np.empty((BLOCK, max_steps), np.int64)
     n_steps = np.empty(BLOCK, np.int64)
     death = np.empty(BLOCK)
+    exits = np.zeros((EXIT_LANES, n_states, N_EVENTS + 1), np.int64)
     return (
         keys,
         inv_mult,
@@ -656,13 +690,44 @@ def _work_arrays(max_steps, n_clocks, n_cov):
         (path_state, path_enter, path_exit, path_event),
         n_steps,
         death,
+        exits,
     )
+
+
+@njit(nogil=True)
+def _records_path(tally_sink):
+    """Whether the walks must record the path: for an event log (no tally sink), the
+    economics, or histograms read from the path (see ``simulate_kernel``)."""
+    if tally_sink is None:
+        return True
+    return tally_sink[5].shape[0] > 0 or (tally_sink[2] != 0).any()
+
+
+@njit(nogil=True)
+def _walk_counts_exits(tally_sink, q):
+    """Whether the walks of sequence q count the exits: for a tally sink, where the sequence
+    is not tallied from its path (``_tally_path`` counts them as it goes)."""
+    if tally_sink is None:
+        return False
+    return tally_sink[2][q] == 0
+
+
+@njit(nogil=True)
+def _fold_exits(tally_sink, task, exits):
+    """Add the exit counts of task ``task``'s walks (every lane) to its row of the tally
+    sink's (an event log has no use for them)."""
+    if tally_sink is None:
+        return
+    out = tally_sink[4]
+    for lane in range(EXIT_LANES):
+        out[task] += exits[lane]
 
 
 @njit(nogil=True, error_model="numpy")
 def _drain_block(
-    tally_sink, path_sink, task, q, b_lo, n, p_lo, horizon, path, n_steps, death, econ
-):
+    tally_sink, path_sink, task, q, start_state, b_lo, n, p_lo, horizon, path, n_steps, death,
+    econ,
+):  # fmt: skip
     """Hand a walked block (patients b_lo .. b_lo + n of sequence q) to the run's sink (see
     ``simulate_kernel``): reductions into row ``task`` of the tally sink, with ``econ`` =
     (state_econ, econ_globals) of the task's draw, or the paths copied out per patient
@@ -670,19 +735,24 @@ def _drain_block(
     branch out (it prunes a branch on ``x is None`` only where x is None).
     """
     if tally_sink is not None:
-        inv_width, slot_of, hist, exit_counts, econ_out = tally_sink
+        inv_width, slot_of, from_path, hist, exit_counts, econ_out = tally_sink
         state_econ, econ_globals = econ
         with_econ = econ_out.shape[0] > 0
+        os_slot = slot_of[TALLY_OS_GIVEN_ENTRY, start_state]
+        whole_path = from_path[q] != 0  # a local: the stores below could alias from_path
         for i in range(n):
             if with_econ:
                 _accrue(
                     i, b_lo + i, n_steps[i], death[i], path, state_econ, econ_globals, econ_out,
                     task, q,
                 )  # fmt: skip
-            _tally_path(
-                i, n_steps[i], death[i], horizon, path, inv_width, slot_of, task, hist,
-                exit_counts,
-            )  # fmt: skip
+            if whole_path:
+                _tally_path(
+                    i, n_steps[i], death[i], horizon, path, inv_width, slot_of, task, hist,
+                    exit_counts,
+                )  # fmt: skip
+            elif os_slot >= 0:  # all the sequence keeps: no loop over the path (a PSA)
+                _add_os(hist, task, os_slot, death[i], inv_width)
     if path_sink is not None:
         out_state, out_enter, out_exit, out_event, out_n_steps, out_death = path_sink
         path_state, path_enter, path_exit, path_event = path
@@ -730,10 +800,12 @@ def simulate_kernel(
     so a single draw still runs on every thread. Every walked block goes to the one sink
     that is not None:
 
-    - ``tally_sink`` = (1 / bin_width, slot_of, hist, exit_counts, econ): adds into
-      ``hist[n_draws * n_rows, n_kept, 2, n_bins]`` (int64; [..., 0, :] event times,
+    - ``tally_sink`` = (1 / bin_width, slot_of, from_path, hist, exit_counts, econ): adds
+      into ``hist[n_draws * n_rows, n_kept, 2, n_bins]`` (int64; [..., 0, :] event times,
       [..., 1, :] censoring times, bins of bin_width months; kind k of state s goes to slot
-      ``slot_of[k, s]``, int64 (N_TALLIES, n_states), and is not kept where that is -1),
+      ``slot_of[k, s]``, int64 (N_TALLIES, n_states), and is not kept where that is -1;
+      ``from_path[q]``, int64 (n_seq,), is 0 where sequence q keeps no histogram but the
+      TALLY_OS_GIVEN_ENTRY of its start state, which is then binned without the path),
       ``exit_counts[n_draws * n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
       column counts patients still in the state at the horizon) and, when it has rows,
       ``econ[n_draws * n_rows, n_seq, N_ECON, N_BATCHES, 2]`` (int64 (hi, lo) exact sums,
@@ -751,6 +823,8 @@ def simulate_kernel(
         numbers
     )
     counter_base = cov_prevalence.shape[1]
+    n_states = structure[0].shape[0]
+    record_path = _records_path(tally_sink)
     for task in prange(clock_params.shape[0] * n_rows):
         d = task // n_rows
         r = task % n_rows
@@ -760,8 +834,8 @@ def simulate_kernel(
         # the draw's slices, taken once per task: per patient they are costly
         draw_params, prevalence, log_hr = clock_params[d], cov_prevalence[d], cov_log_hr[d]
         econ = (state_econ[d], econ_globals[d])
-        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_hr.shape[1], counter_base
+        keys, inv_mult, scratch, path, n_steps, death, exits = _work_arrays(
+            max_steps, clock_hr.shape[1], counter_base, n_states
         )
         stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(lo, hi, BLOCK):
@@ -781,11 +855,15 @@ def simulate_kernel(
                     counter_base,
                     stride,
                     scratch,
+                    record_path,
                     path,
                     n_steps,
                     death,
+                    _walk_counts_exits(tally_sink, q),
+                    exits,
                 )
                 _drain_block(
-                    tally_sink, path_sink, task, q, b_lo, n, patient_lo, horizon, path,
-                    n_steps, death, econ,
+                    tally_sink, path_sink, task, q, seq_start_state[q], b_lo, n, patient_lo,
+                    horizon, path, n_steps, death, econ,
                 )  # fmt: skip
+        _fold_exits(tally_sink, task, exits)

@@ -184,8 +184,8 @@ def log_digest(model, horizon: float) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-# the default split, then one thread and chunks of 700 trajectories (233 patients a chunk
-# of the three draws: blocks and rows cut elsewhere)
+# the default split, then one thread and chunks of 700 patients (blocks and rows cut
+# elsewhere)
 SPLITS = {"default": {}, "one-thread-small-chunks": {"threads": 1, "chunk_size": 700}}
 
 
