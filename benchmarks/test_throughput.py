@@ -103,9 +103,7 @@ def test_psa_shape(timed, ref_model, name, threads):
         psa = ref_model.repeat_draws(draws)
         small = ref_model.repeat_draws(2)
         hist = timed(
-            lambda: (
-                bench.simseq_psa(psa, n, SEED, threads=threads, bin_width=bench.PSA_BIN_WIDTH).hist
-            ),
+            lambda: bench.simseq_psa(psa, n, SEED, threads=threads).hist,
             name,
             n,
             threads,

@@ -38,7 +38,6 @@ from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results
 from simseq.scenario import PSASettings, Scenario, ScenarioError, load_scenario_files
 from simseq.simulator import n_bins_for
 
-PSA_BIN_WIDTH = 0.1  # months: per-case OS histograms (medians to ~0.01 month)
 MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
 OUTPUTS = ("lys", "qalys", "costs", "os_median")  # per case and sequence; discounted LYs etc.
 
@@ -135,7 +134,7 @@ class _Study:
         """Simulate every case: (sequence names, outputs, patient-noise variances), each
         output an array (n_cases, n_seq)."""
         n_seq = len(self.base.sequences)  # checked before any case is prepared
-        bins = n_bins_for(self.base.horizon, PSA_BIN_WIDTH)
+        bins = n_bins_for(self.base.horizon, self.scenario.simulation.bin_width)
         need = len(cases) * n_seq * 8 * (2 * bins + N_ECON * N_BATCHES * 2)
         if need > MAX_PSA_BYTES:
             raise ScenarioError(
@@ -146,7 +145,7 @@ class _Study:
                         len(cases),
                         f"{len(cases):,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
                         f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
-                        "draws or a shorter horizon",
+                        "draws, a shorter horizon or a wider simulation.bin_width",
                     )
                 ],
             )
@@ -213,7 +212,7 @@ class _Study:
                 n_patients,
                 seed,
                 horizon=self.base.horizon,
-                bin_width=PSA_BIN_WIDTH,
+                bin_width=self.scenario.simulation.bin_width,
                 tallies=sequence_os_tallies(model),
                 common_streams=common_streams,
                 threads=self.threads,

@@ -415,7 +415,8 @@ def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path,
     out = tmp_path / "psa"
     result = invoke("psa", CEA, "--draws", 100_000, "--patients", 100, "--out", out, "--quiet")
     assert result.exit_code == 2
-    assert "100,000 cases x 5 sequences would keep 12.7 GB" in result.output
+    # 100,000 x 5 x (2 x 6,000 bins of 0.02 months over 120 + 768 sums) x 8 bytes
+    assert "100,000 cases x 5 sequences would keep 51.1 GB" in result.output
     assert not out.exists()
 
 

@@ -297,3 +297,12 @@ def test_a_histogram_not_kept_is_an_error_not_zeros():
     assert tallies.histogram(TALLY_OS_GIVEN_ENTRY, [0]).sum() == 100
     with pytest.raises(KeyError, match="histogram sojourn of state 0 was not kept"):
         tally_curve(tallies, TALLY_SOJOURN, [0, 1])
+
+
+def test_one_default_bin_width():
+    """A scenario that sets no simulation.bin_width bins like simulate's default (and so
+    every run, PSA, DSA, sweep and benchmark that reads either)."""
+    from simseq.scenario import Simulation
+    from simseq.simulator import DEFAULT_BIN_WIDTH
+
+    assert Simulation.model_fields["bin_width"].default == DEFAULT_BIN_WIDTH
