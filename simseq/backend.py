@@ -103,6 +103,7 @@ def run_task(
     horizon: float,
     bin_width: float,
     tally_on: np.ndarray,
+    exit_counts: bool,
     draw_lo: int,
     common_streams: bool,
 ) -> dict:
@@ -115,12 +116,15 @@ def run_task(
         horizon=horizon,
         bin_width=bin_width,
         tallies=tally_on,
+        exit_counts=exit_counts,
         draw_lo=draw_lo + (0 if common_streams else task.d_lo),
         common_streams=common_streams,
         patient_lo=task.p_lo,
         chunk_size=task.p_hi - task.p_lo,  # one kernel call
     )
-    out = {"hist": t.hist, "exit_counts": t.exit_counts}
+    out = {"hist": t.hist}
+    if t.exit_counts is not None:
+        out["exit_counts"] = t.exit_counts
     if t.econ is not None:
         out["econ"] = t.econ
     return out
@@ -416,16 +420,23 @@ def _counts_add_up(result: dict, model: ModelArrays, slots: np.ndarray, n_patien
     """Whether a task's counts are those of ``n_patients`` patients per draw and sequence:
     every patient enters its sequence's start state, and each kept histogram holds one
     count per patient it covers (per entrant; per exit by an event for exit times; per
-    exit by progression for post-progression survival)."""
+    exit by progression for post-progression survival). Without exit counts, the
+    histograms of start states that count every entrant are checked."""
+    kinds, states = slots[:, 0], slots[:, 1]
+    totals = result["hist"].sum(axis=(2, 3))  # (n_draws, n_kept)
+    if "exit_counts" not in result:
+        checked = ~np.isin(kinds, (TALLY_EXIT_TIME, TALLY_PPS)) & np.isin(
+            states, model.seq_start_state
+        )
+        return bool((totals[:, checked] == n_patients).all())
     exits = result["exit_counts"]  # (n_draws, n_states, N_EVENTS + 1)
     entered = exits.sum(axis=2)
     if (entered[:, model.seq_start_state] != n_patients).any():
         return False
-    kinds, states = slots[:, 0], slots[:, 1]
     expected = entered[:, states]
     expected = np.where(kinds == TALLY_EXIT_TIME, expected - exits[:, states, N_EVENTS], expected)
     expected = np.where(kinds == TALLY_PPS, exits[:, states, EVENT_PROGRESSION], expected)
-    return bool((result["hist"].sum(axis=(2, 3)) == expected).all())
+    return bool((totals == expected).all())
 
 
 def simulate_tasks(
@@ -437,6 +448,7 @@ def simulate_tasks(
     horizon: float,
     bin_width: float,
     tallies=None,
+    exit_counts: bool = True,
     draw_lo: int = 0,
     common_streams: bool = False,
     task_draws: int = 1,
@@ -455,10 +467,9 @@ def simulate_tasks(
 
     def check(task: Task, r: dict) -> str | None:
         n_draws = task.d_hi - task.d_lo
-        shapes = {
-            "hist": (n_draws, len(slots), 2, n_bins),
-            "exit_counts": (n_draws, model.n_states, N_EVENTS + 1),
-        }
+        shapes = {"hist": (n_draws, len(slots), 2, n_bins)}
+        if exit_counts:
+            shapes["exit_counts"] = (n_draws, model.n_states, N_EVENTS + 1)
         if model.has_economics:
             shapes["econ"] = (n_draws, n_seq, N_ECON, N_BATCHES, 2)
         problem = _shape_problem(r, shapes)
@@ -466,14 +477,13 @@ def simulate_tasks(
             problem = "its patient counts do not add up to the task's patients"
         return problem
 
-    args = (seed, horizon, bin_width, tally_on, draw_lo, common_streams)
+    args = (seed, horizon, bin_width, tally_on, exit_counts, draw_lo, common_streams)
     results = _execute(backend, run_task, tasks, model, args, checkpoints, progress, check)
     parts: dict[int, list[Tallies]] = {}  # patient blocks by draw range, in task order
     for t in tasks:
         r = results[t.task_id]
-        part = Tallies(
-            slots, r["hist"], r["exit_counts"], t.p_hi - t.p_lo, bin_width, horizon, r.get("econ")
-        )
+        n = t.p_hi - t.p_lo
+        part = Tallies(slots, r["hist"], r.get("exit_counts"), n, bin_width, horizon, r.get("econ"))
         parts.setdefault(t.d_lo, []).append(part)
     return join_draws([merge_tallies(blocks) for blocks in parts.values()])
 
@@ -491,6 +501,7 @@ def run_simulation(
     horizon: float,
     bin_width: float,
     tallies=None,
+    exit_counts: bool = True,
     draw_lo: int = 0,
     common_streams: bool = False,
     threads: int | None = None,
@@ -526,6 +537,7 @@ def run_simulation(
             horizon=horizon,
             bin_width=bin_width,
             tallies=tallies,
+            exit_counts=exit_counts,
             draw_lo=draw_lo,
             common_streams=common_streams,
             threads=threads,
@@ -547,6 +559,7 @@ def run_simulation(
         horizon=horizon,
         bin_width=bin_width,
         tallies=tally_on.tolist(),
+        exit_counts=exit_counts,
         draw_lo=draw_lo,
         common=common_streams,
         task_draws=task_draws,
@@ -571,6 +584,7 @@ def run_simulation(
             horizon=horizon,
             bin_width=bin_width,
             tallies=tally_on,
+            exit_counts=exit_counts,
             draw_lo=draw_lo,
             common_streams=common_streams,
             task_draws=task_draws,

@@ -266,8 +266,8 @@ def simseq_psa(
     threads: int | None = None,
     bin_width: float = DEFAULT_BIN_WIDTH,
 ):
-    """``simulate`` keeping the sequence OS histograms alone, as a PSA does, for every draw
-    of ``model`` (REF-HCC's horizon)."""
+    """``simulate`` keeping the sequence OS histograms alone (no exit counts), as a PSA does,
+    for every draw of ``model`` (REF-HCC's horizon)."""
     from simseq.outcomes import sequence_os_tallies
     from simseq.simulator import simulate
 
@@ -278,6 +278,7 @@ def simseq_psa(
         horizon=REF_HORIZON,
         bin_width=bin_width,
         tallies=sequence_os_tallies(model),
+        exit_counts=False,
         threads=threads,
     )
 

@@ -152,7 +152,7 @@ def occupancy(tallies: Tallies, states: list[int], draw: int = 0) -> tuple[np.nd
 def exit_fractions(tallies: Tallies, states: list[int], draw: int = 0) -> dict[str, float | None]:
     """Share of entrants leaving by each event (and still there at the horizon) in draw
     ``draw``; None for every event when no simulated patient entered."""
-    counts = tallies.exit_counts[draw, states].sum(axis=0)
+    counts = tallies.exits()[draw, states].sum(axis=0)
     total = counts.sum()
     names = [*EVENT_NAMES, "at_horizon"]
     return {names[i]: (float(counts[i] / total) if total else None) for i in range(N_EVENTS + 1)}

@@ -214,6 +214,7 @@ class _Study:
                 horizon=self.base.horizon,
                 bin_width=self.scenario.simulation.bin_width,
                 tallies=sequence_os_tallies(model),
+                exit_counts=False,
                 common_streams=common_streams,
                 threads=self.threads,
                 progress=lambda k: progress.advance(bar, k),

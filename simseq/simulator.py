@@ -45,17 +45,18 @@ DEFAULT_CHUNK = 1_000_000
 class Tallies:
     """Summed reductions of a simulation, per parameter draw.
 
-    Only the histograms asked for are kept (``slots``): a PSA of 1,000 draws keeps one per
-    sequence, not every kind of every state.
+    Only the reductions asked for are kept: the histograms in ``slots`` (a PSA of 1,000
+    draws keeps one per sequence, not every kind of every state), the exit counts unless
+    declined.
     """
 
     slots: np.ndarray
     """int64 (n_kept, 2): (TALLY_* kind, state) of each kept histogram."""
     hist: np.ndarray
     """int64 (n_draws, n_kept, 2, n_bins): [..., 0, :] events, [..., 1, :] censored."""
-    exit_counts: np.ndarray
+    exit_counts: np.ndarray | None
     """int64 (n_draws, n_states, N_EVENTS + 1): exits by event, the last column still there
-    at the horizon."""
+    at the horizon; None when not kept."""
     n_patients: int  # per draw
     bin_width: float  # months
     horizon: float  # months
@@ -70,7 +71,13 @@ class Tallies:
     @property
     def n_entered(self) -> np.ndarray:
         """int64 (n_draws, n_states): patients who entered each state."""
-        return self.exit_counts.sum(axis=2)
+        return self.exits().sum(axis=2)
+
+    def exits(self) -> np.ndarray:
+        """``exit_counts``; KeyError when they were not kept."""
+        if self.exit_counts is None:
+            raise KeyError("exit counts were not kept (simulate's exit_counts argument)")
+        return self.exit_counts
 
     @functools.cached_property
     def _slot(self) -> dict[tuple[int, int], int]:
@@ -96,7 +103,7 @@ class Tallies:
         return dataclasses.replace(
             self,
             hist=self.hist[one],
-            exit_counts=self.exit_counts[one],
+            exit_counts=None if self.exit_counts is None else self.exit_counts[one],
             econ=None if self.econ is None else self.econ[one],
         )
 
@@ -203,6 +210,7 @@ def simulate(
     horizon: float,
     bin_width: float = DEFAULT_BIN_WIDTH,
     tallies: Iterable[int] | np.ndarray | None = None,
+    exit_counts: bool = True,
     draw_lo: int = 0,
     common_streams: bool = False,
     patient_lo: int = 0,
@@ -219,7 +227,10 @@ def simulate(
     ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
     ``common_streams`` every draw uses the streams of ``draw_lo`` (common random numbers,
     for one-way sensitivity analyses, sweeps and calibration). ``tallies`` chooses the
-    histograms kept (see ``tally_mask``; default: all). The work is parallel over (draw,
+    histograms kept (see ``tally_mask``; default: all); ``exit_counts=False`` declines the
+    exit counts, which spares a sequence that keeps only its start state's OS (a PSA's
+    ``sequence_os_tallies``) any loop over, or record of, its patients' paths (~10 % of
+    its time). The work is parallel over (draw,
     patient row) tasks, so one draw still uses every thread. Patients go to the kernel in
     chunks of ``chunk_size`` (of every draw at once: a task's set-up is paid per chunk),
     after each of which ``progress`` is called with the patients finished, summed over
@@ -242,12 +253,14 @@ def simulate(
     slot_of = np.full(mask.shape, -1, np.int64)
     slot_of[slots[:, 0], slots[:, 1]] = np.arange(len(slots))
     n_draws, n_seq = model.n_draws, len(model.seq_names)
-    # sequences keeping more than their start state's OS: those histograms need the path
+    # Sequences tallied from their patients' paths: all when exits are counted, else those
+    # keeping more than their start state's OS (which the death time alone gives).
     slot_seq = model.state_seq_idx[slots[:, 1]]
     start_os = (slots[:, 0] == TALLY_OS_GIVEN_ENTRY) & (
         slots[:, 1] == model.seq_start_state[slot_seq]
     )
     from_path = np.bincount(slot_seq[~start_os], minlength=n_seq).clip(max=1)
+    from_path[:] |= exit_counts
     variant = kernel_variant(model)
     with thread_count(threads):
         # Split each draw into patient rows when there are fewer draws than threads;
@@ -292,7 +305,7 @@ def simulate(
     return Tallies(
         slots,
         _rows_summed(hist, n_draws),
-        _rows_summed(exits, n_draws),
+        _rows_summed(exits, n_draws) if exit_counts else None,
         n_patients,
         bin_width,
         horizon,
@@ -315,7 +328,7 @@ def merge_tallies(parts: Sequence[Tallies]) -> Tallies:
     return dataclasses.replace(
         first,
         hist=sum(p.hist for p in parts),
-        exit_counts=sum(p.exit_counts for p in parts),
+        exit_counts=None if first.exit_counts is None else sum(p.exit_counts for p in parts),
         n_patients=sum(p.n_patients for p in parts),
         econ=econ,
     )
@@ -327,7 +340,9 @@ def join_draws(parts: Sequence[Tallies]) -> Tallies:
     return dataclasses.replace(
         first,
         hist=np.concatenate([p.hist for p in parts]),
-        exit_counts=np.concatenate([p.exit_counts for p in parts]),
+        exit_counts=None
+        if first.exit_counts is None
+        else np.concatenate([p.exit_counts for p in parts]),
         econ=None if first.econ is None else np.concatenate([p.econ for p in parts]),
     )
 

@@ -67,10 +67,6 @@ from simseq.engine.sample import time_at_cumhaz
 from simseq.engine.vmath import vexp, vlog
 
 BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
-# Exits are counted in this many interleaved copies (patient position mod EXIT_LANES):
-# consecutive patients mostly leave the same state by the same event, and one counter
-# would chain every increment on the last one's store.
-EXIT_LANES = 8
 ECON_SCALE_LY = ECON_SCALE[ECON_LY]  # years (life-years and QALYs share it)
 ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
@@ -199,7 +195,7 @@ def walk_block(competing, *walk_args):
 
     ``walk_args`` = (keys, n, start_state, horizon, inv_mult, structure,
     exact_params, tables, counter_base, stride, scratch, record_path, path,
-    n_steps, death_time, count_exits, exits), handed to the walk that fits the model.
+    n_steps, death_time), handed to the walk that fits the model.
 
     ``structure``: the model's integer arrays (``STRUCTURE`` order); ``exact_params``:
     the draw's clock parameters, or None when every clock is Weibull or exponential;
@@ -211,12 +207,8 @@ def walk_block(competing, *walk_args):
     exact samplers nor the general walk (each about a quarter of its compile time). Fills
     ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
     ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
-    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon), and, with
-    ``count_exits``, adds every exit to ``exits[EXIT_LANES, n_states, N_EVENTS + 1]`` (by
-    event, the last column still there at the horizon; lanes to be added up): where no
-    loop over the path follows, the pass that takes the step is the cheapest place to
-    count (about 2 ns a step). ``scratch`` comes from ``_work_arrays``. Jit-compiled;
-    inputs are not validated.
+    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
+    comes from ``_work_arrays``. Jit-compiled; inputs are not validated.
     """
     if competing is None:
         _walk_single_clock(*walk_args)
@@ -241,8 +233,6 @@ def _walk_single_clock(
     path,
     n_steps,
     death_time,
-    count_exits,
-    exits,
 ):
     """``walk_block`` for models whose states each run one clock.
 
@@ -324,8 +314,6 @@ def _walk_single_clock(
             ev = -1 if censored else dest_event[d]
             dies = ev == EVENT_DEATH
             moves = not (censored or dies)
-            if count_exits:
-                exits[a & (EXIT_LANES - 1), s, N_EVENTS if censored else ev] += 1
             if record_path:
                 path_state[i, step] = s
                 path_enter[i, step] = t_enter
@@ -363,8 +351,6 @@ def _walk_items(
     path,
     n_steps,
     death_time,
-    count_exits,
-    exits,
 ):
     """``walk_block`` for any model: each step lists the (patient, clock) pairs that
     need a time, samples them in one SIMD pass, and lets the first clock of each
@@ -459,8 +445,6 @@ def _walk_items(
             n_steps[i] = k + 1
             t_exit = t_now[i] + t_first
             if t_exit >= horizon:  # rare; also catches clocks that never ring (inf)
-                if count_exits:
-                    exits[a & (EXIT_LANES - 1), state[i], N_EVENTS] += 1
                 if record_path:
                     path_exit[i, k] = horizon
                     path_event[i, k] = -1
@@ -473,8 +457,6 @@ def _walk_items(
                     d += u > dest_cumprob[dd]
             ev = dest_event[d]
             dies = ev == EVENT_DEATH
-            if count_exits:
-                exits[a & (EXIT_LANES - 1), state[i], ev] += 1
             if record_path:
                 path_exit[i, k] = t_exit
                 path_event[i, k] = ev
@@ -507,8 +489,7 @@ def _add_os(hist, r, j, death_time, inv_width):
 def _tally_path(i, n_steps, death_time, horizon, path, inv_width, slot_of, r, hist, exit_counts):
     """Add patient i's walked path (row i of the path arrays) to hist[r, n_kept, 2, n_bins]
     (kind k of state s into slot ``slot_of[k, s]`` when that is >= 0) and
-    exit_counts[r, n_states, N_EVENTS + 1] (every state; here, among the other work of a
-    step, counting costs next to nothing).
+    exit_counts[r, n_states, N_EVENTS + 1] (every state).
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
@@ -668,7 +649,7 @@ def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, ke
 
 
 @njit(nogil=True)
-def _work_arrays(max_steps, n_clocks, n_cov, n_states):
+def _work_arrays(max_steps, n_clocks, n_cov):
     """Per-thread scratch for walk_block (inv_mult has no columns without covariates)."""
     n_items = BLOCK * n_clocks + 1
     keys = np.empty(BLOCK, np.uint64)
@@ -682,7 +663,6 @@ def _work_arrays(max_steps, n_clocks, n_cov, n_states):
     path_event = np.empty((BLOCK, max_steps), np.int64)
     n_steps = np.empty(BLOCK, np.int64)
     death = np.empty(BLOCK)
-    exits = np.zeros((EXIT_LANES, n_states, N_EVENTS + 1), np.int64)
     return (
         keys,
         inv_mult,
@@ -690,7 +670,6 @@ def _work_arrays(max_steps, n_clocks, n_cov, n_states):
         (path_state, path_enter, path_exit, path_event),
         n_steps,
         death,
-        exits,
     )
 
 
@@ -701,26 +680,6 @@ def _records_path(tally_sink):
     if tally_sink is None:
         return True
     return tally_sink[5].shape[0] > 0 or (tally_sink[2] != 0).any()
-
-
-@njit(nogil=True)
-def _walk_counts_exits(tally_sink, q):
-    """Whether the walks of sequence q count the exits: for a tally sink, where the sequence
-    is not tallied from its path (``_tally_path`` counts them as it goes)."""
-    if tally_sink is None:
-        return False
-    return tally_sink[2][q] == 0
-
-
-@njit(nogil=True)
-def _fold_exits(tally_sink, task, exits):
-    """Add the exit counts of task ``task``'s walks (every lane) to its row of the tally
-    sink's (an event log has no use for them)."""
-    if tally_sink is None:
-        return
-    out = tally_sink[4]
-    for lane in range(EXIT_LANES):
-        out[task] += exits[lane]
 
 
 @njit(nogil=True, error_model="numpy")
@@ -739,19 +698,21 @@ def _drain_block(
         state_econ, econ_globals = econ
         with_econ = econ_out.shape[0] > 0
         os_slot = slot_of[TALLY_OS_GIVEN_ENTRY, start_state]
-        whole_path = from_path[q] != 0  # a local: the stores below could alias from_path
-        for i in range(n):
-            if with_econ:
+        # One loop per reduction: a loop body holding them all ran ~10 % slower.
+        if with_econ:
+            for i in range(n):
                 _accrue(
                     i, b_lo + i, n_steps[i], death[i], path, state_econ, econ_globals, econ_out,
                     task, q,
                 )  # fmt: skip
-            if whole_path:
+        if from_path[q]:
+            for i in range(n):
                 _tally_path(
                     i, n_steps[i], death[i], horizon, path, inv_width, slot_of, task, hist,
                     exit_counts,
                 )  # fmt: skip
-            elif os_slot >= 0:  # all the sequence keeps: no loop over the path (a PSA)
+        elif os_slot >= 0:  # all the sequence keeps (a PSA): no path, no loop over it
+            for i in range(n):
                 _add_os(hist, task, os_slot, death[i], inv_width)
     if path_sink is not None:
         out_state, out_enter, out_exit, out_event, out_n_steps, out_death = path_sink
@@ -805,9 +766,10 @@ def simulate_kernel(
       [..., 1, :] censoring times, bins of bin_width months; kind k of state s goes to slot
       ``slot_of[k, s]``, int64 (N_TALLIES, n_states), and is not kept where that is -1;
       ``from_path[q]``, int64 (n_seq,), is 0 where sequence q keeps no histogram but the
-      TALLY_OS_GIVEN_ENTRY of its start state, which is then binned without the path),
-      ``exit_counts[n_draws * n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
-      column counts patients still in the state at the horizon) and, when it has rows,
+      TALLY_OS_GIVEN_ENTRY of its start state, which is then binned without the path, and
+      no exit counts), ``exit_counts[n_draws * n_rows, n_states, N_EVENTS + 1]`` (exits by
+      event of the sequences tallied from the path; the last column counts patients still
+      in the state at the horizon) and, when it has rows,
       ``econ[n_draws * n_rows, n_seq, N_ECON, N_BATCHES, 2]`` (int64 (hi, lo) exact sums,
       see ``_accrue``; every patient's values within ``econ_range_problem``'s bound), each
       task into its own row t: no races, and, the counts being integers, the sum over rows
@@ -823,7 +785,6 @@ def simulate_kernel(
         numbers
     )
     counter_base = cov_prevalence.shape[1]
-    n_states = structure[0].shape[0]
     record_path = _records_path(tally_sink)
     for task in prange(clock_params.shape[0] * n_rows):
         d = task // n_rows
@@ -834,8 +795,8 @@ def simulate_kernel(
         # the draw's slices, taken once per task: per patient they are costly
         draw_params, prevalence, log_hr = clock_params[d], cov_prevalence[d], cov_log_hr[d]
         econ = (state_econ[d], econ_globals[d])
-        keys, inv_mult, scratch, path, n_steps, death, exits = _work_arrays(
-            max_steps, clock_hr.shape[1], counter_base, n_states
+        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
+            max_steps, clock_hr.shape[1], counter_base
         )
         stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(lo, hi, BLOCK):
@@ -859,11 +820,8 @@ def simulate_kernel(
                     path,
                     n_steps,
                     death,
-                    _walk_counts_exits(tally_sink, q),
-                    exits,
                 )
                 _drain_block(
                     tally_sink, path_sink, task, q, seq_start_state[q], b_lo, n, patient_lo,
                     horizon, path, n_steps, death, econ,
                 )  # fmt: skip
-        _fold_exits(tally_sink, task, exits)

@@ -85,7 +85,8 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
     lc, client = cluster
     model = ref_hcc_model().repeat_draws(24)
     os_only = sequence_os_tallies(model)
-    expected = simulate(model, 20_000, 7, horizon=120.0, bin_width=0.25, tallies=os_only)
+    kwargs = dict(horizon=120.0, bin_width=0.25, tallies=os_only, exit_counts=False)
+    expected = simulate(model, 20_000, 7, **kwargs)
     pids = client.run(os.getpid)
     killed = []
 
@@ -102,9 +103,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
             model,
             20_000,
             7,
-            horizon=120.0,
-            bin_width=0.25,
-            tallies=os_only,
+            **kwargs,
             task_draws=1,
             checkpoints=Checkpoints("kill", tmp_path),
             progress=kill_one,
@@ -113,7 +112,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
         backend.close()
     assert killed
     np.testing.assert_array_equal(got.hist, expected.hist)
-    np.testing.assert_array_equal(got.exit_counts, expected.exit_counts)
+    assert got.exit_counts is None
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the other tests
 
 

@@ -105,8 +105,8 @@ def _walk(walk, model, start_state, p_lo, n, record_path=True):
     """One block of patients p_lo .. p_lo + n through ``walk``; returns its outputs."""
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = model.numbers(0)
     tables = draw_tables(model.structure, clock_params, clock_hr, dest_cumprob)
-    keys, inv_mult, scratch, path, n_steps, death, exits = _work_arrays(
-        model.max_steps, clock_hr.shape[0], cov_prevalence.shape[0], model.n_states
+    keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
+        model.max_steps, clock_hr.shape[0], cov_prevalence.shape[0]
     )
     _block_setup(SEED, 0, p_lo, n, cov_prevalence, cov_log_hr, tables[3], keys, inv_mult)
     exact, _ = kernel_variant(model)
@@ -126,10 +126,8 @@ def _walk(walk, model, start_state, p_lo, n, record_path=True):
         path,
         n_steps,
         death,
-        True,
-        exits,
     )
-    return path, n_steps[:n].copy(), death[:n].copy(), exits.sum(axis=0)
+    return path, n_steps[:n].copy(), death[:n].copy()
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_CLOCK_MODELS))
@@ -138,24 +136,19 @@ def test_single_clock_walk_reproduces_the_general_walk(name):
     assert kernel_variant(model)[1] is None, "model must be single-clock"
     for start in model.seq_start_state:
         for p_lo, n in ((0, BLOCK), (5 * BLOCK, 37)):
-            path_a, steps_a, death_a, exits_a = _walk(_walk_items, model, int(start), p_lo, n)
-            path_b, steps_b, death_b, exits_b = _walk(
-                _walk_single_clock, model, int(start), p_lo, n
-            )
+            path_a, steps_a, death_a = _walk(_walk_items, model, int(start), p_lo, n)
+            path_b, steps_b, death_b = _walk(_walk_single_clock, model, int(start), p_lo, n)
             np.testing.assert_array_equal(steps_a, steps_b)
             np.testing.assert_array_equal(death_a, death_b)
-            np.testing.assert_array_equal(exits_a, exits_b)
-            assert exits_a.sum() == steps_a.sum()  # one exit a step
             for i in range(n):
                 for a, b in zip(path_a, path_b, strict=True):
                     np.testing.assert_array_equal(a[i, : steps_a[i]], b[i, : steps_a[i]])
             # Without the path record the walk still ends each patient the same way.
-            _, steps_c, death_c, exits_c = _walk(
+            _, steps_c, death_c = _walk(
                 _walk_single_clock, model, int(start), p_lo, n, record_path=False
             )
             np.testing.assert_array_equal(steps_a, steps_c)
             np.testing.assert_array_equal(death_a, death_c)
-            np.testing.assert_array_equal(exits_a, exits_c)
     # and the walks did something: some patients die, some pass through several states
     assert np.isfinite(death_a).any() and (steps_a > 1).any()
 
@@ -163,9 +156,10 @@ def test_single_clock_walk_reproduces_the_general_walk(name):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", sorted(SINGLE_CLOCK_MODELS))
 def test_sequence_os_equals_the_tallied_os(name, threads):
-    """The sequence OS histograms alone (a PSA's tallies) and the exit counts are those of a
-    run keeping every histogram, bit for bit, with one draw split into patient rows across
-    threads or two draws side by side (then one task a draw)."""
+    """The sequence OS histograms alone without exit counts (a PSA's tallies, binned from
+    the death time, no path kept) are those of a run keeping every histogram, bit for bit,
+    with one draw split into patient rows across threads or two draws side by side (then
+    one task a draw)."""
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("machine has fewer threads")
     model = SINGLE_CLOCK_MODELS[name]()
@@ -173,10 +167,11 @@ def test_sequence_os_equals_the_tallied_os(name, threads):
     tallies = simulate(model, n, SEED, horizon=HORIZON, threads=threads)
     for m in (model, model.repeat_draws(2)):
         os_only = sequence_os_tallies(m)
-        draws = simulate(m, n, SEED, horizon=HORIZON, tallies=os_only, threads=threads)
+        draws = simulate(
+            m, n, SEED, horizon=HORIZON, tallies=os_only, exit_counts=False, threads=threads
+        )
         assert draws.hist.shape[:2] == (m.n_draws, len(m.seq_names))  # nothing else kept
-        # exits are counted by the walk here, from the path there: the same counts
-        np.testing.assert_array_equal(draws.exit_counts[0], tallies.exit_counts[0])
+        assert draws.exit_counts is None
         for start in model.seq_start_state:
             expected = tallies.histogram(TALLY_OS_GIVEN_ENTRY, [start])
             np.testing.assert_array_equal(draws.histogram(TALLY_OS_GIVEN_ENTRY, [start]), expected)
