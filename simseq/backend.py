@@ -524,7 +524,9 @@ def run_simulation(
     ``resume``, reusing the checkpoints of an interrupted run with the same run key.
 
     ``task_draws`` defaults to about TASK_TRAJECTORIES trajectories a task, ``task_patients``
-    to all patients. ``progress`` is called with the patients finished, summed over draws.
+    to all patients; ``chunk_size`` and ``on_compile`` serve the local call (a task is one
+    kernel call, compiled where it runs). ``progress`` is called with the patients
+    finished, summed over draws.
     ``label`` names the analysis in the run key; ``say`` prints notes (resumed tasks, the
     Dask dashboard). Returns the tallies and the checkpoints to clear once the results are
     written (None when the run was not split into tasks).

@@ -226,17 +226,19 @@ def simulate(
     Draw d (0-based within ``model``) uses the random streams of global draw
     ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
     ``common_streams`` every draw uses the streams of ``draw_lo`` (common random numbers,
-    for one-way sensitivity analyses, sweeps and calibration). ``tallies`` chooses the
-    histograms kept (see ``tally_mask``; default: all); ``exit_counts=False`` declines the
-    exit counts, which spares a sequence that keeps only its start state's OS (a PSA's
-    ``sequence_os_tallies``) any loop over, or record of, its patients' paths (~10 % of
-    its time). The work is parallel over (draw,
-    patient row) tasks, so one draw still uses every thread. Patients go to the kernel in
-    chunks of ``chunk_size`` (of every draw at once: a task's set-up is paid per chunk),
-    after each of which ``progress`` is called with the patients finished, summed over
-    draws, and Ctrl-C is honoured. ``on_compile`` is called first if the engine must be
-    compiled for this model (a cold numba cache). Results do not depend on threads or
-    chunks.
+    for one-way sensitivity analyses, sweeps and calibration).
+
+    ``tallies`` chooses the histograms kept (see ``tally_mask``; default: all);
+    ``exit_counts=False`` declines the exit counts, which spares a sequence that keeps
+    only its start state's OS (a PSA's ``sequence_os_tallies``) any record of, or loop
+    over, its patients' paths: about 10 % of its time.
+
+    The work is parallel over (draw, patient row) tasks, so one draw still uses every
+    thread. Patients go to the kernel in chunks of ``chunk_size`` (of every draw at once:
+    a task's set-up is paid per chunk), after each of which ``progress`` is called with
+    the patients finished, summed over draws, and Ctrl-C is honoured. ``on_compile`` is
+    called first if the engine must be compiled for this model (a cold numba cache).
+    Results do not depend on threads or chunks.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
