@@ -215,8 +215,8 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
     return {
         "currency": inputs["currency"],
         "price_year": inputs["price_year"],
-        "discount_costs": resolved.economics.discount_costs,
-        "discount_qalys": resolved.economics.discount_qalys,
+        "discount_costs": inputs["discount_costs"],
+        "discount_qalys": inputs["discount_qalys"],
         "willingness_to_pay": wtp,
         "reference": inputs["reference"],
         "sequences": per_seq,

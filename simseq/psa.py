@@ -1,28 +1,13 @@
-"""Probabilistic sensitivity analysis: parameter draws from the evidence, recalibration per draw.
+"""Recalibration by quadrature: calibrated medians re-solved for one row of parameters.
 
-Every number the resolver used carries a ``Provenance`` with a ``key`` (numbers
-citing the same evidence the same way share one key, hence one draw) and, where
-the evidence supports it, its sampling uncertainty:
-
-- medians: log-normal, SE of log(median) from the CI, events or n (``fit.se_log_median``);
-  pooled medians from the pooled SE;
-- probabilities from counts (e.g. 136 of 152 started second line): Beta(k, n - k);
-- cause splits and regimen mixes from counts: Dirichlet(counts);
-- hazard ratios with a CI: log-normal; utilities with a reported range: Beta by moments;
-- costs and utilities without reported uncertainty: gamma / Beta with the relative SE
-  the scenario's ``psa:`` section states as an assumption (otherwise held fixed).
-
-Everything else (shapes, horizon, discount rates, explicit assumptions) is held
-fixed and listed as such. Calibrated medians are re-solved for every draw, by
-quadrature on the calibration cohort (``solve_by_quadrature``): exact up to a
-grid error well below the Monte Carlo error of simulation-based calibration,
-and fast enough for thousands of draws.
+The parameter table (``simseq.params``) says what is drawn in a probabilistic
+sensitivity analysis and how. Calibrated medians are re-solved for every draw,
+by quadrature on the calibration cohort (``solve_by_quadrature``): exact up to a
+grid error well below the Monte Carlo error of simulation-based calibration.
 """
 
-import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -31,121 +16,10 @@ from simseq.distributions import Distribution, get_family
 from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase
 from simseq.fit import fit_median
-from simseq.resolve import Provenance, Resolved, quantity_key, resolve, resolve_median
+from simseq.resolve import Resolved, quantity_key, resolve, resolve_median
 from simseq.scenario import Scenario, ScenarioError
 
 QUAD_STEP = 0.05  # months: grid of the calibration quadrature (error O(step^2))
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One uncertain input: its key, base value, distribution and where it is used."""
-
-    key: str
-    base: float | dict
-    dist: dict
-    paths: tuple[str, ...]
-    ids: tuple[str, ...]
-
-
-def _is_cost(path: str) -> bool:
-    last = path.rsplit(".", 1)[-1]
-    return (
-        path.startswith("economics.")
-        and not last.startswith("discount")
-        and ("cost" in last or last == "unit_price")
-    )
-
-
-def _is_utility(path: str) -> bool:
-    last = path.rsplit(".", 1)[-1]
-    return path.startswith("economics.") and last in ("utility", "post_progression_utility")
-
-
-def uncertain_parameters(
-    resolved: Resolved,
-    cost_se_fraction: float | None = None,
-    utility_se_fraction: float | None = None,
-    median_se_log: float | None = None,
-) -> tuple[list[Parameter], list[str]]:
-    """(parameters drawn in the PSA, keys held fixed) from a base resolution's provenance.
-
-    The three optional settings (from the scenario's ``psa:`` section) give costs,
-    utilities and medians whose evidence reports no uncertainty a relative SE / an
-    SE of log(median); without them such inputs are held fixed."""
-    by_key: dict[str, list[Provenance]] = {}
-    for p in resolved.provenance:
-        by_key.setdefault(p.key or p.path, []).append(p)
-    params, fixed = [], []
-    for key, provs in by_key.items():
-        p = provs[0]
-        paths = tuple(x.path for x in provs)
-        if p.kind == "calibrated":
-            continue  # re-solved per draw
-        dist = p.uncertainty
-        if dist is None and _is_cost(p.path) and cost_se_fraction and p.value > 0:
-            dist = {"dist": "gamma", "mean": p.value, "se": cost_se_fraction * p.value}
-        if dist is None and _is_utility(p.path) and utility_se_fraction:
-            dist = {"dist": "beta_mean_se", "mean": p.value, "se": utility_se_fraction * p.value}
-        if dist is None and median_se_log and p.kind in ("evidence", "pool"):
-            if p.path.endswith(".median") and p.value > 0:
-                dist = {"dist": "lognormal", "se_log": median_se_log}
-        if dist is None:
-            fixed.append(key)
-            continue
-        base = p.value
-        if dist["dist"] == "dirichlet":
-            total = sum(dist["alpha"].values())
-            base = {k: v / total for k, v in dist["alpha"].items()}
-        params.append(Parameter(key, base, dist, paths, p.ids))
-    return params, fixed
-
-
-def _stream(seed: int, key: str) -> np.random.Generator:
-    """A generator for one parameter: keyed by (seed, parameter), so adding or removing
-    another parameter does not change this one's draws."""
-    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
-    return np.random.default_rng([seed, digest, 0x5EA])
-
-
-def beta_moments(mean: float, se: float) -> tuple[float, float]:
-    var = se * se
-    common = mean * (1 - mean) / var - 1
-    if not 0 < mean < 1 or common <= 0:
-        raise ValueError(f"no Beta distribution has mean {mean} and SE {se}")
-    return mean * common, (1 - mean) * common
-
-
-def draw_parameters(params: list[Parameter], n_draws: int, seed: int) -> list[dict]:
-    """``n_draws`` override mappings {key: value}; draw 0 is the base case values."""
-    columns: dict[str, list] = {}
-    for prm in params:
-        rng = _stream(seed, prm.key)
-        d = prm.dist
-        kind = d["dist"]
-        if kind == "lognormal":
-            values = list(prm.base * np.exp(d["se_log"] * rng.standard_normal(n_draws)))
-        elif kind == "beta":
-            a, b = d["a"], d["b"]
-            values = list(rng.beta(a, b, n_draws)) if a > 0 and b > 0 else [prm.base] * n_draws
-        elif kind == "beta_mean_se":
-            a, b = beta_moments(d["mean"], d["se"])
-            values = list(rng.beta(a, b, n_draws))
-        elif kind == "gamma":
-            shape = (d["mean"] / d["se"]) ** 2
-            values = list(rng.gamma(shape, d["mean"] / shape, n_draws))
-        elif kind == "dirichlet":
-            names = list(d["alpha"])
-            alpha = np.array([d["alpha"][k] for k in names])
-            positive = alpha > 0
-            draws = np.zeros((n_draws, len(names)))
-            draws[:, positive] = rng.dirichlet(alpha[positive], n_draws)
-            values = [dict(zip(names, row, strict=True)) for row in draws]
-        else:
-            raise ValueError(f"unknown distribution {kind!r} for {prm.key}")
-        values[0] = prm.base  # draw 0: the deterministic base case
-        columns[prm.key] = values
-    return [{k: v[i] for k, v in columns.items()} for i in range(n_draws)]
 
 
 # --------------------------------------------------------------------------- #
@@ -171,16 +45,16 @@ def _cohort_parts(res: Resolved, file: str = "<scenario>"):
             ],
         )
     (clock,) = line.clocks
-    p_prog = sum(d.probability for d in clock.destinations if d.event == EVENT_PROGRESSION)
-    p_det = sum(d.probability for d in clock.destinations if d.event == EVENT_DETERIORATION)
+    p_prog = sum(d.probability.base for d in clock.destinations if d.event == EVENT_PROGRESSION)
+    p_det = sum(d.probability.base for d in clock.destinations if d.event == EVENT_DETERIORATION)
     pps = next((st for st in seq.states if st.role == "post_progression"), None)
     bsc = next((st for st in seq.states if st.role == "no_further_therapy"), None)
     return (
-        clock.distribution,
+        clock.law.base_distribution(),
         p_prog,
         p_det,
-        pps.clocks[0].distribution if pps is not None and pps.clocks else None,
-        bsc.clocks[0].distribution if bsc is not None and bsc.clocks else None,
+        pps.clocks[0].law.base_distribution() if pps is not None and pps.clocks else None,
+        bsc.clocks[0].law.base_distribution() if bsc is not None and bsc.clocks else None,
     )
 
 

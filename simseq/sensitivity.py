@@ -22,15 +22,16 @@ from simseq.engine.codes import N_BATCHES, N_ECON
 from simseq.extras import check_optional_dependencies
 from simseq.limits import MAX_PSA_BYTES
 from simseq.manifest import manifest_header
-from simseq.model import compile_model, econ_range_problem, stack_draws
+from simseq.model import BindError, bind, econ_range_problem
 from simseq.outcomes import econ_means, km_curve
+from simseq.params import Parameter
 from simseq.pipeline import (
     default_out,
     get_calibration,
     make_console,
     resolved_warnings,
 )
-from simseq.psa import beta_moments, draw_parameters, solve_by_quadrature, uncertain_parameters
+from simseq.psa import solve_by_quadrature
 from simseq.report import write_csv, write_json
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results_dir import ScenarioIdentity, Staging, out_directory, results_writer
@@ -121,18 +122,48 @@ class _Study:
             console=None if self.quiet else self.console,
         )
         self.base: Resolved = resolve(sc, self.evidence, self.cal.values, self.path)
-        self.params, self.fixed = uncertain_parameters(
-            self.base,
+        self.table = self.base.table
+        self.table.assume_uncertainty(
             _setting(self.settings.cost_se_fraction),
             _setting(self.settings.utility_se_fraction),
             _setting(self.settings.median_se_log),
         )
+        self.params: list[Parameter] = self.table.uncertain
+        self.fixed = [
+            {
+                "name": p.name,
+                "value": p.base[0] if len(p.base) == 1 else list(p.base),
+                "because": p.fixed_because,
+            }
+            for p in self.table.held_fixed
+        ]
+        self.structure = self.base.structure()
+
+    def calibrated_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` with each calibrated median re-solved for the row's inputs, by
+        quadrature (``simseq.psa.solve_by_quadrature``)."""
+        columns = self.base.calibrated_columns
+        if not columns:
+            return rows
+        rows = rows.copy()
+        for i, row in enumerate(rows):
+            values = solve_by_quadrature(
+                self.scenario,
+                self.evidence,
+                self.cal.values,
+                self.table.values_of(row),
+                self.base.horizon,
+                self.path,
+            )
+            for key, col in columns.items():
+                rows[i, col] = values[key]
+        return rows
 
     def run_cases(
-        self, cases: list[dict], n_patients: int, seed: int, *, common_streams: bool, label: str
+        self, cases: np.ndarray, n_patients: int, seed: int, *, common_streams: bool, label: str
     ) -> tuple[list[str], dict, dict]:
-        """Simulate every case: (sequence names, outputs, patient-noise variances), each
-        output an array (n_cases, n_seq)."""
+        """Simulate every case (rows of the parameter table, (n_cases, n_columns)): (sequence
+        names, outputs, patient-noise variances), each output an array (n_cases, n_seq)."""
         n_seq = len(self.base.sequences)  # checked before any case is prepared
         bins = n_bins_for(self.base.horizon, PSA_BIN_WIDTH)
         need = len(cases) * n_seq * 8 * (2 * bins + N_ECON * N_BATCHES * 2)
@@ -158,18 +189,13 @@ class _Study:
             disable=self.quiet,
             transient=True,
         )
-        models = []
-        sc, ev = self.scenario, self.evidence
         with progress:
-            task = progress.add_task(f"{label}: preparing cases", total=len(cases))
-            for overrides in cases:
-                values = solve_by_quadrature(
-                    sc, ev, self.cal.values, overrides, self.base.horizon, self.path
-                )
-                res = resolve(sc, ev, values, self.path, overrides=overrides)
-                models.append(compile_model(res.sequences, res.covariates, res.economics))
-                progress.advance(task)
-        model = stack_draws(models)
+            progress.add_task(f"{label}: preparing cases", total=None)
+            rows = self.calibrated_rows(cases)
+            try:
+                model = bind(self.structure, rows)
+            except BindError as err:
+                raise ScenarioError(self.path, [(label, None, str(err))]) from None
         problem = econ_range_problem(model, self.base.horizon)
         if problem is not None:  # a draw's costs beyond what the engine sums exactly
             raise ScenarioError(self.path, [(f"economics ({label})", None, problem)])
@@ -296,7 +322,7 @@ def run_psa(
         n_draws = n_draws or st.settings.n_draws
         n_patients = n_patients or st.settings.n_patients
         seed = st.scenario.simulation.seed if seed is None else seed
-        draws = draw_parameters(st.params, n_draws, seed)
+        draws = st.table.draw(n_draws, seed)
         names, outputs, noise = st.run_cases(
             draws, n_patients, seed, common_streams=False, label="PSA"
         )
@@ -310,7 +336,7 @@ def run_psa(
             for q, s in enumerate(names)
         ]
         write_csv(tmp / "psa_draws.csv", rows)
-        write_csv(tmp / "psa_parameters.csv", _parameter_rows(st.params, draws))
+        st.table.rows_frame(draws).to_csv(tmp / "psa_parameters.csv")
         _psa_plots(tmp, st.scenario, names, outputs, summary, wtp_grid)
         st.stage.write_manifest(
             st.manifest(started, seed=seed, n_draws=n_draws, n_patients_per_draw=n_patients)
@@ -354,31 +380,15 @@ def _interval(x) -> dict:
     return out
 
 
-_GROUPS = {
-    "lognormal": "survival and hazard ratios",
-    "beta": "uptake, cause splits and mix",
-    "dirichlet": "uptake, cause splits and mix",
-    "gamma": "costs",
-    "beta_mean_se": "utilities",
-}
-
-
 def _matches(p, patterns: list[str]) -> bool:
     """A parameter matches by key, evidence id or scenario key path prefix."""
-    names = [p.key.split(":", 1)[-1], *p.ids, *p.paths]
+    names = [p.name.split(":", 1)[-1], *p.ids, *p.paths]
     return any(n.startswith(pat) for pat in patterns for n in names)
 
 
-def _group_matrix(params, draws, members) -> np.ndarray:
-    """(n_draws, k) values of the parameters in a group (a Dirichlet gives one column per part)."""
-    cols = []
-    for p in members:
-        values = [d[p.key] for d in draws]
-        if isinstance(values[0], dict):
-            cols += [[v[k] for v in values] for k in values[0]]
-        else:
-            cols.append(values)
-    return np.asarray(cols, dtype=float).T
+def _group_matrix(table, draws, members) -> np.ndarray:
+    """(n_draws, k) values of the parameters in a group (a split gives a column per part)."""
+    return np.concatenate([draws[:, table.column_slice(p)] for p in members], axis=1)
 
 
 def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
@@ -398,7 +408,7 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
     evppi_grid = wtp_grid[::5]
     groups: dict[str, list] = {}
     for p in st.params:
-        groups.setdefault(_GROUPS.get(p.dist["dist"], "other"), []).append(p)
+        groups.setdefault(p.group, []).append(p)
     for name, patterns in st.settings.evppi_groups.items():
         members = [p for p in st.params if _matches(p, patterns)]
         if not members:
@@ -409,7 +419,7 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
     evppi, warnings = {}, []
     for name, members in groups.items():
         try:
-            values = econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.params, draws, members))
+            values = econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.table, draws, members))
         except ValueError as err:  # e.g. fewer draws than the regression needs
             evppi[name] = None
             warnings.append(f"EVPPI for {name!r} not computed: {err}")
@@ -470,11 +480,12 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
         "warnings": warnings,
         "parameters": [
             {
-                "key": p.key,
-                "distribution": p.dist,
+                "key": p.name,
+                "distribution": p.distribution.describe(),
                 "used_at": list(p.paths),
                 "evidence": list(p.ids),
-                "group": _GROUPS.get(p.dist["dist"], "other"),
+                "group": p.group,
+                "unit": p.unit,
             }
             for p in st.params
         ],
@@ -482,20 +493,6 @@ def _psa_summary(st, names, outputs, noise, draws, n_patients, seed) -> dict:
         "psa_settings": settings_used,
         "calibration": "calibrated medians re-solved for every draw by quadrature",
     }
-
-
-def _parameter_rows(params, draws) -> list[dict]:
-    rows = []
-    for d, overrides in enumerate(draws):
-        row = {"draw": d}
-        for p in params:
-            v = overrides[p.key]
-            if isinstance(v, dict):
-                row.update({f"{p.key}[{k}]": float(x) for k, x in v.items()})
-            else:
-                row[p.key] = float(v)
-        rows.append(row)
-    return rows
 
 
 def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
@@ -566,40 +563,9 @@ def _print_psa(console: Console, summary: dict) -> None:
 DSA_PATIENTS = 100_000  # per case and sequence; common random numbers across cases
 
 
-def one_way_bounds(p) -> tuple[object, object]:
-    """(low, high) input values: the 2.5% and 97.5% points of the parameter's distribution
-    (for a median from its CI this is the CI). A Dirichlet varies its first part between
-    its marginal Beta quantiles, the other parts rescaled to keep their proportions."""
-    from scipy import stats
-
-    d = p.dist
-    kind = d["dist"]
-    if kind == "lognormal":
-        return p.base * np.exp(-1.959964 * d["se_log"]), p.base * np.exp(1.959964 * d["se_log"])
-    if kind == "beta":
-        return tuple(stats.beta.ppf([0.025, 0.975], d["a"], d["b"]))
-    if kind == "beta_mean_se":
-        return tuple(stats.beta.ppf([0.025, 0.975], *beta_moments(d["mean"], d["se"])))
-    if kind == "gamma":
-        shape = (d["mean"] / d["se"]) ** 2
-        return tuple(stats.gamma.ppf([0.025, 0.975], shape, scale=d["mean"] / shape))
-    if kind == "dirichlet":
-        alpha = d["alpha"]
-        first = next(iter(alpha))
-        total = sum(alpha.values())
-        bounds = stats.beta.ppf([0.025, 0.975], alpha[first], total - alpha[first])
-        rest = total - alpha[first]
-
-        def at(share):
-            return {k: (share if k == first else (1 - share) * v / rest) for k, v in alpha.items()}
-
-        return at(bounds[0]), at(bounds[1])
-    raise ValueError(f"no one-way bounds for distribution {kind!r}")
-
-
 def _label(p) -> str:
     """A short readable parameter name for tables and tornado plots."""
-    kind, _, rest = p.key.partition(":")
+    kind, _, rest = p.name.partition(":")
     rest = rest.replace("health_economics.", "").replace("economics.", "")
     if kind == "pool":
         ids = rest.split("+")
@@ -612,11 +578,11 @@ def _label(p) -> str:
     return rest
 
 
-def _fmt_input(v) -> str:
-    if isinstance(v, dict):
-        first = next(iter(v))
-        return f"{first} {v[first]:.3g}"
-    return f"{v:.4g}"
+def _fmt_input(p: Parameter, values: np.ndarray) -> str:
+    """A parameter's value(s) in a row, short: a split by its first part."""
+    if p.columns == (p.name,):
+        return f"{values[0]:.4g}"
+    return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"
 
 
 def run_dsa(
@@ -645,22 +611,23 @@ def run_dsa(
         )
     with study as st:
         seed = st.scenario.simulation.seed if seed is None else seed
-        bounds = [one_way_bounds(p) for p in st.params]
-        cases = [{}] + [{p.key: v} for p, lh in zip(st.params, bounds, strict=True) for v in lh]
+        params, cases = st.table.one_way_rows()
         names, outputs, _ = st.run_cases(cases, n_patients, seed, common_streams=True, label="DSA")
         wtp = st.base.econ_inputs["willingness_to_pay"]
         nmb = wtp * outputs["qalys"] - outputs["costs"]
         f, r = names.index(focus), names.index(reference)
         inc_nmb = nmb[:, f] - nmb[:, r]
         rows = []
-        for i, (p, (lo, hi)) in enumerate(zip(st.params, bounds, strict=True)):
+        for i, p in enumerate(params):
             a, b = 1 + 2 * i, 2 + 2 * i
+            cols = st.table.column_slice(p)
             rows.append(
                 {
                     "parameter": _label(p),
-                    "key": p.key,
-                    "low_input": _fmt_input(lo),
-                    "high_input": _fmt_input(hi),
+                    "key": p.name,
+                    "unit": p.unit,
+                    "low_input": _fmt_input(p, cases[a, cols]),
+                    "high_input": _fmt_input(p, cases[b, cols]),
                     "inc_nmb_low": float(inc_nmb[a]),
                     "inc_nmb_high": float(inc_nmb[b]),
                     "os_median_low": _finite_or_none(outputs["os_median"][a, f]),
@@ -774,16 +741,18 @@ def parse_sweep(spec: str) -> tuple[str, float, float, int]:
 _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
 
 
-def _parameter_key(st: "_Study", name: str) -> str:
-    """The provenance key of a parameter given by key or by scenario key path."""
-    for p in st.base.provenance:
-        if name in (p.key, p.path) and (p.value == p.value):  # scalar parameters only
-            return p.key or p.path
-    known = sorted({p.path for p in st.base.provenance if p.value == p.value})
-    raise ValueError(
-        f"--param {name!r}: not a scalar parameter of the scenario; "
-        f"key paths include {', '.join(known[:6])}, ..."
-    )
+def _sweep_parameter(st: "_Study", name: str) -> Parameter:
+    """The scalar parameter a sweep names by parameter name or scenario key path."""
+    try:
+        p = st.table.find(name)
+    except KeyError as err:
+        raise ValueError(f"--param {name!r}: not a scalar parameter; {err.args[0]}") from None
+    if p.columns != (p.name,):
+        raise ValueError(
+            f"--param {name!r}: {p.name} is a split ({', '.join(p.columns)}); sweeps take "
+            "scalar parameters"
+        )
+    return p
 
 
 def run_sweep(
@@ -804,12 +773,10 @@ def run_sweep(
     grid_specs = [parse_sweep(s) for s in specs]
     with _Study(path, "sweep", out, threads, quiet, console, distributed, force) as st:
         seed = st.scenario.simulation.seed if seed is None else seed
-        keys = [_parameter_key(st, name) for name, *_ in grid_specs]
+        swept = [_sweep_parameter(st, name) for name, *_ in grid_specs]
+        keys = [p.name for p in swept]
         # a parameter cited at several places (one evidence record) moves at all of them
-        moved = {
-            name: [p.path for p in st.base.provenance if (p.key or p.path) == key]
-            for (name, *_), key in zip(grid_specs, keys, strict=True)
-        }
+        moved = {name: list(p.paths) for (name, *_), p in zip(grid_specs, swept, strict=True)}
         if not quiet:
             for name, paths in moved.items():
                 st.console.print(
@@ -818,7 +785,9 @@ def run_sweep(
                 )
         axes = [np.linspace(lo, hi, steps) for _, lo, hi, steps in grid_specs]
         points = list(itertools.product(*axes))
-        cases = [dict(zip(keys, map(float, pt), strict=True)) for pt in points]
+        cases = np.concatenate(
+            [st.table.rows_with(dict(zip(keys, map(float, pt), strict=True))) for pt in points]
+        )
         names, outputs, _ = st.run_cases(
             cases, n_patients, seed, common_streams=True, label="sweep"
         )

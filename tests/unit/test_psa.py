@@ -1,12 +1,10 @@
-"""PSA: parameter draws from the evidence and recalibration by quadrature.
+"""PSA: recalibration by quadrature.
 
 Statistical tolerances are 3 Monte Carlo standard errors at the stated N and seed.
 """
 
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from simseq.distributions import Distribution
@@ -14,15 +12,7 @@ from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.evidence import load_evidence
 from simseq.model import compile_model
 from simseq.outcomes import tally_curve
-from simseq.psa import (
-    Parameter,
-    _cohort_parts,
-    _target_value,
-    draw_parameters,
-    os_median_by_quadrature,
-    solve_by_quadrature,
-    uncertain_parameters,
-)
+from simseq.psa import _cohort_parts, _target_value, os_median_by_quadrature, solve_by_quadrature
 from simseq.resolve import resolve
 from simseq.scenario import load_scenario
 from simseq.simulator import simulate
@@ -66,51 +56,6 @@ def test_quadrature_recalibration_reproduces_targets():
         tol, p_prog, p_det, pps, bsc = _cohort_parts(res)
         got = os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, 120.0)
         assert got == pytest.approx(_target_value(sc, ev, tgt, {}), rel=1e-6)
-
-
-@pytest.fixture(scope="module")
-def params():
-    sc = load_scenario(CEA)
-    base = resolve(sc, load_evidence(), BASE_VALUES)
-    return uncertain_parameters(base, 0.2, 0.1, 0.15)
-
-
-def test_parameters_follow_the_evidence(params):
-    drawn, fixed = params
-    by_key = {p.key: p for p in drawn}
-    uptake = by_key["beta:first_line.atz_bev.after_progression.chon2024:received_2l:False"]
-    assert uptake.dist == {"dist": "beta", "a": 136.0, "b": 16.0}
-    mix = next(p for p in drawn if p.key.startswith("dirichlet:first_line.atz_bev.second_line_mix"))
-    assert mix.dist["alpha"] == {"sorafenib": 86.0, "lenvatinib": 40.0}
-    utility = by_key["evidence:health_economics.utility.progression_free.su2021"]
-    assert utility.dist["dist"] == "beta_mean_se"  # from su2021's reported range
-    assert utility.dist["se"] == pytest.approx((0.91 - 0.61) / (2 * 1.959964))
-    assert "value:simulation.horizon" in fixed and "value:economics.discount_costs" in fixed
-    assert not any(p.key.startswith("calibrated:") for p in drawn)  # re-solved, not drawn
-
-
-def test_draws_are_reproducible_and_keyed_per_parameter(params):
-    drawn, _ = params
-    a = draw_parameters(drawn, 200, seed=11)
-    b = draw_parameters(list(reversed(drawn)), 200, seed=11)
-    assert a == b  # order of parameters does not matter
-    for p in drawn:
-        assert a[0][p.key] == p.base  # draw 0 is the base case
-
-
-def test_draw_moments_match_their_distributions():
-    n = 20_000
-    beta = Parameter("b", 136 / 152, {"dist": "beta", "a": 136.0, "b": 16.0}, (), ())
-    logn = Parameter("m", 10.0, {"dist": "lognormal", "se_log": 0.2}, (), ())
-    gam = Parameter("c", 1000.0, {"dist": "gamma", "mean": 1000.0, "se": 200.0}, (), ())
-    draws = draw_parameters([beta, logn, gam], n, seed=3)
-    x = np.array([d["b"] for d in draws[1:]])
-    mean, var = 136 / 152, (136 * 16) / (152**2 * 153)
-    assert abs(x.mean() - mean) < 3 * math.sqrt(var / n)
-    logm = np.log([d["m"] for d in draws[1:]])
-    assert abs(logm.mean() - math.log(10)) < 3 * 0.2 / math.sqrt(n)
-    c = np.array([d["c"] for d in draws[1:]])
-    assert abs(c.mean() - 1000) < 3 * 200 / math.sqrt(n)
 
 
 def test_psa_refuses_what_quadrature_cannot_recalibrate(tmp_path):
