@@ -66,24 +66,24 @@ def get_calibration(
     scenario: Scenario,
     evidence: EvidenceBase,
     path: str,
-    out_dir: Path,
+    out_dir: Path | None,
     *,
     threads=None,
-    console: Console | None = None,
+    say=None,
 ) -> tuple[CalibrationResult, bool, str | None]:
-    """Cached calibration if intact and its inputs are unchanged, else a fresh one:
-    (result, from_cache, note). A cache that fails verification is not used: the note
-    says why, and the calibration is solved again."""
+    """Cached calibration in ``out_dir`` if intact and its inputs are unchanged, else a
+    fresh one: (result, from_cache, note). A cache that fails verification is not used:
+    the note says why, and the calibration is solved again. ``say`` gets progress notes."""
     expected = input_hash(scenario, evidence)
-    cached, why_not = load_cached(out_dir, expected)
+    cached, why_not = (None, None) if out_dir is None else load_cached(out_dir, expected)
     if cached is not None:
         return cached, True, None
     note = None if why_not is None else f"{why_not}: calibrated again"
-    if note is not None and console is not None:
-        console.print(f"[yellow]note:[/yellow] {note}")
-    if console is not None and scenario.calibration is not None:
-        console.print(f"calibrating {len(scenario.calibration.targets)} targets ...")
-    log = (lambda msg: console.print(f"  {msg}")) if console is not None else None
+    if note is not None and say is not None:
+        say(f"[yellow]note:[/yellow] {note}")
+    if say is not None and scenario.calibration is not None:
+        say(f"calibrating {len(scenario.calibration.targets)} targets ...")
+    log = (lambda msg: say(f"  {msg}")) if say is not None else None
     return calibrate(scenario, evidence, path, threads=threads, progress=log), False, note
 
 
@@ -286,7 +286,7 @@ def run_scenario(
             path,
             out_dir,
             threads=threads,
-            console=None if quiet else console,
+            say=None if quiet else console.print,
         )
         scenario = file_scenario.model_copy(
             update={"simulation": file_scenario.simulation.model_copy(update=sim_update)}

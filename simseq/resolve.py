@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import (
     EvidenceBase,
@@ -118,6 +120,19 @@ class Resolved:
     ``Value``s of its rows."""
     calibrated_columns: dict[str, int] = field(default_factory=dict)
     """"<regimen>.<part>" of each calibrated median -> its column in ``table``."""
+    path_values: dict[str, Value] = field(default_factory=dict)
+    """Key path -> the Value of the scalar number used there."""
+
+    def provenance_at(self, row: np.ndarray) -> list[Provenance]:
+        """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
+        calibrated medians solved, inputs set by name."""
+        at = row[None, :]
+        return [
+            dataclasses.replace(p, value=float(self.path_values[p.path].of(at)[0]))
+            if p.path in self.path_values
+            else p
+            for p in self.provenance
+        ]
 
     def structure(self) -> Structure:
         """The sequences flattened for binding rows of ``table`` (``model.bind``)."""
@@ -149,6 +164,7 @@ class _Resolver:
         self.provenance: list[Provenance] = []
         self.table = ParameterTable()
         self.calibrated_columns: dict[str, int] = {}
+        self.path_values: dict[str, Value] = {}
         self._seen_paths: set[str] = set()
 
     # -- numbers ---------------------------------------------------------------
@@ -231,6 +247,7 @@ class _Resolver:
             return Value.const(float("nan"))
         self._note(dataclasses.replace(prov, key=key))
         value = self._column(key, prov, prov.value)
+        self.path_values.setdefault(path, value)
         if prov.kind == "calibrated":
             self.calibrated_columns[calib_key] = self.table.column(key)
         return value
@@ -339,7 +356,9 @@ class _Resolver:
         if prob.value is not None:
             prov = Provenance(path, prob.value, "assumption", note=prob.assumption or "")
             self._note(prov)
-            return self._column(f"value:{path}", prov, prob.value)
+            return self.path_values.setdefault(
+                path, self._column(f"value:{path}", prov, prob.value)
+            )
         rec = self._record(prob.evidence, f"{path}.evidence")
         if rec is None:
             return Value.const(float("nan"))
@@ -360,7 +379,7 @@ class _Resolver:
             self._note(Provenance(path, p, "evidence", (rec.id,), how))
             name = f"evidence:{rec.id}:{prob.field}"
             col = self._column(name, Provenance(path, float(v), "evidence", (rec.id,), how), v)
-            return 1.0 - col if prob.complement else col
+            return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
         counts = rec.counts or {}
         if prob.count not in counts or not rec.n:
             self.problems.append(
@@ -375,7 +394,7 @@ class _Resolver:
         )
         self._note(prov if not prob.complement else dataclasses.replace(prov, value=1.0 - p))
         col = self._column(name, prov, p)
-        return 1.0 - col if prob.complement else col
+        return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
 
     def _split(self, name: str, path: str, prov: Provenance, probs: dict) -> dict[str, Value]:
         self._note(dataclasses.replace(prov, value=float("nan"), key=name))
@@ -838,6 +857,7 @@ def resolve(
         {i: evidence.origin(i) for i in used if evidence.origin(i) != "simseq"},
         r.table,
         r.calibrated_columns,
+        r.path_values,
     )
 
 

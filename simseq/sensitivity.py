@@ -119,7 +119,7 @@ class _Study:
             self.path,
             self.out_dir.parent,  # where `simseq run` keeps it, beside psa/, dsa/, sweep/
             threads=self.threads,
-            console=None if self.quiet else self.console,
+            say=None if self.quiet else self.console.print,
         )
         self.base: Resolved = resolve(sc, self.evidence, self.cal.values, self.path)
         self.table = self.base.table

@@ -1,0 +1,631 @@
+"""Study: a scenario loaded, resolved and calibrated once; run, PSA, DSA and sweeps on it.
+
+This is simseq's Python API (re-exported from ``simseq``)::
+
+    study = simseq.load("scenarios/cea_base_case.yaml")  # validated, resolved
+    study.parameters                                     # one row per input
+    res = study.run(n_patients=100_000, seed=1)          # in memory, writes nothing
+    res.summary, res.survival                            # DataFrames
+    res.save("results/x")                                # the files `simseq run` writes
+    psa = study.psa(n_draws=200, n_patients=2_000, seed=5)
+    psa.draws, psa.parameters, psa.base
+
+A run, a PSA draw, a one-way bound and a sweep point are all rows of one
+parameter table (``simseq.params``) bound to one structure (``model.bind``):
+nothing is resolved again. A run is the base row; ``psa.base`` is that run.
+No user interface here: progress and notes go to callbacks the CLI supplies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simseq.calibrate import CalibrationResult
+from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
+from simseq.manifest import manifest_header
+from simseq.model import BindError, ModelArrays, bind, econ_range_problem
+from simseq.params import Parameter
+from simseq.resolve import Resolved, resolve, scenario_evidence
+from simseq.results import (
+    OUTPUTS,
+    DSAResult,
+    PSAResult,
+    RunResult,
+    SweepResult,
+    resolved_warnings,
+)
+from simseq.results_dir import ScenarioIdentity
+from simseq.scenario import (
+    PSASettings,
+    Scenario,
+    ScenarioError,
+    load_scenario_files,
+    parse_scenario,
+)
+
+Progress = Callable[[int], None]
+Say = Callable[[str], None]
+
+
+class Study:
+    """A scenario ready to simulate: validated, resolved into a structure and a parameter
+    table, calibrated on first use. Build with :func:`load` or :meth:`from_dict`."""
+
+    def __init__(self, scenario: Scenario, *, path: str = "<scenario>", inputs=()):
+        self.scenario = scenario
+        self.path = str(path)
+        self.inputs: tuple[str, ...] = tuple(inputs)
+        """The scenario file and every file it extends or reads evidence from."""
+        self.evidence = scenario_evidence(scenario, self.path)
+        self.settings: PSASettings = scenario.psa or PSASettings()
+        self.resolved: Resolved = resolve(scenario, self.evidence, _stub(scenario), self.path)
+        self.table = self.resolved.table
+        self.table.assume_uncertainty(
+            _setting(self.settings.cost_se_fraction),
+            _setting(self.settings.utility_se_fraction),
+            _setting(self.settings.median_se_log),
+        )
+        self.structure = self.resolved.structure()
+        self.calibration: CalibrationResult | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Study:
+        """A study of a scenario given as a dict (e.g. a YAML file edited in memory);
+        ``name`` stands for the file in messages. Evidence files are relative to the
+        working directory."""
+        return cls(parse_scenario(dict(data), name), path=name)
+
+    # -- inputs ----------------------------------------------------------------
+    @property
+    def parameters(self):
+        """pandas DataFrame, one row per input: value, distribution (or why it is held
+        fixed), group, unit, source and the key paths it feeds; indexed by name."""
+        return self.table.frame()
+
+    @property
+    def horizon(self) -> float:
+        return self.resolved.horizon
+
+    def calibrate(
+        self,
+        *,
+        threads: int | None = None,
+        say: Say | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> CalibrationResult:
+        """Solve the calibrated medians (once; later calls return the same result).
+
+        With ``cache_dir`` an intact cache of the same inputs there is reused
+        (``simseq.calibrate``); ``say`` receives progress notes."""
+        if self.calibration is None:
+            from simseq.pipeline import get_calibration
+
+            self.calibration, self.calibration_cached, self.calibration_note = get_calibration(
+                self.scenario,
+                self.evidence,
+                self.path,
+                Path(cache_dir) if cache_dir is not None else None,
+                threads=threads,
+                say=say,
+            )
+        return self.calibration
+
+    def rows(self, overrides: Mapping[str, object] | None = None) -> np.ndarray:
+        """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
+        key path) and the calibrated medians."""
+        row = self.table.rows_with(overrides or {})
+        if self.resolved.calibrated_columns:
+            values = self.calibrate().values
+            for key, col in self.resolved.calibrated_columns.items():
+                row[0, col] = values[key]
+        return row
+
+    def model(self, rows: np.ndarray, label: str = "model") -> ModelArrays:
+        """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use."""
+        try:
+            model = bind(self.structure, rows)
+        except BindError as err:
+            raise ScenarioError(self.path, [(label, None, str(err))]) from None
+        problem = econ_range_problem(model, self.horizon)
+        if problem is not None:
+            raise ScenarioError(self.path, [(f"economics ({label})", None, problem)])
+        return model
+
+    # -- analyses --------------------------------------------------------------
+    def run(
+        self,
+        n_patients: int | None = None,
+        seed: int | None = None,
+        *,
+        overrides: Mapping[str, object] | None = None,
+        threads: int | None = None,
+        chunk_size: int | None = None,
+        progress: Progress | None = None,
+        on_compile: Callable[[], None] | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> RunResult:
+        """Simulate the base case (or the base with ``overrides``): every sequence's
+        outcomes with Monte Carlo intervals. ``distributed`` (backend, scheduler, workers,
+        resume) runs the patients as checkpointed tasks (``simseq.backend``)."""
+        sim = self.scenario.simulation
+        n = _checked_patients(sim.n_patients if n_patients is None else n_patients)
+        seed = _checked_seed(sim.seed if seed is None else seed)
+        self.calibrate(threads=threads, say=say)
+        rows = self.rows(overrides)
+        model = self.model(rows)
+        tallies, checkpoints = _simulate_run(
+            model,
+            n,
+            seed,
+            horizon=self.horizon,
+            bin_width=sim.bin_width,
+            threads=threads,
+            chunk_size=chunk_size,
+            progress=progress,
+            on_compile=on_compile,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return RunResult(self, rows, model, tallies, n, seed, checkpoints)
+
+    def psa(
+        self,
+        n_draws: int | None = None,
+        n_patients: int | None = None,
+        seed: int | None = None,
+        *,
+        threads: int | None = None,
+        progress: Progress | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> PSAResult:
+        """Probabilistic sensitivity analysis: ``n_draws`` random rows of the parameter
+        table (calibrated medians re-solved per row), each simulated with its own random
+        streams; statistics over those draws only, with the base case (``run`` at the
+        same N and seed) beside them."""
+        self._need_economics()
+        n_draws = n_draws or self.settings.n_draws
+        n_patients = n_patients or self.settings.n_patients
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        base = self.run(n_patients, seed, threads=threads, say=say)
+        draws = self.table.draw(n_draws, seed)
+        names, outputs, noise = self._cases(
+            draws,
+            n_patients,
+            seed,
+            common_streams=False,
+            label="PSA",
+            threads=threads,
+            progress=progress,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
+
+    def dsa(
+        self,
+        n_patients: int = 100_000,
+        seed: int | None = None,
+        *,
+        sequence: str | None = None,
+        threads: int | None = None,
+        progress: Progress | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> DSAResult:
+        """One-way sensitivity analysis: each uncertain input at the 2.5% and 97.5% points
+        of its distribution, the others at base, with common random numbers; the tornado
+        is for incremental NMB of ``sequence`` (default: the first that is not the
+        reference) against the reference."""
+        self._need_economics()
+        names = list(self.scenario.sequences)
+        reference = self.scenario.economics.reference
+        focus = sequence or next(s for s in names if s != reference)
+        if focus not in names:
+            raise ScenarioError(
+                self.path,
+                [("--sequence", focus, f"not a sequence; use one of {', '.join(names)}")],
+            )
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        params, cases = self.table.one_way_rows()
+        names, outputs, _ = self._cases(
+            cases,
+            n_patients,
+            seed,
+            common_streams=True,
+            label="DSA",
+            threads=threads,
+            progress=progress,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return DSAResult(self, params, cases, names, outputs, n_patients, seed, focus, reference)
+
+    def sweep(
+        self,
+        grid: Mapping[str, Sequence[float]],
+        n_patients: int = 100_000,
+        seed: int | None = None,
+        *,
+        threads: int | None = None,
+        progress: Progress | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> SweepResult:
+        """Outcomes over a grid of scalar inputs (by parameter name or key path: each
+        value list an axis, every combination a point), common random numbers."""
+        self._need_economics()
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        swept = {name: self.scalar_parameter(name) for name in grid}
+        points = list(itertools.product(*(list(map(float, v)) for v in grid.values())))
+        cases = np.concatenate(
+            [
+                self.table.rows_with(
+                    {p.name: v for p, v in zip(swept.values(), point, strict=True)}
+                )
+                for point in points
+            ]
+        )
+        names, outputs, _ = self._cases(
+            cases,
+            n_patients,
+            seed,
+            common_streams=True,
+            label="sweep",
+            threads=threads,
+            progress=progress,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return SweepResult(self, swept, points, names, outputs, n_patients, seed)
+
+    def scalar_parameter(self, name: str) -> Parameter:
+        """The scalar parameter called ``name`` (or used at key path ``name``); ValueError
+        otherwise."""
+        try:
+            p = self.table.find(name)
+        except KeyError as err:
+            raise ValueError(f"{name!r}: not a scalar parameter; {err.args[0]}") from None
+        if p.columns != (p.name,):
+            raise ValueError(
+                f"{name!r}: {p.name} is a split ({', '.join(p.columns)}); give a scalar parameter"
+            )
+        return p
+
+    # -- shared machinery ------------------------------------------------------
+    def calibrated_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` with each calibrated median re-solved for the row's inputs."""
+        columns = self.resolved.calibrated_columns
+        if not columns:
+            return rows
+        from simseq.psa import solve_by_quadrature
+
+        base = self.calibrate().values
+        rows = rows.copy()
+        for i, row in enumerate(rows):
+            values = solve_by_quadrature(
+                self.scenario,
+                self.evidence,
+                base,
+                self.table.values_of(row),
+                self.horizon,
+                self.path,
+            )
+            for key, col in columns.items():
+                rows[i, col] = values[key]
+        return rows
+
+    def _cases(
+        self,
+        cases: np.ndarray,
+        n_patients: int,
+        seed: int,
+        *,
+        common_streams: bool,
+        label: str,
+        threads,
+        progress,
+        distributed,
+        checkpoints_root,
+        say,
+    ) -> tuple[list[str], dict, dict]:
+        """Simulate rows ``cases`` (n_cases, n_columns): (sequence names, outputs,
+        patient-noise variances), each output float64 (n_cases, n_seq)."""
+        n_seq = len(self.structure.template.seq_names)
+        need = _case_bytes(len(cases), n_seq, self.horizon, self.scenario.simulation.bin_width)
+        if need > MAX_PSA_BYTES:
+            raise ScenarioError(
+                self.path,
+                [
+                    (
+                        label,
+                        len(cases),
+                        f"{len(cases):,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
+                        f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
+                        "draws or a shorter horizon",
+                    )
+                ],
+            )
+        self.calibrate(threads=threads, say=say)
+        model = self.model(self.calibrated_rows(cases), label)
+        if say is not None:
+            say(
+                f"{label}: simulating {len(cases):,} cases x {n_patients:,} patients x "
+                f"{n_seq} sequences ..."
+            )
+        tallies, self.checkpoints = _simulate_cases(
+            model,
+            n_patients,
+            seed,
+            horizon=self.horizon,
+            bin_width=self.scenario.simulation.bin_width,
+            common_streams=common_streams,
+            label=label,
+            threads=threads,
+            progress=progress,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return _case_outputs(model, tallies, n_patients)
+
+    # -- reporting ---------------------------------------------------------------
+    @property
+    def identity(self) -> ScenarioIdentity | None:
+        """The scenario file results belong to (None for a study built from a dict)."""
+        return ScenarioIdentity.of(self.path) if Path(self.path).is_file() else None
+
+    def manifest_header(self) -> dict:
+        """The fields every manifest of this study's results starts with."""
+        identity = self.identity
+        if identity is None:
+            return {**manifest_header(None), "scenario": self.scenario.model_dump(mode="json")}
+        return manifest_header(identity, self.inputs)
+
+    def warnings(self) -> list[str]:
+        """What every output must say about its inputs (transported evidence, renormalised
+        mixes, illustrative numbers, user evidence, assumed calibration targets)."""
+        return resolved_warnings(self.resolved)
+
+    def held_fixed(self) -> list[dict]:
+        """Inputs a PSA holds at their base value, each with why."""
+        return [
+            {
+                "name": p.name,
+                "value": p.base[0] if p.columns == (p.name,) else list(p.base),
+                "because": p.fixed_because,
+            }
+            for p in self.table.held_fixed
+        ]
+
+    def _need_economics(self) -> None:
+        if self.scenario.economics is None:
+            raise ScenarioError(
+                self.path, [("economics", None, "sensitivity analyses need an economics: section")]
+            )
+
+
+def load(path: str | Path) -> Study:
+    """A :class:`Study` of the scenario file at ``path`` (validated and resolved; nothing
+    is simulated or written). Problems raise ``ScenarioError`` naming file and key path."""
+    scenario, inputs = load_scenario_files(str(path))
+    return Study(scenario, path=str(path), inputs=inputs)
+
+
+def _stub(scenario: Scenario) -> dict[str, float]:
+    """Each calibrated median at the geometric mean of its bracket: the structure does
+    not depend on it, and the calibrator replaces it in every row."""
+    stub = {}
+    for tgt in scenario.calibration.targets if scenario.calibration else []:
+        part = tgt.free.split(".")[0]
+        lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        stub[f"{tgt.regimen}.{part}"] = math.sqrt(lo * hi)
+    return stub
+
+
+def _setting(q) -> float | None:
+    """A psa: setting's number (explicit values with an assumption only)."""
+    if q is None:
+        return None
+    if q.value is None:
+        raise ScenarioError("<scenario>", [("psa", q, "psa settings take value + assumption")])
+    return float(q.value)
+
+
+def _checked_patients(n: int) -> int:
+    if not 1 <= n <= MAX_PATIENTS:
+        raise ValueError(f"n_patients {n}: allowed 1 to {MAX_PATIENTS:,}")
+    return int(n)
+
+
+def _checked_seed(seed: int) -> int:
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed {seed}: allowed 0 to 2^63 - 1")
+    return int(seed)
+
+
+def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> float:
+    """Memory the per-case OS histograms and economic sums take (bytes)."""
+    from simseq.engine.codes import N_BATCHES, N_ECON
+    from simseq.simulator import n_bins_for
+
+    return n_cases * n_seq * 8 * (2 * n_bins_for(horizon, bin_width) + N_ECON * N_BATCHES * 2)
+
+
+# --------------------------------------------------------------------------- #
+# Simulation: the one place that chooses local threads or a task backend
+# --------------------------------------------------------------------------- #
+
+
+def _simulate_run(
+    model,
+    n_patients,
+    seed,
+    *,
+    horizon,
+    bin_width,
+    threads,
+    chunk_size,
+    progress,
+    on_compile,
+    distributed,
+    checkpoints_root,
+    say,
+):
+    """(tallies of a run, task checkpoints or None): in one call here, or as patient-range
+    tasks on a backend (``distributed``: backend, scheduler, workers, resume)."""
+    from simseq.outcomes import summary_tallies
+    from simseq.simulator import DEFAULT_CHUNK, simulate
+
+    chunk_size = chunk_size or DEFAULT_CHUNK
+    if not distributed:
+        tallies = simulate(
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            threads=threads,
+            chunk_size=chunk_size,
+            progress=progress,
+            tallies=summary_tallies(model),
+            on_compile=on_compile,
+        )
+        return tallies, None
+    from simseq.backend import run_key, simulate_tasks, task_session
+
+    key = run_key(
+        command="run",
+        model=model.digest(),
+        n=n_patients,
+        seed=seed,
+        horizon=horizon,
+        bin_width=bin_width,
+        task=chunk_size,
+    )
+    with task_session(key, checkpoints_root, threads=threads, say=say, **distributed) as (
+        engine,
+        checkpoints,
+    ):
+        tallies = simulate_tasks(
+            engine,
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            task_size=chunk_size,
+            tallies=summary_tallies(model),
+            checkpoints=checkpoints,
+            progress=None if progress is None else (lambda t: progress(t.hi - t.lo)),
+        )
+    return tallies, checkpoints
+
+
+def _simulate_cases(
+    model,
+    n_patients,
+    seed,
+    *,
+    horizon,
+    bin_width,
+    common_streams,
+    label,
+    threads,
+    progress,
+    distributed,
+    checkpoints_root,
+    say,
+):
+    """(per-case tallies, task checkpoints or None): all cases in one local call, or as
+    draw-range tasks on a backend (checkpointed)."""
+    from simseq.simulator import simulate_draws
+
+    dist = distributed or {}
+    if dist.get("backend", "local") == "local" and not dist.get("resume"):
+        tallies = simulate_draws(
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            threads=threads,
+            common_streams=common_streams,
+        )
+        return tallies, None
+    from simseq.backend import run_key, simulate_draw_tasks, task_session
+
+    # ~2 million trajectories per task: below ~250k the scheduling overhead (~7 ms a
+    # task on a 2-worker LocalCluster) dominates; see README "Running on Dask"
+    per_draw = n_patients * len(model.seq_names)
+    task_draws = dist.get("task_draws") or max(1, -(-2_000_000 // per_draw))
+    key = run_key(
+        patients_per_task=dist.get("task_patients"),
+        command=label,
+        model=model.digest(),
+        n=n_patients,
+        seed=seed,
+        common=common_streams,
+        task=task_draws,
+        bin_width=bin_width,
+    )
+    session = task_session(
+        key,
+        checkpoints_root,
+        resume=bool(dist.get("resume")),
+        backend=dist.get("backend", "local"),
+        threads=threads,
+        scheduler=dist.get("scheduler"),
+        workers=dist.get("workers"),
+        say=say,
+    )
+    with session as (engine, checkpoints):
+        tallies = simulate_draw_tasks(
+            engine,
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            task_draws=task_draws,
+            task_patients=dist.get("task_patients"),
+            common_streams=common_streams,
+            checkpoints=checkpoints,
+            progress=None if progress is None else (lambda t: progress(1)),
+        )
+    return tallies, checkpoints
+
+
+def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
+    """(sequence names, outputs, patient-noise variances) of per-case tallies; each output
+    float64 (n_cases, n_seq): discounted LYs, QALYs, costs and the median OS."""
+    from simseq.outcomes import econ_means, km_curve
+
+    names = list(model.seq_names)
+    n_cases, n_seq = model.n_draws, len(names)
+    outputs = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS}
+    noise = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS[:3]}
+    for d in range(n_cases):
+        for q in range(n_seq):
+            means = econ_means(tallies.econ[d, q], n_patients)
+            for k in OUTPUTS[:3]:
+                outputs[k][d, q], se = means[f"{k}_discounted"]
+                noise[k][d, q] = se * se
+            h = tallies.os_hist[d, q]
+            outputs["os_median"][d, q] = km_curve(h[0], h[1], tallies.bin_width).median()
+    return names, outputs, noise
