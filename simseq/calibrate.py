@@ -328,3 +328,28 @@ def save_cached(directory: Path, result: CalibrationResult) -> Path:
     os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
     return path
+
+
+def calibrate_cached(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    path: str,
+    out_dir: Path | None,
+    *,
+    threads=None,
+    say=None,
+) -> tuple[CalibrationResult, bool, str | None]:
+    """Cached calibration in ``out_dir`` if intact and its inputs are unchanged, else a
+    fresh one: (result, from_cache, note). A cache that fails verification is not used:
+    the note says why, and the calibration is solved again. ``say`` gets progress notes."""
+    expected = input_hash(scenario, evidence)
+    cached, why_not = (None, None) if out_dir is None else load_cached(out_dir, expected)
+    if cached is not None:
+        return cached, True, None
+    note = None if why_not is None else f"{why_not}: calibrated again"
+    if note is not None and say is not None:
+        say(f"[yellow]note:[/yellow] {note}")
+    if say is not None and scenario.calibration is not None:
+        say(f"calibrating {len(scenario.calibration.targets)} targets ...")
+    log = (lambda msg: say(f"  {msg}")) if say is not None else None
+    return calibrate(scenario, evidence, path, threads=threads, progress=log), False, note

@@ -221,7 +221,7 @@ _force = click.option(
 @_scenario_errors
 def validate_cmd(scenario: str) -> None:
     """Check a scenario file: schema, evidence ids, probabilities, distributions."""
-    from simseq.pipeline import validate_file
+    from simseq.commands import validate_file
 
     resolved = validate_file(scenario)
     kinds = [p.kind for p in resolved.provenance]
@@ -252,7 +252,7 @@ def calibrate_cmd(
     scenario: str, out: str | None, force: bool, threads: int | None, quiet: bool
 ) -> None:
     """Solve the scenario's unreported parameters; write OUT/calibration.csv."""
-    from simseq.pipeline import run_calibration
+    from simseq.commands import run_calibration
 
     run_calibration(scenario, out, threads=threads, quiet=quiet, force=force)
 
@@ -312,7 +312,7 @@ def run_cmd(
 
     # first, while nothing heavy is loaded: matplotlib's import then overlaps the engine's
     with ForkedPlotter() as plotter:
-        from simseq.pipeline import run_scenario
+        from simseq.commands import run_scenario
 
         try:
             run_scenario(
@@ -364,7 +364,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
         out = {"machine": bench.machine_info(), "quick": quick, "rows": rows, "missed": missed}
         click.echo(json.dumps(out, indent=2))
     else:
-        from simseq.pipeline import make_console
+        from simseq.commands import make_console
 
         title = "simseq bench" + (" --quick" if quick else "")
         make_console().print(bench.rows_table(rows, title))
@@ -410,7 +410,7 @@ def psa_cmd(
             f"--draws {draws} x --patients {patients} = {draws * patients:,} patients per "
             f"sequence; at most {MAX_PATIENTS:,} (already hours at ~25 million a second)"
         )
-    from simseq.sensitivity import run_psa
+    from simseq.commands import run_psa
 
     run_psa(
         scenario,
@@ -454,7 +454,7 @@ def dsa_cmd(
     distributed,
 ) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
-    from simseq.sensitivity import run_dsa
+    from simseq.commands import run_dsa
 
     run_dsa(
         scenario,
@@ -505,7 +505,7 @@ def sweep_cmd(
     distributed,
 ) -> None:
     """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
-    from simseq.sensitivity import run_sweep
+    from simseq.commands import run_sweep
 
     try:
         run_sweep(

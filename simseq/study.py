@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simseq.calibrate import CalibrationResult
+from simseq.calibrate import CalibrationResult, calibrate_cached
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import BindError, ModelArrays, bind, econ_range_problem
@@ -71,7 +71,10 @@ class Study:
             _setting(self.settings.utility_se_fraction),
             _setting(self.settings.median_se_log),
         )
-        self.structure = self.resolved.structure()
+        try:
+            self.structure = self.resolved.structure()
+        except ValueError as err:  # a model the scenario checks did not foresee
+            raise ScenarioError(self.path, [("(model)", None, str(err))]) from None
         self.calibration: CalibrationResult | None = None
 
     @classmethod
@@ -104,9 +107,7 @@ class Study:
         With ``cache_dir`` an intact cache of the same inputs there is reused
         (``simseq.calibrate``); ``say`` receives progress notes."""
         if self.calibration is None:
-            from simseq.pipeline import get_calibration
-
-            self.calibration, self.calibration_cached, self.calibration_note = get_calibration(
+            self.calibration, self.calibration_cached, self.calibration_note = calibrate_cached(
                 self.scenario,
                 self.evidence,
                 self.path,
@@ -126,15 +127,17 @@ class Study:
                 row[0, col] = values[key]
         return row
 
-    def model(self, rows: np.ndarray, label: str = "model") -> ModelArrays:
-        """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use."""
+    def model(self, rows: np.ndarray, label: str | None = None) -> ModelArrays:
+        """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use
+        (``label`` names the analysis the rows come from, e.g. "PSA")."""
         try:
             model = bind(self.structure, rows)
         except BindError as err:
-            raise ScenarioError(self.path, [(label, None, str(err))]) from None
+            raise ScenarioError(self.path, [(label or "(model)", None, str(err))]) from None
         problem = econ_range_problem(model, self.horizon)
         if problem is not None:
-            raise ScenarioError(self.path, [(f"economics ({label})", None, problem)])
+            where = f"economics ({label})" if label else "economics"
+            raise ScenarioError(self.path, [(where, None, problem)])
         return model
 
     # -- analyses --------------------------------------------------------------
@@ -193,7 +196,7 @@ class Study:
         table (calibrated medians re-solved per row), each simulated with its own random
         streams; statistics over those draws only, with the base case (``run`` at the
         same N and seed) beside them."""
-        self._need_economics()
+        self.need_economics()
         n_draws = n_draws or self.settings.n_draws
         n_patients = n_patients or self.settings.n_patients
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
@@ -229,15 +232,9 @@ class Study:
         of its distribution, the others at base, with common random numbers; the tornado
         is for incremental NMB of ``sequence`` (default: the first that is not the
         reference) against the reference."""
-        self._need_economics()
-        names = list(self.scenario.sequences)
+        self.need_economics()
+        focus = self.focus_sequence(sequence)
         reference = self.scenario.economics.reference
-        focus = sequence or next(s for s in names if s != reference)
-        if focus not in names:
-            raise ScenarioError(
-                self.path,
-                [("--sequence", focus, f"not a sequence; use one of {', '.join(names)}")],
-            )
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
         params, cases = self.table.one_way_rows()
         names, outputs, _ = self._cases(
@@ -268,7 +265,7 @@ class Study:
     ) -> SweepResult:
         """Outcomes over a grid of scalar inputs (by parameter name or key path: each
         value list an axis, every combination a point), common random numbers."""
-        self._need_economics()
+        self.need_economics()
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
         swept = {name: self.scalar_parameter(name) for name in grid}
         points = list(itertools.product(*(list(map(float, v)) for v in grid.values())))
@@ -293,6 +290,19 @@ class Study:
             say=say,
         )
         return SweepResult(self, swept, points, names, outputs, n_patients, seed)
+
+    def focus_sequence(self, sequence: str | None) -> str:
+        """The sequence a tornado is drawn for: ``sequence``, or the first that is not the
+        economic reference; a located error if it is not a sequence."""
+        names = list(self.scenario.sequences)
+        reference = self.scenario.economics.reference
+        focus = sequence or next(s for s in names if s != reference)
+        if focus not in names:
+            raise ScenarioError(
+                self.path,
+                [("--sequence", focus, f"not a sequence; use one of {', '.join(names)}")],
+            )
+        return focus
 
     def scalar_parameter(self, name: str) -> Parameter:
         """The scalar parameter called ``name`` (or used at key path ``name``); ValueError
@@ -413,7 +423,7 @@ class Study:
             for p in self.table.held_fixed
         ]
 
-    def _need_economics(self) -> None:
+    def need_economics(self) -> None:
         if self.scenario.economics is None:
             raise ScenarioError(
                 self.path, [("economics", None, "sensitivity analyses need an economics: section")]
@@ -425,6 +435,38 @@ def load(path: str | Path) -> Study:
     is simulated or written). Problems raise ``ScenarioError`` naming file and key path."""
     scenario, inputs = load_scenario_files(str(path))
     return Study(scenario, path=str(path), inputs=inputs)
+
+
+def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
+    """'NAME=LO:HI:STEPS' -> (name, STEPS evenly spaced values from LO to HI)."""
+    name, sep, rng = spec.partition("=")
+    parts = rng.split(":")
+    if not sep or not name or len(parts) != 3:
+        raise ValueError(f"--param {spec!r}: expected NAME=LO:HI:STEPS, e.g. {_EXAMPLE}")
+    try:
+        lo, hi, steps = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"--param {spec!r}: LO and HI must be numbers, STEPS an integer") from None
+    if steps < 2:
+        raise ValueError(f"--param {spec!r}: STEPS must be >= 2")
+    return name, np.linspace(lo, hi, steps)
+
+
+_EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
+
+
+def model_of(resolved: Resolved, path: str) -> ModelArrays:
+    """The model of a resolution at its base values, or a located ``ScenarioError`` for
+    what the scenario checks cannot see alone: a model the compiler refuses, or economics
+    whose per-patient totals could exceed what the engine sums exactly."""
+    try:
+        model = bind(resolved.structure())
+    except ValueError as err:  # a model the scenario checks did not foresee
+        raise ScenarioError(path, [("(model)", None, str(err))]) from None
+    problem = econ_range_problem(model, resolved.horizon)
+    if problem is not None:
+        raise ScenarioError(path, [("economics", None, problem)])
+    return model
 
 
 def _stub(scenario: Scenario) -> dict[str, float]:

@@ -187,15 +187,15 @@ def test_same_seed_identical_summary_across_threads_and_chunks(tmp_path):
 
 
 def test_ctrl_c_leaves_no_results_directory(tmp_path, monkeypatch):
-    import simseq.pipeline
+    import simseq.simulator
 
-    real = simseq.pipeline.simulate
+    real = simseq.simulator.simulate
 
     def interrupted(*args, **kwargs):
         kwargs["progress"] = lambda n: (_ for _ in ()).throw(KeyboardInterrupt)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(simseq.pipeline, "simulate", interrupted)
+    monkeypatch.setattr(simseq.simulator, "simulate", interrupted)
     out = tmp_path / "res"
     result = invoke("run", TINY, "--out", out, "--quiet")
     assert result.exit_code == 130

@@ -58,7 +58,7 @@ def test_empty_curve_summaries_are_null_not_nan():
 
 
 def test_psa_interval_counts_draws_where_a_median_was_not_reached():
-    from simseq.sensitivity import _interval
+    from simseq.results import _interval
 
     assert _interval(np.array([1.0, 2.0, 3.0, np.inf])) == {
         "mean": 2.0,
@@ -77,7 +77,7 @@ def test_psa_interval_counts_draws_where_a_median_was_not_reached():
 def test_psa_table_prints_medians_not_reached(capsys):
     from rich.console import Console
 
-    from simseq.sensitivity import _print_psa
+    from simseq.report import print_psa_table
 
     block = {"mean": 1.0, "ci95": [0.5, 1.5]}
     summary = {
@@ -95,7 +95,7 @@ def test_psa_table_prints_medians_not_reached(capsys):
         },
         "warnings": [],
     }
-    _print_psa(Console(width=200), summary)
+    print_psa_table(Console(width=200), summary)
     assert "NR (NR-NR)" in capsys.readouterr().out
 
 

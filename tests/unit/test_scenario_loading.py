@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from simseq.cli import main
+from simseq.commands import validate_file
 from simseq.evidence import load_evidence
 from simseq.limits import (
     MAX_EXTENDS_DEPTH,
@@ -23,7 +24,6 @@ from simseq.limits import (
     MAX_YAML_DEPTH,
     TALLY_BYTES_PER_BIN,
 )
-from simseq.pipeline import validate_file
 from simseq.resolve import resolve
 from simseq.scenario import ScenarioError, brief, load_scenario
 from simseq.yamlio import load_yaml
