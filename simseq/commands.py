@@ -200,25 +200,12 @@ def run_calibration(
     return cal, cmd.out_dir
 
 
-def _analysis(name: str, path, out, threads, quiet, console, distributed, force):
-    """A PSA, DSA or sweep session: scenario checked (economics, optional backends)
-    before the directory is touched."""
-    check_optional_dependencies(backend=(distributed or {}).get("backend", "local"))
-    cmd = _Command(name, path, out, quiet=quiet, console=console, force=force, subdir=name)
-    cmd.study.need_economics()
-    return cmd
-
-
-def _calibrate_beside(cmd: _Command, threads) -> None:
-    """Calibrate, reusing the cache `simseq run` keeps beside psa/, dsa/ and sweep/."""
-    cmd.study.calibrate(threads=threads, say=cmd.say, cache_dir=cmd.out_dir.parent)
-
-
-def run_psa(
-    path: str | Path,
+def _analysis(
+    name: str,
+    path,
+    compute,
     *,
-    n_draws: int | None = None,
-    n_patients: int | None = None,
+    check=None,
     seed: int | None = None,
     threads: int | None = None,
     out: str | Path | None = None,
@@ -226,123 +213,101 @@ def run_psa(
     console: Console | None = None,
     distributed: dict | None = None,
     force: bool = False,
-) -> tuple[dict, Path]:
-    """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write."""
-    cmd = _analysis("psa", path, out, threads, quiet, console, distributed, force)
+):
+    """A PSA, DSA or sweep: (result, command session). The scenario is checked (economics,
+    optional backends, ``check(study)``) before the directory is touched; calibration
+    reuses the cache `simseq run` keeps beside psa/, dsa/ and sweep/; ``compute(study,
+    seed, **how)`` runs the analysis."""
+    check_optional_dependencies(backend=(distributed or {}).get("backend", "local"))
+    cmd = _Command(name, path, out, quiet=quiet, console=console, force=force, subdir=name)
+    cmd.study.need_economics()
+    if check is not None:
+        check(cmd.study)
     with cmd.staged() as stage:
-        _calibrate_beside(cmd, threads)
-        n = n_draws or cmd.study.settings.n_draws
-        with cmd.progress("PSA: tasks", -(-n // 1)) as advance:
-            result = cmd.study.psa(
-                n_draws,
-                n_patients,
-                seed,
-                threads=threads,
-                progress=advance,
-                distributed=distributed,
-                checkpoints_root=stage.checkpoints,
-                say=cmd.say,
-            )
+        cmd.study.calibrate(threads=threads, say=cmd.say, cache_dir=cmd.out_dir.parent)
+        result = compute(
+            cmd.study,
+            seed,
+            threads=threads,
+            distributed=distributed,
+            checkpoints_root=stage.checkpoints,
+            say=cmd.say,
+        )
         result.write(stage, manifest={"seconds": cmd.seconds()})
-    _clear_checkpoints(cmd)
-    if not quiet:
+    checkpoints = getattr(cmd.study, "checkpoints", None)
+    if checkpoints is not None:
+        checkpoints.clear()  # the results are written: drop the distributed tasks'
+    return result, cmd
+
+
+def run_psa(
+    path: str | Path, *, n_draws: int | None = None, n_patients: int | None = None, **options
+) -> tuple[dict, Path]:
+    """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write.
+    ``options``: seed, threads, out, quiet, console, distributed, force."""
+    result, cmd = _analysis(
+        "psa",
+        path,
+        lambda study, seed, **how: study.psa(n_draws, n_patients, seed, **how),
+        **options,
+    )
+    if not cmd.quiet:
         print_psa_table(cmd.console, result.summary_dict)
         cmd.console.print(f"PSA results written to {cmd.out_dir}/ ({cmd.seconds():.1f} s)")
     return result.summary_dict, cmd.out_dir
 
 
 def run_dsa(
-    path: str | Path,
-    *,
-    n_patients: int = 100_000,
-    seed: int | None = None,
-    sequence: str | None = None,
-    threads: int | None = None,
-    out: str | Path | None = None,
-    quiet: bool = False,
-    console: Console | None = None,
-    distributed: dict | None = None,
-    force: bool = False,
+    path: str | Path, *, n_patients: int = 100_000, sequence: str | None = None, **options
 ) -> tuple[dict, Path]:
     """``simseq dsa``: every uncertain input at its low and high value, the others at base,
     with common random numbers; tornado diagrams for NMB and median OS."""
-    cmd = _analysis("dsa", path, out, threads, quiet, console, distributed, force)
-    cmd.study.focus_sequence(sequence)  # a bad --sequence is refused before any work
-    with cmd.staged() as stage:
-        _calibrate_beside(cmd, threads)
-        result = cmd.study.dsa(
-            n_patients,
-            seed,
-            sequence=sequence,
-            threads=threads,
-            distributed=distributed,
-            checkpoints_root=stage.checkpoints,
-            say=cmd.say,
-        )
-        result.write(stage, manifest={"seconds": cmd.seconds()})
-    _clear_checkpoints(cmd)
-    if not quiet:
+    result, cmd = _analysis(
+        "dsa",
+        path,
+        lambda study, seed, **how: study.dsa(n_patients, seed, sequence=sequence, **how),
+        check=lambda study: study.focus_sequence(sequence),
+        **options,
+    )
+    if not cmd.quiet:
         print_dsa_table(cmd.console, result.summary_dict)
         cmd.console.print(f"DSA results written to {cmd.out_dir}/")
     return result.summary_dict, cmd.out_dir
 
 
 def run_sweep(
-    path: str | Path,
-    specs: list[str],
-    *,
-    n_patients: int = 100_000,
-    seed: int | None = None,
-    threads: int | None = None,
-    out: str | Path | None = None,
-    quiet: bool = False,
-    console: Console | None = None,
-    distributed: dict | None = None,
-    force: bool = False,
+    path: str | Path, specs: list[str], *, n_patients: int = 100_000, **options
 ) -> tuple[list[dict], Path]:
-    """``simseq sweep``: a grid over named parameters (common random numbers) to a tidy table.
-    ``specs``: NAME=LO:HI:STEPS each."""
+    """``simseq sweep``: a grid over named parameters (common random numbers) to a tidy
+    table. ``specs``: NAME=LO:HI:STEPS each."""
     grid = dict(parse_sweep(s) for s in specs)
-    cmd = _analysis("sweep", path, out, threads, quiet, console, distributed, force)
-    for name in grid:
-        try:
-            cmd.study.scalar_parameter(name)
-        except ValueError as err:
-            raise ValueError(f"--param {err}") from None
-    with cmd.staged() as stage:
-        _calibrate_beside(cmd, threads)
-        result = cmd.study.sweep(
-            grid,
-            n_patients,
-            seed,
-            threads=threads,
-            distributed=distributed,
-            checkpoints_root=stage.checkpoints,
-            say=cmd.say,
-        )
-        if not quiet:
-            for name, paths in result.moved.items():
-                cmd.console.print(
-                    f"sweep: {name} moves {len(paths)} input(s), which share its evidence: "
-                    + ", ".join(paths)
-                )
-        result.write(stage, manifest={"seconds": cmd.seconds()})
-    _clear_checkpoints(cmd)
-    if not quiet:
+
+    def check(study: Study) -> None:
+        for name in grid:
+            try:
+                study.scalar_parameter(name)
+            except ValueError as err:
+                raise ValueError(f"--param {err}") from None
+
+    result, cmd = _analysis(
+        "sweep",
+        path,
+        lambda study, seed, **how: study.sweep(grid, n_patients, seed, **how),
+        check=check,
+        **options,
+    )
+    if not cmd.quiet:
+        for name, paths in result.moved.items():
+            cmd.console.print(
+                f"sweep: {name} moves {len(paths)} input(s), which share its evidence: "
+                + ", ".join(paths)
+            )
         cmd.notes(cmd.study.warnings())
-        n_points = len(result.points)
         cmd.console.print(
-            f"sweep: {n_points} points x {len(result.names)} sequences written to "
+            f"sweep: {len(result.points)} points x {len(result.names)} sequences written to "
             f"{cmd.out_dir / 'sweep.csv'}"
         )
     return result.row_dicts, cmd.out_dir
-
-
-def _clear_checkpoints(cmd: _Command) -> None:
-    """The results are written: drop the distributed tasks' checkpoints."""
-    checkpoints = getattr(cmd.study, "checkpoints", None)
-    if checkpoints is not None:
-        checkpoints.clear()
 
 
 def validate_file(path: str | Path):

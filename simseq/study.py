@@ -185,22 +185,20 @@ class Study:
         n_draws: int | None = None,
         n_patients: int | None = None,
         seed: int | None = None,
-        *,
-        threads: int | None = None,
-        progress: Progress | None = None,
-        distributed: dict | None = None,
-        checkpoints_root: Path | None = None,
-        say: Say | None = None,
+        **execution,
     ) -> PSAResult:
         """Probabilistic sensitivity analysis: ``n_draws`` random rows of the parameter
         table (calibrated medians re-solved per row), each simulated with its own random
         streams; statistics over those draws only, with the base case (``run`` at the
-        same N and seed) beside them."""
+        same N and seed) beside them. ``execution``: threads, progress, distributed,
+        checkpoints_root, say, as for ``run``."""
         self.need_economics()
         n_draws = n_draws or self.settings.n_draws
         n_patients = n_patients or self.settings.n_patients
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
-        base = self.run(n_patients, seed, threads=threads, say=say)
+        base = self.run(
+            n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
+        )
         draws = self.table.draw(n_draws, seed)
         names, outputs, noise = self._cases(
             draws,
@@ -208,11 +206,7 @@ class Study:
             seed,
             common_streams=False,
             label="PSA",
-            threads=threads,
-            progress=progress,
-            distributed=distributed,
-            checkpoints_root=checkpoints_root,
-            say=say,
+            **execution,
         )
         return PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
 
@@ -222,11 +216,7 @@ class Study:
         seed: int | None = None,
         *,
         sequence: str | None = None,
-        threads: int | None = None,
-        progress: Progress | None = None,
-        distributed: dict | None = None,
-        checkpoints_root: Path | None = None,
-        say: Say | None = None,
+        **execution,
     ) -> DSAResult:
         """One-way sensitivity analysis: each uncertain input at the 2.5% and 97.5% points
         of its distribution, the others at base, with common random numbers; the tornado
@@ -243,11 +233,7 @@ class Study:
             seed,
             common_streams=True,
             label="DSA",
-            threads=threads,
-            progress=progress,
-            distributed=distributed,
-            checkpoints_root=checkpoints_root,
-            say=say,
+            **execution,
         )
         return DSAResult(self, params, cases, names, outputs, n_patients, seed, focus, reference)
 
@@ -256,12 +242,7 @@ class Study:
         grid: Mapping[str, Sequence[float]],
         n_patients: int = 100_000,
         seed: int | None = None,
-        *,
-        threads: int | None = None,
-        progress: Progress | None = None,
-        distributed: dict | None = None,
-        checkpoints_root: Path | None = None,
-        say: Say | None = None,
+        **execution,
     ) -> SweepResult:
         """Outcomes over a grid of scalar inputs (by parameter name or key path: each
         value list an axis, every combination a point), common random numbers."""
@@ -283,11 +264,7 @@ class Study:
             seed,
             common_streams=True,
             label="sweep",
-            threads=threads,
-            progress=progress,
-            distributed=distributed,
-            checkpoints_root=checkpoints_root,
-            say=say,
+            **execution,
         )
         return SweepResult(self, swept, points, names, outputs, n_patients, seed)
 
@@ -348,11 +325,11 @@ class Study:
         *,
         common_streams: bool,
         label: str,
-        threads,
-        progress,
-        distributed,
-        checkpoints_root,
-        say,
+        threads: int | None = None,
+        progress: Progress | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
     ) -> tuple[list[str], dict, dict]:
         """Simulate rows ``cases`` (n_cases, n_columns): (sequence names, outputs,
         patient-noise variances), each output float64 (n_cases, n_seq)."""
