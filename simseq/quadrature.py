@@ -89,32 +89,36 @@ def _check_model(model: ModelArrays) -> None:
         raise ValueError(problem)
 
 
-def covariate_mixture(model: ModelArrays) -> tuple[np.ndarray, np.ndarray]:
-    """The covariate patterns as mixture weights and per-clock hazard multipliers.
+def covariate_mixture(
+    model: ModelArrays, lo: int = 0, hi: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The covariate patterns as mixture weights and per-clock hazard multipliers, for
+    draws lo..hi (default all).
 
     Returns
     -------
-    weights : ndarray(float64, shape=(n_draws, n_patterns))
+    weights : ndarray(float64, shape=(hi - lo, n_patterns))
         Probability of each pattern (2^n_cov of them; pattern p has covariate k iff
-        bit k of p is set), from the prevalences; (n_draws, 1) of ones without
-        covariates.
-    multiplier : ndarray(float64, shape=(n_draws, n_patterns, n_clocks))
+        bit k of p is set), from the prevalences; a column of ones without covariates.
+    multiplier : ndarray(float64, shape=(hi - lo, n_patterns, n_clocks))
         ``clock_hr * exp(sum_k x_k log HR_ck)``: what multiplies each clock's baseline
         cumulative hazard for a patient with that pattern (as in the engine).
     """
     n_cov = len(model.cov_names)
     if n_cov > MAX_COVARIATES:
         _check_model(model)
+    hi = model.n_draws if hi is None else hi
     n_pat = 1 << n_cov
     has = (np.arange(n_pat)[:, None] >> np.arange(n_cov)[None, :]) & 1  # (n_pat, n_cov)
-    prev = model.cov_prevalence  # (n_draws, n_cov)
-    weights = np.ones((model.n_draws, n_pat))
-    lin = np.zeros((model.n_draws, n_pat, model.clock_hr.shape[1]))
+    prev = model.cov_prevalence[lo:hi]  # (m, n_cov)
+    log_hr = model.cov_log_hr[lo:hi]  # (m, n_clocks, n_cov)
+    weights = np.ones((hi - lo, n_pat))
+    lin = np.zeros((hi - lo, n_pat, model.clock_hr.shape[1]))
     for k in range(n_cov):  # in covariate order, so each row sums the same way
         on = has[:, k].astype(bool)
         weights = weights * np.where(on[None, :], prev[:, k : k + 1], 1.0 - prev[:, k : k + 1])
-        lin = lin + np.where(on[None, :, None], model.cov_log_hr[:, None, :, k], 0.0)
-    return weights, model.clock_hr[:, None, :] * np.exp(lin)
+        lin = lin + np.where(on[None, :, None], log_hr[:, None, :, k], 0.0)
+    return weights, model.clock_hr[lo:hi, None, :] * np.exp(lin)
 
 
 def _sequence_order(model: ModelArrays, seq_idx: int) -> list[int]:
@@ -220,17 +224,15 @@ def _exit_masses(hz: _Hazards, clocks, edge_surv, mids: str, need):
 
 
 def _cmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Complex a * b with every real operation rounded on its own.
+    """Complex a * b into a new array, never into a temporary operand.
 
-    NumPy's complex multiply fuses operations in its SIMD loop but not on every path
-    (e.g. not when it reuses a temporary of >= 256 KiB for the result), so a row's
-    product could depend on how many rows share the array; real multiplies and adds
-    are correctly rounded on any path.
+    NumPy's SIMD complex multiply fuses multiply-adds; written as ``a * b`` with a
+    temporary operand of >= 256 KiB, NumPy reuses that operand for the result and
+    takes a loop that does not fuse, so a row's product would depend on how many
+    rows share the array. An output of its own keeps every size on the same loop
+    (``test_draws_and_chunks_do_not_change_a_row`` checks it).
     """
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape), np.complex128)
-    out.real = a.real * b.real - a.imag * b.imag
-    out.imag = a.real * b.imag + a.imag * b.real
-    return out
+    return np.multiply(a, b, out=np.empty(np.broadcast_shapes(a.shape, b.shape), np.complex128))
 
 
 def _onward(model: ModelArrays, clocks: list[int]) -> list[int]:
@@ -294,6 +296,67 @@ def _chunks(n_draws: int, n_points: int, chunk_draws: int | None):
         yield lo, min(n_draws, lo + rows)
 
 
+def _os_chunks(model: ModelArrays, seq_idx: int, t: np.ndarray, chunk_draws: int | None):
+    """(lo, hi, S) per chunk of draws: OS on the grid ``t``, float64 (hi - lo, len(t))."""
+    if not 0 <= seq_idx < len(model.seq_names):
+        raise ValueError(
+            f"seq_idx {seq_idx} out of range: the model has {len(model.seq_names)} sequences"
+        )
+    _check_model(model)
+    n = len(t) - 1
+    step = t[1]
+    # (j + 1/2) step and j step exactly as psa.os_median_by_quadrature's lags and grid
+    times = {
+        "grid": t,
+        "mid": (np.arange(n) + 0.5) * step,
+        "late_mid": np.concatenate(([0.25 * step], t[1:n])),
+    }
+    size = scipy.fft.next_fast_len(2 * n - 1, True)  # linear, not circular, convolution
+    order = _sequence_order(model, seq_idx)
+    for lo, hi in _chunks(model.n_draws, n + 1, chunk_draws):
+        weights, multiplier = covariate_mixture(model, lo, hi)
+        hz = _Hazards(model, times, lo, hi)
+        surv = np.empty((hi - lo, n + 1))
+        surv[:, 0] = 1.0
+        mixed = None
+        for p in range(weights.shape[1]):
+            hz.set_pattern(multiplier[:, p])
+            alive = _alive_one_pattern(model, order, hz, n, size)
+            if weights.shape[1] > 1:
+                alive = weights[:, p, None] * alive
+            mixed = alive if mixed is None else mixed + alive
+        surv[:, 1:] = mixed
+        yield lo, hi, surv
+
+
+def _sojourn_chunks(model: ModelArrays, state_idx: int, t: np.ndarray, chunk_draws: int | None):
+    """(lo, hi, S) per chunk of draws: sojourn survival on ``t``, (hi - lo, len(t))."""
+    if not 0 <= state_idx < model.n_states:
+        raise ValueError(
+            f"state_idx {state_idx} out of range: the model has {model.n_states} states"
+        )
+    _check_model(model)
+    clocks = list(range(model.state_clock_lo[state_idx], model.state_clock_hi[state_idx]))
+    for lo, hi in _chunks(model.n_draws, len(t), chunk_draws):
+        weights, multiplier = covariate_mixture(model, lo, hi)
+        hz = _Hazards(model, {"grid": t}, lo, hi)
+        mixed = None
+        for p in range(weights.shape[1]):
+            hz.set_pattern(multiplier[:, p])
+            alive = np.exp(-hz.total(clocks, "grid"))
+            if weights.shape[1] > 1:
+                alive = weights[:, p, None] * alive
+            mixed = alive if mixed is None else mixed + alive
+        yield lo, hi, mixed
+
+
+def _assemble(n_draws: int, t: np.ndarray, chunks) -> np.ndarray:
+    surv = np.empty((n_draws, len(t)))
+    for lo, hi, part in chunks:
+        surv[lo:hi] = part
+    return surv
+
+
 def os_survival(
     model: ModelArrays,
     seq_idx: int,
@@ -324,35 +387,25 @@ def os_survival(
     S : ndarray(float64, shape=(n_draws, n_grid))
         Overall survival at ``t``; ``S[:, 0] == 1``. Accurate to O(step^2).
     """
-    if not 0 <= seq_idx < len(model.seq_names):
-        raise ValueError(
-            f"seq_idx {seq_idx} out of range: the model has {len(model.seq_names)} sequences"
-        )
-    _check_model(model)
     t = time_grid(horizon, step)
-    n = len(t) - 1
-    # (j + 1/2) step, j/2 step exactly as psa.os_median_by_quadrature's lags and grid
-    times = {
-        "grid": t,
-        "mid": (np.arange(n) + 0.5) * step,
-        "late_mid": np.concatenate(([0.25 * step], t[1:n])),
-    }
-    size = scipy.fft.next_fast_len(2 * n - 1, True)  # linear, not circular, convolution
-    order = _sequence_order(model, seq_idx)
-    weights, multiplier = covariate_mixture(model)
-    surv = np.empty((model.n_draws, n + 1))
-    surv[:, 0] = 1.0
-    for lo, hi in _chunks(model.n_draws, n + 1, chunk_draws):
-        hz = _Hazards(model, times, lo, hi)
-        mixed = None
-        for p in range(weights.shape[1]):
-            hz.set_pattern(multiplier[lo:hi, p])
-            alive = _alive_one_pattern(model, order, hz, n, size)
-            if weights.shape[1] > 1:
-                alive = weights[lo:hi, p, None] * alive
-            mixed = alive if mixed is None else mixed + alive
-        surv[lo:hi, 1:] = mixed
-    return t, surv
+    return t, _assemble(model.n_draws, t, _os_chunks(model, seq_idx, t, chunk_draws))
+
+
+def os_median(
+    model: ModelArrays,
+    seq_idx: int,
+    horizon: float,
+    step: float = QUAD_STEP,
+    *,
+    chunk_draws: int | None = None,
+) -> np.ndarray:
+    """``median_of(*os_survival(...))`` chunk by chunk, without holding every curve:
+    float64 (n_draws,), months (inf where OS stays above 1/2 to the horizon)."""
+    t = time_grid(horizon, step)
+    out = np.empty(model.n_draws)
+    for lo, hi, surv in _os_chunks(model, seq_idx, t, chunk_draws):
+        out[lo:hi] = median_of(t, surv)
+    return out
 
 
 def sojourn_survival(
@@ -374,26 +427,24 @@ def sojourn_survival(
     S : ndarray(float64, shape=(n_draws, n_grid))
         Sojourn survival at ``t``; ``S[:, 0] == 1``.
     """
-    if not 0 <= state_idx < model.n_states:
-        raise ValueError(
-            f"state_idx {state_idx} out of range: the model has {model.n_states} states"
-        )
-    _check_model(model)
     t = time_grid(horizon, step)
-    clocks = list(range(model.state_clock_lo[state_idx], model.state_clock_hi[state_idx]))
-    weights, multiplier = covariate_mixture(model)
-    surv = np.empty((model.n_draws, len(t)))
-    for lo, hi in _chunks(model.n_draws, len(t), chunk_draws):
-        hz = _Hazards(model, {"grid": t}, lo, hi)
-        mixed = None
-        for p in range(weights.shape[1]):
-            hz.set_pattern(multiplier[lo:hi, p])
-            alive = np.exp(-hz.total(clocks, "grid"))
-            if weights.shape[1] > 1:
-                alive = weights[lo:hi, p, None] * alive
-            mixed = alive if mixed is None else mixed + alive
-        surv[lo:hi] = mixed
-    return t, surv
+    return t, _assemble(model.n_draws, t, _sojourn_chunks(model, state_idx, t, chunk_draws))
+
+
+def sojourn_median(
+    model: ModelArrays,
+    state_idx: int,
+    horizon: float,
+    step: float = QUAD_STEP,
+    *,
+    chunk_draws: int | None = None,
+) -> np.ndarray:
+    """``median_of(*sojourn_survival(...))`` chunk by chunk: float64 (n_draws,), months."""
+    t = time_grid(horizon, step)
+    out = np.empty(model.n_draws)
+    for lo, hi, surv in _sojourn_chunks(model, state_idx, t, chunk_draws):
+        out[lo:hi] = median_of(t, surv)
+    return out
 
 
 def median_of(t: np.ndarray, S: np.ndarray) -> np.ndarray:

@@ -30,9 +30,9 @@ from simseq.outcomes import tally_curve
 from simseq.quadrature import (
     QUAD_STEP,
     median_of,
-    os_survival,
+    os_median,
     quadrature_problem,
-    sojourn_survival,
+    sojourn_median,
 )
 from simseq.roots import solve_monotone
 from simseq.simulator import simulate, simulate_draws
@@ -258,8 +258,8 @@ def _summary(
     if method == "simulation":
         return _engine_medians(model, tgt, horizon, simulation)
     if tgt.kind == OS_FROM_LINE_START:
-        return median_of(*os_survival(model, tgt.index, horizon, step))
-    return median_of(*sojourn_survival(model, tgt.index, horizon, step))
+        return os_median(model, tgt.index, horizon, step)
+    return sojourn_median(model, tgt.index, horizon, step)
 
 
 def _changed_sequences(model: ModelArrays, other: ModelArrays) -> set[int]:

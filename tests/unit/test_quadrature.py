@@ -32,7 +32,9 @@ from simseq.quadrature import (
     MAX_COVARIATES,
     covariate_mixture,
     median_of,
+    os_median,
     os_survival,
+    sojourn_median,
     sojourn_survival,
     time_grid,
 )
@@ -91,6 +93,7 @@ def test_cohort_medians_match_the_scalar_quadrature(scenario):
         got = median_of(*os_survival(model, 0, HORIZON))
         want = [os_median_by_quadrature(*_cohort_parts(r), HORIZON) for r in resolved]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+        assert np.array_equal(os_median(model, 0, HORIZON, chunk_draws=2), got)
 
 
 def test_draws_and_chunks_do_not_change_a_row():
@@ -272,9 +275,9 @@ def test_sojourn_survival_is_the_minimum_of_the_clocks():
     want = death.survival(t) * (0.6 * prog.survival(t) + 0.4 * prog.survival(t) ** 3.0)
     np.testing.assert_allclose(surv[0], want, rtol=1e-13, atol=1e-15)
     plain = compile_model([SequenceModel("s", (State("L", (Clock(prog, (_death(),)),)),))])
-    assert median_of(*sojourn_survival(plain, 0, 60.0))[0] == pytest.approx(
-        float(prog.median()), abs=1e-5
-    )
+    median = median_of(*sojourn_survival(plain, 0, 60.0))
+    assert median[0] == pytest.approx(float(prog.median()), abs=1e-5)
+    assert np.array_equal(sojourn_median(plain, 0, 60.0), median)
 
 
 def test_median_of_interpolates_like_the_scalar_quadrature():
