@@ -57,14 +57,20 @@ def psa_draws():
     cohorts = [[resolve(sc, ev, BASE_VALUES, cohort_regimen=t.regimen, overrides=ov)
                 for t in tgts] for ov in draws]  # fmt: skip
     model = stack_draws([compile_model([r.sequences[0] for r in row]) for row in cohorts])
-    pps = [
-        int(model.state_clock_lo[model.state_index(f"cohort:{t.regimen}", f"PPS after L2:{t.regimen}")])
-        for t in tgts
-    ]  # fmt: skip
+    states = [model.state_index(f"cohort:{t.regimen}", f"PPS after L2:{t.regimen}") for t in tgts]
     goals = np.array([[_target_value(sc, ev, t, ov) for t in tgts] for ov in draws])
     bounds = [tuple(sc.regimens[t.regimen].after_progression.median.calibrate.bounds) for t in tgts]
-    return {"sc": sc, "ev": ev, "draws": draws, "cohorts": cohorts, "model": model, "pps": pps,
-            "goals": goals, "bounds": bounds, "keys": [f"{t.regimen}.after_progression" for t in tgts]}  # fmt: skip
+    return {
+        "sc": sc,
+        "ev": ev,
+        "draws": draws,
+        "cohorts": cohorts,
+        "model": model,
+        "pps": [int(model.state_clock_lo[s]) for s in states],
+        "goals": goals,
+        "bounds": bounds,
+        "keys": [f"{t.regimen}.after_progression" for t in tgts],
+    }
 
 
 def _time(benchmark, name, fn):
