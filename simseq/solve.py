@@ -219,15 +219,23 @@ def _engine_medians(
     (common random numbers), so that the simulated summary is a continuous, monotone
     function of the free median and a draw's value does not depend on the others.
 
-    OS: the draws' histograms from one ``simulate_draws`` call. Time on a line: one
-    ``simulate`` per draw (the per-draw kernel has no sojourn tally).
+    Only the target's sequence is walked, without economics. OS: the draws'
+    histograms from one ``simulate_draws`` call. Time on a line: one ``simulate`` per
+    draw (the all-draws kernel keeps no sojourn tally).
     """
     n, seed = simulation["n_patients"], simulation["seed"]
     width = simulation["bin_width"]
+    q = _sequence_of(model, tgt)
+    alone = dataclasses.replace(
+        model,
+        seq_names=(model.seq_names[q],),
+        seq_start_state=model.seq_start_state[q : q + 1],
+        has_economics=False,
+    )
     if tgt.kind == OS_FROM_LINE_START:
         hist = simulate_draws(
-            model, n, seed, horizon=horizon, bin_width=width, common_streams=True
-        ).os_hist[:, tgt.index]
+            alone, n, seed, horizon=horizon, bin_width=width, common_streams=True
+        ).os_hist[:, 0]
         events, censored = hist[:, 0].astype(np.float64), hist[:, 1].astype(np.float64)
         # Kaplan-Meier at the bin edges, as outcomes.km_curve, for every draw at once
         at_risk = n - np.concatenate(
@@ -240,7 +248,7 @@ def _engine_medians(
     out = np.empty(model.n_draws)
     for d in range(model.n_draws):
         tallies = simulate(
-            take_draws(model, np.array([d])),
+            take_draws(alone, np.array([d])),
             n,
             seed,
             horizon=horizon,
@@ -294,8 +302,15 @@ def _groups(targets, model_at, free, model) -> list[list[int]]:
 
     for j, tgt in enumerate(targets):
         trial = free.copy()
-        trial[:, j] = np.sqrt(trial[:, j] * tgt.bounds[1])  # halfway to the top, in log
-        moved = _changed_sequences(model, model_at(trial))
+        trial[:, j] *= 1.25
+        other = model_at(trial)
+        for name in ("clock_family", "state_clock_lo", "clock_dest_lo", "dest_state"):
+            if not np.array_equal(getattr(model, name), getattr(other, name)):
+                raise ValueError(
+                    f"model_at changes the model's structure ({name}) with free median {j}; "
+                    "it may only change numbers"
+                )
+        moved = _changed_sequences(model, other)
         if seqs[j] not in moved:
             raise ValueError(
                 f"{tgt.label or f'target {j}'}: model_at does not change {_where(model, tgt)} "
@@ -377,6 +392,10 @@ def calibrate_draws(
         lo, hi = tgt.bounds
         if not 0 < lo < hi < np.inf:
             raise ValueError(f"{name}: bounds {tgt.bounds} must satisfy 0 < lo < hi")
+        bad = ~(np.asarray(tgt.value) > 0) | ~np.isfinite(tgt.value)
+        if bad.any():
+            d = int(np.argmax(bad))
+            raise ValueError(f"{name}: draw {d}'s value is {tgt.value[d]}; it must be > 0 months")
     if method is not None and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     n_t = len(targets)

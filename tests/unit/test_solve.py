@@ -7,6 +7,7 @@ equal the draw solved alone exactly. Simulation is compared with quadrature with
 summary, carried to the free median through the quadrature's slope).
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -270,6 +271,15 @@ def test_targets_are_validated():
     with pytest.raises(ValueError, match=r"bounds \(2, 1\) must satisfy 0 < lo < hi"):
         calibrate_draws([DrawTarget("median_time_on_line", 0, np.array([1.0]), (2, 1))], at,
                         horizon=12)  # fmt: skip
+    with pytest.raises(ValueError, match="t: draw 1's value is nan; it must be > 0 months"):
+        calibrate_draws([DrawTarget("median_time_on_line", 0, np.array([1.0, np.nan]), (1, 2),
+                                    "t")], at, horizon=12)  # fmt: skip
+    other = _coupled_model([5.0], [5.0])
+    other = dataclasses.replace(other, dest_state=other.dest_state[::-1].copy())
+    with pytest.raises(ValueError, match=r"changes the model's structure \(dest_state\)"):
+        calibrate_draws([DrawTarget("median_time_on_line", 0, np.array([4.0]), (1, 20))],
+                        lambda free: other if free[0, 0] > 5 else at(free), horizon=12,
+                        start=np.array([[4.5]]))  # fmt: skip
 
 
 # --------------------------------------------------------------- the engine
