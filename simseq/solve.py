@@ -376,6 +376,12 @@ def calibrate_draws(
     Returns
     -------
     DrawCalibration
+
+    Notes
+    -----
+    Which targets share a cohort is found by asking ``model_at`` once per target with
+    that target's free median moved: targets are swept together when a free median
+    changes the numbers of another target's sequence.
     """
     targets = tuple(targets)
     if not targets:
@@ -405,7 +411,7 @@ def calibrate_draws(
         free = np.array(start, np.float64).reshape(n_draws, n_t)
     model = model_at(free)
     if model.n_draws != n_draws:
-        raise ValueError(f"model_at returned {model.n_draws} draws for {n_draws} targets rows")
+        raise ValueError(f"model_at returned {model.n_draws} draws for {n_draws} target values")
     methods = tuple(
         method or ("quadrature" if quadrature_problem(model) is None else "simulation")
         for _ in targets
