@@ -35,6 +35,7 @@ a draw's curve is bit for bit the same whichever other draws are computed with
 it. Draws are processed in chunks to bound memory.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -42,16 +43,28 @@ import scipy.fft
 
 from simseq.distributions import FAMILIES
 from simseq.engine.codes import STATE_DEAD
-from simseq.model import ModelArrays
+from simseq.model import DRAW_ARRAYS, ModelArrays
 
 QUAD_STEP = 0.05  # months: the grid of simseq.psa's calibration quadrature (error O(step^2))
 MAX_COVARIATES = 8  # 2^8 = 256 covariate patterns, each a full propagation
 MAX_GRID = 2_000_000  # grid points; beyond this a step is surely a unit mistake
-# Elements per (draws x points) array of one chunk: 1 MB of float64, so that the dozen
-# arrays a propagation keeps live stay in cache (3x faster than 8 MB chunks)
-_CHUNK_ELEMENTS = 2**17
+# Elements per (draws x points) array of one chunk: 0.5 MB of float64, so that the dozen
+# arrays a propagation keeps live stay in cache (2-3x faster than 8 MB chunks)
+_CHUNK_ELEMENTS = 2**16
+
+# Steps of os_median's first grid (25.6 months at 0.05): most OS medians a calibration
+# meets lie below it; those that do not are searched on 2x, 4x, ... as many steps
+FIRST_STAGE = 512
 
 _FAMILY_BY_CODE = {f.code: f for f in FAMILIES.values()}
+
+
+def take_draws(model: ModelArrays, rows) -> ModelArrays:
+    """The model restricted to draws ``rows`` (int (m,), any order, repeats allowed)."""
+    rows = np.asarray(rows, np.int64)
+    return dataclasses.replace(
+        model, **{k: np.ascontiguousarray(getattr(model, k)[rows]) for k in DRAW_ARRAYS}
+    )
 
 
 def time_grid(horizon: float, step: float = QUAD_STEP) -> np.ndarray:
@@ -400,12 +413,36 @@ def os_median(
     *,
     chunk_draws: int | None = None,
 ) -> np.ndarray:
-    """``median_of(*os_survival(...))`` chunk by chunk, without holding every curve:
-    float64 (n_draws,), months (inf where OS stays above 1/2 to the horizon)."""
-    t = time_grid(horizon, step)
-    out = np.empty(model.n_draws)
-    for lo, hi, surv in _os_chunks(model, seq_idx, t, chunk_draws):
-        out[lo:hi] = median_of(t, surv)
+    """The median of ``os_survival``'s curves, found without holding every curve and
+    mostly without computing them to the horizon.
+
+    OS up to time t does not depend on the grid beyond t (every sum is causal), so the
+    median is searched on growing grids: ``FIRST_STAGE`` steps, then twice as many,
+    up to the horizon, and a draw moves on only while its curve stays above 1/2. A
+    draw's median is the full grid's up to the rounding of the shorter FFTs (~1e-15
+    months), and still depends on that draw alone. Most medians of a calibration
+    search are found on the first grid (25.6 months at 0.05): 4x fewer points.
+
+    Returns
+    -------
+    ndarray(float64, shape=(n_draws,))
+        Months; inf where OS stays above 1/2 to the horizon.
+    """
+    t_full = time_grid(horizon, step)
+    n = len(t_full) - 1
+    out = np.full(model.n_draws, np.inf)
+    pending = np.arange(model.n_draws)
+    m = min(n, FIRST_STAGE)
+    while pending.size:
+        t = t_full[: m + 1]
+        sub = model if pending.size == model.n_draws else take_draws(model, pending)
+        median = np.empty(pending.size)
+        for lo, hi, surv in _os_chunks(sub, seq_idx, t, chunk_draws):
+            median[lo:hi] = median_of(t, surv)
+        settled = ~np.isinf(median) | (m == n)
+        out[pending[settled]] = median[settled]
+        pending = pending[~settled]
+        m = min(n, 2 * m)
     return out
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from simseq.distributions import FAMILIES
 from simseq.engine.codes import TALLY_SOJOURN
-from simseq.model import DRAW_ARRAYS, ModelArrays
+from simseq.model import ModelArrays
 from simseq.outcomes import tally_curve
 from simseq.quadrature import (
     QUAD_STEP,
@@ -33,6 +33,7 @@ from simseq.quadrature import (
     os_median,
     quadrature_problem,
     sojourn_median,
+    take_draws,
 )
 from simseq.roots import solve_monotone
 from simseq.simulator import simulate, simulate_draws
@@ -153,13 +154,6 @@ class DrawCalibration:
                 f"{self.n_sweeps[d]} sweeps: they pull its median in opposite directions"
             )
         return f"{head}: not solved, another target of its cohort failed in this draw"
-
-
-def take_draws(model: ModelArrays, rows: np.ndarray) -> ModelArrays:
-    """The model restricted to draws ``rows`` (int64 (m,), any order, repeats allowed)."""
-    return dataclasses.replace(
-        model, **{k: np.ascontiguousarray(getattr(model, k)[rows]) for k in DRAW_ARRAYS}
-    )
 
 
 def bind_medians(model: ModelArrays, clocks: Sequence[int], medians: np.ndarray) -> ModelArrays:

@@ -19,9 +19,9 @@ from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
 from simseq.evidence import load_evidence
 from simseq.model import Clock, Destination, SequenceModel, State, compile_model, stack_draws
-from simseq.psa import _target_value, draw_parameters, solve_by_quadrature, uncertain_parameters
-from simseq.quadrature import median_of, os_survival, sojourn_survival
-from simseq.resolve import resolve
+from simseq.psa import _target_value, solve_by_quadrature
+from simseq.quadrature import median_of, os_median, os_survival, sojourn_survival, take_draws
+from simseq.resolve import quantity_key, resolve, resolve_median
 from simseq.scenario import load_scenario
 from simseq.solve import (
     NO_JOINT_SOLUTION,
@@ -31,7 +31,6 @@ from simseq.solve import (
     DrawTarget,
     bind_medians,
     calibrate_draws,
-    take_draws,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +42,32 @@ XTOL = 1e-7
 N_DRAWS = 50
 
 
+def drawn_overrides(sc, ev, n_draws: int, seed: int) -> list[dict[str, float]]:
+    """``n_draws`` override mappings for ``resolve``: each calibration target and each
+    target regimen's time-on-line median drawn log-normally (SE of log 0.15) around its
+    base value, keyed as the resolver keys them; draw 0 is the base case."""
+    rng = np.random.default_rng(seed)
+    quantities = []
+    for t in sc.calibration.targets:
+        quantities.append((t.target, "calibration.target"))
+        quantities.append((sc.regimens[t.regimen].time_on_line.median,
+                           f"regimens.{t.regimen}.time_on_line.median"))  # fmt: skip
+    draws = [{} for _ in range(n_draws)]
+    for q, path in quantities:
+        base = resolve_median(sc, ev, q, path)[0]
+        values = base * np.exp(0.15 * rng.standard_normal(n_draws))
+        for d in range(1, n_draws):
+            draws[d][quantity_key(q, path)] = float(values[d])
+    return draws
+
+
 class Cohorts:
-    """The three calibration cohorts of cea_base_case for N_DRAWS PSA draws (seed 7), as
+    """The three calibration cohorts of cea_base_case for N_DRAWS drawn inputs (seed 7), as
     one model with three sequences, its targets, and psa.solve_by_quadrature's answers."""
 
     def __init__(self):
         sc, ev = load_scenario(CEA), load_evidence()
-        params, _ = uncertain_parameters(resolve(sc, ev, BASE_VALUES), 0.2, 0.1, 0.15)
-        self.draws = draw_parameters(params, N_DRAWS, seed=7)
+        self.draws = drawn_overrides(sc, ev, N_DRAWS, seed=7)
         tgts = sc.calibration.targets
         models = []
         for ov in self.draws:
@@ -106,6 +123,15 @@ def solved(cohorts):
     return calibrate_draws(cohorts.targets, cohorts.model_at(), horizon=HORIZON, xtol=XTOL)
 
 
+def test_the_drawn_inputs_reach_the_models(cohorts):
+    """The drawn targets and time-on-line medians do vary across draws (the comparisons
+    below would be weak otherwise): targets by ~15%, time on line changes the models."""
+    for t in cohorts.targets:
+        assert 0.1 < np.std(np.log(t.value)) < 0.2
+    time_on_line = cohorts.model.clock_params[:, 0, 1]  # the lenvatinib line's Weibull scale
+    assert 0.1 < np.std(np.log(time_on_line)) < 0.2
+
+
 def test_reproduces_the_scalar_quadrature_recalibration(cohorts, solved):
     """50 drawn targets per cohort: the same medians as psa.solve_by_quadrature (brentq on
     log median, xtol 1e-7, per draw), within 2 xtol on log scale (each is within xtol of
@@ -122,7 +148,7 @@ def test_solved_medians_hit_the_targets(cohorts, solved):
     np.testing.assert_allclose(solved.achieved, want, rtol=XTOL, atol=0)
     model = cohorts.model_at()(solved.values)
     for q in range(3):
-        assert np.array_equal(median_of(*os_survival(model, q, HORIZON)), solved.achieved[:, q])
+        assert np.array_equal(os_median(model, q, HORIZON), solved.achieved[:, q])
 
 
 def test_a_draw_solved_alone_is_bit_for_bit_the_same(cohorts, solved):
