@@ -1,5 +1,6 @@
-"""Recalibrating 1000 PSA draws of cea_base_case: calibrate_draws (all draws at once)
-against the scalar path it replaces, side by side in one process.
+"""Recalibrating 1000 draws of cea_base_case (drawn targets and second-line PFS medians):
+calibrate_draws (all draws at once) against the scalar path it replaces, side by side
+in one process.
 
     NUMBA_CACHE_DIR=... pytest benchmarks/test_calibration.py --benchmark-only
 
@@ -25,15 +26,8 @@ import pytest
 from simseq.evidence import load_evidence
 from simseq.fit import fit_median
 from simseq.model import compile_model, stack_draws
-from simseq.psa import (
-    _cohort_parts,
-    _target_value,
-    draw_parameters,
-    os_median_by_quadrature,
-    solve_by_quadrature,
-    uncertain_parameters,
-)
-from simseq.resolve import resolve
+from simseq.psa import _cohort_parts, _target_value, os_median_by_quadrature, solve_by_quadrature
+from simseq.resolve import quantity_key, resolve, resolve_median
 from simseq.scenario import load_scenario
 from simseq.solve import DrawTarget, bind_medians, calibrate_draws
 
@@ -47,12 +41,30 @@ ROUNDS = 5
 _MEDIANS: dict[str, float] = {}
 
 
+def drawn_overrides(sc, ev, n_draws: int, seed: int) -> list[dict[str, float]]:
+    """Overrides for ``resolve``: each calibration target and each target regimen's
+    time-on-line median drawn log-normally (SE of log 0.15) around its base value (as
+    tests/unit/test_solve.py); draw 0 is the base case."""
+    rng = np.random.default_rng(seed)
+    quantities = []
+    for t in sc.calibration.targets:
+        quantities.append((t.target, "calibration.target"))
+        quantities.append((sc.regimens[t.regimen].time_on_line.median,
+                           f"regimens.{t.regimen}.time_on_line.median"))  # fmt: skip
+    draws = [{} for _ in range(n_draws)]
+    for q, path in quantities:
+        base = resolve_median(sc, ev, q, path)[0]
+        values = base * np.exp(0.15 * rng.standard_normal(n_draws))
+        for d in range(1, n_draws):
+            draws[d][quantity_key(q, path)] = float(values[d])
+    return draws
+
+
 @pytest.fixture(scope="module")
 def psa_draws():
-    """1000 PSA draws (seed 7): overrides, resolved cohorts, targets, the bound model."""
+    """1000 drawn inputs (seed 7): overrides, resolved cohorts, targets, the bound model."""
     sc, ev = load_scenario(CEA), load_evidence()
-    params, _ = uncertain_parameters(resolve(sc, ev, BASE_VALUES), 0.2, 0.1, 0.15)
-    draws = draw_parameters(params, N_DRAWS, seed=7)
+    draws = drawn_overrides(sc, ev, N_DRAWS, seed=7)
     tgts = sc.calibration.targets
     cohorts = [[resolve(sc, ev, BASE_VALUES, cohort_regimen=t.regimen, overrides=ov)
                 for t in tgts] for ov in draws]  # fmt: skip
