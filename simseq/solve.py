@@ -210,8 +210,9 @@ def _engine_medians(
     model: ModelArrays, tgt: DrawTarget, horizon: float, simulation: dict
 ) -> np.ndarray:
     """(n_draws,) the target's median from the engine, every draw on the same streams
-    (common random numbers), so that the simulated summary is a continuous, monotone
-    function of the free median and a draw's value does not depend on the others.
+    (common random numbers), so that the simulated summary is a monotone function of the
+    free median (with steps of order 1/n_patients, which bracketing search tolerates) and
+    a draw's value does not depend on the others.
 
     Only the target's sequence is walked, without economics. OS: the draws'
     histograms from one ``simulate_draws`` call. Time on a line: one ``simulate`` per
