@@ -7,6 +7,7 @@ scheme, predicted to O(step^4); against the engine, 4 Monte Carlo standard
 errors (Greenwood) at the stated N and seed.
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -251,8 +252,9 @@ def test_covariate_patterns_weights_and_multipliers():
     """Two covariates: four patterns, weights the products of prevalences, multipliers
     exp(sum of the log HRs a pattern has) times the clock's own hr."""
     covs = (Covariate("a", 0.2), Covariate("b", 0.6))
-    clock = Clock(Distribution("exponential", (0.1,), 1.5), (_death(),), {"a": 0.4, "b": -0.3})
+    clock = Clock(Distribution("exponential", (0.1,)), (_death(),), {"a": 0.4, "b": -0.3})
     model = compile_model([SequenceModel("s", (State("X", (clock,)),))], covs)
+    model = dataclasses.replace(model, clock_hr=np.array([[1.5]]))
     weights, mult = covariate_mixture(model)
     np.testing.assert_allclose(weights[0], [0.8 * 0.4, 0.2 * 0.4, 0.8 * 0.6, 0.2 * 0.6])
     np.testing.assert_allclose(mult[0, :, 0], 1.5 * np.exp([0.0, 0.4, -0.3, 0.1]), rtol=1e-15)
