@@ -22,11 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scalar_quadrature import (
+    _cohort_parts,
+    _target_value,
+    os_median_by_quadrature,
+    solve_by_quadrature,
+)
 
 from simseq.evidence import load_evidence
 from simseq.fit import fit_median
 from simseq.model import compile_model, stack_draws
-from simseq.psa import _cohort_parts, _target_value, os_median_by_quadrature, solve_by_quadrature
 from simseq.resolve import quantity_key, resolve, resolve_median
 from simseq.scenario import load_scenario
 from simseq.solve import DrawTarget, bind_medians, calibrate_draws

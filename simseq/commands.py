@@ -29,7 +29,7 @@ from simseq.report import (
 )
 from simseq.results import calibration_rows
 from simseq.results_dir import Staging, out_directory, results_writer
-from simseq.scenario import Scenario, ScenarioError
+from simseq.scenario import Scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK
 from simseq.study import Study, load, parse_sweep
 
@@ -189,7 +189,7 @@ def run_calibration(
             write_csv(stage.path / "calibration.csv", rows)
         else:
             (stage.path / "calibration.csv").write_text(
-                "target_id,quantity,target,simulated,rel_error\n"
+                "target_id,quantity,regimen,free,target,achieved,rel_error,method,solved_median,n_patients\n"
             )
         save_cached(stage.path, cal)
     if not quiet:
@@ -312,27 +312,13 @@ def run_sweep(
 
 def validate_file(path: str | Path):
     """Load, validate and resolve a scenario, and everything ``run`` checks before it
-    simulates: the calibration cohorts, the bound models and, where quadrature can tell
-    (``simseq.psa.bracket_problems``), that each calibration target is reachable within
-    its bracket. Calibrated medians stand at the geometric mean of their bracket."""
-    from simseq.psa import bracket_problems
-    from simseq.resolve import resolve, resolve_median
-    from simseq.study import model_of
-
+    simulates: the bound models (the calibration cohorts too) and the calibration itself,
+    solved by the one calibrator (by quadrature where exact: milliseconds), so what
+    validate accepts runs. Returns the resolution."""
     study = load(path)
-    path = study.path
-    scenario, evidence = study.scenario, study.evidence
-    targets = scenario.calibration.targets if scenario.calibration else []
-    stub = {
-        key: study.table.base_row()[0, col]
-        for key, col in study.resolved.calibrated_columns.items()
-    }
-    for i, t in enumerate(targets):
-        resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", path)
-    study.model(study.table.base_row())
-    for t in targets:
-        model_of(resolve(scenario, evidence, stub, path, cohort_regimen=t.regimen), path)
-    problems = bracket_problems(scenario, evidence, stub, path)
-    if problems:
-        raise ScenarioError(path, problems)
+    base = study.table.base_row()
+    study.model(base)
+    if study.cohorts is not None:
+        study.model_of(study.cohorts, base)
+    study.calibrate()
     return study.resolved

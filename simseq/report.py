@@ -115,7 +115,17 @@ def print_run_table(console: Console, summary: dict) -> None:
 
 def print_calibration_table(console: Console, rows: list[dict]) -> None:
     table = Table(title="Calibration", title_style="bold")
-    for col in ("target_id", "quantity", "regimen", "target", "simulated", "rel_error", "solved"):
+    columns = (
+        "target_id",
+        "quantity",
+        "regimen",
+        "target",
+        "achieved",
+        "rel_error",
+        "solved",
+        "method",
+    )
+    for col in columns:
         table.add_column(
             col, justify="left" if col in ("target_id", "quantity", "regimen") else "right"
         )
@@ -125,9 +135,10 @@ def print_calibration_table(console: Console, rows: list[dict]) -> None:
             r["quantity"],
             r["regimen"],
             f"{r['target']:.4f}",
-            f"{r['simulated']:.4f}",
+            f"{r['achieved']:.4f}",
             f"{r['rel_error']:+.3%}",
             f"{r['solved_median']:.4f}",
+            r["method"],
         )
     console.print(table)
 

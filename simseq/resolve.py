@@ -44,6 +44,7 @@ from simseq.scenario import (
     Regimen,
     Scenario,
     ScenarioError,
+    Target,
     number_fields,
     simulation_problems,
 )
@@ -71,6 +72,21 @@ class Provenance:
     uncertainty: object = None
     """The sampling distribution the evidence supports (``simseq.params``: LogNormal,
     Beta, Dirichlet), or None when it says nothing."""
+
+
+@dataclass(frozen=True)
+class CalibrationTarget:
+    """A calibration target resolved: which median it frees and the value it asks for."""
+
+    index: int
+    """Position in the scenario's calibration.targets."""
+    spec: Target
+    value: Value
+    """The published (or assumed) summary, months, as a Value of the parameter rows."""
+    free: str
+    """"<regimen>.<part>": the calibrated median it solves (a key of calibrated_columns)."""
+    bounds: tuple[float, float]
+    """The bracket of the free median, months."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,15 @@ class Resolved:
     """"<regimen>.<part>" of each calibrated median -> its column in ``table``."""
     path_values: dict[str, Value] = field(default_factory=dict)
     """Key path -> the Value of the scalar number used there."""
+    cohorts: list[SequenceModel] = field(default_factory=list)
+    """One calibration cohort per regimen with a calibration target ("cohort:<regimen>")."""
+    targets: list["CalibrationTarget"] = field(default_factory=list)
+    """The calibration targets, in the scenario's order."""
+
+    def cohort_structure(self) -> Structure | None:
+        """The calibration cohorts flattened for binding rows of ``table`` (None without
+        calibration targets)."""
+        return structure_of(self.cohorts, self.covariates) if self.cohorts else None
 
     def provenance_at(self, row: np.ndarray) -> list[Provenance]:
         """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
@@ -743,15 +768,19 @@ def resolve(
         )
         return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
 
-    sequences: list[SequenceModel] = []
-    if cohort_regimen is not None:
-        rid = cohort_regimen
+    def cohort_sequence(rid: str) -> SequenceModel:
+        """Every patient starts on ``rid``, as the source cohort of its evidence did (no
+        earlier line, no transport adjustment): what calibration targets are about."""
         states = [
             line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2"),
             pps_state(rid, 2, 1.0),
             bsc_state(2),
         ]
-        sequences.append(SequenceModel(f"cohort:{rid}", tuple(states)))
+        return SequenceModel(f"cohort:{rid}", tuple(states))
+
+    sequences: list[SequenceModel] = []
+    if cohort_regimen is not None:
+        sequences.append(cohort_sequence(cohort_regimen))
     else:
         for sid, seq in scenario.sequences.items():
             states: list[State] = []
@@ -816,6 +845,28 @@ def resolve(
                     reachable.update(d.state for d in c.destinations if d.state)
             states = [st for st in states if st.name in reachable]
             sequences.append(SequenceModel(sid, tuple(states)))
+    cohorts: dict[str, SequenceModel] = {}
+    cal_targets: list[CalibrationTarget] = []
+    for i, tgt in enumerate(scenario.calibration.targets if scenario.calibration else []):
+        if cohort_regimen is not None:
+            break
+        if tgt.regimen not in cohorts:
+            cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
+        path = f"calibration.targets.{i}.target"
+        new = quantity_key(tgt.target, path) not in r.table
+        value = r.quantity(tgt.target, path, is_median=True)
+        name = quantity_key(tgt.target, path)
+        if new and name in r.table:
+            r.table.replace(
+                name,
+                group="calibration targets",
+                distribution=None,
+                fixed_because="a calibration target: each row re-solves the calibrated median "
+                "to this published value, which is not itself drawn",
+            )
+        part = tgt.free.split(".")[0]
+        bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        cal_targets.append(CalibrationTarget(i, tgt, value, f"{tgt.regimen}.{part}", tuple(bounds)))
     if horizon in HORIZON:
         r.problems += simulation_problems(scenario.simulation, horizon)
         n_bins = math.ceil(horizon / scenario.simulation.bin_width - 1e-9)
@@ -858,6 +909,8 @@ def resolve(
         r.table,
         r.calibrated_columns,
         r.path_values,
+        list(cohorts.values()),
+        cal_targets,
     )
 
 

@@ -211,7 +211,7 @@ class _CasesResult(_Result):
                 "input_hash": cal.input_hash,
                 "base_values": cal.values,
                 "note": getattr(study, "calibration_note", None),
-                "per_case": "re-solved by quadrature (simseq.psa)",
+                "per_case": "re-solved for every row by the one calibrator (simseq.calibrate)",
             },
             "checkpointed_tasks_reused": None
             if getattr(study, "checkpoints", None) is None
@@ -540,9 +540,14 @@ def build_summary(
     for t in cal.targets:
         if abs(t.rel_error) > CALIBRATION_WARN:
             warnings.append(
-                f"calibration: {t.target_id} reproduced to {t.rel_error:+.1%} only (simulated "
-                f"{t.simulated:.3g} vs {t.target:.3g} months; at N = {t.n_patients:,} the "
-                "simulated median moves in steps): raise calibration.n_patients"
+                f"calibration: {t.target_id} reproduced to {t.rel_error:+.1%} only ("
+                f"{t.achieved:.3g} vs {t.target:.3g} months by {t.method}"
+                + (
+                    f"; at N = {t.n_patients:,} the simulated median moves in steps): raise "
+                    "calibration.n_patients"
+                    if t.method == "simulation"
+                    else ")"
+                )
             )
     for sid in model.seq_names:
         for line_no in range(2, int(model.state_line.max()) + 1):

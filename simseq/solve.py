@@ -134,26 +134,32 @@ class DrawCalibration:
     def _message(self, d: int, i: int) -> str:
         tgt = self.targets[i]
         name = tgt.label or f"target {i}"
-        lo, hi = tgt.bounds
         head = f"draw {d}: {name} ({tgt.kind} of {self.where[i]}, {tgt.value[d]:.4g} months)"
+        return f"{head}: {self.reason(d, i)}"
+
+    def reason(self, d: int, i: int) -> str:
+        """Why target ``i`` failed in draw ``d``, e.g. "unreachable: its free median in
+        [0.5, 40] gives [2.1, 9.3] months (by quadrature)"."""
+        tgt = self.targets[i]
+        lo, hi = tgt.bounds
         code = self.status[d, i]
         if code == NOT_BRACKETED:
             a, b = sorted((self.at_lo[d, i], self.at_hi[d, i]))
             return (
-                f"{head}: unreachable: its free median in [{lo:g}, {hi:g}] gives "
+                f"unreachable: its free median in [{lo:g}, {hi:g}] gives "
                 f"[{a:.4g}, {b:.4g}] months (by {self.methods[i]})"
             )
         if code == NOT_CONVERGED:
             return (
-                f"{head}: the search for its free median in [{lo:g}, {hi:g}] failed: the "
-                f"summary is undefined (nan) inside the bracket"
+                f"the search for its free median in [{lo:g}, {hi:g}] failed: the "
+                "summary is undefined (nan) inside the bracket"
             )
         if code == NO_JOINT_SOLUTION:
             return (
-                f"{head}: no joint solution with the other targets of its cohort after "
+                f"no joint solution with the other targets of its cohort after "
                 f"{self.n_sweeps[d]} sweeps: they pull its median in opposite directions"
             )
-        return f"{head}: not solved, another target of its cohort failed in this draw"
+        return "not solved, another target of its cohort failed in this draw"
 
 
 def bind_medians(model: ModelArrays, clocks: Sequence[int], medians: np.ndarray) -> ModelArrays:

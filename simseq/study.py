@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simseq.calibrate import CalibrationResult, calibrate_cached
+from simseq.calibrate import CalibrationResult, base_calibration, calibrate_cached, solve_rows
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import BindError, ModelArrays, bind, econ_range_problem
@@ -73,6 +73,7 @@ class Study:
         )
         try:
             self.structure = self.resolved.structure()
+            self.cohorts = self.resolved.cohort_structure()
         except ValueError as err:  # a model the scenario checks did not foresee
             raise ScenarioError(self.path, [("(model)", None, str(err))]) from None
         self.calibration: CalibrationResult | None = None
@@ -102,36 +103,58 @@ class Study:
         say: Say | None = None,
         cache_dir: str | Path | None = None,
     ) -> CalibrationResult:
-        """Solve the calibrated medians (once; later calls return the same result).
-
-        With ``cache_dir`` an intact cache of the same inputs there is reused
-        (``simseq.calibrate``); ``say`` receives progress notes."""
+        """Solve the base case's calibrated medians (once; later calls return the same
+        result). With ``cache_dir`` an intact cache of the same inputs there is reused
+        (``simseq.calibrate``); ``say`` receives progress notes. ``threads`` is accepted
+        for symmetry with the other analyses (quadrature does not use it)."""
         if self.calibration is None:
+            if say is not None and self.resolved.targets:
+                say(f"calibrating {len(self.resolved.targets)} targets ...")
             self.calibration, self.calibration_cached, self.calibration_note = calibrate_cached(
                 self.scenario,
                 self.evidence,
-                self.path,
                 Path(cache_dir) if cache_dir is not None else None,
-                threads=threads,
+                lambda: base_calibration(
+                    self.scenario,
+                    self.evidence,
+                    self.resolved,
+                    self.cohorts,
+                    self.table.base_row(),
+                    file=self.path,
+                ),
                 say=say,
             )
         return self.calibration
 
     def rows(self, overrides: Mapping[str, object] | None = None) -> np.ndarray:
         """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
-        key path) and the calibrated medians."""
+        key path), its calibrated medians solved (the base case's calibration when
+        nothing is overridden)."""
         row = self.table.rows_with(overrides or {})
-        if self.resolved.calibrated_columns:
-            values = self.calibrate().values
-            for key, col in self.resolved.calibrated_columns.items():
-                row[0, col] = values[key]
+        if overrides:
+            return self.calibrated_rows(row)
+        values = self.calibrate().values
+        for key, col in self.resolved.calibrated_columns.items():
+            row[0, col] = values[key]
         return row
+
+    def calibrated_rows(self, rows: np.ndarray, label: str = "") -> np.ndarray:
+        """``rows`` with every calibrated median re-solved for its row's inputs, all rows at
+        once by the one calibrator (``calibrate.solve_rows``)."""
+        solved, _ = solve_rows(
+            self.scenario, self.resolved, self.cohorts, rows, file=self.path, label=label
+        )
+        return solved
 
     def model(self, rows: np.ndarray, label: str | None = None) -> ModelArrays:
         """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use
         (``label`` names the analysis the rows come from, e.g. "PSA")."""
+        return self.model_of(self.structure, rows, label)
+
+    def model_of(self, structure, rows: np.ndarray, label: str | None = None) -> ModelArrays:
+        """``model`` for another structure of this study (e.g. the calibration cohorts)."""
         try:
-            model = bind(self.structure, rows)
+            model = bind(structure, rows)
         except BindError as err:
             raise ScenarioError(self.path, [(label or "(model)", None, str(err))]) from None
         problem = econ_range_problem(model, self.horizon)
@@ -295,28 +318,6 @@ class Study:
         return p
 
     # -- shared machinery ------------------------------------------------------
-    def calibrated_rows(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` with each calibrated median re-solved for the row's inputs."""
-        columns = self.resolved.calibrated_columns
-        if not columns:
-            return rows
-        from simseq.psa import solve_by_quadrature
-
-        base = self.calibrate().values
-        rows = rows.copy()
-        for i, row in enumerate(rows):
-            values = solve_by_quadrature(
-                self.scenario,
-                self.evidence,
-                base,
-                self.table.values_of(row),
-                self.horizon,
-                self.path,
-            )
-            for key, col in columns.items():
-                rows[i, col] = values[key]
-        return rows
-
     def _cases(
         self,
         cases: np.ndarray,
@@ -349,7 +350,7 @@ class Study:
                 ],
             )
         self.calibrate(threads=threads, say=say)
-        model = self.model(self.calibrated_rows(cases), label)
+        model = self.model(self.calibrated_rows(cases, label), label)
         if say is not None:
             say(
                 f"{label}: simulating {len(cases):,} cases x {n_patients:,} patients x "
@@ -430,20 +431,6 @@ def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
 
 
 _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
-
-
-def model_of(resolved: Resolved, path: str) -> ModelArrays:
-    """The model of a resolution at its base values, or a located ``ScenarioError`` for
-    what the scenario checks cannot see alone: a model the compiler refuses, or economics
-    whose per-patient totals could exceed what the engine sums exactly."""
-    try:
-        model = bind(resolved.structure())
-    except ValueError as err:  # a model the scenario checks did not foresee
-        raise ScenarioError(path, [("(model)", None, str(err))]) from None
-    problem = econ_range_problem(model, resolved.horizon)
-    if problem is not None:
-        raise ScenarioError(path, [("economics", None, problem)])
-    return model
 
 
 def _stub(scenario: Scenario) -> dict[str, float]:

@@ -407,9 +407,9 @@ def test_psa_and_dsa_where_median_os_is_never_reached(tmp_path):
 
 
 def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path, monkeypatch):
-    import simseq.psa
+    import simseq.study
 
-    monkeypatch.setattr(simseq.psa, "solve_by_quadrature", lambda *a, **k: pytest.fail("prepared"))
+    monkeypatch.setattr(simseq.study, "solve_rows", lambda *a, **k: pytest.fail("prepared"))
     out = tmp_path / "psa"
     result = invoke("psa", CEA, "--draws", 100_000, "--patients", 100, "--out", out, "--quiet")
     assert result.exit_code == 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scalar_quadrature import _cohort_parts, os_median_by_quadrature
 from scipy import integrate
 
 from simseq.distributions import Distribution
@@ -28,7 +29,6 @@ from simseq.model import (
     stack_draws,
 )
 from simseq.outcomes import tally_curve
-from simseq.psa import _cohort_parts, os_median_by_quadrature
 from simseq.quadrature import (
     MAX_COVARIATES,
     covariate_mixture,

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scalar_quadrature import _target_value, solve_by_quadrature
 from scipy.optimize import brentq
 
 from simseq.distributions import Distribution
 from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
 from simseq.evidence import load_evidence
 from simseq.model import Clock, Destination, SequenceModel, State, compile_model, stack_draws
-from simseq.psa import _target_value, solve_by_quadrature
 from simseq.quadrature import median_of, os_median, os_survival, sojourn_survival, take_draws
 from simseq.resolve import quantity_key, resolve, resolve_median
 from simseq.scenario import load_scenario

@@ -1,9 +1,9 @@
-"""Recalibration by quadrature: calibrated medians re-solved for one row of parameters.
+"""A scalar reference for the calibrator's tests and benchmarks: the 3-state cohort's OS
+median by quadrature, one draw at a time, and brentq on it per draw.
 
-The parameter table (``simseq.params``) says what is drawn in a probabilistic
-sensitivity analysis and how. Calibrated medians are re-solved for every draw,
-by quadrature on the calibration cohort (``solve_by_quadrature``): exact up to a
-grid error well below the Monte Carlo error of simulation-based calibration.
+This was simseq's PSA recalibration before ``simseq.solve.calibrate_draws`` (which is
+vectorised over draws and handles any acyclic cohort); it stays here as an
+independent implementation to compare against.
 """
 
 import math
@@ -186,83 +186,3 @@ def _target_value(scenario, evidence, tgt, overrides) -> float:
     if key in overrides:
         return float(overrides[key])
     return resolve_median(scenario, evidence, q, "calibration.target")[0]
-
-
-def bracket_problems(
-    scenario: Scenario,
-    evidence: EvidenceBase,
-    calibrated: Mapping[str, float],
-    file: str = "<scenario>",
-) -> list[tuple[str, float, str]]:
-    """Calibration targets that no median in their bracket reaches, found by quadrature.
-
-    A cheap rehearsal of the first sweep of ``simseq.calibrate``, which solves the
-    targets in order by simulation, starting every free median at ``calibrated``
-    (the geometric mean of its bracket) and refusing a target whose summary at the
-    two ends of its bracket does not straddle it: here each target is checked the
-    same way by quadrature, then solved by bisection so that later targets see the
-    value calibration would have found. Quadrature has no Monte Carlo noise, so a
-    target within about one Monte Carlo SE of what a bracket reaches may pass here
-    and still fail in calibration, or the reverse. Targets beyond the horizon are
-    refused for every regimen; the bracket is not computed for regimens with
-    cause_specific clocks or scenarios with population covariates (calibration
-    checks those by simulation).
-    """
-    problems = []
-    targets = scenario.calibration.targets if scenario.calibration else []
-    values = dict(calibrated)
-    horizon = None
-    for i, tgt in enumerate(targets):
-        reg = scenario.regimens[tgt.regimen]
-        part = tgt.free.split(".")[0]
-        key = f"{tgt.regimen}.{part}"
-        lo, hi = getattr(reg, part).median.calibrate.bounds
-        goal = resolve_median(
-            scenario, evidence, tgt.target, f"calibration.targets.{i}.target", file
-        )[0]
-        if horizon is None:
-            horizon = resolve(scenario, evidence, values, file).horizon
-        if goal >= horizon:
-            problems.append(
-                (
-                    f"calibration.targets.{i}",
-                    goal,
-                    f"unreachable: a median of {goal:g} months is beyond the horizon "
-                    f"({horizon:g} months), where the simulation stops",
-                )
-            )
-            continue
-        if reg.time_on_line is None or scenario.population is not None:
-            continue
-
-        def summary(x, tgt=tgt, key=key):
-            res = resolve(scenario, evidence, {**values, key: x}, file, cohort_regimen=tgt.regimen)
-            tol, p_prog, p_det, pps, bsc = _cohort_parts(res, file)
-            if tgt.quantity == "median_time_on_line":
-                return float(tol.median())
-            return os_median_by_quadrature(tol, p_prog, p_det, pps, bsc, res.horizon)
-
-        at_lo, at_hi = summary(lo), summary(hi)
-        if not min(at_lo, at_hi) <= goal <= max(at_lo, at_hi):
-            others = [k for k in values if k != key and k.startswith(f"{tgt.regimen}.")]
-            problems.append(
-                (
-                    f"calibration.targets.{i}",
-                    goal,
-                    f"unreachable: with {key}.median in [{lo:g}, {hi:g}]"
-                    + "".join(f" and {k}.median at {values[k]:.4g}" for k in others)
-                    + f" the {tgt.quantity} (by quadrature) spans "
-                    f"[{min(at_lo, at_hi):.4g}, {max(at_lo, at_hi):.4g}]; widen the bounds or "
-                    "check the other inputs",
-                )
-            )
-            continue
-        if not any(later.regimen == tgt.regimen for later in targets[i + 1 :]):
-            continue  # only later targets on this regimen's cohort see the solved value
-        # bisection on log(median): the summary increases with the median
-        a, b = math.log(lo), math.log(hi)
-        for _ in range(30):
-            mid = 0.5 * (a + b)
-            a, b = (mid, b) if summary(math.exp(mid)) < goal else (a, mid)
-        values[key] = math.exp(0.5 * (a + b))
-    return problems
