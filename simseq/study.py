@@ -619,19 +619,16 @@ def _simulate_cases(
 
 def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
     """(sequence names, outputs, patient-noise variances) of per-case tallies; each output
-    float64 (n_cases, n_seq): discounted LYs, QALYs, costs and the median OS."""
-    from simseq.outcomes import econ_means, km_curve
+    float64 (n_cases, n_seq): discounted LYs, QALYs, costs and the median OS (months)."""
+    from simseq.engine.codes import ECON_NAMES
+    from simseq.outcomes import econ_mean_se, km_medians
 
-    names = list(model.seq_names)
-    n_cases, n_seq = model.n_draws, len(names)
-    outputs = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS}
-    noise = {k: np.zeros((n_cases, n_seq)) for k in OUTPUTS[:3]}
-    for d in range(n_cases):
-        for q in range(n_seq):
-            means = econ_means(tallies.econ[d, q], n_patients)
-            for k in OUTPUTS[:3]:
-                outputs[k][d, q], se = means[f"{k}_discounted"]
-                noise[k][d, q] = se * se
-            h = tallies.os_hist[d, q]
-            outputs["os_median"][d, q] = km_curve(h[0], h[1], tallies.bin_width).median()
-    return names, outputs, noise
+    means, se = econ_mean_se(tallies.econ, n_patients)  # (n_cases, n_seq, N_ECON)
+    outputs, noise = {}, {}
+    for k in OUTPUTS[:3]:
+        i = ECON_NAMES.index(f"{k}_discounted")
+        outputs[k] = means[..., i]
+        noise[k] = se[..., i] ** 2
+    hist = tallies.os_hist  # (n_cases, n_seq, 2, n_bins)
+    outputs["os_median"] = km_medians(hist[..., 0, :], hist[..., 1, :], tallies.bin_width)
+    return list(model.seq_names), outputs, noise
