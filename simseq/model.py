@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simseq.distributions import Distribution, get_family
+from simseq.econ import monthly_discount_rate
 from simseq.engine.codes import (
     ECON_COST,
     ECON_MAX_FIXED,
@@ -560,11 +561,10 @@ def bind(structure: Structure, rows: np.ndarray | None = None) -> ModelArrays:
         for k, v in enumerate(values):
             state_econ[:, s, k] = v.of(rows)
     econ = structure.economics or Economics()
-    # annual rate r -> continuous monthly rate ln(1 + r) / 12 (a year discounts by 1/(1 + r))
     econ_globals = np.stack(
         [
-            np.log1p(_lift(econ.discount_costs).of(rows)) / 12.0,
-            np.log1p(_lift(econ.discount_qalys).of(rows)) / 12.0,
+            monthly_discount_rate(_lift(econ.discount_costs).of(rows)),
+            monthly_discount_rate(_lift(econ.discount_qalys).of(rows)),
             _lift(econ.death_cost).of(rows),
             _lift(econ.utility_trend[0]).of(rows),
             _lift(econ.utility_trend[1]).of(rows),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simseq import econ
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.outcomes import (
     Z95,
@@ -334,6 +335,7 @@ class SweepResult(_CasesResult):
         wtp = study.resolved.econ_inputs["willingness_to_pay"]
         self.moved = {name: list(p.paths) for name, p in swept.items()}
         """{name: the key paths it moves}: a parameter cited at several places moves at all."""
+        nmb = econ.nmb(outputs["costs"], outputs["qalys"], wtp)[0]  # (n_points, n_seq)
         rows = []
         for c, pt in enumerate(points):
             for q, s in enumerate(names):
@@ -341,7 +343,7 @@ class SweepResult(_CasesResult):
                 row.update({f"{name} moves": "; ".join(p) for name, p in self.moved.items()})
                 row["sequence"] = s
                 row.update({k: _finite_or_none(outputs[k][c, q]) for k in OUTPUTS})
-                row["nmb"] = wtp * row["qalys"] - row["costs"]
+                row["nmb"] = float(nmb[c, q])
                 rows.append(row)
         self.row_dicts = rows
         self.willingness_to_pay = wtp
@@ -393,8 +395,6 @@ def _base_outputs(base: RunResult, names) -> dict[str, np.ndarray]:
 def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, reference) -> dict:
     """The content of dsa_summary.json: rows sorted by the swing in incremental NMB."""
     wtp = st.resolved.econ_inputs["willingness_to_pay"]
-    from simseq import econ
-
     nmb = econ.nmb(outputs["costs"], outputs["qalys"], wtp)[0]
     f, r = names.index(focus), names.index(reference)
     inc_nmb = nmb[:, f] - nmb[:, r]
@@ -583,8 +583,6 @@ def build_summary(
 def cea_summary(resolved: Resolved, model, tallies) -> dict:
     """Per-sequence LYs, QALYs and costs (means with MC 95% intervals), the incremental
     analysis on discounted costs and QALYs, and net monetary benefit at the WTP."""
-    from simseq import econ  # pandas-backed; only needed with economics
-
     inputs = resolved.econ_inputs
     wtp = inputs["willingness_to_pay"]
     per_seq = {}
@@ -621,7 +619,10 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
         "sequences": per_seq,
         "icer_table": rows,
         "versus_reference": versus,
-        "nmb": {s: round(wtp * qalys[k] - costs[k], 6) for k, s in enumerate(names)},
+        "nmb": {
+            s: round(float(v), 6)
+            for s, v in zip(names, econ.nmb(costs, qalys, wtp)[0, 0], strict=True)
+        },
         "inputs": inputs,
     }
 
@@ -671,8 +672,6 @@ def _group_matrix(table, draws, members) -> np.ndarray:
 def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs) -> dict:
     """The content of psa_summary.json: statistics over the random draws, the base case
     beside them (``base_outputs``: {output: (n_seq,)})."""
-    from simseq import econ
-
     base = st.resolved
     wtp = base.econ_inputs["willingness_to_pay"]
     wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
