@@ -223,14 +223,7 @@ class Study:
             n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
         )
         draws = self.table.draw(n_draws, seed)
-        names, outputs, noise = self._cases(
-            draws,
-            n_patients,
-            seed,
-            common_streams=False,
-            label="PSA",
-            **execution,
-        )
+        names, outputs, noise = self._cases(draws, n_patients, seed, False, "PSA", **execution)
         return PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
 
     def dsa(
@@ -250,14 +243,7 @@ class Study:
         reference = self.scenario.economics.reference
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
         params, cases = self.table.one_way_rows()
-        names, outputs, _ = self._cases(
-            cases,
-            n_patients,
-            seed,
-            common_streams=True,
-            label="DSA",
-            **execution,
-        )
+        names, outputs, _ = self._cases(cases, n_patients, seed, True, "DSA", **execution)
         return DSAResult(self, params, cases, names, outputs, n_patients, seed, focus, reference)
 
     def sweep(
@@ -281,14 +267,7 @@ class Study:
                 for point in points
             ]
         )
-        names, outputs, _ = self._cases(
-            cases,
-            n_patients,
-            seed,
-            common_streams=True,
-            label="sweep",
-            **execution,
-        )
+        names, outputs, _ = self._cases(cases, n_patients, seed, True, "sweep", **execution)
         return SweepResult(self, swept, points, names, outputs, n_patients, seed)
 
     def focus_sequence(self, sequence: str | None) -> str:
@@ -323,9 +302,9 @@ class Study:
         cases: np.ndarray,
         n_patients: int,
         seed: int,
-        *,
         common_streams: bool,
         label: str,
+        *,
         threads: int | None = None,
         progress: Progress | None = None,
         distributed: dict | None = None,
