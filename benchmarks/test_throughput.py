@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from simseq import bench
-from simseq.simulator import simulate_draws
 
 LARGE = bench.large_requested()  # SIMSEQ_BENCH_LARGE=1
 ROUNDS = 5
@@ -104,21 +103,12 @@ def test_psa_shape(timed, ref_model, name, threads):
         psa = ref_model.repeat_draws(draws)
         small = ref_model.repeat_draws(2)
         hist = timed(
-            lambda: (
-                simulate_draws(
-                    psa,
-                    n,
-                    SEED,
-                    horizon=bench.REF_HORIZON,
-                    bin_width=bench.PSA_BIN_WIDTH,
-                    threads=threads,
-                ).os_hist
-            ),  # fmt: skip
+            lambda: bench.simseq_psa(psa, n, SEED, threads=threads).hist,
             name,
             n,
             threads,
             draws * n,
-            warm=lambda: simulate_draws(small, 10, SEED, horizon=120.0, threads=threads),
+            warm=lambda: bench.simseq_psa(small, 10, SEED, threads=threads),
             group=f"psa {draws}x{n}",
         )
     assert hist.reshape(draws, -1).sum(axis=1).tolist() == [n] * draws

@@ -1,7 +1,8 @@
 """Where the engine's work runs: here (threads of this process) or on a Dask cluster.
 
-Work is split into tasks, each a patient range (single runs) or a draw range
-(PSA, DSA, sweeps). Every task runs the same numba engine and returns integer
+``run_simulation`` is the one place that chooses: a ``simulate`` call here, or the same
+call split into tasks, each a range of draws times a range of patients, on a backend
+with checkpoints. Every task runs the same numba engine and returns integer
 reductions; because random streams are keyed by (seed, draw, patient) and the
 reductions are integers, merging the tasks in a fixed order gives bitwise the
 same numbers as one local run, whatever the number of workers, the scheduling,
@@ -29,17 +30,23 @@ from pathlib import Path
 
 import numpy as np
 
-from simseq.engine.codes import N_BATCHES, N_ECON, N_EVENTS, N_TALLIES
+from simseq.engine.codes import (
+    EVENT_PROGRESSION,
+    N_BATCHES,
+    N_ECON,
+    N_EVENTS,
+    TALLY_EXIT_TIME,
+    TALLY_PPS,
+)
 from simseq.model import ModelArrays
 from simseq.simulator import (
-    DrawTallies,
+    DEFAULT_CHUNK,
     Tallies,
     check_econ_range,
-    econ_sum,
+    join_draws,
     merge_tallies,
     n_bins_for,
     simulate,
-    simulate_draws,
     tally_mask,
     thread_count,
 )
@@ -56,72 +63,64 @@ class BackendFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Task:
-    """A unit of work: patients or draws ``lo`` (inclusive) to ``hi`` (exclusive); a draws
-    task also covers patients ``p_lo`` to ``p_hi`` of each of its draws."""
+    """A unit of work: draws ``d_lo`` (inclusive) to ``d_hi`` (exclusive) of the model, each
+    for patients ``p_lo`` to ``p_hi``."""
 
-    kind: str  # "patients" | "draws"
-    lo: int
-    hi: int
-    p_lo: int = 0
-    p_hi: int = 0
+    d_lo: int
+    d_hi: int
+    p_lo: int
+    p_hi: int
 
     @property
     def task_id(self) -> str:
-        patients = f"-p{self.p_lo:012d}-{self.p_hi:012d}" if self.kind == "draws" else ""
-        return f"{self.kind}-{self.lo:012d}-{self.hi:012d}{patients}"
+        return f"draws-{self.d_lo:012d}-{self.d_hi:012d}-p{self.p_lo:012d}-{self.p_hi:012d}"
+
+    @property
+    def n_trajectories(self) -> int:
+        """Patients times draws: what a progress bar counts."""
+        return (self.d_hi - self.d_lo) * (self.p_hi - self.p_lo)
 
 
-def split(kind: str, n: int, size: int) -> list[Task]:
-    """Tasks covering 0..n in pieces of ``size``."""
-    return [Task(kind, lo, min(lo + size, n)) for lo in range(0, n, size)]
+def split(n_draws: int, n_patients: int, task_draws: int, task_patients: int) -> list[Task]:
+    """Tasks covering draws 0..n_draws x patients 0..n_patients, in pieces of at most
+    ``task_draws`` x ``task_patients``, draw range by draw range."""
+    return [
+        Task(d_lo, min(d_lo + task_draws, n_draws), p_lo, min(p_lo + task_patients, n_patients))
+        for d_lo in range(0, n_draws, task_draws)
+        for p_lo in range(0, n_patients, task_patients)
+    ]
 
 
 # --------------------------------------------------------------------------- #
-# Task functions (module level: Dask pickles them by reference)
+# The task function (module level: Dask pickles it by reference)
 # --------------------------------------------------------------------------- #
 
 
-def run_patient_task(
-    model: ModelArrays, task: Task, seed: int, horizon: float, bin_width: float, tallies
-) -> dict:
-    """Patients task.lo .. task.hi of a single run: its integer reductions."""
-    t = simulate(
-        model,
-        task.hi - task.lo,
-        seed,
-        horizon=horizon,
-        bin_width=bin_width,
-        patient_lo=task.lo,
-        tallies=tallies,
-        chunk_size=task.hi - task.lo,
-    )
-    out = {"hist": t.hist, "exit_counts": t.exit_counts}
-    if t.econ is not None:
-        out["econ"] = t.econ
-    return out
-
-
-def run_draw_task(
+def run_task(
     model: ModelArrays,
     task: Task,
     seed: int,
     horizon: float,
     bin_width: float,
+    tally_on: np.ndarray,
+    draw_lo: int,
     common_streams: bool,
 ) -> dict:
-    """Draws task.lo .. task.hi, patients task.p_lo .. task.p_hi: per-draw reductions."""
-    part = model.select_draws(task.lo, task.hi)
-    t = simulate_draws(
-        part,
+    """Draws task.d_lo .. task.d_hi, patients task.p_lo .. task.p_hi of a simulation whose
+    draw 0 uses the streams of global draw ``draw_lo``: its integer reductions."""
+    t = simulate(
+        model.select_draws(task.d_lo, task.d_hi),
         task.p_hi - task.p_lo,
         seed,
         horizon=horizon,
         bin_width=bin_width,
-        draw_lo=0 if common_streams else task.lo,
+        tallies=tally_on,
+        draw_lo=draw_lo + (0 if common_streams else task.d_lo),
         common_streams=common_streams,
         patient_lo=task.p_lo,
+        chunk_size=task.p_hi - task.p_lo,  # one kernel call
     )
-    out = {"os_hist": t.os_hist}
+    out = {"hist": t.hist, "exit_counts": t.exit_counts}
     if t.econ is not None:
         out["econ"] = t.econ
     return out
@@ -370,7 +369,7 @@ def make_backend(name: str = "local", *, threads=None, scheduler=None, workers=N
 
 
 # --------------------------------------------------------------------------- #
-# Distributed versions of the engine's two entry points
+# A simulation as tasks, and the one place that chooses where it runs
 # --------------------------------------------------------------------------- #
 
 
@@ -413,6 +412,22 @@ def _shape_problem(result: dict, shapes: dict) -> str | None:
     return None
 
 
+def _counts_add_up(result: dict, model: ModelArrays, slots: np.ndarray, n_patients: int) -> bool:
+    """Whether a task's counts are those of ``n_patients`` patients per draw and sequence:
+    every patient enters its sequence's start state, and each kept histogram holds one
+    count per patient it covers (per entrant; per exit by an event for exit times; per
+    exit by progression for post-progression survival)."""
+    exits = result["exit_counts"]  # (n_draws, n_states, N_EVENTS + 1)
+    entered = exits.sum(axis=2)
+    if (entered[:, model.seq_start_state] != n_patients).any():
+        return False
+    kinds, states = slots[:, 0], slots[:, 1]
+    expected = entered[:, states]
+    expected = np.where(kinds == TALLY_EXIT_TIME, expected - exits[:, states, N_EVENTS], expected)
+    expected = np.where(kinds == TALLY_PPS, exits[:, states, EVENT_PROGRESSION], expected)
+    return bool((result["hist"].sum(axis=(2, 3)) == expected).all())
+
+
 def simulate_tasks(
     backend,
     model: ModelArrays,
@@ -421,90 +436,146 @@ def simulate_tasks(
     *,
     horizon: float,
     bin_width: float,
-    task_size: int,
     tallies=None,
+    draw_lo: int = 0,
+    common_streams: bool = False,
+    task_draws: int = 1,
+    task_patients: int | None = None,
     checkpoints=None,
-    progress=None,
+    progress: Callable[[Task], None] | None = None,
 ) -> Tallies:
-    """``simulate`` split into patient tasks on ``backend``; bitwise equal to ``simulate``."""
+    """``simulate`` split into tasks of ``task_draws`` draws x ``task_patients`` patients
+    (default all) on ``backend``; bitwise equal to ``simulate``. ``progress`` is called with
+    each task done (checkpointed ones first)."""
     check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
-    tasks = split("patients", n_patients, task_size)
     tally_on = tally_mask(tallies, model.n_states)
-    n_bins = n_bins_for(horizon, bin_width)
-    starts = model.seq_start_state
+    slots = np.argwhere(tally_on).astype(np.int64)
+    tasks = split(model.n_draws, n_patients, task_draws, task_patients or n_patients)
+    n_bins, n_seq = n_bins_for(horizon, bin_width), len(model.seq_names)
 
     def check(task: Task, r: dict) -> str | None:
+        n_draws = task.d_hi - task.d_lo
         shapes = {
-            "hist": (N_TALLIES, model.n_states, 2, n_bins),
-            "exit_counts": (model.n_states, N_EVENTS + 1),
+            "hist": (n_draws, len(slots), 2, n_bins),
+            "exit_counts": (n_draws, model.n_states, N_EVENTS + 1),
         }
         if model.has_economics:
-            shapes["econ"] = (len(model.seq_names), N_ECON, N_BATCHES, 2)
+            shapes["econ"] = (n_draws, n_seq, N_ECON, N_BATCHES, 2)
         problem = _shape_problem(r, shapes)
-        if problem is None and (r["exit_counts"][starts].sum(axis=1) != task.hi - task.lo).any():
+        if problem is None and not _counts_add_up(r, model, slots, task.p_hi - task.p_lo):
             problem = "its patient counts do not add up to the task's patients"
         return problem
 
-    results = _execute(
-        backend,
-        run_patient_task,
-        tasks,
-        model,
-        (seed, horizon, bin_width, tally_on),
-        checkpoints,
-        progress,
-        check,
-    )
-    parts = [
-        Tallies(r["hist"], r["exit_counts"], t.hi - t.lo, bin_width, horizon, r.get("econ"))
-        for t in tasks
-        for r in [results[t.task_id]]
-    ]
-    return merge_tallies(parts)
+    args = (seed, horizon, bin_width, tally_on, draw_lo, common_streams)
+    results = _execute(backend, run_task, tasks, model, args, checkpoints, progress, check)
+    parts: dict[int, list[Tallies]] = {}  # patient blocks by draw range, in task order
+    for t in tasks:
+        r = results[t.task_id]
+        part = Tallies(
+            slots, r["hist"], r["exit_counts"], t.p_hi - t.p_lo, bin_width, horizon, r.get("econ")
+        )
+        parts.setdefault(t.d_lo, []).append(part)
+    return join_draws([merge_tallies(blocks) for blocks in parts.values()])
 
 
-def simulate_draw_tasks(
-    backend,
+TASK_TRAJECTORIES = 2_000_000
+"""Default trajectories (patients x draws x sequences) per task: below ~250k the scheduling
+overhead (~7 ms a task on a 2-worker LocalCluster) dominates; see README "Running on Dask"."""
+
+
+def run_simulation(
     model: ModelArrays,
     n_patients: int,
     seed: int,
     *,
     horizon: float,
     bin_width: float,
-    task_draws: int,
-    task_patients: int | None = None,
+    tallies=None,
+    draw_lo: int = 0,
     common_streams: bool = False,
-    checkpoints=None,
-    progress=None,
-) -> DrawTallies:
-    """``simulate_draws`` split into (draw range, patient block) tasks on ``backend``;
-    bitwise equal. Patient blocks of a draw range add up (integer reductions)."""
-    check_econ_range(model, horizon)  # here, not only in the tasks: before any is sent
-    block = task_patients or n_patients
-    tasks = [
-        Task("draws", d.lo, d.hi, p.lo, p.hi)
-        for d in split("draws", model.n_draws, task_draws)
-        for p in split("patients", n_patients, block)
-    ]
-    args = (seed, horizon, bin_width, common_streams)
-    n_seq, n_bins = len(model.seq_names), n_bins_for(horizon, bin_width)
+    threads: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+    on_compile: Callable[[], None] | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    task_draws: int | None = None,
+    task_patients: int | None = None,
+    checkpoints_root: Path | None = None,
+    label: str = "run",
+    say: Callable[[str], None] | None = None,
+) -> tuple[Tallies, Checkpoints | None]:
+    """One ``simulate`` call (same arguments, same numbers), where it should run: here in one
+    call when ``backend`` is "local" and nothing is resumed; else split into tasks
+    (``simulate_tasks``) on that backend, checkpointed under ``checkpoints_root`` and, with
+    ``resume``, reusing the checkpoints of an interrupted run with the same run key.
 
-    def check(task: Task, r: dict) -> str | None:
-        shapes = {"os_hist": (task.hi - task.lo, n_seq, 2, n_bins)}
-        if model.has_economics:
-            shapes["econ"] = (task.hi - task.lo, n_seq, N_ECON, N_BATCHES, 2)
-        problem = _shape_problem(r, shapes)
-        if problem is None and (r["os_hist"].sum(axis=(2, 3)) != task.p_hi - task.p_lo).any():
-            problem = "its patient counts do not add up to the task's patients"
-        return problem
-
-    results = _execute(backend, run_draw_task, tasks, model, args, checkpoints, progress, check)
-    os_hist, econ = [], []
-    for d in split("draws", model.n_draws, task_draws):
-        parts = [results[t.task_id] for t in tasks if (t.lo, t.hi) == (d.lo, d.hi)]
-        os_hist.append(sum(r["os_hist"] for r in parts))
-        if "econ" in parts[0]:
-            econ.append(econ_sum(np.stack([r["econ"] for r in parts])))
-    return DrawTallies(
-        np.concatenate(os_hist), np.concatenate(econ) if econ else None, n_patients, bin_width
+    ``task_draws`` defaults to about TASK_TRAJECTORIES trajectories a task, ``task_patients``
+    to all patients. ``progress`` is called with the patients finished, summed over draws.
+    ``label`` names the analysis in the run key; ``say`` prints notes (resumed tasks, the
+    Dask dashboard). Returns the tallies and the checkpoints to clear once the results are
+    written (None when the run was not split into tasks).
+    """
+    if backend == "local" and not resume:
+        t = simulate(
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            tallies=tallies,
+            draw_lo=draw_lo,
+            common_streams=common_streams,
+            threads=threads,
+            chunk_size=chunk_size,
+            progress=progress,
+            on_compile=on_compile,
+        )
+        return t, None
+    check_econ_range(model, horizon)  # before a cluster is started or a task sent
+    per_draw = n_patients * len(model.seq_names)
+    task_draws = task_draws or max(1, -(-TASK_TRAJECTORIES // per_draw))
+    task_patients = task_patients or n_patients
+    tally_on = tally_mask(tallies, model.n_states)
+    key = run_key(
+        command=label,
+        model=model.digest(),
+        n=n_patients,
+        seed=seed,
+        horizon=horizon,
+        bin_width=bin_width,
+        tallies=tally_on.tolist(),
+        draw_lo=draw_lo,
+        common=common_streams,
+        task_draws=task_draws,
+        task_patients=task_patients,
     )
+    session = task_session(
+        key,
+        checkpoints_root,
+        resume=resume,
+        backend=backend,
+        threads=threads,
+        scheduler=scheduler,
+        workers=workers,
+        say=say,
+    )
+    with session as (engine, checkpoints):
+        t = simulate_tasks(
+            engine,
+            model,
+            n_patients,
+            seed,
+            horizon=horizon,
+            bin_width=bin_width,
+            tallies=tally_on,
+            draw_lo=draw_lo,
+            common_streams=common_streams,
+            task_draws=task_draws,
+            task_patients=task_patients,
+            checkpoints=checkpoints,
+            progress=None if progress is None else lambda task: progress(task.n_trajectories),
+        )
+    return t, checkpoints

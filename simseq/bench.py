@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simseq.simulator import DEFAULT_BIN_WIDTH, n_bins_for
+
 # REF-HCC, months; (shape, scale) of S(t) = exp(-(t / scale) ** shape).
 # Benchmark definition (shared/bench/REF_MODEL.md), not clinical evidence.
 REF_L1_PROG = (1.1, 10.0)
@@ -48,7 +50,6 @@ REF_LANDMARKS = (12.0, 24.0)
 BENCH_SEED = 20260101
 PSA_DRAWS = 1000
 PSA_PATIENTS = 1000
-PSA_BIN_WIDTH = 0.25  # months: the PSA histograms are coarser than a single run's
 
 # Targets from the performance issue. A miss is reported, never raised.
 TARGET_VS_NUMPY = 3.0  # engine >= 3x the NumPy baseline at the largest N (aim 6x)
@@ -103,7 +104,7 @@ def numpy_ref_hcc(
     *,
     chunk: int = 1_000_000,
     horizon: float = REF_HORIZON,
-    bin_width: float = 0.02,
+    bin_width: float = DEFAULT_BIN_WIDTH,
     inverse_cdf: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """REF-HCC in plain vectorised NumPy: binned OS from the start of first line.
@@ -122,8 +123,6 @@ def numpy_ref_hcc(
     -------
     events, censored : ndarray(int64, ndim=1), each (n_bins,)
     """
-    from simseq.simulator import n_bins_for
-
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     rng = np.random.default_rng(seed)
@@ -176,11 +175,11 @@ def numpy_ref_hcc_outputs(n_patients: int, seed: int, **kwargs) -> dict[str, flo
     from simseq.outcomes import km_curve
 
     events, censored = numpy_ref_hcc(n_patients, seed, **kwargs)
-    return ref_outputs(km_curve(events, censored, kwargs.get("bin_width", 0.02)))
+    return ref_outputs(km_curve(events, censored, kwargs.get("bin_width", DEFAULT_BIN_WIDTH)))
 
 
 def numpy_ref_hcc_psa(
-    n_draws: int, n_patients: int, seed: int, *, bin_width: float = PSA_BIN_WIDTH
+    n_draws: int, n_patients: int, seed: int, *, bin_width: float = DEFAULT_BIN_WIDTH
 ) -> np.ndarray:
     """The PSA shape in NumPy: one vectorised run per draw (the parameters would
     differ per draw), int64 (n_draws, 2, n_bins) events / censored."""
@@ -233,17 +232,44 @@ def base_case_model():
 
 
 def simseq_ref_hcc(
-    model, n_patients: int, seed: int, *, threads: int | None = None, bin_width: float = 0.02
+    model,
+    n_patients: int,
+    seed: int,
+    *,
+    threads: int | None = None,
+    bin_width: float = DEFAULT_BIN_WIDTH,
 ) -> dict[str, float]:
     """REF-HCC through the engine end to end (sequence OS only) -> the REF outputs."""
-    from simseq.outcomes import km_curve
-    from simseq.simulator import simulate_draws
+    from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+    from simseq.outcomes import tally_curve
 
-    draws = simulate_draws(
-        model, n_patients, seed, horizon=REF_HORIZON, bin_width=bin_width, threads=threads
+    tallies = simseq_psa(model, n_patients, seed, threads=threads, bin_width=bin_width)
+    start = [int(model.seq_start_state[0])]
+    return ref_outputs(tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, start))
+
+
+def simseq_psa(
+    model,
+    n_patients: int,
+    seed: int,
+    *,
+    threads: int | None = None,
+    bin_width: float = DEFAULT_BIN_WIDTH,
+):
+    """``simulate`` keeping the sequence OS histograms alone, as a PSA does, for every draw
+    of ``model`` (REF-HCC's horizon)."""
+    from simseq.outcomes import sequence_os_tallies
+    from simseq.simulator import simulate
+
+    return simulate(
+        model,
+        n_patients,
+        seed,
+        horizon=REF_HORIZON,
+        bin_width=bin_width,
+        tallies=sequence_os_tallies(model),
+        threads=threads,
     )
-    events, censored = draws.os_hist[0, 0]
-    return ref_outputs(km_curve(events, censored, bin_width))
 
 
 def simseq_base_case(model, n_patients: int, seed: int, *, threads: int | None = None):
@@ -746,8 +772,6 @@ def run_headline(
     """
     import numba
 
-    from simseq.simulator import simulate_draws
-
     say = progress or (lambda msg: None)
     rounds = 3 if quick else 5
     ns = (10**5, 10**6) if quick else (10**5, 10**6, 10**7, 10**8)
@@ -769,15 +793,13 @@ def run_headline(
         return lambda: simseq_base_case(base, n, seed, threads=t)
 
     def psa_case(t):
-        return lambda: simulate_draws(
-            psa, PSA_PATIENTS, seed, horizon=REF_HORIZON, bin_width=PSA_BIN_WIDTH, threads=t
-        )
+        return lambda: simseq_psa(psa, PSA_PATIENTS, seed, threads=t)
 
     say("warming up (compilation)")
     for t in threads_list:
         ref_case(1000, t)()
         base_case(1000, t)()
-        simulate_draws(ref.repeat_draws(2), 10, seed, horizon=REF_HORIZON, threads=t)
+        simseq_psa(ref.repeat_draws(2), 10, seed, threads=t)
     numpy_ref_hcc_outputs(1000, seed)
 
     ms: list[Measurement] = []

@@ -67,4 +67,4 @@ allows ~340 model states."""
 MAX_PSA_BYTES = 4_000_000_000
 """Bytes of per-draw OS histograms and economic sums a PSA, DSA or sweep keeps for all its
 draws at once (draws x sequences x (2 x bins + 768) x 8): 4 GB. 1,000 draws of the base
-case (5 sequences, 1,200 bins of 0.1 months) need 127 MB."""
+case (5 sequences, 6,000 bins of the default 0.02 months) need 511 MB."""

@@ -132,27 +132,27 @@ def km_curve(events: np.ndarray, censored: np.ndarray, bin_width: float) -> Surv
     return SurvivalCurve(times, survival, se, int(n_total), terms)
 
 
-def tally_curve(tallies: Tallies, tally: int, states: list[int]) -> SurvivalCurve:
-    """KM curve of one tally kind pooled over ``states`` (histograms add)."""
-    h = tallies.hist[tally, states].sum(axis=0)
+def tally_curve(tallies: Tallies, tally: int, states: list[int], draw: int = 0) -> SurvivalCurve:
+    """KM curve of one tally kind of draw ``draw``, pooled over ``states`` (histograms add)."""
+    h = tallies.histogram(tally, states, draw)
     return km_curve(h[0], h[1], tallies.bin_width)
 
 
-def occupancy(tallies: Tallies, states: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Probability of being in any of ``states`` at the end of each bin.
+def occupancy(tallies: Tallies, states: list[int], draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Probability of being in any of ``states`` at the end of each bin, in draw ``draw``.
 
     Returns ``(times, probability)``, both float64 (n_bins,), times in months.
     """
-    entries = tallies.hist[TALLY_ENTRY_TIME, states, 0].sum(axis=0)
-    exits = tallies.hist[TALLY_EXIT_TIME, states, 0].sum(axis=0)
+    entries = tallies.histogram(TALLY_ENTRY_TIME, states, draw)[0]
+    exits = tallies.histogram(TALLY_EXIT_TIME, states, draw)[0]
     times = (np.arange(entries.shape[0]) + 1) * tallies.bin_width
     return times, np.cumsum(entries - exits) / tallies.n_patients
 
 
-def exit_fractions(tallies: Tallies, states: list[int]) -> dict[str, float | None]:
-    """Share of entrants leaving by each event (and still there at the horizon); None
-    for every event when no simulated patient entered."""
-    counts = tallies.exit_counts[states].sum(axis=0)
+def exit_fractions(tallies: Tallies, states: list[int], draw: int = 0) -> dict[str, float | None]:
+    """Share of entrants leaving by each event (and still there at the horizon) in draw
+    ``draw``; None for every event when no simulated patient entered."""
+    counts = tallies.exit_counts[draw, states].sum(axis=0)
     total = counts.sum()
     names = [*EVENT_NAMES, "at_horizon"]
     return {names[i]: (float(counts[i] / total) if total else None) for i in range(N_EVENTS + 1)}
@@ -202,16 +202,20 @@ def line_key(line_no: int) -> str:
     return f"{_ORDINALS[line_no]}_line" if line_no in _ORDINALS else f"line_{line_no}"
 
 
-def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int) -> dict:
+def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int, draw: int) -> dict:
     k = f"{line_no}l"
-    entered = int(tallies.n_entered[states].sum())
+    entered = int(tallies.n_entered[draw, states].sum())
+
+    def curve(tally: int) -> dict:
+        return time_summary(tally_curve(tallies, tally, states, draw))
+
     return {
         "fraction_started": round(entered / n, 6),
-        f"pfs_{k}": time_summary(tally_curve(tallies, TALLY_SOJOURN, states)),
-        f"os_from_{k}": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, states)),
-        f"os_from_1l_given_{k}": time_summary(tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, states)),
-        f"pps_after_{k}": time_summary(tally_curve(tallies, TALLY_PPS, states)),
-        "line_end": exit_fractions(tallies, states),
+        f"pfs_{k}": curve(TALLY_SOJOURN),
+        f"os_from_{k}": curve(TALLY_OS_FROM_ENTRY),
+        f"os_from_1l_given_{k}": curve(TALLY_OS_GIVEN_ENTRY),
+        f"pps_after_{k}": curve(TALLY_PPS),
+        "line_end": exit_fractions(tallies, states, draw),
     }
 
 
@@ -231,39 +235,52 @@ def summary_tallies(model: ModelArrays) -> np.ndarray:
     return mask
 
 
+def sequence_os_tallies(model: ModelArrays) -> np.ndarray:
+    """int64 (N_TALLIES, n_states) mask of OS from the start of each sequence alone (the
+    TALLY_OS_GIVEN_ENTRY histogram of its start state: every patient enters it at time 0),
+    for ``simulate(tallies=...)`` in analyses that read only that, such as a PSA."""
+    mask = np.zeros((N_TALLIES, model.n_states), np.int64)
+    mask[TALLY_OS_GIVEN_ENTRY, model.seq_start_state] = 1
+    return mask
+
+
 def sequence_summary(
     model: ModelArrays,
     tallies: Tallies,
     sequence: str,
     horizon: float,
     landmarks: tuple[float, ...],
+    draw: int = 0,
 ) -> dict:
-    """Every reported outcome of one sequence (months; fractions of all simulated patients)."""
+    """Every reported outcome of one sequence in draw ``draw`` (months; fractions of all
+    simulated patients)."""
     n = tallies.n_patients
     states = model.states_of(sequence)
     start = int(model.seq_start_state[model.seq_names.index(sequence)])
-    os_curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [start])
+    os_curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [start], draw)
     out: dict = {
         "os_from_1l": os_summary(os_curve, horizon, landmarks),
         "life_years_undiscounted": round(os_curve.rmst(horizon)[0] / 12.0, 6),
-        "pfs_1l": time_summary(tally_curve(tallies, TALLY_SOJOURN, [start])),
-        "pps_after_1l": time_summary(tally_curve(tallies, TALLY_PPS, [start])),
+        "pfs_1l": time_summary(tally_curve(tallies, TALLY_SOJOURN, [start], draw)),
+        "pps_after_1l": time_summary(tally_curve(tallies, TALLY_PPS, [start], draw)),
         "first_line": {
             "regimen": model.state_regimen[start],
-            "line_end": exit_fractions(tallies, [start]),
+            "line_end": exit_fractions(tallies, [start], draw),
         },
     }
     max_line = int(model.state_line[states].max())
     for line_no in range(2, max_line + 1):
         at_line = [s for s in states if model.state_line[s] == line_no]
         key = line_key(line_no)
-        out[key] = {model.state_regimen[s]: _line_block(tallies, [s], line_no, n) for s in at_line}
-        out[f"{key}_any"] = _line_block(tallies, at_line, line_no, n)
+        out[key] = {
+            model.state_regimen[s]: _line_block(tallies, [s], line_no, n, draw) for s in at_line
+        }
+        out[f"{key}_any"] = _line_block(tallies, at_line, line_no, n, draw)
     bsc = [s for s in states if model.state_role[s] == "no_further_therapy"]
     if bsc:
         out["no_further_therapy"] = {
-            "fraction_entered": round(int(tallies.n_entered[bsc].sum()) / n, 6),
-            "os_from_entry": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, bsc)),
+            "fraction_entered": round(int(tallies.n_entered[draw, bsc].sum()) / n, 6),
+            "os_from_entry": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, bsc, draw)),
         }
     return out
 
@@ -271,7 +288,7 @@ def sequence_summary(
 def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:
     """Mean per patient and its Monte Carlo SE for each economic outcome of one sequence.
 
-    ``econ``: int64 (N_ECON, N_BATCHES, 2) exact fixed-point sums (``Tallies.econ``)
+    ``econ``: int64 (N_ECON, N_BATCHES, 2) exact fixed-point sums (``Tallies.econ[draw, q]``)
     over interleaved patient batches (patient index mod N_BATCHES). The SE is the
     spread of the batch means over sqrt(N_BATCHES): order-independent, like the sums.
     """

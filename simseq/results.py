@@ -587,7 +587,7 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
     wtp = inputs["willingness_to_pay"]
     per_seq = {}
     for q, sid in enumerate(model.seq_names):
-        means = econ_means(tallies.econ[q], tallies.n_patients)
+        means = econ_means(tallies.econ[0, q], tallies.n_patients)
         per_seq[sid] = {
             name: {"mean": round(m, 6), "ci95": [round(m - Z95 * se, 6), round(m + Z95 * se, 6)]}
             for name, (m, se) in means.items()

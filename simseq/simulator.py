@@ -1,14 +1,17 @@
-"""Run the engine over many patients in chunks: threads, progress and the event log.
+"""Run the engine over many patients and parameter draws: threads, progress and the event log.
 
-The kernels in ``simseq.engine.simulate`` do the work; this module allocates
-their outputs, splits the patients into chunks (so a progress bar can move and
-Ctrl-C is honoured between chunks) and sums the integer reductions, which makes
-the result independent of thread count and chunk size.
+The kernel in ``simseq.engine.simulate`` does the work; this module allocates its
+outputs, splits the patients into chunks (so a progress bar can move and Ctrl-C is
+honoured between chunks) and sums the integer reductions, which makes the result
+independent of thread count and chunk size. ``simulate`` is the one entry point: a run
+is the case of one draw, a PSA, DSA or sweep the case of many.
 """
 
 import contextlib
+import dataclasses
+import functools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,8 +27,10 @@ from simseq.engine.codes import (
     N_ECON,
     N_EVENTS,
     N_TALLIES,
+    TALLY_NAMES,
+    TALLY_OS_GIVEN_ENTRY,
 )
-from simseq.engine.simulate import simulate_os_draws, simulate_paths, simulate_tallies
+from simseq.engine.simulate import simulate_kernel
 from simseq.model import ModelArrays, econ_range_problem
 
 if TYPE_CHECKING:
@@ -38,23 +43,67 @@ DEFAULT_CHUNK = 1_000_000
 
 @dataclass(frozen=True)
 class Tallies:
-    """Summed reductions of one simulation (one parameter draw)."""
+    """Summed reductions of a simulation, per parameter draw.
 
+    Only the histograms asked for are kept (``slots``): a PSA of 1,000 draws keeps one per
+    sequence, not every kind of every state.
+    """
+
+    slots: np.ndarray
+    """int64 (n_kept, 2): (TALLY_* kind, state) of each kept histogram."""
     hist: np.ndarray
-    """int64 (N_TALLIES, n_states, 2, n_bins): [..., 0, :] events, [..., 1, :] censored."""
+    """int64 (n_draws, n_kept, 2, n_bins): [..., 0, :] events, [..., 1, :] censored."""
     exit_counts: np.ndarray
-    """int64 (n_states, N_EVENTS + 1): exits by event, the last column still there at horizon."""
-    n_patients: int
+    """int64 (n_draws, n_states, N_EVENTS + 1): exits by event, the last column still there
+    at the horizon."""
+    n_patients: int  # per draw
     bin_width: float  # months
     horizon: float  # months
     econ: np.ndarray | None = None
-    """int64 (n_seq, N_ECON, N_BATCHES, 2) exact fixed-point sums as (hi, lo) words (see
-    engine.codes; ``econ_values`` converts them), or None."""
+    """int64 (n_draws, n_seq, N_ECON, N_BATCHES, 2) exact fixed-point sums as (hi, lo) words
+    (see engine.codes; ``econ_values`` converts them), or None."""
+
+    @property
+    def n_draws(self) -> int:
+        return self.hist.shape[0]
 
     @property
     def n_entered(self) -> np.ndarray:
-        """int64 (n_states,): patients who entered each state."""
-        return self.exit_counts.sum(axis=1)
+        """int64 (n_draws, n_states): patients who entered each state."""
+        return self.exit_counts.sum(axis=2)
+
+    @functools.cached_property
+    def _slot(self) -> dict[tuple[int, int], int]:
+        return {(int(k), int(s)): j for j, (k, s) in enumerate(self.slots)}
+
+    def slot(self, kind: int, state: int) -> int:
+        """Index into ``hist``'s second axis of histogram ``kind`` (TALLY_*) of ``state``;
+        KeyError for one that was not kept."""
+        j = self._slot.get((kind, int(state)))
+        if j is None:
+            raise KeyError(
+                f"histogram {TALLY_NAMES[kind]} of state {state} was not kept "
+                "(simulate's tallies argument)"
+            )
+        return j
+
+    def histogram(self, kind: int, states: Iterable[int], draw: int = 0) -> np.ndarray:
+        """int64 (2, n_bins): histogram ``kind`` (TALLY_*) of draw ``draw``, added over
+        ``states`` (events, censored). KeyError for one that was not kept."""
+        total = np.zeros(self.hist.shape[2:], np.int64)
+        for s in states:
+            total += self.hist[draw, self.slot(kind, s)]
+        return total
+
+    def of_draw(self, draw: int) -> "Tallies":
+        """The tallies of draw ``draw`` alone (n_draws == 1)."""
+        one = slice(draw, draw + 1)
+        return dataclasses.replace(
+            self,
+            hist=self.hist[one],
+            exit_counts=self.exit_counts[one],
+            econ=None if self.econ is None else self.econ[one],
+        )
 
 
 def econ_sum(parts: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -158,21 +207,30 @@ def simulate(
     *,
     horizon: float,
     bin_width: float = DEFAULT_BIN_WIDTH,
-    draw_idx: int = 0,
+    tallies: Iterable[int] | np.ndarray | None = None,
+    draw_lo: int = 0,
+    common_streams: bool = False,
+    patient_lo: int = 0,
     threads: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
-    tallies: Iterable[int] | np.ndarray | None = None,
-    patient_lo: int = 0,
     on_compile: Callable[[], None] | None = None,
 ) -> Tallies:
-    """Simulate patients ``patient_lo .. patient_lo + n_patients`` through every sequence of
-    ``model`` and reduce (tallies of disjoint patient ranges add up: ``merge_tallies``).
+    """Simulate patients ``patient_lo .. patient_lo + n_patients`` of every draw of ``model``
+    through every sequence and reduce (tallies of disjoint patient ranges add up:
+    ``merge_tallies``; of disjoint draw ranges, they stack: ``join_draws``).
 
-    ``progress`` is called with the number of patients finished after each chunk.
-    ``tallies`` limits the histograms kept (see ``tally_mask``; default: all); the
-    others stay zero, which saves their bookkeeping. ``on_compile`` is called first
-    if the engine must be compiled for this model (a cold numba cache).
+    Draw d (0-based within ``model``) uses the random streams of global draw
+    ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
+    ``common_streams`` every draw uses the streams of ``draw_lo`` (common random numbers,
+    for one-way sensitivity analyses, sweeps and calibration). ``tallies`` chooses the
+    histograms kept (see ``tally_mask``; default: all). The work is parallel over (draw,
+    patient row) tasks, so one draw still uses every thread. Patients go to the kernel in
+    chunks of ``chunk_size`` (of every draw at once: a task's set-up is paid per chunk),
+    after each of which ``progress`` is called with the patients finished, summed over
+    draws, and Ctrl-C is honoured. ``on_compile`` is called first if the engine must be
+    compiled for this model (a cold numba cache). Results do not depend on threads or
+    chunks.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -184,75 +242,106 @@ def simulate(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     check_econ_range(model, horizon)
     n_bins = n_bins_for(horizon, bin_width)
-    tally_on = tally_mask(tallies, model.n_states)
+    mask = tally_mask(tallies, model.n_states)
+    slots = np.argwhere(mask).astype(np.int64)
+    slot_of = np.full(mask.shape, -1, np.int64)
+    slot_of[slots[:, 0], slots[:, 1]] = np.arange(len(slots))
+    n_draws, n_seq = model.n_draws, len(model.seq_names)
+    # sequences keeping more than their start state's OS: those histograms need the path
+    slot_seq = model.state_seq_idx[slots[:, 1]]
+    start_os = (slots[:, 0] == TALLY_OS_GIVEN_ENTRY) & (
+        slots[:, 1] == model.seq_start_state[slot_seq]
+    )
+    from_path = np.bincount(slot_seq[~start_os], minlength=n_seq).clip(max=1)
     variant = kernel_variant(model)
     with thread_count(threads):
-        n_blocks = numba.get_num_threads()
-        hist = np.zeros((n_blocks, N_TALLIES, model.n_states, 2, n_bins), np.int64)
-        exits = np.zeros((n_blocks, model.n_states, N_EVENTS + 1), np.int64)
-        n_seq = len(model.seq_names)
-        econ = np.zeros(
-            (n_blocks if model.has_economics else 0, n_seq, N_ECON, N_BATCHES, 2), np.int64
-        )
-        d = draw_idx if model.n_draws > 1 else 0
+        # Split each draw into patient rows when there are fewer draws than threads;
+        # rows add up exactly, so the split does not change the numbers.
+        n_rows = min(n_patients, -(-numba.get_num_threads() // n_draws))
+        n_tasks = n_draws * n_rows
+        hist = np.zeros((n_tasks, len(slots), 2, n_bins), np.int64)
+        exits = np.zeros((n_tasks, model.n_states, N_EVENTS + 1), np.int64)
+        n_econ = n_tasks if model.has_economics else 0
+        econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES, 2), np.int64)
         end = patient_lo + n_patients
         for lo in range(patient_lo, end, chunk_size):
             n_chunk = min(chunk_size, end - lo)
             args = (
                 seed,
-                draw_idx,
+                draw_lo,
+                common_streams,
                 lo,
                 n_chunk,
+                n_rows,
                 model.seq_start_state,
                 float(horizon),
-                float(bin_width),
                 model.max_steps,
                 model.stride,
-                tally_on,
                 model.structure,
-                model.numbers(d),
+                model.numbers(),
                 *variant,
-                hist,
-                exits,
-                econ,
+                (1.0 / bin_width, slot_of, from_path, hist, exits, econ),
+                None,
             )
             if (
                 on_compile is not None
                 and lo == patient_lo
-                and not kernel_ready(simulate_tallies, args)
+                and not kernel_ready(simulate_kernel, args)
             ):
                 on_compile()
-            simulate_tallies(*args)
+            simulate_kernel(*args)
             if progress is not None:
-                progress(n_chunk)
+                progress(n_chunk * n_draws)
+    if model.has_economics:
+        econ = econ_sum(econ.reshape(n_draws, n_rows, *econ.shape[1:]), axis=1)
     return Tallies(
-        hist.sum(axis=0),
-        exits.sum(axis=0),
+        slots,
+        _rows_summed(hist, n_draws),
+        _rows_summed(exits, n_draws),
         n_patients,
         bin_width,
         horizon,
-        econ_sum(econ) if model.has_economics else None,
+        econ if model.has_economics else None,
     )
 
 
-def merge_tallies(parts: list[Tallies]) -> Tallies:
-    """Tallies of disjoint patient ranges, added up (integers: the order does not matter)."""
+def _rows_summed(a: np.ndarray, n_draws: int) -> np.ndarray:
+    """(n_draws * n_rows, ...) task rows -> (n_draws, ...) summed over each draw's rows
+    (without a copy when there is one row a draw, as in a PSA with many draws)."""
+    rows = a.reshape(n_draws, -1, *a.shape[1:])
+    return rows[:, 0] if rows.shape[1] == 1 else rows.sum(axis=1)
+
+
+def merge_tallies(parts: Sequence[Tallies]) -> Tallies:
+    """Tallies of the same draws and disjoint patient ranges, added up (integers: the order
+    does not matter)."""
     first = parts[0]
     econ = None if first.econ is None else econ_sum(np.stack([p.econ for p in parts]))
-    return Tallies(
-        sum(p.hist for p in parts),
-        sum(p.exit_counts for p in parts),
-        sum(p.n_patients for p in parts),
-        first.bin_width,
-        first.horizon,
-        econ,
+    return dataclasses.replace(
+        first,
+        hist=sum(p.hist for p in parts),
+        exit_counts=sum(p.exit_counts for p in parts),
+        n_patients=sum(p.n_patients for p in parts),
+        econ=econ,
+    )
+
+
+def join_draws(parts: Sequence[Tallies]) -> Tallies:
+    """Tallies of consecutive draw ranges (the same patients), as one."""
+    first = parts[0]
+    return dataclasses.replace(
+        first,
+        hist=np.concatenate([p.hist for p in parts]),
+        exit_counts=np.concatenate([p.exit_counts for p in parts]),
+        econ=None if first.econ is None else np.concatenate([p.econ for p in parts]),
     )
 
 
 def simulate_trajectories(
     model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
 ) -> "pandas.DataFrame":
-    """Per-patient event log, one row per sojourn, with the same streams as ``simulate``.
+    """Per-patient event log, one row per sojourn, with the streams ``simulate`` gives global
+    draw ``draw_idx`` (and that draw's numbers when ``model`` has several).
 
     Columns: sequence, patient, from_state, to_state ("dead", or "" when still
     there at the horizon), event, t_start, t_stop (months from sequence start).
@@ -265,23 +354,23 @@ def simulate_trajectories(
     out_event = np.zeros(shape, np.int64)
     out_n = np.zeros((n_seq, n_patients), np.int64)
     out_death = np.zeros((n_seq, n_patients))
-    d = draw_idx if model.n_draws > 1 else 0
-    simulate_paths(
+    draw = model.select_draws(draw_idx, draw_idx + 1) if model.n_draws > 1 else model
+    simulate_kernel(
         seed,
         draw_idx,
+        False,
         0,
+        n_patients,
+        min(n_patients, numba.get_num_threads()),
         model.seq_start_state,
         float(horizon),
+        model.max_steps,
         model.stride,
         model.structure,
-        model.numbers(d),
+        draw.numbers(),
         *kernel_variant(model),
-        out_state,
-        out_enter,
-        out_exit,
-        out_event,
-        out_n,
-        out_death,
+        None,
+        (out_state, out_enter, out_exit, out_event, out_n, out_death),
     )
     rows = []
     for q, seq in enumerate(model.seq_names):
@@ -312,71 +401,3 @@ def simulate_trajectories(
         rows,
         columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"],
     )
-
-
-@dataclass(frozen=True)
-class DrawTallies:
-    """Reductions per parameter draw (the PSA shape)."""
-
-    os_hist: np.ndarray  # int64 (n_draws, n_seq, 2, n_bins): OS from sequence start
-    econ: np.ndarray | None
-    """int64 (n_draws, n_seq, N_ECON, N_BATCHES, 2) exact sums as in ``Tallies``, or None."""
-    n_patients: int  # per draw
-    bin_width: float  # months
-
-
-def simulate_draws(
-    model: ModelArrays,
-    n_patients: int,
-    seed: int,
-    *,
-    horizon: float,
-    bin_width: float = 0.25,
-    draw_lo: int = 0,
-    threads: int | None = None,
-    common_streams: bool = False,
-    patient_lo: int = 0,
-) -> DrawTallies:
-    """OS histograms (and economics, if the model has them) per draw, parallel over draws
-    and, when there are fewer draws than threads, over patients too.
-
-    Draw d (0-based within ``model``) uses the streams of global draw
-    ``draw_lo + d``, so a PSA split into draw ranges gives the same numbers; with
-    ``common_streams`` every draw uses the streams of ``draw_lo`` (common random
-    numbers, for one-way sensitivity analysis and sweeps). ``patient_lo`` offsets the
-    patients (a patient block of a distributed task; blocks add up).
-    """
-    if n_patients < 1:
-        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
-    check_econ_range(model, horizon)
-    n_bins = n_bins_for(horizon, bin_width)
-    n_seq = len(model.seq_names)
-    n_draws = model.n_draws
-    with thread_count(threads):
-        # Split each draw into patient rows when there are fewer draws than threads;
-        # rows add up exactly, so the split does not change the numbers.
-        n_rows = min(n_patients, -(-numba.get_num_threads() // n_draws))
-        hist = np.zeros((n_draws * n_rows, n_seq, 2, n_bins), np.int64)
-        n_econ = n_draws * n_rows if model.has_economics else 0
-        econ = np.zeros((n_econ, n_seq, N_ECON, N_BATCHES, 2), np.int64)
-        simulate_os_draws(
-            seed,
-            draw_lo,
-            common_streams,
-            n_patients,
-            patient_lo,
-            model.seq_start_state,
-            float(horizon),
-            float(bin_width),
-            model.max_steps,
-            model.stride,
-            model.structure,
-            model.numbers(),
-            *kernel_variant(model),
-            hist,
-            econ,
-        )
-    hist = hist.reshape(n_draws, n_rows, n_seq, 2, n_bins).sum(axis=1)
-    if model.has_economics:
-        econ = econ_sum(econ.reshape(n_draws, n_rows, n_seq, N_ECON, N_BATCHES, 2), axis=1)
-    return DrawTallies(hist, econ if model.has_economics else None, n_patients, bin_width)

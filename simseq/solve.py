@@ -24,19 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from simseq.distributions import FAMILIES
-from simseq.engine.codes import TALLY_SOJOURN
+from simseq.engine.codes import N_TALLIES, TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.model import ModelArrays
-from simseq.outcomes import tally_curve
+from simseq.outcomes import km_medians
 from simseq.quadrature import (
     QUAD_STEP,
-    median_of,
     os_median,
     quadrature_problem,
     sojourn_median,
     take_draws,
 )
 from simseq.roots import solve_monotone
-from simseq.simulator import simulate, simulate_draws
+from simseq.simulator import simulate
 
 OS_FROM_LINE_START = "median_os_from_line_start"
 TIME_ON_LINE = "median_time_on_line"
@@ -220,9 +219,8 @@ def _engine_medians(
     free median (with steps of order 1/n_patients, which bracketing search tolerates) and
     a draw's value does not depend on the others.
 
-    Only the target's sequence is walked, without economics. OS: the draws'
-    histograms from one ``simulate_draws`` call. Time on a line: one ``simulate`` per
-    draw (the all-draws kernel keeps no sojourn tally).
+    Only the target's sequence is walked, without economics, and only the one histogram
+    the target reads is kept: all draws in one ``simulate`` call.
     """
     n, seed = simulation["n_patients"], simulation["seed"]
     width = simulation["bin_width"]
@@ -234,30 +232,16 @@ def _engine_medians(
         has_economics=False,
     )
     if tgt.kind == OS_FROM_LINE_START:
-        hist = simulate_draws(
-            alone, n, seed, horizon=horizon, bin_width=width, common_streams=True
-        ).os_hist[:, 0]
-        events, censored = hist[:, 0].astype(np.float64), hist[:, 1].astype(np.float64)
-        # Kaplan-Meier at the bin edges, as outcomes.km_curve, for every draw at once
-        at_risk = n - np.concatenate(
-            (np.zeros((len(hist), 1)), np.cumsum(events + censored, axis=1)[:, :-1]), axis=1
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hazard = np.where(at_risk > 0, events / at_risk, 0.0)
-        surv = np.concatenate((np.ones((len(hist), 1)), np.cumprod(1.0 - hazard, axis=1)), 1)
-        return median_of(np.arange(surv.shape[1]) * width, surv)
-    out = np.empty(model.n_draws)
-    for d in range(model.n_draws):
-        tallies = simulate(
-            take_draws(alone, np.array([d])),
-            n,
-            seed,
-            horizon=horizon,
-            bin_width=width,
-            tallies=[TALLY_SOJOURN],
-        )
-        out[d] = tally_curve(tallies, TALLY_SOJOURN, [tgt.index]).median()
-    return out
+        kind, state = TALLY_OS_GIVEN_ENTRY, int(model.seq_start_state[q])
+    else:
+        kind, state = TALLY_SOJOURN, tgt.index
+    mask = np.zeros((N_TALLIES, model.n_states), np.int64)
+    mask[kind, state] = 1
+    tallies = simulate(
+        alone, n, seed, horizon=horizon, bin_width=width, tallies=mask, common_streams=True
+    )
+    hist = tallies.hist[:, tallies.slot(kind, state)]  # (n_draws, 2, n_bins)
+    return km_medians(hist[:, 0], hist[:, 1], width)
 
 
 def _summary(

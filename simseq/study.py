@@ -341,6 +341,9 @@ class Study:
             seed,
             horizon=self.horizon,
             bin_width=self.scenario.simulation.bin_width,
+            # PSA draws on their own streams (1, 2, ...: not the base case's 0); one-way
+            # bounds and sweep points share the base case's (common random numbers)
+            draw_lo=0 if common_streams else 1,
             common_streams=common_streams,
             label=label,
             threads=threads,
@@ -453,153 +456,48 @@ def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> f
 
 
 # --------------------------------------------------------------------------- #
-# Simulation: the one place that chooses local threads or a task backend
+# Simulation: every analysis simulates through backend.run_simulation
 # --------------------------------------------------------------------------- #
 
 
-def _simulate_run(
-    model,
-    n_patients,
-    seed,
-    *,
-    horizon,
-    bin_width,
-    threads,
-    chunk_size,
-    progress,
-    on_compile,
-    distributed,
-    checkpoints_root,
-    say,
-):
-    """(tallies of a run, task checkpoints or None): in one call here, or as patient-range
-    tasks on a backend (``distributed``: backend, scheduler, workers, resume)."""
+def _simulate_run(model, n_patients, seed, *, distributed, **how):
+    """(tallies of a run, task checkpoints or None): ``backend.run_simulation`` with the
+    histograms the run's summary reads; ``distributed``: backend, scheduler, workers,
+    resume (patient tasks of ``chunk_size``)."""
+    from simseq.backend import run_simulation
     from simseq.outcomes import summary_tallies
-    from simseq.simulator import DEFAULT_CHUNK, simulate
+    from simseq.simulator import DEFAULT_CHUNK
 
-    chunk_size = chunk_size or DEFAULT_CHUNK
-    if not distributed:
-        tallies = simulate(
-            model,
-            n_patients,
-            seed,
-            horizon=horizon,
-            bin_width=bin_width,
-            threads=threads,
-            chunk_size=chunk_size,
-            progress=progress,
-            tallies=summary_tallies(model),
-            on_compile=on_compile,
-        )
-        return tallies, None
-    from simseq.backend import run_key, simulate_tasks, task_session
-
-    key = run_key(
-        command="run",
-        model=model.digest(),
-        n=n_patients,
-        seed=seed,
-        horizon=horizon,
-        bin_width=bin_width,
-        task=chunk_size,
+    how["chunk_size"] = how.get("chunk_size") or DEFAULT_CHUNK
+    dist = dict(distributed or {})
+    if dist:
+        dist.setdefault("task_patients", how["chunk_size"])
+    return run_simulation(
+        model, n_patients, seed, tallies=summary_tallies(model), label="run", **how, **dist
     )
-    with task_session(key, checkpoints_root, threads=threads, say=say, **distributed) as (
-        engine,
-        checkpoints,
-    ):
-        tallies = simulate_tasks(
-            engine,
-            model,
-            n_patients,
-            seed,
-            horizon=horizon,
-            bin_width=bin_width,
-            task_size=chunk_size,
-            tallies=summary_tallies(model),
-            checkpoints=checkpoints,
-            progress=None if progress is None else (lambda t: progress(t.hi - t.lo)),
-        )
-    return tallies, checkpoints
 
 
-def _simulate_cases(
-    model,
-    n_patients,
-    seed,
-    *,
-    horizon,
-    bin_width,
-    common_streams,
-    label,
-    threads,
-    progress,
-    distributed,
-    checkpoints_root,
-    say,
-):
-    """(per-case tallies, task checkpoints or None): all cases in one local call, or as
-    draw-range tasks on a backend (checkpointed)."""
-    from simseq.simulator import simulate_draws
+def _simulate_cases(model, n_patients, seed, *, progress, distributed, **how):
+    """(per-case tallies, task checkpoints or None): OS from each sequence's start and the
+    economics for every case (draw) of ``model``, in one call or as tasks."""
+    from simseq.backend import run_simulation
+    from simseq.outcomes import sequence_os_tallies
 
-    dist = distributed or {}
-    if dist.get("backend", "local") == "local" and not dist.get("resume"):
-        tallies = simulate_draws(
-            model,
-            n_patients,
-            seed,
-            horizon=horizon,
-            bin_width=bin_width,
-            threads=threads,
-            common_streams=common_streams,
-        )
-        return tallies, None
-    from simseq.backend import run_key, simulate_draw_tasks, task_session
-
-    # ~2 million trajectories per task: below ~250k the scheduling overhead (~7 ms a
-    # task on a 2-worker LocalCluster) dominates; see README "Running on Dask"
-    per_draw = n_patients * len(model.seq_names)
-    task_draws = dist.get("task_draws") or max(1, -(-2_000_000 // per_draw))
-    key = run_key(
-        patients_per_task=dist.get("task_patients"),
-        command=label,
-        model=model.digest(),
-        n=n_patients,
-        seed=seed,
-        common=common_streams,
-        task=task_draws,
-        bin_width=bin_width,
+    return run_simulation(
+        model,
+        n_patients,
+        seed,
+        tallies=sequence_os_tallies(model),
+        progress=progress,
+        **how,
+        **{k: v for k, v in (distributed or {}).items() if v is not None},
     )
-    session = task_session(
-        key,
-        checkpoints_root,
-        resume=bool(dist.get("resume")),
-        backend=dist.get("backend", "local"),
-        threads=threads,
-        scheduler=dist.get("scheduler"),
-        workers=dist.get("workers"),
-        say=say,
-    )
-    with session as (engine, checkpoints):
-        tallies = simulate_draw_tasks(
-            engine,
-            model,
-            n_patients,
-            seed,
-            horizon=horizon,
-            bin_width=bin_width,
-            task_draws=task_draws,
-            task_patients=dist.get("task_patients"),
-            common_streams=common_streams,
-            checkpoints=checkpoints,
-            progress=None if progress is None else (lambda t: progress(1)),
-        )
-    return tallies, checkpoints
 
 
 def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
     """(sequence names, outputs, patient-noise variances) of per-case tallies; each output
     float64 (n_cases, n_seq): discounted LYs, QALYs, costs and the median OS (months)."""
-    from simseq.engine.codes import ECON_NAMES
+    from simseq.engine.codes import ECON_NAMES, TALLY_OS_GIVEN_ENTRY
     from simseq.outcomes import econ_mean_se, km_medians
 
     means, se = econ_mean_se(tallies.econ, n_patients)  # (n_cases, n_seq, N_ECON)
@@ -608,6 +506,8 @@ def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
         i = ECON_NAMES.index(f"{k}_discounted")
         outputs[k] = means[..., i]
         noise[k] = se[..., i] ** 2
-    hist = tallies.os_hist  # (n_cases, n_seq, 2, n_bins)
+    # OS from each sequence's start: the histogram of its start state, every patient entering
+    slots = [tallies.slot(TALLY_OS_GIVEN_ENTRY, int(s)) for s in model.seq_start_state]
+    hist = tallies.hist[:, slots]  # (n_cases, n_seq, 2, n_bins)
     outputs["os_median"] = km_medians(hist[..., 0, :], hist[..., 1, :], tallies.bin_width)
     return list(model.seq_names), outputs, noise

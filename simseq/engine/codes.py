@@ -78,7 +78,7 @@ STRUCTURE = (
     "dest_state",
     "dest_event",
 )
-# Its numbers (one draw for simulate_tallies/paths, every draw for simulate_os_draws).
+# Its numbers, each with the parameter draw as leading axis (n_draws, ...).
 NUMBERS = (
     "cov_prevalence",
     "cov_log_hr",

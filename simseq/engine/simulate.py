@@ -28,6 +28,10 @@ Both give identical numbers. A kernel is compiled per model variant (see
 ``walk_block``): the usual one holds neither the general walk nor the exact
 samplers of non-Weibull families.
 
+One kernel, ``simulate_kernel``, holds the block loop, parallel over (draw, patient
+row) tasks; what a walked block is drained into (``_drain_block``) is its argument:
+histograms, exit counts and economic sums, or an event log.
+
 Uniform number ``counter`` of patient ``p`` in draw ``d`` is a pure function of
 (seed, d, p, counter), and the counter depends only on the step and the clock's
 position in its state, so results do not depend on blocks, threads or chunks,
@@ -63,6 +67,10 @@ from simseq.engine.sample import time_at_cumhaz
 from simseq.engine.vmath import vexp, vlog
 
 BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
+# Exits are counted in this many interleaved copies (patient position mod EXIT_LANES):
+# consecutive patients mostly leave the same state by the same event, and one counter
+# would chain every increment on the last one's store.
+EXIT_LANES = 8
 ECON_SCALE_LY = ECON_SCALE[ECON_LY]  # years (life-years and QALYs share it)
 ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
@@ -191,7 +199,7 @@ def walk_block(competing, *walk_args):
 
     ``walk_args`` = (keys, n, start_state, horizon, inv_mult, structure,
     exact_params, tables, counter_base, stride, scratch, record_path, path,
-    n_steps, death_time), handed to the walk that fits the model.
+    n_steps, death_time, count_exits, exits), handed to the walk that fits the model.
 
     ``structure``: the model's integer arrays (``STRUCTURE`` order); ``exact_params``:
     the draw's clock parameters, or None when every clock is Weibull or exponential;
@@ -203,8 +211,12 @@ def walk_block(competing, *walk_args):
     exact samplers nor the general walk (each about a quarter of its compile time). Fills
     ``n_steps[i]``, ``death_time[i]`` (inf when alive at the horizon) and, with
     ``record_path``, ``path = (state, entry time, exit time, exit event)`` rows
-    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon). ``scratch``
-    comes from ``_work_arrays``. Jit-compiled; inputs are not validated.
+    ``[i, :n_steps[i]]`` (event -1 when still there at the horizon), and, with
+    ``count_exits``, adds every exit to ``exits[EXIT_LANES, n_states, N_EVENTS + 1]`` (by
+    event, the last column still there at the horizon; lanes to be added up): where no
+    loop over the path follows, the pass that takes the step is the cheapest place to
+    count (about 2 ns a step). ``scratch`` comes from ``_work_arrays``. Jit-compiled;
+    inputs are not validated.
     """
     if competing is None:
         _walk_single_clock(*walk_args)
@@ -229,6 +241,8 @@ def _walk_single_clock(
     path,
     n_steps,
     death_time,
+    count_exits,
+    exits,
 ):
     """``walk_block`` for models whose states each run one clock.
 
@@ -310,6 +324,8 @@ def _walk_single_clock(
             ev = -1 if censored else dest_event[d]
             dies = ev == EVENT_DEATH
             moves = not (censored or dies)
+            if count_exits:
+                exits[a & (EXIT_LANES - 1), s, N_EVENTS if censored else ev] += 1
             if record_path:
                 path_state[i, step] = s
                 path_enter[i, step] = t_enter
@@ -347,6 +363,8 @@ def _walk_items(
     path,
     n_steps,
     death_time,
+    count_exits,
+    exits,
 ):
     """``walk_block`` for any model: each step lists the (patient, clock) pairs that
     need a time, samples them in one SIMD pass, and lets the first clock of each
@@ -441,6 +459,8 @@ def _walk_items(
             n_steps[i] = k + 1
             t_exit = t_now[i] + t_first
             if t_exit >= horizon:  # rare; also catches clocks that never ring (inf)
+                if count_exits:
+                    exits[a & (EXIT_LANES - 1), state[i], N_EVENTS] += 1
                 if record_path:
                     path_exit[i, k] = horizon
                     path_event[i, k] = -1
@@ -453,6 +473,8 @@ def _walk_items(
                     d += u > dest_cumprob[dd]
             ev = dest_event[d]
             dies = ev == EVENT_DEATH
+            if count_exits:
+                exits[a & (EXIT_LANES - 1), state[i], ev] += 1
             if record_path:
                 path_exit[i, k] = t_exit
                 path_event[i, k] = ev
@@ -471,16 +493,28 @@ def _bin(t, inv_width, n_bins):
 
 
 @njit(inline="always", nogil=True)
-def _tally_path(i, n_steps, death_time, horizon, path, inv_width, tally_on, r, hist, exit_counts):
-    """Add patient i's walked path (row i of the path arrays) to hist[r, N_TALLIES, n_states,
-    2, n_bins] (kind k of state s when tally_on[k, s] is set) and exit_counts[r, n_states,
-    N_EVENTS + 1] (every state).
+def _add_os(hist, r, j, death_time, inv_width):
+    """Add OS from the start of the sequence (death time, or censored in the last bin) to
+    histogram hist[r, j]."""
+    n_bins = hist.shape[3]
+    if death_time < np.inf:
+        hist[r, j, 0, _bin(death_time, inv_width, n_bins)] += 1
+    else:
+        hist[r, j, 1, n_bins - 1] += 1
+
+
+@njit(inline="always", nogil=True)
+def _tally_path(i, n_steps, death_time, horizon, path, inv_width, slot_of, r, hist, exit_counts):
+    """Add patient i's walked path (row i of the path arrays) to hist[r, n_kept, 2, n_bins]
+    (kind k of state s into slot ``slot_of[k, s]`` when that is >= 0) and
+    exit_counts[r, n_states, N_EVENTS + 1] (every state; here, among the other work of a
+    step, counting costs next to nothing).
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
     """
     path_state, path_enter, path_exit, path_event = path
-    n_bins = hist.shape[4]
+    n_bins = hist.shape[3]
     dead = death_time < np.inf
     for k in range(n_steps):
         s = path_state[i, k]
@@ -488,30 +522,33 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, tally_on, r, h
         tx = path_exit[i, k]
         ev = path_event[i, k]
         exit_counts[r, s, ev if ev >= 0 else N_EVENTS] += 1
-        if tally_on[TALLY_ENTRY_TIME, s]:
-            hist[r, TALLY_ENTRY_TIME, s, 0, _bin(te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_SOJOURN, s]:
+        j = slot_of[TALLY_ENTRY_TIME, s]
+        if j >= 0:
+            hist[r, j, 0, _bin(te, inv_width, n_bins)] += 1
+        j = slot_of[TALLY_SOJOURN, s]
+        if j >= 0:
             if ev >= 0:
-                hist[r, TALLY_SOJOURN, s, 0, _bin(tx - te, inv_width, n_bins)] += 1
+                hist[r, j, 0, _bin(tx - te, inv_width, n_bins)] += 1
             else:
-                hist[r, TALLY_SOJOURN, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_EXIT_TIME, s] and ev >= 0:
-            hist[r, TALLY_EXIT_TIME, s, 0, _bin(tx, inv_width, n_bins)] += 1
-        if tally_on[TALLY_OS_FROM_ENTRY, s]:
+                hist[r, j, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+        j = slot_of[TALLY_EXIT_TIME, s]
+        if j >= 0 and ev >= 0:
+            hist[r, j, 0, _bin(tx, inv_width, n_bins)] += 1
+        j = slot_of[TALLY_OS_FROM_ENTRY, s]
+        if j >= 0:
             if dead:
-                hist[r, TALLY_OS_FROM_ENTRY, s, 0, _bin(death_time - te, inv_width, n_bins)] += 1
+                hist[r, j, 0, _bin(death_time - te, inv_width, n_bins)] += 1
             else:
-                hist[r, TALLY_OS_FROM_ENTRY, s, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        if tally_on[TALLY_OS_GIVEN_ENTRY, s]:
+                hist[r, j, 1, _bin(horizon - te, inv_width, n_bins)] += 1
+        j = slot_of[TALLY_OS_GIVEN_ENTRY, s]
+        if j >= 0:
+            _add_os(hist, r, j, death_time, inv_width)
+        j = slot_of[TALLY_PPS, s]
+        if j >= 0 and ev == EVENT_PROGRESSION:
             if dead:
-                hist[r, TALLY_OS_GIVEN_ENTRY, s, 0, _bin(death_time, inv_width, n_bins)] += 1
+                hist[r, j, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
             else:
-                hist[r, TALLY_OS_GIVEN_ENTRY, s, 1, n_bins - 1] += 1
-        if tally_on[TALLY_PPS, s] and ev == EVENT_PROGRESSION:
-            if dead:
-                hist[r, TALLY_PPS, s, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
-            else:
-                hist[r, TALLY_PPS, s, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
+                hist[r, j, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
@@ -631,7 +668,7 @@ def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, ke
 
 
 @njit(nogil=True)
-def _work_arrays(max_steps, n_clocks, n_cov):
+def _work_arrays(max_steps, n_clocks, n_cov, n_states):
     """Per-thread scratch for walk_block (inv_mult has no columns without covariates)."""
     n_items = BLOCK * n_clocks + 1
     keys = np.empty(BLOCK, np.uint64)
@@ -645,6 +682,7 @@ def _work_arrays(max_steps, n_clocks, n_cov):
     path_event = np.empty((BLOCK, max_steps), np.int64)
     n_steps = np.empty(BLOCK, np.int64)
     death = np.empty(BLOCK)
+    exits = np.zeros((EXIT_LANES, n_states, N_EVENTS + 1), np.int64)
     return (
         keys,
         inv_mult,
@@ -652,264 +690,158 @@ def _work_arrays(max_steps, n_clocks, n_cov):
         (path_state, path_enter, path_exit, path_event),
         n_steps,
         death,
+        exits,
     )
 
 
-@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def simulate_tallies(
-    seed,
-    draw_idx,
-    patient_lo,
-    n_patients,
-    seq_start_state,
-    horizon,
-    bin_width,
-    max_steps,
-    stride,
-    tally_on,
-    structure,
-    numbers,
-    exact_families,
-    competing_clocks,
-    hist_out,
-    exit_counts_out,
-    econ_out,
-):
-    """Simulate patients [patient_lo, patient_lo + n_patients) through every sequence.
+@njit(nogil=True)
+def _records_path(tally_sink):
+    """Whether the walks must record the path: for an event log (no tally sink), the
+    economics, or histograms read from the path (see ``simulate_kernel``)."""
+    if tally_sink is None:
+        return True
+    return tally_sink[5].shape[0] > 0 or (tally_sink[2] != 0).any()
 
-    ``structure`` and ``numbers`` are the model's arrays in ``STRUCTURE`` and
-    ``NUMBERS`` order (numbers of one draw); ``exact_families`` and
-    ``competing_clocks`` are None unless the model has non-Weibull clocks or
-    states with several clocks (see ``walk_block``; ``simulator.kernel_variant``).
-    Adds into ``hist_out[n_rows, N_TALLIES, n_states, 2, n_bins]`` (int64;
-    [..., 0, :] event times, [..., 1, :] censoring times, bins of ``bin_width``
-    months; kind k of state s is kept when ``tally_on[k, s]`` is set),
-    ``exit_counts_out[n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
-    column counts patients still in the state at the horizon) and, when it has
-    rows, ``econ_out[n_rows, n_seq, N_ECON, N_BATCHES, 2]`` (int64 (hi, lo) exact sums,
-    see ``_accrue``; every patient's values within ``econ_range_problem``'s bound). Row r
-    is owned by one thread, so there are no races and, the counts being integers,
-    the sum over rows does not depend on n_rows (the econ sums once made canonical
-    again: ``simulator.econ_sum``). Jit-compiled; inputs are not validated.
+
+@njit(nogil=True)
+def _walk_counts_exits(tally_sink, q):
+    """Whether the walks of sequence q count the exits: for a tally sink, where the sequence
+    is not tallied from its path (``_tally_path`` counts them as it goes)."""
+    if tally_sink is None:
+        return False
+    return tally_sink[2][q] == 0
+
+
+@njit(nogil=True)
+def _fold_exits(tally_sink, task, exits):
+    """Add the exit counts of task ``task``'s walks (every lane) to its row of the tally
+    sink's (an event log has no use for them)."""
+    if tally_sink is None:
+        return
+    out = tally_sink[4]
+    for lane in range(EXIT_LANES):
+        out[task] += exits[lane]
+
+
+@njit(nogil=True, error_model="numpy")
+def _drain_block(
+    tally_sink, path_sink, task, q, start_state, b_lo, n, p_lo, horizon, path, n_steps, death,
+    econ,
+):  # fmt: skip
+    """Hand a walked block (patients b_lo .. b_lo + n of sequence q) to the run's sink (see
+    ``simulate_kernel``): reductions into row ``task`` of the tally sink, with ``econ`` =
+    (state_econ, econ_globals) of the task's draw, or the paths copied out per patient
+    (patient p_lo is row 0 of the path sink). The other sink is None, and numba leaves its
+    branch out (it prunes a branch on ``x is None`` only where x is None).
     """
-    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
-        numbers
-    )
-    with_econ = econ_out.shape[0] > 0
-    n_rows = hist_out.shape[0]
-    n_seq = seq_start_state.shape[0]
-    inv_width = 1.0 / bin_width
-    tables = draw_tables(structure, clock_params, clock_hr, dest_cumprob)
-    counter_base = cov_prevalence.shape[0]
-    for r in prange(n_rows):
-        lo = patient_lo + (n_patients * r) // n_rows
-        hi = patient_lo + (n_patients * (r + 1)) // n_rows
-        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_hr.shape[0], counter_base
-        )
-        for b_lo in range(lo, hi, BLOCK):
-            n = min(BLOCK, hi - b_lo)
-            _block_setup(
-                seed, draw_idx, b_lo, n, cov_prevalence, cov_log_hr, tables[3], keys, inv_mult
-            )
-            for q in range(n_seq):
-                walk_block(
-                    competing_clocks,
-                    keys,
-                    n,
-                    seq_start_state[q],
-                    horizon,
-                    inv_mult,
-                    structure,
-                    _exact_params(exact_families, clock_params),
-                    tables,
-                    counter_base,
-                    stride,
-                    scratch,
-                    True,
-                    path,
-                    n_steps,
-                    death,
-                )
-                for i in range(n):
-                    if with_econ:
-                        _accrue(
-                            i,
-                            b_lo + i,
-                            n_steps[i],
-                            death[i],
-                            path,
-                            state_econ,
-                            econ_globals,
-                            econ_out,
-                            r,
-                            q,
-                        )
-                    _tally_path(
-                        i,
-                        n_steps[i],
-                        death[i],
-                        horizon,
-                        path,
-                        inv_width,
-                        tally_on,
-                        r,
-                        hist_out,
-                        exit_counts_out,
-                    )
-
-
-@njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def simulate_paths(
-    seed,
-    draw_idx,
-    patient_lo,
-    seq_start_state,
-    horizon,
-    stride,
-    structure,
-    numbers,
-    exact_families,
-    competing_clocks,
-    out_state,
-    out_enter,
-    out_exit,
-    out_event,
-    out_n_steps,
-    out_death,
-):
-    """Per-patient event log for small runs, with the same streams as ``simulate_tallies``.
-
-    Fills ``out_state/out_enter/out_exit/out_event[n_seq, n_patients,
-    max_steps]``, ``out_n_steps[n_seq, n_patients]`` and ``out_death[n_seq,
-    n_patients]`` (inf when alive at the horizon) for patients
-    [patient_lo, patient_lo + n_patients). Jit-compiled; inputs are not validated.
-    """
-    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = numbers
-    n_seq, n_patients = out_n_steps.shape
-    max_steps = out_state.shape[2]
-    tables = draw_tables(structure, clock_params, clock_hr, dest_cumprob)
-    counter_base = cov_prevalence.shape[0]
-    n_blocks = (n_patients + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks):
-        b_lo = b * BLOCK
-        n = min(BLOCK, n_patients - b_lo)
-        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_hr.shape[0], counter_base
-        )
-        _block_setup(
-            seed,
-            draw_idx,
-            patient_lo + b_lo,
-            n,
-            cov_prevalence,
-            cov_log_hr,
-            tables[3],
-            keys,
-            inv_mult,
-        )
+    if tally_sink is not None:
+        inv_width, slot_of, from_path, hist, exit_counts, econ_out = tally_sink
+        state_econ, econ_globals = econ
+        with_econ = econ_out.shape[0] > 0
+        os_slot = slot_of[TALLY_OS_GIVEN_ENTRY, start_state]
+        whole_path = from_path[q] != 0  # a local: the stores below could alias from_path
+        for i in range(n):
+            if with_econ:
+                _accrue(
+                    i, b_lo + i, n_steps[i], death[i], path, state_econ, econ_globals, econ_out,
+                    task, q,
+                )  # fmt: skip
+            if whole_path:
+                _tally_path(
+                    i, n_steps[i], death[i], horizon, path, inv_width, slot_of, task, hist,
+                    exit_counts,
+                )  # fmt: skip
+            elif os_slot >= 0:  # all the sequence keeps: no loop over the path (a PSA)
+                _add_os(hist, task, os_slot, death[i], inv_width)
+    if path_sink is not None:
+        out_state, out_enter, out_exit, out_event, out_n_steps, out_death = path_sink
         path_state, path_enter, path_exit, path_event = path
-        for q in range(n_seq):
-            walk_block(
-                competing_clocks,
-                keys,
-                n,
-                seq_start_state[q],
-                horizon,
-                inv_mult,
-                structure,
-                _exact_params(exact_families, clock_params),
-                tables,
-                counter_base,
-                stride,
-                scratch,
-                True,
-                path,
-                n_steps,
-                death,
-            )
-            for i in range(n):
-                for k in range(n_steps[i]):
-                    out_state[q, b_lo + i, k] = path_state[i, k]
-                    out_enter[q, b_lo + i, k] = path_enter[i, k]
-                    out_exit[q, b_lo + i, k] = path_exit[i, k]
-                    out_event[q, b_lo + i, k] = path_event[i, k]
-                out_n_steps[q, b_lo + i] = n_steps[i]
-                out_death[q, b_lo + i] = death[i]
+        for i in range(n):
+            p = b_lo + i - p_lo
+            for k in range(n_steps[i]):
+                out_state[q, p, k] = path_state[i, k]
+                out_enter[q, p, k] = path_enter[i, k]
+                out_exit[q, p, k] = path_exit[i, k]
+                out_event[q, p, k] = path_event[i, k]
+            out_n_steps[q, p] = n_steps[i]
+            out_death[q, p] = death[i]
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def simulate_os_draws(
+def simulate_kernel(
     seed,
     draw_lo,
     common_streams,
-    n_patients,
     patient_lo,
+    n_patients,
+    n_rows,
     seq_start_state,
     horizon,
-    bin_width,
     max_steps,
     stride,
     structure,
     numbers,
     exact_families,
     competing_clocks,
-    hist_out,
-    econ_out,
+    tally_sink,
+    path_sink,
 ):
-    """OS from the start of each sequence, per parameter draw (the PSA shape, and any
-    run that needs only sequence-level OS).
+    """Simulate patients [patient_lo, patient_lo + n_patients) of every draw through every
+    sequence, into one sink.
 
-    ``numbers`` carry the draw as leading axis (n_draws). Draw d uses streams keyed
-    by (seed, draw_lo + d, patient) for patients patient_lo .. patient_lo +
-    n_patients, or by (seed, draw_lo, patient) for every d when ``common_streams``
-    (common random numbers across the cases of a one-way sensitivity analysis).
-    Adds into ``hist_out[n_draws * n_rows, n_seq, 2, n_bins]`` (events, censored)
-    and, with economics, ``econ_out[n_draws * n_rows, n_seq, N_ECON, N_BATCHES, 2]``
-    (as in ``simulate_tallies``).
-    Each (draw d, row r) pair is one parallel task owning slice d * n_rows + r
-    (n_rows = hist_out rows / n_draws): row r takes a contiguous share of the
-    patients, so a single draw still runs on every thread, and the sum over rows
-    does not depend on n_rows. Paths are recorded only for the economics.
+    ``structure`` and ``numbers`` are the model's arrays in ``STRUCTURE`` and ``NUMBERS``
+    order, numbers with the draw as leading axis (n_draws); ``exact_families`` and
+    ``competing_clocks`` are None unless the model has non-Weibull clocks or states with
+    several clocks (see ``walk_block``; ``simulator.kernel_variant``). Draw d uses the
+    streams of global draw draw_lo + d, or of draw_lo for every d when ``common_streams``.
+
+    Each (draw d, row r) pair is one parallel task, t = d * n_rows + r, in which row r
+    walks a contiguous share of the patients with the numbers of draw d, block by block,
+    so a single draw still runs on every thread. Every walked block goes to the one sink
+    that is not None:
+
+    - ``tally_sink`` = (1 / bin_width, slot_of, from_path, hist, exit_counts, econ): adds
+      into ``hist[n_draws * n_rows, n_kept, 2, n_bins]`` (int64; [..., 0, :] event times,
+      [..., 1, :] censoring times, bins of bin_width months; kind k of state s goes to slot
+      ``slot_of[k, s]``, int64 (N_TALLIES, n_states), and is not kept where that is -1;
+      ``from_path[q]``, int64 (n_seq,), is 0 where sequence q keeps no histogram but the
+      TALLY_OS_GIVEN_ENTRY of its start state, which is then binned without the path),
+      ``exit_counts[n_draws * n_rows, n_states, N_EVENTS + 1]`` (exits by event; the last
+      column counts patients still in the state at the horizon) and, when it has rows,
+      ``econ[n_draws * n_rows, n_seq, N_ECON, N_BATCHES, 2]`` (int64 (hi, lo) exact sums,
+      see ``_accrue``; every patient's values within ``econ_range_problem``'s bound), each
+      task into its own row t: no races, and, the counts being integers, the sum over rows
+      does not depend on n_rows (the econ sums once made canonical again:
+      ``simulator.econ_sum``).
+    - ``path_sink`` = (state, enter, exit, event, n_steps, death): the event log of one draw,
+      ``state/enter/exit/event[n_seq, n_patients, max_steps]``, ``n_steps[n_seq,
+      n_patients]`` and ``death[n_seq, n_patients]`` (inf when alive at the horizon).
+
     Jit-compiled; inputs are not validated.
     """
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, state_econ, econ_globals = (
         numbers
     )
-    with_econ = econ_out.shape[0] > 0
-    n_draws = clock_params.shape[0]
-    n_rows = hist_out.shape[0] // n_draws
-    n_seq = seq_start_state.shape[0]
-    n_bins = hist_out.shape[3]
-    inv_width = 1.0 / bin_width
     counter_base = cov_prevalence.shape[1]
-    for task in prange(n_draws * n_rows):
+    n_states = structure[0].shape[0]
+    record_path = _records_path(tally_sink)
+    for task in prange(clock_params.shape[0] * n_rows):
         d = task // n_rows
         r = task % n_rows
         lo = patient_lo + (n_patients * r) // n_rows
         hi = patient_lo + (n_patients * (r + 1)) // n_rows
         tables = draw_tables(structure, clock_params[d], clock_hr[d], dest_cumprob[d])
-        draw_params = clock_params[d]  # slices taken once per task: per patient they are costly
-        draw_econ, draw_globals = state_econ[d], econ_globals[d]
-        task_hist = hist_out[task]
-        keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-            max_steps, clock_hr.shape[1], counter_base
+        # the draw's slices, taken once per task: per patient they are costly
+        draw_params, prevalence, log_hr = clock_params[d], cov_prevalence[d], cov_log_hr[d]
+        econ = (state_econ[d], econ_globals[d])
+        keys, inv_mult, scratch, path, n_steps, death, exits = _work_arrays(
+            max_steps, clock_hr.shape[1], counter_base, n_states
         )
         stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(lo, hi, BLOCK):
             n = min(BLOCK, hi - b_lo)
-            _block_setup(
-                seed,
-                stream,
-                b_lo,
-                n,
-                cov_prevalence[d],
-                cov_log_hr[d],
-                tables[3],
-                keys,
-                inv_mult,
-            )
-            for q in range(n_seq):
+            _block_setup(seed, stream, b_lo, n, prevalence, log_hr, tables[3], keys, inv_mult)
+            for q in range(seq_start_state.shape[0]):
                 walk_block(
                     competing_clocks,
                     keys,
@@ -923,26 +855,15 @@ def simulate_os_draws(
                     counter_base,
                     stride,
                     scratch,
-                    with_econ,
+                    record_path,
                     path,
                     n_steps,
                     death,
+                    _walk_counts_exits(tally_sink, q),
+                    exits,
                 )
-                for i in range(n):
-                    if death[i] < np.inf:
-                        task_hist[q, 0, _bin(death[i], inv_width, n_bins)] += 1
-                    else:
-                        task_hist[q, 1, n_bins - 1] += 1
-                    if with_econ:
-                        _accrue(
-                            i,
-                            b_lo + i,
-                            n_steps[i],
-                            death[i],
-                            path,
-                            draw_econ,
-                            draw_globals,
-                            econ_out,
-                            task,
-                            q,
-                        )
+                _drain_block(
+                    tally_sink, path_sink, task, q, seq_start_state[q], b_lo, n, patient_lo,
+                    horizon, path, n_steps, death, econ,
+                )  # fmt: skip
+        _fold_exits(tally_sink, task, exits)

@@ -7,14 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from simseq.backend import (
-    Checkpoints,
-    LocalBackend,
-    _checksum,
-    simulate_draw_tasks,
-    simulate_tasks,
-)
+from simseq.backend import Checkpoints, LocalBackend, _checksum, simulate_tasks
 from simseq.bench import ref_hcc_model
+from simseq.outcomes import sequence_os_tallies
 
 N, SIZE, SEED = 20_000, 5_000, 3
 
@@ -32,7 +27,7 @@ def run(model, checkpoints, seed=SEED):
         seed,
         horizon=120.0,
         bin_width=0.1,
-        task_size=SIZE,
+        task_patients=SIZE,
         checkpoints=checkpoints,
     )
 
@@ -120,18 +115,30 @@ def test_a_pickled_checkpoint_is_refused(model, tmp_path):
     assert "unreadable" in again.discarded[0]
 
 
-def test_draw_task_checkpoints_with_doubled_counts_are_caught(model, tmp_path):
+@pytest.mark.parametrize(
+    "tallies",
+    [None, sequence_os_tallies(ref_hcc_model())],
+    ids=["every-histogram", "sequence-os-only"],
+)
+def test_draw_task_checkpoints_with_doubled_histograms_are_caught(model, tmp_path, tallies):
+    """Histograms doubled under a forged checksum, exit counts left as they were: the
+    counts no longer add up (every kind of histogram is checked against the exits)."""
     draws = model.repeat_draws(4)
-    kwargs = dict(horizon=120.0, bin_width=0.25, task_draws=2)
-    expected = simulate_draw_tasks(LocalBackend(), draws, 3_000, SEED, **kwargs)
+    kwargs = dict(horizon=120.0, bin_width=0.25, task_draws=2, tallies=tallies)
+    expected = simulate_tasks(LocalBackend(), draws, 3_000, SEED, **kwargs)
     checkpoints = Checkpoints("psa", tmp_path)
-    simulate_draw_tasks(LocalBackend(), draws, 3_000, SEED, checkpoints=checkpoints, **kwargs)
+    simulate_tasks(LocalBackend(), draws, 3_000, SEED, checkpoints=checkpoints, **kwargs)
+    files = sorted(checkpoints.directory.glob("*.npz"))
+    n_kept = expected.hist.shape[1]
+    for j, path in enumerate(files):  # one kept histogram doubled per file
 
-    def double(arrays):
-        arrays["os_hist"] = arrays["os_hist"] * 2
+        def double(arrays, j=j):
+            arrays["hist"][:, j % n_kept] *= 2
 
-    rewrite(sorted(checkpoints.directory.glob("*.npz"))[0], double, fresh_checksum=True)
+        rewrite(path, double, fresh_checksum=True)
     again = Checkpoints("psa", tmp_path)
-    got = simulate_draw_tasks(LocalBackend(), draws, 3_000, SEED, checkpoints=again, **kwargs)
-    np.testing.assert_array_equal(got.os_hist, expected.os_hist)
-    assert again.reused == 1 and "do not add up" in again.discarded[0]
+    got = simulate_tasks(LocalBackend(), draws, 3_000, SEED, checkpoints=again, **kwargs)
+    np.testing.assert_array_equal(got.hist, expected.hist)
+    np.testing.assert_array_equal(got.exit_counts, expected.exit_counts)
+    assert again.reused == 0 and len(again.discarded) == len(files) == 2
+    assert all("do not add up" in d for d in again.discarded)

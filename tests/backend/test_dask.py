@@ -18,12 +18,12 @@ from simseq.backend import (
     DaskBackend,
     LocalBackend,
     Task,
-    simulate_draw_tasks,
     simulate_tasks,
 )
 from simseq.bench import ref_hcc_model
 from simseq.cli import main
-from simseq.simulator import simulate, simulate_draws
+from simseq.outcomes import sequence_os_tallies
+from simseq.simulator import simulate
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -84,7 +84,8 @@ def test_psa_is_bitwise_the_local_psa(cluster, tmp_path):
 def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
     lc, client = cluster
     model = ref_hcc_model().repeat_draws(24)
-    expected = simulate_draws(model, 20_000, 7, horizon=120.0, bin_width=0.25)
+    os_only = sequence_os_tallies(model)
+    expected = simulate(model, 20_000, 7, horizon=120.0, bin_width=0.25, tallies=os_only)
     pids = client.run(os.getpid)
     killed = []
 
@@ -96,13 +97,14 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
 
     backend = DaskBackend(client=client)
     try:
-        got = simulate_draw_tasks(
+        got = simulate_tasks(
             backend,
             model,
             20_000,
             7,
             horizon=120.0,
             bin_width=0.25,
+            tallies=os_only,
             task_draws=1,
             checkpoints=Checkpoints("kill", tmp_path),
             progress=kill_one,
@@ -110,7 +112,8 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
     finally:
         backend.close()
     assert killed
-    np.testing.assert_array_equal(got.os_hist, expected.os_hist)
+    np.testing.assert_array_equal(got.hist, expected.hist)
+    np.testing.assert_array_equal(got.exit_counts, expected.exit_counts)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the other tests
 
 
@@ -146,7 +149,7 @@ def test_interrupted_run_resumes_without_recomputing(cluster, tmp_path):
             3,
             horizon=120.0,
             bin_width=0.02,
-            task_size=size,
+            task_patients=size,
             checkpoints=checkpoints,
             progress=interrupt_after_two,
         )
@@ -155,7 +158,14 @@ def test_interrupted_run_resumes_without_recomputing(cluster, tmp_path):
     assert len(saved) >= 2
     resumed = _Recording()
     got = simulate_tasks(
-        resumed, model, n, 3, horizon=120.0, bin_width=0.02, task_size=size, checkpoints=checkpoints
+        resumed,
+        model,
+        n,
+        3,
+        horizon=120.0,
+        bin_width=0.02,
+        task_patients=size,
+        checkpoints=checkpoints,
     )
     assert len(resumed.computed) == n // size - len(saved)  # only the missing tasks ran
     np.testing.assert_array_equal(got.hist, expected.hist)
@@ -218,8 +228,8 @@ def test_draw_tasks_split_by_patient_block_add_up():
     res = resolve(sc, load_evidence(), values)
     model = compile_model(res.sequences, res.covariates, res.economics).repeat_draws(5)
     assert isinstance(res.economics, Economics)
-    whole = simulate_draws(model, 3_000, 9, horizon=120.0, bin_width=0.25)
-    split = simulate_draw_tasks(
+    whole = simulate(model, 3_000, 9, horizon=120.0, bin_width=0.25)
+    split = simulate_tasks(
         LocalBackend(),
         model,
         3_000,
@@ -229,7 +239,8 @@ def test_draw_tasks_split_by_patient_block_add_up():
         task_draws=2,
         task_patients=700,
     )
-    np.testing.assert_array_equal(split.os_hist, whole.os_hist)
+    np.testing.assert_array_equal(split.hist, whole.hist)
+    np.testing.assert_array_equal(split.exit_counts, whole.exit_counts)
     np.testing.assert_array_equal(split.econ, whole.econ)
 
 
@@ -258,5 +269,5 @@ def test_workers_that_keep_dying_end_in_a_clear_error_not_a_traceback(cluster, t
 
     backend = DaskBackend(client=client)
     with pytest.raises(BackendFailed, match="--resume"):
-        backend.map(die, [Task("patients", 0, 1)], ref_hcc_model(), (), lambda t, r: None)
+        backend.map(die, [Task(0, 1, 0, 1)], ref_hcc_model(), (), lambda t, r: None)
     client.wait_for_workers(2, timeout=60)  # the nannies restart them for the other tests

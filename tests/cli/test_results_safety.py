@@ -115,9 +115,9 @@ def test_psa_of_another_scenario_is_refused_by_the_run_it_would_sit_beside(tmp_p
 
 @pytest.mark.parametrize("where", ["thesis", "scenarios", "dot"])
 def test_foreign_directories_are_refused_before_simulating(where, tmp_path, monkeypatch):
-    import simseq.simulator
+    import simseq.backend
 
-    monkeypatch.setattr(simseq.simulator, "simulate", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.backend, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path / "scenarios")
     target = {"thesis": tmp_path / "thesis", "scenarios": tmp_path / "scenarios"}.get(where)
     if where == "thesis":
@@ -145,9 +145,9 @@ def test_an_empty_directory_and_dot_in_one_are_fine(tmp_path, monkeypatch):
 
 
 def test_empty_and_unwritable_out_are_refused_before_simulating(tmp_path, monkeypatch):
-    import simseq.simulator
+    import simseq.backend
 
-    monkeypatch.setattr(simseq.simulator, "simulate", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.backend, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path)
     empty = run_tiny(scenario, "--out", "")
     assert empty.exit_code == 2 and "--out is empty" in empty.output
@@ -413,6 +413,7 @@ def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path,
     out = tmp_path / "psa"
     result = invoke("psa", CEA, "--draws", 100_000, "--patients", 100, "--out", out, "--quiet")
     assert result.exit_code == 2
+    # 100,000 x 5 x (2 x 6,000 bins of 0.02 months over 120 + 768 sums) x 8 bytes
     assert "100,000 cases x 5 sequences would keep 51.1 GB" in result.output
     assert not out.exists()
 

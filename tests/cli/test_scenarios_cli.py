@@ -187,15 +187,15 @@ def test_same_seed_identical_summary_across_threads_and_chunks(tmp_path):
 
 
 def test_ctrl_c_leaves_no_results_directory(tmp_path, monkeypatch):
-    import simseq.simulator
+    import simseq.backend
 
-    real = simseq.simulator.simulate
+    real = simseq.backend.run_simulation
 
     def interrupted(*args, **kwargs):
         kwargs["progress"] = lambda n: (_ for _ in ()).throw(KeyboardInterrupt)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(simseq.simulator, "simulate", interrupted)
+    monkeypatch.setattr(simseq.backend, "run_simulation", interrupted)
     out = tmp_path / "res"
     result = invoke("run", TINY, "--out", out, "--quiet")
     assert result.exit_code == 130

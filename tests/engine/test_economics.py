@@ -13,7 +13,7 @@ import pytest
 
 import simseq.backend
 import simseq.simulator
-from simseq.backend import LocalBackend, simulate_draw_tasks, simulate_tasks
+from simseq.backend import LocalBackend, run_simulation, simulate_tasks
 from simseq.distributions import Distribution
 from simseq.engine.codes import (
     ECON_COST,
@@ -34,7 +34,7 @@ from simseq.model import (
     econ_range_problem,
 )
 from simseq.outcomes import econ_means
-from simseq.simulator import econ_sum, econ_values, simulate, simulate_draws
+from simseq.simulator import econ_sum, econ_values, simulate
 
 N = 200_000
 SEED = 99
@@ -65,7 +65,7 @@ def result():
     econ = Economics(discount_costs=RATE, discount_qalys=RATE, death_cost=DEATH_COST)
     model = compile_model([one_state()], economics=econ)
     tallies = simulate(model, N, SEED, horizon=2400.0, bin_width=0.1)
-    return econ_means(tallies.econ[0], N)
+    return econ_means(tallies.econ[0, 0], N)
 
 
 def check(result, name, expected):
@@ -114,7 +114,7 @@ def test_two_states_and_horizon():
     )
     model = compile_model([SequenceModel("s", (pf, pd))], economics=Economics())
     tallies = simulate(model, N, SEED, horizon=horizon, bin_width=0.01)
-    res = econ_means(tallies.econ[0], N)
+    res = econ_means(tallies.econ[0, 0], N)
     t_pf = (1 - math.exp(-lam1 * horizon)) / lam1
     # time in PD before the horizon: int_0^H P(PD at t) dt
     t_pd = (lam1 / (lam1 - lam2)) * (
@@ -126,9 +126,9 @@ def test_two_states_and_horizon():
 
 def test_per_draw_economics_match_single_runs():
     model = compile_model([one_state()], economics=Economics(0.03, 0.03, DEATH_COST))
-    draws = simulate_draws(model.repeat_draws(3), 5_000, SEED, horizon=120.0)
-    single = simulate(model, 5_000, SEED, horizon=120.0, draw_idx=1)
-    np.testing.assert_array_equal(draws.econ[1], single.econ)
+    draws = simulate(model.repeat_draws(3), 5_000, SEED, horizon=120.0)
+    single = simulate(model, 5_000, SEED, horizon=120.0, draw_lo=1)
+    np.testing.assert_array_equal(draws.econ[1], single.econ[0])
 
 
 def test_no_economics_no_sums():
@@ -142,7 +142,7 @@ def test_age_adjusted_utilities_closed_form():
     econ = Economics(discount_costs=RATE, discount_qalys=RATE, utility_trend=(b1, b2))
     state = dataclasses.replace(one_state().states[0], entry_qalys=0.0)
     model = compile_model([SequenceModel("s", (state,))], economics=econ)
-    res = econ_means(simulate(model, N, SEED, horizon=2400.0, bin_width=0.1).econ[0], N)
+    res = econ_means(simulate(model, N, SEED, horizon=2400.0, bin_width=0.1).econ[0, 0], N)
     for name, d in (("qalys", 0.0), ("qalys_discounted", DELTA)):
         a = LAM + d
         check(res, name, UTIL / 12 * (1 / a + b1 / a**2 + 2 * b2 / a**3))
@@ -176,7 +176,7 @@ def test_large_costs_do_not_overflow(big_cost_model_and_tallies):
     1 - e^-lam H, discounted lam / (lam + d) (1 - e^-(lam + d) H). Tolerance 4 Monte Carlo
     SE (seed fixed): four outcomes are checked, 4 SE keeps a false alarm below 0.03 %."""
     _, tallies = big_cost_model_and_tallies
-    res = econ_means(tallies.econ[0], BIG_N)
+    res = econ_means(tallies.econ[0, 0], BIG_N)
     h = BIG_HORIZON
     expected = {
         "costs": BIG_COST * -math.expm1(-LAM * h) / LAM
@@ -210,15 +210,15 @@ def test_large_cost_sums_identical_for_any_split(big_cost_model_and_tallies):
         SEED,
         horizon=BIG_HORIZON,
         bin_width=0.1,
-        task_size=6_500,
+        task_patients=6_500,
     )
     np.testing.assert_array_equal(tasks.econ, whole.econ)
     draws = model.repeat_draws(3)
     by_draw = [
-        simulate_draws(draws, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads).econ
+        simulate(draws, BIG_N, SEED, horizon=BIG_HORIZON, threads=threads).econ
         for threads in (1, 2)
     ]
-    by_task = simulate_draw_tasks(
+    by_task = simulate_tasks(
         LocalBackend(),
         draws,
         BIG_N,
@@ -228,10 +228,10 @@ def test_large_cost_sums_identical_for_any_split(big_cost_model_and_tallies):
         task_draws=2,
         task_patients=7_000,
     )
-    single = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, draw_idx=1)
+    single = simulate(model, BIG_N, SEED, horizon=BIG_HORIZON, draw_lo=1)
     np.testing.assert_array_equal(by_draw[0], by_draw[1])
     np.testing.assert_array_equal(by_task.econ, by_draw[0])
-    np.testing.assert_array_equal(by_draw[0][1], single.econ)
+    np.testing.assert_array_equal(by_draw[0][1], single.econ[0])
 
 
 def accumulate(values):
@@ -265,7 +265,7 @@ def test_exact_sums_in_any_order_and_split(sign):
 LIMIT_COST = ECON_MAX_FIXED / ECON_SCALE[ECON_COST]  # 4.6e15 currency units
 
 
-def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
+def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch, tmp_path):
     """cost per month 1e13 over 462 months bounds a patient at 4.62e15 > 4.61e15: refused,
     naming the state, by every entry point and before any kernel or task runs."""
     model = big_cost_model()
@@ -273,8 +273,7 @@ def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
     def no_kernel(*args):
         raise AssertionError("a kernel ran")
 
-    monkeypatch.setattr(simseq.simulator, "simulate_tallies", no_kernel)
-    monkeypatch.setattr(simseq.simulator, "simulate_os_draws", no_kernel)
+    monkeypatch.setattr(simseq.simulator, "simulate_kernel", no_kernel)
     monkeypatch.setattr(simseq.backend, "_execute", no_kernel)
     message = econ_range_problem(model, 462.0)
     assert message == (
@@ -285,12 +284,11 @@ def test_bound_refuses_a_model_over_it_before_simulating(monkeypatch):
     backend = LocalBackend()
     calls = (
         lambda: simulate(model, 100, SEED, horizon=462.0),
-        lambda: simulate_draws(model, 100, SEED, horizon=462.0),
         lambda: simulate_tasks(
-            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_size=50
+            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_patients=50
         ),
-        lambda: simulate_draw_tasks(
-            backend, model, 100, SEED, horizon=462.0, bin_width=0.1, task_draws=1
+        lambda: run_simulation(
+            model, 100, SEED, horizon=462.0, bin_width=0.1, resume=True, checkpoints_root=tmp_path
         ),
     )
     for call in calls:
@@ -308,7 +306,7 @@ def test_bound_just_under_runs_exactly():
     model = big_cost_model(rate)
     assert BIG_COST * horizon + ENTRY_COST + DEATH_COST < LIMIT_COST
     assert econ_range_problem(model, horizon) is None
-    mean, se = econ_means(simulate(model, n, SEED, horizon=horizon).econ[0], n)["costs"]
+    mean, se = econ_means(simulate(model, n, SEED, horizon=horizon).econ[0, 0], n)["costs"]
     expected = BIG_COST * -math.expm1(-rate * horizon) / rate + ENTRY_COST
     expected += DEATH_COST * -math.expm1(-rate * horizon)
     assert abs(mean - expected) < 4 * se, (mean, expected, se)

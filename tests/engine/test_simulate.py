@@ -17,12 +17,14 @@ from simseq.engine.codes import (
     EVENT_DEATH,
     EVENT_PROGRESSION,
     N_EVENTS,
+    N_TALLIES,
+    TALLY_NAMES,
     TALLY_OS_FROM_ENTRY,
     TALLY_OS_GIVEN_ENTRY,
     TALLY_SOJOURN,
 )
 from simseq.model import Clock, Covariate, Destination, SequenceModel, State, compile_model
-from simseq.outcomes import occupancy, tally_curve
+from simseq.outcomes import occupancy, sequence_summary, summary_tallies, tally_curve
 from simseq.simulator import simulate, simulate_trajectories
 
 N = 200_000
@@ -120,7 +122,7 @@ def test_median_os_matches_closed_form(chain_tallies, seq):
 def test_cause_split_fractions(chain_tallies, seq):
     model, tallies = chain_tallies
     a = model.state_index(seq, "A")
-    counts = tallies.exit_counts[a]
+    counts = tallies.exit_counts[0, a]
     p = LAM_PROG / (LAM_PROG + LAM_DEATH)
     frac = counts[EVENT_PROGRESSION] / counts.sum()
     assert abs(frac - p) < 3 * math.sqrt(p * (1 - p) / N)
@@ -140,7 +142,7 @@ def test_horizon_censors_everyone_still_alive():
     model = compile_model([competing_chain()])
     tallies = simulate(model, 50_000, SEED, horizon=6.0, bin_width=0.01)
     a = model.state_index("chain", "A")
-    still_in_a = tallies.exit_counts[a, N_EVENTS]
+    still_in_a = tallies.exit_counts[0, a, N_EVENTS]
     p = math.exp(-(LAM_PROG + LAM_DEATH) * 6.0)
     assert abs(still_in_a / 50_000 - p) < 3 * math.sqrt(p * (1 - p) / 50_000)
     curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [a])
@@ -170,7 +172,11 @@ def test_sequences_share_common_random_numbers():
     model = compile_model([competing_chain(), SequenceModel("chain2", competing_chain().states)])
     tallies = simulate(model, 20_000, SEED, horizon=60.0)
     a1, a2 = model.state_index("chain", "A"), model.state_index("chain2", "A")
-    np.testing.assert_array_equal(tallies.hist[:, a1], tallies.hist[:, a2])
+    for kind in range(N_TALLIES):
+        np.testing.assert_array_equal(
+            tallies.histogram(kind, [a1]), tallies.histogram(kind, [a2]), TALLY_NAMES[kind]
+        )
+    assert tallies.histogram(TALLY_SOJOURN, [a1]).sum() == 20_000
 
 
 def test_different_seeds_differ():
@@ -210,7 +216,7 @@ def test_trajectory_log_agrees_with_tallies():
         rows = log[log.sequence == seq]
         deaths = (rows.event == "death").sum()
         start = int(model.seq_start_state[q])
-        assert deaths == tallies.hist[TALLY_OS_GIVEN_ENTRY, start, 0].sum()
+        assert deaths == tallies.histogram(TALLY_OS_GIVEN_ENTRY, [start])[0].sum()
         # every patient's log starts at 0 and is contiguous
         first = rows.groupby("patient").t_start.min()
         assert (first == 0).all() and len(first) == n
@@ -256,3 +262,47 @@ def test_compile_notice_only_when_the_model_variant_is_not_compiled():
     calls = []
     simulate(model, 100, SEED, horizon=60.0, on_compile=lambda: calls.append(1))
     assert calls == []
+
+
+def test_tallies_per_draw():
+    """A two-draw run is two one-draw runs side by side: draw 1 is the run of global draw 1
+    (its streams), read through ``of_draw`` or the outcome functions' ``draw``; with common
+    streams both draws are draw 0's run."""
+    model = _base_case_like_model()
+    n, horizon = 3_000, 60.0
+    both = simulate(model.repeat_draws(2), n, SEED, horizon=horizon, tallies=summary_tallies(model))
+    first, second = (
+        simulate(model, n, SEED, horizon=horizon, draw_lo=d, tallies=summary_tallies(model))
+        for d in (0, 1)
+    )
+    assert both.n_draws == 2 and first.n_draws == 1
+    for d, single in enumerate((first, second)):
+        one = both.of_draw(d)
+        for name in ("slots", "hist", "exit_counts"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(single, name))
+        np.testing.assert_array_equal(both.n_entered[d], single.n_entered[0])
+        for seq in model.seq_names:
+            expected = sequence_summary(model, single, seq, horizon, (12.0,))
+            assert sequence_summary(model, both, seq, horizon, (12.0,), draw=d) == expected
+    assert not np.array_equal(first.hist, second.hist)
+    common = simulate(model.repeat_draws(2), n, SEED, horizon=horizon, common_streams=True)
+    np.testing.assert_array_equal(common.hist[1], common.hist[0])
+    np.testing.assert_array_equal(common.exit_counts[1], first.exit_counts[0])
+
+
+def test_a_histogram_not_kept_is_an_error_not_zeros():
+    model = compile_model([competing_chain()])
+    tallies = simulate(model, 100, SEED, horizon=60.0, tallies=[TALLY_OS_GIVEN_ENTRY])
+    assert tallies.slots.tolist() == [[TALLY_OS_GIVEN_ENTRY, 0], [TALLY_OS_GIVEN_ENTRY, 1]]
+    assert tallies.histogram(TALLY_OS_GIVEN_ENTRY, [0]).sum() == 100
+    with pytest.raises(KeyError, match="histogram sojourn of state 0 was not kept"):
+        tally_curve(tallies, TALLY_SOJOURN, [0, 1])
+
+
+def test_one_default_bin_width():
+    """A scenario that sets no simulation.bin_width bins like simulate's default (and so
+    every run, PSA, DSA, sweep and benchmark that reads either)."""
+    from simseq.scenario import Simulation
+    from simseq.simulator import DEFAULT_BIN_WIDTH
+
+    assert Simulation.model_fields["bin_width"].default == DEFAULT_BIN_WIDTH

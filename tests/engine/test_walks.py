@@ -2,9 +2,10 @@
 
 ``_walk_single_clock`` (packed patients, for models whose states each run one
 clock) must reproduce ``_walk_items`` (the general walk) bit for bit: same streams,
-same arithmetic, same paths. ``simulate_draws`` (sequence OS only) must give the
-OS histogram that ``simulate`` tallies, whatever the split into patient rows, and
-the histograms ``summary_tallies`` keeps must give the summary all of them give.
+same arithmetic, same paths. Keeping only the sequence OS histograms (a PSA's
+``sequence_os_tallies``) must give the OS histogram that keeping every one gives,
+whatever the split into patient rows, and the histograms ``summary_tallies`` keeps
+must give the summary all of them give.
 The general walk, which no shipped scenario needs any more, is also checked
 against an exact survival function on a model whose competing clocks cannot be
 merged.
@@ -29,8 +30,13 @@ from simseq.engine.simulate import (
     draw_tables,
 )
 from simseq.model import Clock, Covariate, Destination, SequenceModel, State, compile_model
-from simseq.outcomes import km_curve, sequence_summary, summary_tallies
-from simseq.simulator import kernel_variant, simulate, simulate_draws
+from simseq.outcomes import (
+    sequence_os_tallies,
+    sequence_summary,
+    summary_tallies,
+    tally_curve,
+)
+from simseq.simulator import kernel_variant, simulate
 
 SEED = 2026
 HORIZON = 60.0
@@ -99,8 +105,8 @@ def _walk(walk, model, start_state, p_lo, n, record_path=True):
     """One block of patients p_lo .. p_lo + n through ``walk``; returns its outputs."""
     cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = model.numbers(0)
     tables = draw_tables(model.structure, clock_params, clock_hr, dest_cumprob)
-    keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
-        model.max_steps, clock_hr.shape[0], cov_prevalence.shape[0]
+    keys, inv_mult, scratch, path, n_steps, death, exits = _work_arrays(
+        model.max_steps, clock_hr.shape[0], cov_prevalence.shape[0], model.n_states
     )
     _block_setup(SEED, 0, p_lo, n, cov_prevalence, cov_log_hr, tables[3], keys, inv_mult)
     exact, _ = kernel_variant(model)
@@ -120,8 +126,10 @@ def _walk(walk, model, start_state, p_lo, n, record_path=True):
         path,
         n_steps,
         death,
+        True,
+        exits,
     )
-    return path, n_steps[:n].copy(), death[:n].copy()
+    return path, n_steps[:n].copy(), death[:n].copy(), exits.sum(axis=0)
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_CLOCK_MODELS))
@@ -130,19 +138,24 @@ def test_single_clock_walk_reproduces_the_general_walk(name):
     assert kernel_variant(model)[1] is None, "model must be single-clock"
     for start in model.seq_start_state:
         for p_lo, n in ((0, BLOCK), (5 * BLOCK, 37)):
-            path_a, steps_a, death_a = _walk(_walk_items, model, int(start), p_lo, n)
-            path_b, steps_b, death_b = _walk(_walk_single_clock, model, int(start), p_lo, n)
+            path_a, steps_a, death_a, exits_a = _walk(_walk_items, model, int(start), p_lo, n)
+            path_b, steps_b, death_b, exits_b = _walk(
+                _walk_single_clock, model, int(start), p_lo, n
+            )
             np.testing.assert_array_equal(steps_a, steps_b)
             np.testing.assert_array_equal(death_a, death_b)
+            np.testing.assert_array_equal(exits_a, exits_b)
+            assert exits_a.sum() == steps_a.sum()  # one exit a step
             for i in range(n):
                 for a, b in zip(path_a, path_b, strict=True):
                     np.testing.assert_array_equal(a[i, : steps_a[i]], b[i, : steps_a[i]])
             # Without the path record the walk still ends each patient the same way.
-            _, steps_c, death_c = _walk(
+            _, steps_c, death_c, exits_c = _walk(
                 _walk_single_clock, model, int(start), p_lo, n, record_path=False
             )
             np.testing.assert_array_equal(steps_a, steps_c)
             np.testing.assert_array_equal(death_a, death_c)
+            np.testing.assert_array_equal(exits_a, exits_c)
     # and the walks did something: some patients die, some pass through several states
     assert np.isfinite(death_a).any() and (steps_a > 1).any()
 
@@ -150,20 +163,27 @@ def test_single_clock_walk_reproduces_the_general_walk(name):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", sorted(SINGLE_CLOCK_MODELS))
 def test_sequence_os_equals_the_tallied_os(name, threads):
-    """simulate_draws' OS-only reduction is simulate's OS tally of each start state, bit for
-    bit, with one draw split into patient rows across threads or two draws side by side."""
+    """The sequence OS histograms alone (a PSA's tallies) and the exit counts are those of a
+    run keeping every histogram, bit for bit, with one draw split into patient rows across
+    threads or two draws side by side (then one task a draw)."""
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("machine has fewer threads")
     model = SINGLE_CLOCK_MODELS[name]()
     n = 20_003
-    tallies = simulate(model, n, SEED, horizon=HORIZON, bin_width=0.25, threads=threads)
+    tallies = simulate(model, n, SEED, horizon=HORIZON, threads=threads)
     for m in (model, model.repeat_draws(2)):
-        draws = simulate_draws(m, n, SEED, horizon=HORIZON, bin_width=0.25, threads=threads)
-        for q, start in enumerate(model.seq_start_state):
-            expected = tallies.hist[TALLY_OS_GIVEN_ENTRY, start]
-            np.testing.assert_array_equal(draws.os_hist[0, q], expected)
+        os_only = sequence_os_tallies(m)
+        draws = simulate(m, n, SEED, horizon=HORIZON, tallies=os_only, threads=threads)
+        assert draws.hist.shape[:2] == (m.n_draws, len(m.seq_names))  # nothing else kept
+        # exits are counted by the walk here, from the path there: the same counts
+        np.testing.assert_array_equal(draws.exit_counts[0], tallies.exit_counts[0])
+        for start in model.seq_start_state:
+            expected = tallies.histogram(TALLY_OS_GIVEN_ENTRY, [start])
+            np.testing.assert_array_equal(draws.histogram(TALLY_OS_GIVEN_ENTRY, [start]), expected)
             if m is not model:  # draw 1 has its own streams: same model, other patients
-                assert not np.array_equal(draws.os_hist[1, q], expected)
+                assert not np.array_equal(
+                    draws.histogram(TALLY_OS_GIVEN_ENTRY, [start], draw=1), expected
+                )
 
 
 # A state whose competing clocks differ in shape, so compile_model cannot merge them and
@@ -194,7 +214,7 @@ def _exact_os_survival(t: float) -> float:
     return s_a(t) + after
 
 
-def test_general_walk_matches_exact_survival():
+def unmerged_sequence() -> SequenceModel:
     a = State(
         "A",
         (
@@ -204,11 +224,17 @@ def test_general_walk_matches_exact_survival():
         line=1,
     )
     b = State("B", (_dies(Distribution("exponential", (MU,))),))
-    model = compile_model([SequenceModel("unmerged", (a, b))])
+    return SequenceModel("unmerged", (a, b))
+
+
+def test_general_walk_matches_exact_survival():
+    model = compile_model([unmerged_sequence()])
     assert kernel_variant(model)[1] is not None  # the general walk runs
     n = 200_000
-    draws = simulate_draws(model, n, SEED, horizon=HORIZON, bin_width=0.05)
-    curve = km_curve(draws.os_hist[0, 0, 0], draws.os_hist[0, 0, 1], 0.05)
+    tallies = simulate(
+        model, n, SEED, horizon=HORIZON, bin_width=0.05, tallies=sequence_os_tallies(model)
+    )
+    curve = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [0])
     for t in (3.0, 8.0, 15.0, 30.0):
         p = _exact_os_survival(t)
         # tolerance: 3 binomial Monte Carlo standard errors at n (no censoring before 60)
@@ -224,7 +250,7 @@ def test_summary_needs_only_the_summary_tallies():
     kept = simulate(model, n, SEED, horizon=HORIZON, tallies=summary_tallies(model))
     mask = summary_tallies(model).astype(bool)
     assert 0 < mask.sum() < mask.size  # some histograms are skipped
-    np.testing.assert_array_equal(kept.hist[~mask], 0)
+    np.testing.assert_array_equal(kept.slots, np.argwhere(mask))  # and only those are kept
     for seq in model.seq_names:
         expected = sequence_summary(model, full, seq, HORIZON, (12.0, 24.0))
         assert sequence_summary(model, kept, seq, HORIZON, (12.0, 24.0)) == expected

@@ -31,7 +31,7 @@ def test_numpy_baseline_histograms():
 
 def test_numpy_psa_shape():
     hist = bench.numpy_ref_hcc_psa(3, 100, 1)
-    assert hist.shape == (3, 2, 480)
+    assert hist.shape == (3, 2, 6000)  # 120 months / 0.02, the one default bin width
     assert (hist.sum(axis=(1, 2)) == 100).all()
 
 

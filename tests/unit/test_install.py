@@ -10,7 +10,7 @@ import simseq
 
 PACKAGE = Path(simseq.__file__).resolve().parent
 PROBE = (
-    "import simseq, numba; from simseq.engine.simulate import simulate_tallies as k; "
+    "import simseq, numba; from simseq.engine.simulate import simulate_kernel as k; "
     "print(numba.config.CACHE_DIR); print(k._cache._cache_path)"
 )
 
