@@ -40,3 +40,33 @@ def _use_own_numba_cache() -> None:
 
 
 _use_own_numba_cache()
+
+__all__ = [
+    "DSAResult",
+    "PSAResult",
+    "RunResult",
+    "Study",
+    "SweepResult",
+    "__version__",
+    "load",
+]
+
+_API = {
+    "load": "simseq.study",
+    "Study": "simseq.study",
+    "RunResult": "simseq.results",
+    "PSAResult": "simseq.results",
+    "DSAResult": "simseq.results",
+    "SweepResult": "simseq.results",
+}
+
+
+def __getattr__(name: str):
+    """The Python API (``simseq.load``, ``simseq.Study``, the result types), imported on
+    first use so that ``simseq --version`` and the CLI's start-up do not pay for it."""
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simseq' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -212,33 +212,23 @@ def _scenario_path(name: str) -> Path:
 
 @functools.cache
 def ref_hcc_model():
-    """REF-HCC compiled from scenarios/ref_hcc.yaml (no calibration needed)."""
-    from simseq.evidence import load_evidence
-    from simseq.model import compile_model
-    from simseq.resolve import resolve
-    from simseq.scenario import load_scenario
+    """REF-HCC bound from scenarios/ref_hcc.yaml (no calibration needed)."""
+    from simseq.study import load
 
-    path = str(_scenario_path("ref_hcc"))
-    res = resolve(load_scenario(path), load_evidence(), {}, path)
-    return compile_model(res.sequences, res.covariates)
+    study = load(_scenario_path("ref_hcc"))
+    return study.model(study.rows())
 
 
 @functools.cache
 def base_case_model():
     """The base case (5 sequences), calibrated: the cached calibration under
     results/base_case/ when its inputs are unchanged, else a fresh one (~5 s)."""
-    from simseq.evidence import load_evidence
-    from simseq.model import compile_model
-    from simseq.pipeline import default_out, get_calibration
-    from simseq.resolve import resolve
-    from simseq.scenario import load_scenario
+    from simseq.commands import default_out
+    from simseq.study import load
 
-    path = str(_scenario_path("base_case"))
-    scenario = load_scenario(path)
-    evidence = load_evidence()
-    cal, _, _ = get_calibration(scenario, evidence, path, default_out(scenario))
-    res = resolve(scenario, evidence, cal.values, path)
-    return compile_model(res.sequences, res.covariates)
+    study = load(_scenario_path("base_case"))
+    study.calibrate(cache_dir=default_out(study.scenario))
+    return study.model(study.rows())
 
 
 def simseq_ref_hcc(

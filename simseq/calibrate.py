@@ -1,16 +1,21 @@
-"""Solve the parameters papers do not report so that simulated summaries hit published targets.
+"""Solve the parameters papers do not report so that the model's summaries hit published targets.
 
-Post-progression survival is never reported: papers give second-line PFS and
-OS from the start of second line. Each calibration target frees one median of
-one regimen. It is solved on a cohort that starts every patient on that
-regimen, as the source cohort did (no first line, no transport adjustment), by
-Brent's method over the engine with common random numbers, so the simulated
-summary is a continuous, monotone function of the free median. Targets are
-swept in order until all agree (Gauss-Seidel), which handles two targets on one
-regimen.
+Post-progression survival is never reported: papers give second-line PFS and OS
+from the start of second line. Each calibration target frees one median of one
+regimen and is solved on a cohort that starts every patient on that regimen, as
+the source cohort did (no first line, no transport adjustment).
 
-Solved values are cached next to the results with a hash of everything they
-depend on; ``run`` reuses them until an input changes.
+There is one calibrator (``solve.calibrate_draws``) for every row of the
+parameter table: the base case is one row, a PSA, DSA or sweep many, solved
+together. A target's summary is computed by quadrature where that is exact for
+the cohort (``simseq.quadrature``: no Monte Carlo noise, grid error O(step^2)),
+by the engine with common random numbers where it is not; calibration.csv says
+which. Targets of one cohort are swept in turn until their medians stop moving
+(Gauss-Seidel). A row's answer does not depend on the other rows, so the base
+case is bit for bit draw 0 of the same machinery.
+
+The base case's solved values are cached next to the results with a hash of
+everything they depend on; ``run`` reuses them until an input changes.
 """
 
 import hashlib
@@ -18,44 +23,39 @@ import json
 import math
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from simseq import __version__
-from simseq.engine.codes import TALLY_OS_FROM_ENTRY, TALLY_SOJOURN
 from simseq.evidence import EvidenceBase
-from simseq.model import compile_model
-from simseq.outcomes import tally_curve
-from simseq.resolve import resolve, resolve_median
+from simseq.model import Structure, bind
 from simseq.scenario import Scenario, ScenarioError, Target
-from simseq.simulator import COMPILE_NOTICE, simulate
 
-MAX_SWEEPS = 10
 CACHE_FILE = "calibration.json"
-
-_TALLY_OF = {
-    "median_os_from_line_start": TALLY_OS_FROM_ENTRY,
-    "median_time_on_line": TALLY_SOJOURN,
-}
+CALIBRATOR = "calibrate_draws/1"  # in the input hash: a cache of another calibrator is stale
 
 
 @dataclass(frozen=True)
 class TargetResult:
-    """One calibrated target: what it asked for, what was solved, and how close it came."""
+    """One calibrated target of the base case: what it asked for, what was solved, how
+    close it came and how its summary was computed."""
 
     target_id: str
     quantity: str
     regimen: str
     free: str
     target: float
-    simulated: float
+    achieved: float
+    """The target's summary at the solved median (months)."""
     rel_error: float
-    simulated_ci95_low: float | None
-    simulated_ci95_high: float | None
+    method: str
+    """"quadrature" (exact up to the grid error) or "simulation" (the engine, common
+    random numbers, ``n_patients`` per cohort)."""
     solved_median: float
-    n_patients: int
+    n_patients: int | None
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,6 @@ class CalibrationResult:
         )
 
 
-def _finite_or_none(x: float) -> float | None:
-    """A bound of the simulated median's interval; None where it is not reached."""
-    return x if math.isfinite(x) else None
-
-
 def _target_id(tgt: Target) -> str:
     """The evidence id, the pooled ids, or "assumed <value>" for an assumed target."""
     q = tgt.target
@@ -101,13 +96,15 @@ def _target_id(tgt: Target) -> str:
 
 
 def calibration_n(scenario: Scenario) -> int:
+    """Patients per cohort where a target is solved with the engine."""
     cal = scenario.calibration
     return cal.n_patients if cal and cal.n_patients else scenario.simulation.n_patients
 
 
 def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
     """sha256 of everything calibration depends on (regimens, supportive care, targets,
-    seed, N, horizon, binning, the evidence cited, simseq's version)."""
+    population, seed, N, horizon, binning, the evidence cited, simseq's version and the
+    calibrator)."""
     sim = scenario.simulation
     payload = {
         "regimens": {k: v.model_dump(mode="json") for k, v in scenario.regimens.items()},
@@ -115,162 +112,135 @@ def input_hash(scenario: Scenario, evidence: EvidenceBase) -> str:
         "calibration": scenario.calibration.model_dump(mode="json")
         if scenario.calibration
         else None,
+        "population": scenario.population.model_dump(mode="json") if scenario.population else None,
         "seed": sim.seed,
         "n": calibration_n(scenario),
         "horizon": sim.horizon.model_dump(mode="json"),
         "bin_width": sim.bin_width,
         "evidence": [r.model_dump(mode="json") for r in evidence],
         "version": __version__,
+        "calibrator": CALIBRATOR,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _simulated(scenario, evidence, file, values, tgt: Target, n, threads, on_compile=None):
-    """Simulated summary of ``tgt`` with the current ``values``: (median, (lo, hi))."""
-    res = resolve(scenario, evidence, values, file, cohort_regimen=tgt.regimen)
-    model = compile_model(res.sequences, res.covariates)
-    tallies = simulate(
-        model,
-        n,
-        scenario.simulation.seed,
-        horizon=res.horizon,
-        bin_width=scenario.simulation.bin_width,
-        threads=threads,
-        tallies=[_TALLY_OF[tgt.quantity]],  # the one it needs: less bookkeeping per step
-        on_compile=on_compile,
-    )
-    curve = tally_curve(tallies, _TALLY_OF[tgt.quantity], [int(model.seq_start_state[0])])
-    return curve.median(), curve.median_ci95()
-
-
-def calibrate(
+def solve_rows(
     scenario: Scenario,
-    evidence: EvidenceBase,
-    file: str = "<scenario>",
+    resolved,
+    cohorts: Structure,
+    rows: np.ndarray,
     *,
-    threads: int | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> CalibrationResult:
-    """Solve every declared target; raise ScenarioError when a target cannot be reached."""
-    cal = scenario.calibration
-    if cal is None:
-        return CalibrationResult(
-            {}, [], input_hash(scenario, evidence), scenario.simulation.seed, 0
+    file: str = "<scenario>",
+    label: str = "",
+):
+    """``rows`` (n_draws, n_columns) with every calibrated median solved for its row's
+    inputs, and the ``solve.DrawCalibration`` behind them.
+
+    ``resolved``: the scenario's ``Resolved`` (its targets and calibrated columns);
+    ``cohorts``: ``resolved.cohort_structure()``. A target no row can reach raises
+    ``ScenarioError`` naming the target (and the draw, when ``label`` names the analysis
+    the rows come from)."""
+    from simseq.solve import NOT_SOLVED, DrawTarget, calibrate_draws
+
+    rows = np.array(rows, dtype=np.float64)
+    targets = resolved.targets
+    if not targets:
+        return rows, None
+    horizon = resolved.horizon
+    template = cohorts.template
+    draw_targets, columns = [], []
+    for t in targets:
+        value = t.value.of(rows)
+        beyond = np.flatnonzero(~(value < horizon))
+        if beyond.size:
+            d = int(beyond[0])
+            raise ScenarioError(
+                file,
+                [
+                    (
+                        f"calibration.targets.{t.index}",
+                        float(value[d]),
+                        f"unreachable{_in(label, d)}: a median of {value[d]:g} months is "
+                        f"beyond the horizon ({horizon:g} months), where the simulation stops",
+                    )
+                ],
+            )
+        cohort = f"cohort:{t.spec.regimen}"
+        if t.spec.quantity == "median_time_on_line":
+            index = template.state_index(cohort, f"L2:{t.spec.regimen}")
+        else:
+            index = template.seq_names.index(cohort)
+        draw_targets.append(
+            DrawTarget(t.spec.quantity, index, value, t.bounds, f"calibration.targets.{t.index}")
         )
-    from scipy.optimize import brentq  # only calibration needs it; keeps start-up short
+        columns.append(resolved.calibrated_columns[t.free])
 
-    n = calibration_n(scenario)
-    notice = None if progress is None else lambda: progress(COMPILE_NOTICE)
-    # start each free median at the geometric mean of its bracket
-    values: dict[str, float] = {}
-    specs = {}
-    for i, tgt in enumerate(cal.targets):
-        part = tgt.free.split(".")[0]
-        key = f"{tgt.regimen}.{part}"
-        bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
-        values.setdefault(key, math.sqrt(bounds[0] * bounds[1]))
-        specs[i] = (key, bounds)
+    def model_at(free: np.ndarray):
+        bound = rows.copy()
+        bound[:, columns] = free
+        return bind(cohorts, bound)
 
-    targets = [
-        resolve_median(scenario, evidence, t.target, f"calibration.targets.{i}.target", file)[0]
-        for i, t in enumerate(cal.targets)
-    ]
-    # A target's cohort starts on its regimen, so only targets of one regimen move each
-    # other: those are swept in turn until their medians stop moving (Gauss-Seidel); a
-    # regimen's only target is solved once.
-    per_regimen = Counter(t.regimen for t in cal.targets)
-    for sweep in range(MAX_SWEEPS):
-        before = dict(values)
-        for i, tgt in enumerate(cal.targets):
-            if sweep and per_regimen[tgt.regimen] == 1:
-                continue
-            key, (lo, hi) = specs[i]
-            goal = targets[i]
-
-            def gap(x, key=key, tgt=tgt, goal=goal):
-                trial = {**values, key: x}
-                median, _ = _simulated(scenario, evidence, file, trial, tgt, n, threads, notice)
-                return median - goal
-
-            g_lo, g_hi = gap(lo), gap(hi)
-            if g_lo * g_hi > 0:
-                raise ScenarioError(
-                    file,
-                    [
-                        (
-                            f"calibration.targets.{i}",
-                            goal,
-                            f"unreachable: with {key}.median in [{lo:g}, {hi:g}] the simulated "
-                            f"{tgt.quantity} spans [{g_lo + goal:.4g}, {g_hi + goal:.4g}]; "
-                            "widen the "
-                            "bounds or check the other inputs",
-                        )
-                    ],
-                )
-            if math.isnan(g_lo) or math.isnan(g_hi):
-                raise ScenarioError(
-                    file,
-                    [
-                        (
-                            f"calibration.targets.{i}",
-                            goal,
-                            f"the simulated {tgt.quantity} is undefined with {key}.median at "
-                            f"{lo if math.isnan(g_lo) else hi:g}; check the other inputs",
-                        )
-                    ],
-                )
-            try:
-                values[key] = brentq(gap, lo, hi, xtol=1e-9, rtol=cal.tolerance / 10)
-            except (RuntimeError, ValueError) as err:  # no convergence, or an undefined median
-                raise ScenarioError(
-                    file,
-                    [
-                        (
-                            f"calibration.targets.{i}",
-                            goal,
-                            f"the search for {key}.median in [{lo:g}, {hi:g}] failed ({err}); "
-                            "narrow the bounds or check the other inputs",
-                        )
-                    ],
-                ) from None
-            if progress is not None:
-                progress(f"{key}.median = {values[key]:.4f} months (target {goal:.4f})")
-        moved = max(abs(values[k] / before[k] - 1.0) for k in values)
-        if moved <= cal.tolerance:
-            break
-    else:
-        raise ScenarioError(
-            file,
-            [
+    sim = scenario.simulation
+    tolerance = scenario.calibration.tolerance
+    result = calibrate_draws(
+        draw_targets,
+        model_at,
+        horizon=horizon,
+        sweep_tol=tolerance,
+        n_patients=calibration_n(scenario),
+        seed=sim.seed,
+        bin_width=sim.bin_width,
+    )
+    # a target left unsolved because another of its cohort failed is not listed again
+    failures = [f for f in result.failures() if result.status[f[0], f[1]] != NOT_SOLVED]
+    if failures:
+        problems = []
+        for d, i, _ in failures[:5]:
+            t = targets[i]
+            problems.append(
                 (
-                    "calibration.targets",
-                    sorted(per_regimen),
-                    f"no joint solution after {MAX_SWEEPS} sweeps (the medians still moved "
-                    f"by {moved:.2%}, tolerance {cal.tolerance:.2%}): two targets of one "
-                    "regimen may pull its medians in opposite directions; check them and "
-                    "their bounds",
+                    f"calibration.targets.{t.index}",
+                    float(draw_targets[i].value[d]),
+                    f"{result.reason(d, i).replace(': ', _in(label, d) + ': ', 1)}; widen the "
+                    "bounds or check the other inputs",
                 )
-            ],
-        )
+            )
+        raise ScenarioError(file, problems)
+    rows[:, columns] = result.values
+    return rows, result
 
-    results = []
-    for i, tgt in enumerate(cal.targets):
-        key, _ = specs[i]
-        sim, (clo, chi) = _simulated(scenario, evidence, file, values, tgt, n, threads)
+
+def _in(label: str, d: int) -> str:
+    """ " in PSA draw 3" (nothing for the base case)."""
+    return f" in {label} draw {d}" if label else ""
+
+
+def base_calibration(
+    scenario: Scenario, evidence: EvidenceBase, resolved, cohorts: Structure, row, *, file
+) -> CalibrationResult:
+    """The base case's calibration (``row``: (1, n_columns) base values)."""
+    key, seed, n = input_hash(scenario, evidence), scenario.simulation.seed, calibration_n(scenario)
+    if not resolved.targets:
+        return CalibrationResult({}, [], key, seed, 0)
+    _, result = solve_rows(scenario, resolved, cohorts, row, file=file)
+    values, results = {}, []
+    for i, t in enumerate(resolved.targets):
+        goal = float(result.targets[i].value[0])
+        achieved = float(result.achieved[0, i])
+        values[t.free] = float(result.values[0, i])
         results.append(
             TargetResult(
-                target_id=_target_id(tgt),
-                quantity=tgt.quantity,
-                regimen=tgt.regimen,
-                free=tgt.free,
-                target=targets[i],
-                simulated=sim,
-                rel_error=sim / targets[i] - 1.0,
-                simulated_ci95_low=_finite_or_none(clo),
-                simulated_ci95_high=_finite_or_none(chi),
-                solved_median=values[key],
-                n_patients=n,
+                target_id=_target_id(t.spec),
+                quantity=t.spec.quantity,
+                regimen=t.spec.regimen,
+                free=t.spec.free,
+                target=goal,
+                achieved=achieved,
+                rel_error=achieved / goal - 1.0 if math.isfinite(achieved) else math.inf,
+                method=result.methods[i],
+                solved_median=values[t.free],
+                n_patients=n if result.methods[i] == "simulation" else None,
             )
         )
     return CalibrationResult(
@@ -328,3 +298,31 @@ def save_cached(directory: Path, result: CalibrationResult) -> Path:
     os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
     return path
+
+
+def calibrate_cached(
+    scenario: Scenario,
+    evidence: EvidenceBase,
+    out_dir: Path | None,
+    solve: Callable[[], CalibrationResult],
+    *,
+    say=None,
+) -> tuple[CalibrationResult, bool, str | None]:
+    """The cached calibration in ``out_dir`` if intact and its inputs are unchanged, else
+    ``solve()``: (result, from_cache, note). A cache that fails verification is not used:
+    the note says why, and the calibration is solved again. ``say`` gets progress notes."""
+    expected = input_hash(scenario, evidence)
+    cached, why_not = (None, None) if out_dir is None else load_cached(out_dir, expected)
+    if cached is not None:
+        return cached, True, None
+    note = None if why_not is None else f"{why_not}: calibrated again"
+    if note is not None and say is not None:
+        say(f"[yellow]note:[/yellow] {note}")
+    result = solve()
+    if say is not None:
+        for t in result.targets:
+            say(
+                f"  {t.regimen}.{t.free} = {t.solved_median:.4f} months "
+                f"(target {t.target:.4f}, by {t.method})"
+            )
+    return result, False, note

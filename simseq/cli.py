@@ -216,12 +216,22 @@ _force = click.option(
 )
 
 
+def _analysis_options(func):
+    """--seed, --threads, --out, --force, --quiet and the task options every analysis
+    (psa, dsa, sweep) takes; the command passes them on as ``options``."""
+    for option in reversed(
+        [_seed, _threads, _out, _force, _quiet, _distributed(tasks_of_draws=True), _scenario_errors]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command("validate")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_scenario_errors
 def validate_cmd(scenario: str) -> None:
     """Check a scenario file: schema, evidence ids, probabilities, distributions."""
-    from simseq.pipeline import validate_file
+    from simseq.commands import validate_file
 
     resolved = validate_file(scenario)
     kinds = [p.kind for p in resolved.provenance]
@@ -252,7 +262,7 @@ def calibrate_cmd(
     scenario: str, out: str | None, force: bool, threads: int | None, quiet: bool
 ) -> None:
     """Solve the scenario's unreported parameters; write OUT/calibration.csv."""
-    from simseq.pipeline import run_calibration
+    from simseq.commands import run_calibration
 
     run_calibration(scenario, out, threads=threads, quiet=quiet, force=force)
 
@@ -312,7 +322,7 @@ def run_cmd(
 
     # first, while nothing heavy is loaded: matplotlib's import then overlaps the engine's
     with ForkedPlotter() as plotter:
-        from simseq.pipeline import run_scenario
+        from simseq.commands import run_scenario
 
         try:
             run_scenario(
@@ -364,7 +374,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
         out = {"machine": bench.machine_info(), "quick": quick, "rows": rows, "missed": missed}
         click.echo(json.dumps(out, indent=2))
     else:
-        from simseq.pipeline import make_console
+        from simseq.commands import make_console
 
         title = "simseq bench" + (" --quick" if quick else "")
         make_console().print(bench.rows_table(rows, title))
@@ -386,43 +396,17 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
     type=click.IntRange(min=100, max=MAX_PATIENTS),
     help="Patients per draw [psa.n_patients].",
 )
-@_seed
-@_threads
-@_out
-@_force
-@_quiet
-@_distributed(tasks_of_draws=True)
-@_scenario_errors
-def psa_cmd(
-    scenario,
-    draws,
-    patients,
-    seed,
-    threads,
-    out,
-    force,
-    quiet,
-    distributed,
-) -> None:
+@_analysis_options
+def psa_cmd(scenario, draws, patients, **options) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     if draws is not None and patients is not None and draws * patients > MAX_PATIENTS:
         raise _InputError(
             f"--draws {draws} x --patients {patients} = {draws * patients:,} patients per "
             f"sequence; at most {MAX_PATIENTS:,} (already hours at ~25 million a second)"
         )
-    from simseq.sensitivity import run_psa
+    from simseq.commands import run_psa
 
-    run_psa(
-        scenario,
-        n_draws=draws,
-        n_patients=patients,
-        seed=seed,
-        threads=threads,
-        out=out,
-        force=force,
-        quiet=quiet,
-        distributed=distributed,
-    )
+    run_psa(scenario, n_draws=draws, n_patients=patients, **options)
 
 
 @main.command("dsa")
@@ -434,39 +418,13 @@ def psa_cmd(
     show_default=True,
     help="Patients per case (common random numbers across cases).",
 )
-@_seed
 @click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
-@_threads
-@_out
-@_force
-@_quiet
-@_distributed(tasks_of_draws=True)
-@_scenario_errors
-def dsa_cmd(
-    scenario,
-    patients,
-    seed,
-    sequence,
-    threads,
-    out,
-    force,
-    quiet,
-    distributed,
-) -> None:
+@_analysis_options
+def dsa_cmd(scenario, patients, sequence, **options) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
-    from simseq.sensitivity import run_dsa
+    from simseq.commands import run_dsa
 
-    run_dsa(
-        scenario,
-        n_patients=patients,
-        seed=seed,
-        sequence=sequence,
-        threads=threads,
-        out=out,
-        force=force,
-        quiet=quiet,
-        distributed=distributed,
-    )
+    run_dsa(scenario, n_patients=patients, sequence=sequence, **options)
 
 
 @main.command("sweep")
@@ -486,42 +444,15 @@ def dsa_cmd(
     show_default=True,
     help="Patients per grid point (common random numbers across points).",
 )
-@_seed
-@_threads
-@_out
-@_force
-@_quiet
-@_distributed(tasks_of_draws=True)
-@_scenario_errors
-def sweep_cmd(
-    scenario,
-    params,
-    patients,
-    seed,
-    threads,
-    out,
-    force,
-    quiet,
-    distributed,
-) -> None:
+@_analysis_options
+def sweep_cmd(scenario, params, patients, **options) -> None:
     """Scenario sweep: a grid over named parameters to a tidy table (sweep.csv)."""
-    from simseq.sensitivity import run_sweep
+    from simseq.commands import run_sweep
+    from simseq.scenario import ScenarioError
 
     try:
-        run_sweep(
-            scenario,
-            list(params),
-            n_patients=patients,
-            seed=seed,
-            threads=threads,
-            out=out,
-            force=force,
-            quiet=quiet,
-            distributed=distributed,
-        )
+        run_sweep(scenario, list(params), n_patients=patients, **options)
     except ValueError as err:
-        from simseq.scenario import ScenarioError
-
         if isinstance(err, ScenarioError):
             raise
         raise _InputError(str(err)) from None

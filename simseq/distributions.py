@@ -641,6 +641,28 @@ class Family:
         """
         raise NotImplementedError
 
+    def solve_scale_array(self, t, s, *params):
+        """:meth:`solve_scale` vectorised: the ``scale_param`` value with ``S(t) = s``.
+
+        ``t`` (months), ``s`` and ``params`` (every parameter in ``param_names``
+        order; the value in the scale slot is ignored) broadcast against each other,
+        e.g. one median per parameter draw. Where the closed form breaks down the
+        result is not finite (no exception): callers check it.
+
+        Returns
+        -------
+        ndarray(float64)
+            The broadcast shape of the inputs.
+        """
+        if len(params) != len(self.param_names):
+            raise ValueError(self._count_message(len(params)))
+        t, s, *params = _floats(t, s, *params)
+        with np.errstate(**_ERRSTATE):
+            return _result(self._scale_at(t, s, *params))
+
+    def _scale_at(self, t, s, *params):
+        raise NotImplementedError
+
     def starts(
         self, times: np.ndarray, surv: np.ndarray, fixed: Mapping[str, float]
     ) -> list[dict[str, float]]:
@@ -847,6 +869,9 @@ class _Exponential(Family):
     def solve_scale(self, t, s, params):
         return -math.log(s) / t
 
+    def _scale_at(self, t, s, rate):
+        return -np.log(s) / t
+
     def starts(self, times, surv, fixed):
         # log H = log rate + log t: the rate from the mean offset
         return [{"rate": math.exp(float(np.mean(np.log(-np.log(surv)) - np.log(times))))}]
@@ -889,6 +914,9 @@ class _Weibull(Family):
 
     def solve_scale(self, t, s, params):
         return t / (-math.log(s)) ** (1.0 / params["shape"])
+
+    def _scale_at(self, t, s, shape, scale):
+        return t / (-np.log(s)) ** (1.0 / shape)
 
     def starts(self, times, surv, fixed):
         shape, scale = _weibull_line(times, surv)
@@ -953,6 +981,9 @@ class _LogLogistic(Family):
     def solve_scale(self, t, s, params):
         return t / ((1.0 - s) / s) ** (1.0 / params["shape"])
 
+    def _scale_at(self, t, s, shape, scale):
+        return t / ((1.0 - s) / s) ** (1.0 / shape)
+
     def starts(self, times, surv, fixed):
         # log odds of death, log((1 - S) / S) = shape (log t - log scale), is linear in log t
         a, b = _line(np.log(times), np.log((1 - surv) / surv))
@@ -1011,6 +1042,9 @@ class _LogNormal(Family):
 
     def solve_scale(self, t, s, params):
         return math.log(t) - params["sdlog"] * special.ndtri(1.0 - s)
+
+    def _scale_at(self, t, s, meanlog, sdlog):
+        return np.log(t) - sdlog * special.ndtri(1.0 - s)
 
     def starts(self, times, surv, fixed):
         meanlog, sdlog = _lnorm_line(times, surv)
@@ -1073,6 +1107,11 @@ class _Gompertz(Family):
         # cure fraction exp(rate/a) of the solution is always below s.
         return h / t if a == 0 else a * h / math.expm1(a * t)
 
+    def _scale_at(self, t, s, shape, rate):
+        h = -np.log(s)
+        nonzero = np.where(shape == 0.0, 1.0, shape)
+        return np.where(shape == 0.0, h / t, nonzero * h / np.expm1(nonzero * t))
+
     def starts(self, times, surv, fixed):
         starts = [{"shape": g, "rate": 1.0} for g in _gompertz_shapes(times, surv)]
         return self._through_median_point(starts, times, surv, fixed)
@@ -1114,6 +1153,9 @@ class _Gamma(Family):
 
     def solve_scale(self, t, s, params):
         return special.gammainccinv(params["shape"], s) / t
+
+    def _scale_at(self, t, s, shape, rate):
+        return special.gammainccinv(shape, s) / t
 
     def starts(self, times, surv, fixed):
         # Two shape guesses from the Weibull slope, the rate through the median point
@@ -1218,6 +1260,14 @@ class _GenGamma(Family):
             u = special.gammainccinv(k, s) if q > 0 else special.gammaincinv(k, s)
             w = math.log(u / k) / q
         return math.log(t) - sigma * w
+
+    def _scale_at(self, t, s, mu, sigma, q):
+        zero = q == 0.0
+        qs = np.where(zero, 1.0, q)
+        k = 1.0 / (qs * qs)
+        u = np.where(qs > 0.0, special.gammainccinv(k, s), special.gammaincinv(k, s))
+        w = np.where(zero, special.ndtri(1.0 - s), np.log(u / k) / qs)
+        return np.log(t) - sigma * w
 
     def starts(self, times, surv, fixed):
         # The Weibull (Q = 1, sigma = 1/shape) and log-normal (Q = 0) lines

@@ -25,9 +25,12 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "STATUSES",
@@ -153,7 +156,7 @@ def discount_factor_integral(t0, t1, rate_per_year):
 # --------------------------------------------------------------------------- incremental analysis
 
 
-def icer_table(names: Sequence[str], costs, effects, *, rtol: float = 1e-9) -> pd.DataFrame:
+def icer_table(names: Sequence[str], costs, effects, *, rtol: float = 1e-9) -> pandas.DataFrame:
     """Full incremental analysis: dominance, extended dominance and ICERs.
 
     1. Strong dominance: an option is dominated if another costs no more and is
@@ -237,6 +240,8 @@ def icer_table(names: Sequence[str], costs, effects, *, rtol: float = 1e-9) -> p
     undominated_idx = np.flatnonzero(~dominated)
     status[undominated_idx] = point_status[point_of.ravel()]
     inc[undominated_idx] = point_inc[point_of.ravel()]
+
+    import pandas as pd  # only the two tables need pandas: keep importing econ cheap
 
     table = pd.DataFrame(
         {
@@ -334,7 +339,7 @@ def ceac(costs, effects, wtp_grid) -> np.ndarray:
     return out
 
 
-def ceaf(costs, effects, wtp_grid, names: Sequence[str] | None = None) -> pd.DataFrame:
+def ceaf(costs, effects, wtp_grid, names: Sequence[str] | None = None) -> pandas.DataFrame:
     """Cost-effectiveness acceptability frontier.
 
     At each WTP the decision under current information is the option with the
@@ -367,6 +372,8 @@ def ceaf(costs, effects, wtp_grid, names: Sequence[str] | None = None) -> pd.Dat
     expected = w[:, None] * e.mean(axis=0) - c.mean(axis=0)
     best_idx = expected.argmax(axis=1)
     rows = np.arange(w.size)
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "wtp": w,

@@ -44,7 +44,7 @@ __all__ = [
     "se_log_median",
 ]
 
-Z_975 = 1.959963984540054  # standard normal 97.5% quantile, for 95% intervals
+Z95 = 1.959963984540054  # standard normal 97.5% quantile, for 95% intervals
 SCALE = "log(-log S)"
 
 # Residual on the fitting scale when a trial parameter vector overflows: large
@@ -663,10 +663,10 @@ def se_log_median(
     if hi is not None and hi <= m:
         raise FitError(f"CI upper bound {hi:g} is not above the median {m:g}")
     if lo is not None and hi is not None:
-        return (math.log(hi) - math.log(lo)) / (2 * Z_975)
+        return (math.log(hi) - math.log(lo)) / (2 * Z95)
     if lo is not None or hi is not None:
         bound = lo if lo is not None else hi
-        return abs(math.log(bound) - math.log(m)) / Z_975
+        return abs(math.log(bound) - math.log(m)) / Z95
     if n_events is not None:
         return 1.0 / math.sqrt(_count(n_events, "n_events"))
     if n is not None:

@@ -41,9 +41,10 @@ def git_state(files: Sequence[str | Path]) -> dict | None:
     }
 
 
-def manifest_header(scenario: ScenarioIdentity, inputs: Sequence[str | Path] = ()) -> dict:
+def manifest_header(scenario: ScenarioIdentity | None, inputs: Sequence[str | Path] = ()) -> dict:
     """The fields every command's manifest starts with. ``inputs``: other files the
-    scenario read (``extends:`` parents, evidence files), recorded with their sha256."""
+    scenario read (``extends:`` parents, evidence files), recorded with their sha256.
+    ``scenario`` None: a scenario built in memory (no file to record)."""
     import numba
     import numpy
     import scipy
@@ -59,9 +60,9 @@ def manifest_header(scenario: ScenarioIdentity, inputs: Sequence[str | Path] = (
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "scipy": scipy.__version__,
-        "scenario_file": scenario.file,
-        "scenario_path": scenario.path,
-        "scenario_sha256": scenario.sha256,
+        "scenario_file": None if scenario is None else scenario.file,
+        "scenario_path": None if scenario is None else scenario.path,
+        "scenario_sha256": None if scenario is None else scenario.sha256,
         "scenario_inputs": {str(Path(f).resolve()): sha256_file(Path(f)) for f in inputs},
-        "scenario_git": git_state([scenario.path, *inputs]),
+        "scenario_git": None if scenario is None else git_state([scenario.path, *inputs]),
     }

@@ -11,12 +11,14 @@ deterministic run is simply ``n_draws == 1``.
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from simseq.distributions import Distribution, get_family
+from simseq.econ import monthly_discount_rate
 from simseq.engine.codes import (
     ECON_COST,
     ECON_MAX_FIXED,
@@ -29,6 +31,8 @@ from simseq.engine.codes import (
     STATE_DEAD,
     STRUCTURE,
 )
+from simseq.fit import FitError, fit_median
+from simseq.params import Value
 
 DEAD = None  # destination meaning death
 
@@ -39,17 +43,133 @@ class Destination:
 
     state: str | None
     event: int
-    probability: float
+    probability: "Value | float"
+
+
+def _lift(x: "Value | float") -> Value:
+    return Value.lift(x)
+
+
+def _lift_map(m: Mapping[str, "Value | float"]) -> dict[str, Value]:
+    return {k: Value.lift(v) for k, v in m.items()}
+
+
+_LOG_LOG_HALF = math.log(-math.log(0.5))
+
+
+@dataclass(frozen=True, eq=False)
+class Law:
+    """A clock's time-to-event distribution with its numbers as ``Value``s of the parameter
+    rows: a family, its given parameters, optionally the median its time scale is fitted
+    to (``fit.fit_median``), and hazard ratios applied in order (``Distribution.ph``)."""
+
+    family: str
+    given: Mapping[str, Value]
+    median: Value | None = None
+    hazard_ratios: tuple[Value, ...] = ()
+
+    @classmethod
+    def fixed(cls, dist: Distribution) -> "Law":
+        """A law with ``dist``'s numbers as constants."""
+        hrs = () if dist.hr == 1.0 else (Value.const(dist.hr),)
+        return cls(dist.family, _lift_map(dist.param_dict), None, hrs)
+
+    def ph(self, hr: "Value | float") -> "Law":
+        """The hazard multiplied by ``hr`` (after the ratios already applied)."""
+        return dataclasses.replace(self, hazard_ratios=(*self.hazard_ratios, _lift(hr)))
+
+    def base_distribution(self) -> Distribution:
+        """The distribution at the base values (FitError or ValueError if it has none)."""
+        given = {k: v.base for k, v in self.given.items()}
+        if self.median is None:
+            dist = Distribution.from_dict(self.family, given)
+        else:
+            dist = fit_median(self.family, self.median.base, given).distribution
+        for hr in self.hazard_ratios:
+            dist = dist.ph(hr.base) if hr.base != 1.0 else dist
+        return dist
+
+    def bind(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(params float64 (n, n_family_params), hr float64 (n,)) at each row."""
+        fam = get_family(self.family)
+        given = {k: v.of(rows) for k, v in self.given.items()}
+        n = 1 if rows is None else rows.shape[0]
+        if self.median is None:
+            params = [np.broadcast_to(given[k], (n,)) for k in fam.param_names]
+        else:
+            params = _fit_medians(fam, self.median.of(rows), given)
+        params = np.stack(params, axis=1)
+        bad = ~np.isfinite(params).all(axis=1)
+        for k, dom in enumerate(fam._domains):
+            if dom == "positive":
+                bad |= ~(params[:, k] > 0)
+        hr = np.ones(n)
+        for ratio in self.hazard_ratios:
+            r = ratio.of(rows)
+            bad |= ~(np.isfinite(r) & (r > 0))
+            folded = fam.ph_params(r, *params.T)
+            if folded is None:
+                hr = hr * r
+            else:
+                params = np.stack([np.broadcast_to(x, (n,)) for x in folded], axis=1)
+        if bad.any():
+            d = int(np.flatnonzero(bad)[0])
+            values = dict(zip(fam.param_names, params[d].tolist(), strict=True))
+            raise BindError(f"draw {d}: {self.family} parameters {values} are not valid")
+        return params, hr
+
+
+def _fit_medians(fam, median: np.ndarray, given: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Parameters (in ``fam.param_names`` order, each (n,)) through S(median) = 1/2 with the
+    ``given`` ones fixed: the family's closed form (``Family.solve_scale``) for all rows at
+    once where it holds to the precision ``fit.fit_median`` asks, ``fit_median`` row by row
+    elsewhere (a row it cannot fit raises BindError naming the draw)."""
+    n = median.shape[0]
+    free = [k for k in fam.param_names if k not in given]
+    params = {k: np.broadcast_to(v, (n,)) for k, v in given.items()}
+    ok = np.zeros(n, bool)
+    if free == [fam.scale_param]:
+        try:
+            with np.errstate(all="ignore"):
+                scale = np.broadcast_to(
+                    np.asarray(fam.solve_scale(median, 0.5, params), np.float64), (n,)
+                )
+        except (TypeError, ArithmeticError, ValueError):  # a scalar-only closed form
+            scale = np.full(n, np.nan)
+        params[fam.scale_param] = scale
+        with np.errstate(all="ignore"):
+            ordered = [params[k] for k in fam.param_names]
+            err = np.log(fam.cumhaz(median, *ordered)) - _LOG_LOG_HALF
+            got = fam.quantile(0.5, *ordered)
+        ok = (np.abs(err) < 1e-12) & (np.abs(got - median) <= 1e-9 * median) & (median > 0)
+    if not ok.all():
+        params = {k: np.array(v, np.float64) for k, v in params.items()}
+        for k in free:
+            params.setdefault(k, np.full(n, np.nan))
+        for d in np.flatnonzero(~ok):
+            fixed = {k: float(v[d]) for k, v in given.items()}
+            try:
+                fitted = fit_median(fam.name, float(median[d]), fixed).distribution
+            except (FitError, ValueError) as err:
+                raise BindError(f"draw {int(d)}: {err}") from None
+            for k, v in fitted.param_dict.items():
+                params[k][d] = v
+    return [params[k] for k in fam.param_names]
 
 
 @dataclass(frozen=True)
 class Clock:
     """One competing time-to-event clock of a state."""
 
-    distribution: Distribution
+    distribution: "Distribution | Law"
     destinations: tuple[Destination, ...]
-    covariate_log_hr: Mapping[str, float] = field(default_factory=dict)
+    covariate_log_hr: Mapping[str, "Value | float"] = field(default_factory=dict)
     """Log hazard ratio per covariate name, applied when the patient has it."""
+
+    @property
+    def law(self) -> Law:
+        d = self.distribution
+        return d if isinstance(d, Law) else Law.fixed(d)
 
 
 @dataclass(frozen=True)
@@ -62,13 +182,13 @@ class State:
     regimen: str | None = None
     role: str = "line"
     """One of "line" (on a line of therapy), "post_progression", "no_further_therapy"."""
-    cost_per_month: float = 0.0
+    cost_per_month: "Value | float" = 0.0
     """Cost accrued continuously while in the state (currency per month)."""
-    utility: float = 0.0
+    utility: "Value | float" = 0.0
     """Health-state utility (QALYs per year in the state)."""
-    entry_cost: float = 0.0
+    entry_cost: "Value | float" = 0.0
     """One-off cost on entering the state (e.g. expected adverse-event costs of a line)."""
-    entry_qalys: float = 0.0
+    entry_qalys: "Value | float" = 0.0
     """One-off QALY change on entering the state (negative: a disutility, in QALYs)."""
 
 
@@ -76,10 +196,10 @@ class State:
 class Economics:
     """Model-wide economic settings: discount rates (annual) and the one-off cost at death."""
 
-    discount_costs: float = 0.0
-    discount_qalys: float = 0.0
-    death_cost: float = 0.0
-    utility_trend: tuple[float, float] = (0.0, 0.0)
+    discount_costs: "Value | float" = 0.0
+    discount_qalys: "Value | float" = 0.0
+    death_cost: "Value | float" = 0.0
+    utility_trend: tuple["Value | float", "Value | float"] = (0.0, 0.0)
     """(b1, b2): utilities are multiplied by 1 + b1 t + b2 t^2, t in months from the start
     (age adjustment; (0, 0) for none)."""
 
@@ -97,7 +217,7 @@ class Covariate:
     """A binary patient characteristic drawn once per patient with ``prevalence``."""
 
     name: str
-    prevalence: float
+    prevalence: "Value | float"
 
 
 @dataclass(frozen=True)
@@ -233,7 +353,7 @@ def _validate(seq: SequenceModel, cov_names: set[str]) -> None:
             where = f"sequence {seq.name!r}, state {st.name!r}, clock {i}"
             if not clock.destinations:
                 raise ValueError(f"{where}: no destinations")
-            probs = np.array([d.probability for d in clock.destinations])
+            probs = np.array([_lift(d.probability).base for d in clock.destinations])
             if np.any(probs < 0) or not np.isclose(probs.sum(), 1.0, atol=1e-9):
                 raise ValueError(
                     f"{where}: destination probabilities {probs.tolist()} must be >= 0 and sum to 1"
@@ -253,119 +373,105 @@ def _validate(seq: SequenceModel, cov_names: set[str]) -> None:
     _check_acyclic(seq)
 
 
-def merge_clocks(state: State) -> State:
-    """Merge competing clocks with cumulative hazards a_i t^k of one k into one clock
-    (``Distribution.power_form``: Weibull and exponential clocks that share a shape).
+def _key_of(effects: Mapping[str, "Value | float"]) -> tuple:
+    """Hashable identity of covariate effects: constants by value, drawn ones by object."""
+    return tuple(
+        sorted((k, v.base if v.is_constant else id(v)) for k, v in _lift_map(effects).items())
+    )
 
-    The minimum of independent Weibull times with a common shape k and
-    cumulative hazards a_i t^k is Weibull with a = sum a_i, and which one rang
-    is independent of when, with probability a_i / a. So one draw plus the
-    cause split it already has replaces several draws: exact in distribution,
-    and the hot loop's most expensive work halves for cause-specific models.
-    Clocks with different covariate effects are kept apart (the split would
-    then depend on the patient).
+
+def _merge_groups(state: State) -> list[list[Clock]]:
+    """Competing clocks grouped for merging: those whose cumulative hazards are powers of t
+    with one k (``Distribution.power_form`` at the base values) and the same covariate
+    effects share a group; every other clock is a group of its own.
+
+    The minimum of independent Weibull times with a common shape k and cumulative
+    hazards a_i t^k is Weibull with a = sum a_i, and which one rang is independent of
+    when, with probability a_i / a. So one draw plus the cause split it already has
+    replaces several draws: exact in distribution, and the hot loop's most expensive
+    work halves for cause-specific models. Clocks with different covariate effects are
+    kept apart (the split would then depend on the patient).
     """
     groups: dict[tuple, list[Clock]] = {}
     for clock in state.clocks:
-        form = clock.distribution.power_form()
-        key = (form[0], tuple(sorted(clock.covariate_log_hr.items()))) if form else (id(clock),)
+        form = clock.law.base_distribution().power_form()
+        key = (form[0], _key_of(clock.covariate_log_hr)) if form else (id(clock),)
         groups.setdefault(key, []).append(clock)
-    merged = []
-    for group in groups.values():
-        if len(group) == 1:
-            merged.append(group[0])
-            continue
-        shape = group[0].distribution.power_form()[0]
-        coefs = [c.distribution.power_form()[1] for c in group]
-        total = sum(coefs)
-        dests = tuple(
-            Destination(d.state, d.event, d.probability * a / total)
-            for c, a in zip(group, coefs, strict=True)
-            for d in c.destinations
-        )
-        # Clocks of one family stay in it (exponentials merge to an exponential); a mix
-        # becomes a Weibull, the family every H(t) = a t^k belongs to.
-        families = {c.distribution.family for c in group}
-        family = families.pop() if len(families) == 1 else "weibull"
-        dist = Distribution(family, get_family(family).from_power_form(shape, total))
-        merged.append(Clock(dist, dests, group[0].covariate_log_hr))
-    return dataclasses.replace(state, clocks=tuple(merged))
+    return list(groups.values())
 
 
-def compile_model(
+@dataclass(frozen=True)
+class _ClockSlot:
+    """A compiled clock: the laws of the clocks merged into it (one when nothing merged)
+    and its destinations as (state index, event, probability, index of its law)."""
+
+    laws: tuple["Law", ...]
+    family: str
+    dests: tuple[tuple[int, int, Value, int], ...]
+    covariate_log_hr: Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a resolution fixes (states, clocks, destinations, labels) with every number a
+    ``Value`` of the parameter rows; ``bind`` turns rows into ``ModelArrays``. Competing
+    clocks are merged as ``_merge_groups`` decides at the base values (``bind`` checks
+    that their shapes still agree in every row)."""
+
+    template: ModelArrays
+    """The integer arrays and labels; its number arrays have no draws."""
+    clocks: tuple[_ClockSlot, ...]
+    cov_prevalence: tuple[Value, ...]
+    state_econ: tuple[tuple[Value, Value, Value, Value], ...]
+    """Per state: cost per month, QALYs per month, entry cost, entry QALYs."""
+    economics: Economics | None
+
+
+def structure_of(
     sequences: Sequence[SequenceModel],
     covariates: Sequence[Covariate] = (),
     economics: Economics | None = None,
-) -> ModelArrays:
-    """Validate sequences and flatten them into kernel arrays (one parameter draw).
-
-    Same-shape Weibull/exponential competing clocks are merged first (``merge_clocks``).
-    """
+) -> Structure:
+    """Validate sequences and flatten them into the kernels' layout; numbers stay Values."""
     cov_names = tuple(c.name for c in covariates)
     if len(cov_names) > 63:
         raise ValueError(f"at most 63 covariates are supported, got {len(cov_names)}")
     for seq in sequences:
         _validate(seq, set(cov_names))
-    sequences = [
-        dataclasses.replace(seq, states=tuple(merge_clocks(st) for st in seq.states))
-        for seq in sequences
-    ]
     seq_names = tuple(seq.name for seq in sequences)
     if len(set(seq_names)) != len(seq_names):
         raise ValueError(f"duplicate sequence names in {list(seq_names)}")
 
-    state_rows, clock_rows, dest_rows = [], [], []
-    seq_start = []
+    state_rows, slots, dest_rows, seq_start = [], [], [], []
     for q, seq in enumerate(sequences):
-        offset = len(state_rows)
-        local = {st.name: offset + i for i, st in enumerate(seq.states)}
-        seq_start.append(offset)
+        local = {st.name: len(state_rows) + i for i, st in enumerate(seq.states)}
+        seq_start.append(len(state_rows))
         for st in seq.states:
-            clock_lo = len(clock_rows)
-            for clock in st.clocks:
+            clock_lo = len(slots)
+            for group in _merge_groups(st):
+                dests = tuple(
+                    (
+                        STATE_DEAD if d.state is None else local[d.state],
+                        d.event,
+                        _lift(d.probability),
+                        j,
+                    )
+                    for j, clock in enumerate(group)
+                    for d in clock.destinations
+                )
+                families = {c.law.family for c in group}
+                # Clocks of one family stay in it (exponentials merge to an exponential); a
+                # mix becomes a Weibull, the family every H(t) = a t^k belongs to.
+                family = families.pop() if len(families) == 1 else "weibull"
+                laws = tuple(c.law for c in group)
+                effects = _lift_map(group[0].covariate_log_hr)
                 dest_lo = len(dest_rows)
-                cum = 0.0
-                for d in clock.destinations:
-                    cum += d.probability
-                    target = STATE_DEAD if d.state is None else local[d.state]
-                    dest_rows.append((target, d.event, cum))
-                dest_rows[-1] = (*dest_rows[-1][:2], 1.0)  # guard against rounding
-                clock_rows.append((clock, dest_lo, len(dest_rows)))
-            state_rows.append((st, q, clock_lo, len(clock_rows)))
+                dest_rows += [(s, e) for s, e, _, _ in dests]
+                slots.append((_ClockSlot(laws, family, dests, effects), dest_lo, len(dest_rows)))
+            state_rows.append((st, q, clock_lo, len(slots)))
 
-    n_clocks = len(clock_rows)
-    n_cov = len(covariates)
-    clock_params = np.zeros((1, n_clocks, N_PARAMS))
-    clock_hr = np.ones((1, n_clocks))
-    cov_log_hr = np.zeros((1, n_clocks, n_cov))
-    for c, (clock, _, _) in enumerate(clock_rows):
-        clock_params[0, c] = clock.distribution.param_row()
-        clock_hr[0, c] = clock.distribution.hr
-        for k, name in enumerate(cov_names):
-            cov_log_hr[0, c, k] = clock.covariate_log_hr.get(name, 0.0)
-
-    econ = economics or Economics()
-    state_econ = np.array(
-        [
-            [
-                [st.cost_per_month, st.utility / 12.0, st.entry_cost, st.entry_qalys]
-                for st, *_ in state_rows
-            ]
-        ]
-    ).reshape(1, len(state_rows), 4)
-    # annual rate r -> continuous monthly rate ln(1 + r) / 12 (a year discounts by 1/(1 + r))
-    econ_globals = np.array(
-        [
-            [
-                np.log1p(econ.discount_costs) / 12.0,
-                np.log1p(econ.discount_qalys) / 12.0,
-                econ.death_cost,
-                econ.utility_trend[0],
-                econ.utility_trend[1],
-            ]
-        ]
-    )
-    return ModelArrays(
+    n_slots, n_cov = len(slots), len(cov_names)
+    template = ModelArrays(
         seq_names=seq_names,
         seq_start_state=np.array(seq_start, np.int64),
         state_names=tuple(st.name for st, *_ in state_rows),
@@ -375,23 +481,157 @@ def compile_model(
         state_role=tuple(st.role for st, *_ in state_rows),
         state_clock_lo=np.array([lo for *_, lo, _ in state_rows], np.int64),
         state_clock_hi=np.array([hi for *_, hi in state_rows], np.int64),
-        clock_family=np.array([c.distribution.code for c, _, _ in clock_rows], np.int64),
-        clock_params=clock_params,
-        clock_hr=clock_hr,
-        clock_dest_lo=np.array([lo for _, lo, _ in clock_rows], np.int64),
-        clock_dest_hi=np.array([hi for _, _, hi in clock_rows], np.int64),
+        clock_family=np.array([get_family(s.family).code for s, _, _ in slots], np.int64),
+        clock_params=np.zeros((0, n_slots, N_PARAMS)),
+        clock_hr=np.zeros((0, n_slots)),
+        clock_dest_lo=np.array([lo for _, lo, _ in slots], np.int64),
+        clock_dest_hi=np.array([hi for _, _, hi in slots], np.int64),
         dest_state=np.array([r[0] for r in dest_rows], np.int64),
         dest_event=np.array([r[1] for r in dest_rows], np.int64),
-        dest_cumprob=np.array([[r[2] for r in dest_rows]], np.float64),
+        dest_cumprob=np.zeros((0, len(dest_rows))),
         cov_names=cov_names,
-        cov_prevalence=np.array([[c.prevalence for c in covariates]], np.float64).reshape(1, n_cov),
-        cov_log_hr=cov_log_hr,
+        cov_prevalence=np.zeros((0, n_cov)),
+        cov_log_hr=np.zeros((0, n_slots, n_cov)),
         max_steps=max(len(seq.states) for seq in sequences),
-        stride=max(len(st.clocks) for seq in sequences for st in seq.states) + 1,
+        stride=max(hi - lo for *_, lo, hi in state_rows) + 1,
         has_economics=economics is not None,
+        state_econ=np.zeros((0, len(state_rows), 4)),
+        econ_globals=np.zeros((0, 5)),
+    )
+    return Structure(
+        template=template,
+        clocks=tuple(s for s, _, _ in slots),
+        cov_prevalence=tuple(_lift(c.prevalence) for c in covariates),
+        state_econ=tuple(
+            (
+                _lift(st.cost_per_month),
+                _lift(st.utility) / 12.0,
+                _lift(st.entry_cost),
+                _lift(st.entry_qalys),
+            )
+            for st, *_ in state_rows
+        ),
+        economics=economics,
+    )
+
+
+class BindError(ValueError):
+    """A row of parameters gives a model the kernels cannot run (the message names the draw)."""
+
+
+def bind(structure: Structure, rows: np.ndarray | None = None) -> ModelArrays:
+    """ModelArrays with one draw per row of ``rows`` (float64 (n_draws, n_columns) of the
+    parameter table; None: one draw at the Values' base values).
+
+    Vectorised over rows: a distribution is fitted to its median in closed form where its
+    family has one (``Law.bind``), row by row otherwise. Raises ``BindError`` naming the
+    first draw whose numbers the kernels cannot use.
+    """
+    n = 1 if rows is None else rows.shape[0]
+    t = structure.template
+    n_clocks, n_dests, n_cov = len(structure.clocks), t.dest_state.shape[0], len(t.cov_names)
+    clock_params = np.zeros((n, n_clocks, N_PARAMS))
+    clock_hr = np.ones((n, n_clocks))
+    dest_cumprob = np.zeros((n, n_dests))
+    cov_log_hr = np.zeros((n, n_clocks, n_cov))
+    for c, slot in enumerate(structure.clocks):
+        bound = [law.bind(rows) for law in slot.laws]
+        if len(bound) == 1:
+            (params, hr), weights = bound[0], None
+        else:
+            params, hr, weights = _merge_bound(slot, bound)
+        clock_params[:, c, : params.shape[1]] = params
+        clock_hr[:, c] = hr
+        lo = int(t.clock_dest_lo[c])
+        cum = np.zeros(n)
+        for k, (_, _, prob, j) in enumerate(slot.dests):
+            p = prob.of(rows)
+            cum = cum + (p if weights is None else p * weights[j])
+            dest_cumprob[:, lo + k] = cum
+        _check_split(dest_cumprob[:, lo : lo + len(slot.dests)], t, c)
+        dest_cumprob[:, lo + len(slot.dests) - 1] = 1.0  # guard against rounding
+        for k, name in enumerate(t.cov_names):
+            if name in slot.covariate_log_hr:
+                cov_log_hr[:, c, k] = slot.covariate_log_hr[name].of(rows)
+    cov_prevalence = np.zeros((n, n_cov))
+    for k, prevalence in enumerate(structure.cov_prevalence):
+        cov_prevalence[:, k] = prevalence.of(rows)
+    state_econ = np.zeros((n, len(structure.state_econ), 4))
+    for s, values in enumerate(structure.state_econ):
+        for k, v in enumerate(values):
+            state_econ[:, s, k] = v.of(rows)
+    econ = structure.economics or Economics()
+    econ_globals = np.stack(
+        [
+            monthly_discount_rate(_lift(econ.discount_costs).of(rows)),
+            monthly_discount_rate(_lift(econ.discount_qalys).of(rows)),
+            _lift(econ.death_cost).of(rows),
+            _lift(econ.utility_trend[0]).of(rows),
+            _lift(econ.utility_trend[1]).of(rows),
+        ],
+        axis=1,
+    )
+    return dataclasses.replace(
+        t,
+        clock_params=clock_params,
+        clock_hr=clock_hr,
+        dest_cumprob=dest_cumprob,
+        cov_prevalence=cov_prevalence,
+        cov_log_hr=cov_log_hr,
         state_econ=state_econ,
         econ_globals=econ_globals,
     )
+
+
+def _merge_bound(slot: _ClockSlot, bound: list) -> tuple:
+    """(params, hr, weights) of merged clocks: sum_i a_i t^k is the power form of the
+    merged clock, and clock i rings first with probability a_i / sum a."""
+    forms = []
+    for law, (params, hr) in zip(slot.laws, bound, strict=True):
+        fam = get_family(law.family)
+        k, a = fam.power_form(*params[:, : len(fam.param_names)].T)
+        forms.append((np.broadcast_to(k, hr.shape), hr * a))
+    k0 = forms[0][0]
+    for k, _ in forms[1:]:
+        bad = np.flatnonzero(k != k0)
+        if bad.size:
+            d = int(bad[0])
+            raise BindError(
+                f"draw {d}: competing clocks merged at the base values have shapes "
+                f"{float(k0[d]):g} and {float(k[d]):g}; clocks merged for a common shape "
+                "must share one shape parameter"
+            )
+    total_a = forms[0][1]
+    for _, a in forms[1:]:
+        total_a = total_a + a
+    merged = get_family(slot.family).from_power_form(k0, total_a)
+    params = np.stack([np.broadcast_to(x, total_a.shape) for x in merged], axis=1)
+    return params, np.ones_like(total_a), [a / total_a for _, a in forms]
+
+
+def _check_split(cum: np.ndarray, t: ModelArrays, c: int) -> None:
+    """Every draw's destination probabilities of clock c (cumulated: ``cum``, (n, k)) are
+    >= 0 and sum to 1."""
+    steps = np.diff(cum, axis=1, prepend=0.0)
+    bad = np.flatnonzero(~(np.abs(cum[:, -1] - 1.0) <= 1e-9) | (steps < 0).any(axis=1))
+    if bad.size:
+        d = int(bad[0])
+        s = int(np.searchsorted(t.state_clock_hi, c, side="right"))
+        raise BindError(
+            f"draw {d}: destination probabilities {steps[d].tolist()} of a clock of state "
+            f"{t.state_names[s]!r} must be >= 0 and sum to 1"
+        )
+
+
+def compile_model(
+    sequences: Sequence[SequenceModel],
+    covariates: Sequence[Covariate] = (),
+    economics: Economics | None = None,
+    rows: np.ndarray | None = None,
+) -> ModelArrays:
+    """``bind(structure_of(sequences, covariates, economics), rows)``: one draw at the base
+    values when ``rows`` is None."""
+    return bind(structure_of(sequences, covariates, economics), rows)
 
 
 DRAW_ARRAYS = (

@@ -292,13 +292,63 @@ def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, floa
     over interleaved patient batches (patient index mod N_BATCHES). The SE is the
     spread of the batch means over sqrt(N_BATCHES): order-independent, like the sums.
     """
+    means, se = econ_mean_se(econ, n_patients)
+    return {ECON_NAMES[i]: (float(means[i]), float(se[i])) for i in range(len(ECON_NAMES))}
+
+
+def km_medians(events: np.ndarray, censored: np.ndarray, bin_width: float) -> np.ndarray:
+    """Kaplan-Meier medians of many binned histograms at once: ``km_curve(e, c,
+    bin_width).median()`` for every leading index, bit for bit (the same cumulative sums,
+    products and interpolation, along the last axis).
+
+    Parameters
+    ----------
+    events, censored : ndarray(int64), (..., n_bins)
+        Binned counts.
+    bin_width : float
+        Months.
+
+    Returns
+    -------
+    ndarray(float64), (...)
+        Medians in months; inf where S never falls to 1/2 (an empty histogram too).
+    """
+    events = np.asarray(events, np.float64)
+    censored = np.asarray(censored, np.float64)
+    n_total = events.sum(axis=-1) + censored.sum(axis=-1)
+    removed = np.cumsum(events + censored, axis=-1)
+    removed_before = np.concatenate([np.zeros_like(removed[..., :1]), removed[..., :-1]], axis=-1)
+    at_risk = n_total[..., None] - removed_before
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, events / at_risk, 0.0)
+    survival = np.concatenate(
+        [np.ones_like(hazard[..., :1]), np.cumprod(1.0 - hazard, axis=-1)], axis=-1
+    )
+    below = survival <= 0.5
+    reached = below.any(axis=-1)
+    j = np.argmax(below, axis=-1)  # first index at or below 1/2 (0 where none)
+    prev = np.maximum(j - 1, 0)
+    v0 = np.take_along_axis(survival, prev[..., None], axis=-1)[..., 0]
+    v1 = np.take_along_axis(survival, j[..., None], axis=-1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(v0 != v1, (v0 - 0.5) / (v0 - v1), 1.0)
+    t0 = prev * bin_width
+    t1 = j * bin_width
+    median = np.where(j == 0, 0.0, t0 + frac * (t1 - t0))
+    return np.where(reached, median, np.inf)
+
+
+def econ_mean_se(econ: np.ndarray, n_patients: int) -> tuple[np.ndarray, np.ndarray]:
+    """``econ_means`` for many sums at once: (means, SEs), each float64 (..., N_ECON), from
+    exact sums int64 (..., N_ECON, N_BATCHES, 2) (``Tallies.econ``)."""
     batch_n = np.full(N_BATCHES, n_patients // N_BATCHES) + (
         np.arange(N_BATCHES) < n_patients % N_BATCHES
     )
-    values = econ_values(econ)  # (N_ECON, N_BATCHES)
-    means = values.sum(axis=1) / n_patients
+    values = econ_values(econ)  # (..., N_ECON, N_BATCHES)
+    means = values.sum(axis=-1) / n_patients
     used = batch_n > 0
-    batch_means = values[:, used] / batch_n[used]
     k = int(used.sum())
-    se = batch_means.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.full(len(means), math.nan)
-    return {ECON_NAMES[i]: (float(means[i]), float(se[i])) for i in range(len(ECON_NAMES))}
+    if k < 2:
+        return means, np.full(means.shape, math.nan)
+    batch_means = values[..., used] / batch_n[used]
+    return means, batch_means.std(axis=-1, ddof=1) / math.sqrt(k)

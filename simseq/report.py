@@ -115,7 +115,17 @@ def print_run_table(console: Console, summary: dict) -> None:
 
 def print_calibration_table(console: Console, rows: list[dict]) -> None:
     table = Table(title="Calibration", title_style="bold")
-    for col in ("target_id", "quantity", "regimen", "target", "simulated", "rel_error", "solved"):
+    columns = (
+        "target_id",
+        "quantity",
+        "regimen",
+        "target",
+        "achieved",
+        "rel_error",
+        "solved",
+        "method",
+    )
+    for col in columns:
         table.add_column(
             col, justify="left" if col in ("target_id", "quantity", "regimen") else "right"
         )
@@ -125,9 +135,10 @@ def print_calibration_table(console: Console, rows: list[dict]) -> None:
             r["quantity"],
             r["regimen"],
             f"{r['target']:.4f}",
-            f"{r['simulated']:.4f}",
+            f"{r['achieved']:.4f}",
             f"{r['rel_error']:+.3%}",
             f"{r['solved_median']:.4f}",
+            r["method"],
         )
     console.print(table)
 
@@ -156,3 +167,60 @@ def print_cea_table(console: Console, cea: dict) -> None:
             f"{cea['nmb'][s]:,.0f}",
         )
     console.print(table)
+
+
+def print_psa_table(console: Console, summary: dict) -> None:
+    """The PSA's means and 95% intervals across draws, and P(best) at the stated WTP."""
+    cur = summary["currency"]
+    table = Table(
+        title=f"PSA: {summary['n_draws']:,} draws x {summary['n_patients_per_draw']:,} "
+        f"patients (means, 95% intervals across draws)",
+        title_style="bold",
+    )
+    for col in ("sequence", f"costs ({cur})", "QALYs", "median OS (months)", "P(best) at WTP"):
+        table.add_column(col, justify="left" if col == "sequence" else "right")
+    wtp_idx = summary["ceac"]["wtp"].index(
+        min(summary["ceac"]["wtp"], key=lambda w: abs(w - summary["willingness_to_pay"]))
+    )
+
+    def show(block: dict, spec: str) -> str:
+        def num(v):
+            return "NR" if v is None else format(v, spec)
+
+        lo, hi = block["ci95"]
+        return f"{num(block['mean'])} ({num(lo)}-{num(hi)})"
+
+    for s, block in summary["sequences"].items():
+        table.add_row(
+            s,
+            show(block["costs"], ",.0f"),
+            show(block["qalys"], ".3f"),
+            show(block["os_median"], ".2f"),
+            f"{summary['ceac']['prob_best'][s][wtp_idx]:.2f}",
+        )
+    console.print(table)
+    for w in summary["warnings"]:
+        console.print(f"[yellow]note:[/yellow] {w}")
+
+
+def print_dsa_table(console: Console, summary: dict) -> None:
+    """The 15 inputs that move incremental NMB most, at their low and high values."""
+    focus, reference, cur = summary["focus"], summary["reference"], summary["currency"]
+    table = Table(
+        title=f"One-way sensitivity: incremental NMB of {focus} vs {reference} "
+        f"({cur}; base {summary['base']['inc_nmb']:,.0f})",
+        title_style="bold",
+    )
+    for col in ("parameter", "low input", "high input", "NMB at low", "NMB at high"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    for x in summary["rows"][:15]:
+        table.add_row(
+            x["parameter"],
+            x["low_input"],
+            x["high_input"],
+            f"{x['inc_nmb_low']:,.0f}",
+            f"{x['inc_nmb_high']:,.0f}",
+        )
+    console.print(table)
+    for w in summary["warnings"]:
+        console.print(f"[yellow]note:[/yellow] {w}")

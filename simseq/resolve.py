@@ -11,7 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from simseq.distributions import Distribution
+import numpy as np
+
 from simseq.engine.codes import EVENT_DEATH, EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import (
     EvidenceBase,
@@ -20,9 +21,20 @@ from simseq.evidence import (
     load_evidence,
     with_user_evidence,
 )
-from simseq.fit import FitError, MedianSource, fit_median, pool_medians, se_log_median
+from simseq.fit import Z95, FitError, MedianSource, pool_medians, se_log_median
 from simseq.limits import MAX_TALLY_BYTES, TALLY_BYTES_PER_BIN
-from simseq.model import Clock, Covariate, Destination, Economics, SequenceModel, State
+from simseq.model import (
+    Clock,
+    Covariate,
+    Destination,
+    Economics,
+    Law,
+    SequenceModel,
+    State,
+    Structure,
+    structure_of,
+)
+from simseq.params import Beta, Dirichlet, LogNormal, Parameter, ParameterTable, Value
 from simseq.scenario import (
     HORIZON,
     DistSpec,
@@ -32,6 +44,7 @@ from simseq.scenario import (
     Regimen,
     Scenario,
     ScenarioError,
+    Target,
     number_fields,
     simulation_problems,
 )
@@ -56,10 +69,24 @@ class Provenance:
     key: str = ""
     """Identity of the underlying parameter: numbers citing the same evidence the same way
     share a key, and so share one draw in probabilistic sensitivity analysis."""
-    uncertainty: dict | None = None
-    """What the evidence says about its uncertainty, for PSA: {"dist": "lognormal",
-    "se_log": ...}, {"dist": "beta", "a": .., "b": ..}, {"dist": "dirichlet", "alpha":
-    {...}}, {"dist": "beta_mean_se", "mean": .., "se": ..}; None when it says nothing."""
+    uncertainty: object = None
+    """The sampling distribution the evidence supports (``simseq.params``: LogNormal,
+    Beta, Dirichlet), or None when it says nothing."""
+
+
+@dataclass(frozen=True)
+class CalibrationTarget:
+    """A calibration target resolved: which median it frees and the value it asks for."""
+
+    index: int
+    """Position in the scenario's calibration.targets."""
+    spec: Target
+    value: Value
+    """The published (or assumed) summary, months, as a Value of the parameter rows."""
+    free: str
+    """"<regimen>.<part>": the calibrated median it solves (a key of calibrated_columns)."""
+    bounds: tuple[float, float]
+    """The bracket of the free median, months."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,37 @@ class Resolved:
     user_evidence: dict[str, str] = field(default_factory=dict)
     """Evidence ids used that are not simseq's packaged figures -> where they come from
     (the user's evidence file, or the scenario's inline records)."""
+    table: ParameterTable = field(default_factory=ParameterTable)
+    """Every input as a named column (``simseq.params``); the sequences' numbers are
+    ``Value``s of its rows."""
+    calibrated_columns: dict[str, int] = field(default_factory=dict)
+    """"<regimen>.<part>" of each calibrated median -> its column in ``table``."""
+    path_values: dict[str, Value] = field(default_factory=dict)
+    """Key path -> the Value of the scalar number used there."""
+    cohorts: list[SequenceModel] = field(default_factory=list)
+    """One calibration cohort per regimen with a calibration target ("cohort:<regimen>")."""
+    targets: list["CalibrationTarget"] = field(default_factory=list)
+    """The calibration targets, in the scenario's order."""
+
+    def cohort_structure(self) -> Structure | None:
+        """The calibration cohorts flattened for binding rows of ``table`` (None without
+        calibration targets)."""
+        return structure_of(self.cohorts, self.covariates) if self.cohorts else None
+
+    def provenance_at(self, row: np.ndarray) -> list[Provenance]:
+        """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
+        calibrated medians solved, inputs set by name."""
+        at = row[None, :]
+        return [
+            dataclasses.replace(p, value=float(self.path_values[p.path].of(at)[0]))
+            if p.path in self.path_values
+            else p
+            for p in self.provenance
+        ]
+
+    def structure(self) -> Structure:
+        """The sequences flattened for binding rows of ``table`` (``model.bind``)."""
+        return structure_of(self.sequences, self.covariates, self.economics)
 
 
 def scenario_evidence(scenario: Scenario, file: str = "<scenario>") -> EvidenceBase:
@@ -129,6 +187,9 @@ class _Resolver:
         self.file = file
         self.problems: list[tuple[str, object, str]] = []
         self.provenance: list[Provenance] = []
+        self.table = ParameterTable()
+        self.calibrated_columns: dict[str, int] = {}
+        self.path_values: dict[str, Value] = {}
         self._seen_paths: set[str] = set()
 
     # -- numbers ---------------------------------------------------------------
@@ -143,6 +204,43 @@ class _Resolver:
         if prov.path not in self._seen_paths:
             self._seen_paths.add(prov.path)
             self.provenance.append(prov)
+
+    def _column(self, name: str, prov: Provenance, base: dict | float) -> Value | dict:
+        """The parameter ``name`` (registered on first use, with ``prov``'s provenance; a
+        later use adds its key path): a Value, or {category: Value} for a split."""
+        if name in self.overrides:
+            given = self.overrides[name]
+            base = {k: float(given.get(k, 0.0)) for k in base} if isinstance(base, dict) else given
+        if name not in self.table:
+            cats = list(base) if isinstance(base, dict) else None
+            group, unit = _group_and_unit(prov.path, prov.kind)
+            dist = prov.uncertainty
+            self.table.add(
+                Parameter(
+                    name=name,
+                    columns=tuple(f"{name}[{c}]" for c in cats) if cats else (name,),
+                    base=tuple(float(base[c]) for c in cats) if cats else (float(base),),
+                    kind=prov.kind,
+                    paths=(prov.path,),
+                    ids=prov.ids,
+                    note=prov.note,
+                    group=group,
+                    unit=unit,
+                    distribution=dist,
+                    fixed_because=_why_fixed(prov) if dist is None else "",
+                    illustrative=prov.illustrative,
+                )
+            )
+        else:
+            p = self.table[name]
+            if prov.path not in p.paths:
+                self.table.replace(name, paths=(*p.paths, prov.path))
+        p = self.table[name]
+        first = self.table.column(p.columns[0])
+        if len(p.columns) == 1 and not (isinstance(base, dict)):
+            return Value.column(first, p.base[0])
+        cats = [c[len(name) + 1 : -1] for c in p.columns]
+        return {c: Value.column(first + i, p.base[i]) for i, c in enumerate(cats)}
 
     def median_of(self, rid: str, path: str) -> Record | None:
         rec = self._record(rid, path)
@@ -159,24 +257,25 @@ class _Resolver:
             return None
         return rec
 
-    def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> float:
-        """The number a Quantity stands for (nan when it cannot be resolved)."""
+    def quantity(self, q: Quantity, path: str, *, is_median: bool, calib_key: str = "") -> Value:
+        """The number a Quantity stands for (a Value with base nan when it cannot be
+        resolved; the problem is recorded)."""
         key = quantity_key(q, path)
-        if key in self.overrides:
-            value = float(self.overrides[key])
-            if not math.isfinite(value):
-                self.problems.append((path, value, "must be a finite number"))
-                return float("nan")
-            self._note(Provenance(path, value, "psa draw", key=key))
-            return value
         prov = self._quantity(q, path, is_median, calib_key)
         if prov is None:
-            return float("nan")
+            return Value.const(float("nan"))
+        if key in self.overrides:
+            value = float(self.overrides[key])
+            prov = dataclasses.replace(prov, value=value)
         if not math.isfinite(prov.value):
             self.problems.append((path, prov.value, f"must be a finite number ({_source(prov)})"))
-            return float("nan")
+            return Value.const(float("nan"))
         self._note(dataclasses.replace(prov, key=key))
-        return prov.value
+        value = self._column(key, prov, prov.value)
+        self.path_values.setdefault(path, value)
+        if prov.kind == "calibrated":
+            self.calibrated_columns[calib_key] = self.table.column(key)
+        return value
 
     def _quantity(self, q: Quantity, path: str, is_median: bool, calib_key: str):
         """Provenance (with value and uncertainty) of a Quantity, or None on a problem."""
@@ -239,24 +338,24 @@ class _Resolver:
             self.problems.append((f"{path}.pool", q.pool, str(err)))
             return None
         weights = ", ".join(f"{i} {w:.3f}" for i, w in zip(pooled.ids, pooled.weights, strict=True))
-        uncertainty = {"dist": "lognormal", "se_log": pooled.se} if pooled.se else None
         return Provenance(
             path,
             pooled.value,
             "pool",
             pooled.ids,
             f"{pooled.method}; {weights}",
-            uncertainty=uncertainty,
+            uncertainty=LogNormal(pooled.se) if pooled.se else None,
         )
 
-    def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Distribution | None:
+    def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Law | None:
         params = {
             name: self.quantity(q, f"{path}.{name}", is_median=False)
             for name, q in spec.params_given().items()
         }
-        hr = 1.0
+        hrs = ()
         if spec.hazard_ratio is not None:
-            hr = self.quantity(spec.hazard_ratio, f"{path}.hazard_ratio", is_median=False)
+            hrs = (self.quantity(spec.hazard_ratio, f"{path}.hazard_ratio", is_median=False),)
+        median = None
         if spec.median is not None:
             median = self.quantity(
                 spec.median, f"{path}.median", is_median=True, calib_key=calib_key
@@ -264,37 +363,30 @@ class _Resolver:
         # a number outside its domain (median or hazard ratio <= 0, a family's positive
         # parameter <= 0) is reported by resolve's check of every number against its domain
         domains = {path: d for path, d, _ in number_fields(spec, path)}
-        values = {**{f"{path}.{k}": v for k, v in params.items()}, f"{path}.hazard_ratio": hr}
-        if spec.median is not None:
-            values[f"{path}.median"] = median
+        values = {f"{path}.{k}": v.base for k, v in params.items()}
+        values[f"{path}.hazard_ratio"] = hrs[0].base if hrs else 1.0
+        if median is not None:
+            values[f"{path}.median"] = median.base
         if any(v not in domains.get(p, _FINITE) for p, v in values.items()):
             return None
+        law = Law(spec.family, params, median, hrs)
         try:
-            if spec.median is not None:
-                dist = fit_median(spec.family, median, params).distribution
-            else:
-                dist = Distribution.from_dict(spec.family, params)
-            return dist.ph(hr) if hr != 1.0 else dist
+            law.base_distribution()
         except (FitError, ValueError) as err:
-            self.problems.append((path, {**params}, str(err)))
+            self.problems.append((path, {k: v.base for k, v in params.items()}, str(err)))
             return None
+        return law
 
-    def probability(self, prob, path: str) -> float:
-        key = (
-            f"beta:{prob.evidence}:{prob.count or prob.field}:{prob.complement}"
-            if prob.evidence
-            else f"value:{path}"
-        )
-        if key in self.overrides:
-            p = float(self.overrides[key])
-            self._note(Provenance(path, p, "psa draw", key=key))
-            return p
+    def probability(self, prob, path: str) -> Value:
         if prob.value is not None:
-            self._note(Provenance(path, prob.value, "assumption", note=prob.assumption or ""))
-            return prob.value
+            prov = Provenance(path, prob.value, "assumption", note=prob.assumption or "")
+            self._note(prov)
+            return self.path_values.setdefault(
+                path, self._column(f"value:{path}", prov, prob.value)
+            )
         rec = self._record(prob.evidence, f"{path}.evidence")
         if rec is None:
-            return float("nan")
+            return Value.const(float("nan"))
         if prob.field is not None:
             values = rec.values or {}
             v = values.get(prob.field)
@@ -306,48 +398,38 @@ class _Resolver:
                         f"not a proportion of {rec.id}; it has {sorted(values)}",
                     )
                 )
-                return float("nan")
-            p = 1.0 - v if prob.complement else float(v)
+                return Value.const(float("nan"))
             how = f"1 - {prob.field} {v}" if prob.complement else f"{prob.field} {v}"
+            p = 1.0 - v if prob.complement else float(v)
             self._note(Provenance(path, p, "evidence", (rec.id,), how))
-            return p
+            name = f"evidence:{rec.id}:{prob.field}"
+            col = self._column(name, Provenance(path, float(v), "evidence", (rec.id,), how), v)
+            return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
         counts = rec.counts or {}
         if prob.count not in counts or not rec.n:
             self.problems.append(
                 (f"{path}.count", prob.count, f"record {rec.id} has counts {sorted(counts)} of n")
             )
-            return float("nan")
+            return Value.const(float("nan"))
         k, n = counts[prob.count], rec.n
+        name = f"beta:{rec.id}:{prob.count}"
         p = k / n
-        a, b = float(k), float(n - k)
-        if prob.complement:
-            p, a, b = 1.0 - p, b, a
-        self._note(
-            Provenance(
-                path,
-                p,
-                "evidence",
-                (rec.id,),
-                f"{k} of {n}",
-                key=key,
-                uncertainty={"dist": "beta", "a": a, "b": b},
-            )
+        prov = Provenance(
+            path, p, "evidence", (rec.id,), f"{k} of {n}", key=name, uncertainty=Beta(k, n - k)
         )
-        return p
+        self._note(prov if not prob.complement else dataclasses.replace(prov, value=1.0 - p))
+        col = self._column(name, prov, p)
+        return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
 
-    def line_end(self, reg: Regimen, path: str) -> dict[str, float]:
+    def _split(self, name: str, path: str, prov: Provenance, probs: dict) -> dict[str, Value]:
+        self._note(dataclasses.replace(prov, value=float("nan"), key=name))
+        return self._column(name, prov, probs)
+
+    def line_end(self, reg: Regimen, path: str) -> dict[str, Value]:
         end = reg.line_end
-        key = (
-            f"dirichlet:{end.evidence}:" + ",".join(f"{c}={k}" for c, k in end.causes.items())
-            if end.evidence
-            else f"value:{path}"
-        )
-        if key in self.overrides:
-            self._note(Provenance(path, float("nan"), "psa draw", key=key))
-            return dict(self.overrides[key])
         if end.probabilities is not None:
-            self._note(Provenance(path, float("nan"), "assumption", note=end.assumption or ""))
-            return dict(end.probabilities)
+            prov = Provenance(path, float("nan"), "assumption", note=end.assumption or "")
+            return self._split(f"value:{path}", path, prov, dict(end.probabilities))
         rec = self._record(end.evidence, f"{path}.evidence")
         if rec is None:
             return {}
@@ -366,39 +448,23 @@ class _Resolver:
             return {}
         probs = {cause: counts[k] / total for cause, k in end.causes.items()}
         text = ", ".join(f"{c} {counts[k]}" for c, k in end.causes.items())
-        alpha = {cause: float(counts[k]) for cause, k in end.causes.items()}
-        self._note(
-            Provenance(
-                path,
-                float("nan"),
-                "evidence",
-                (rec.id,),
-                f"{text} of {total}",
-                key=key,
-                uncertainty={"dist": "dirichlet", "alpha": alpha},
-            )
+        alpha = tuple(float(counts[k]) for k in end.causes.values())
+        name = f"dirichlet:{end.evidence}:" + ",".join(f"{c}={k}" for c, k in end.causes.items())
+        prov = Provenance(
+            path, 0.0, "evidence", (rec.id,), f"{text} of {total}", uncertainty=Dirichlet(alpha)
         )
-        return probs
+        return self._split(name, path, prov, probs)
 
     def mix(
         self, line: Line, path: str, sequence: str, line_no: int, out: list
-    ) -> dict[str, float]:
+    ) -> dict[str, Value]:
         if line.regimen is not None:
-            return {line.regimen: 1.0}
+            return {line.regimen: Value.const(1.0)}
         m = line.mix
-        key = (
-            f"dirichlet:{m.evidence}:" + ",".join(f"{c}={r}" for c, r in m.regimens.items())
-            if m.evidence
-            else f"value:{path}.mix"
-        )
-        if key in self.overrides:
-            self._note(Provenance(f"{path}.mix", float("nan"), "psa draw", key=key))
-            return dict(self.overrides[key])
         if m.probabilities is not None:
-            self._note(
-                Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or "")
-            )
-            return {r: p for r, p in m.probabilities.items() if p > 0}
+            prov = Provenance(f"{path}.mix", float("nan"), "assumption", note=m.assumption or "")
+            kept = {r: p for r, p in m.probabilities.items() if p > 0}
+            return self._split(f"value:{path}.mix", f"{path}.mix", prov, kept)
         rec = self._record(m.evidence, f"{path}.mix.evidence")
         if rec is None:
             return {}
@@ -423,19 +489,17 @@ class _Resolver:
         dropped = {k: v for k, v in counts.items() if k not in m.regimens}
         if dropped:
             out.append(Renormalised(sequence, line_no, dropped, kept))
-        alpha = {m.regimens[k]: float(counts[k]) for k in m.regimens}
-        self._note(
-            Provenance(
-                f"{path}.mix",
-                float("nan"),
-                "evidence",
-                (rec.id,),
-                f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}",
-                key=key,
-                uncertainty={"dist": "dirichlet", "alpha": alpha},
-            )
+        alpha = tuple(float(counts[k]) for k in m.regimens)
+        name = f"dirichlet:{m.evidence}:" + ",".join(f"{c}={r}" for c, r in m.regimens.items())
+        prov = Provenance(
+            f"{path}.mix",
+            0.0,
+            "evidence",
+            (rec.id,),
+            f"kept {sorted(m.regimens)}, renormalised away {sorted(dropped)}",
+            uncertainty=Dirichlet(alpha),
         )
-        return kept
+        return self._split(name, f"{path}.mix", prov, kept)
 
     def domain_problems(self) -> list[tuple[str, object, str]]:
         """Every number used, against the domain its scenario field declares (explicit values
@@ -468,6 +532,16 @@ class _Resolver:
 _FINITE = Domain()  # any finite number
 
 
+def _base(x: Value | float) -> float:
+    """The base value of a Value, or the number itself."""
+    return x.base if isinstance(x, Value) else float(x)
+
+
+def _with_hr(law: Law, hr: Value | float) -> Law:
+    """``law`` with the hazard multiplied by ``hr``; a constant 1 changes nothing."""
+    return law if not isinstance(hr, Value) and hr == 1.0 else law.ph(hr)
+
+
 def _source(prov: Provenance) -> str:
     """Where a number came from, for messages."""
     if prov.kind in ("evidence", "pool"):
@@ -488,24 +562,91 @@ def quantity_key(q: Quantity, path: str) -> str:
     return f"value:{path}"
 
 
-def _record_uncertainty(rec: Record) -> dict | None:
+def _record_uncertainty(rec: Record) -> LogNormal | Beta | None:
     """Sampling uncertainty a record supports: medians via their CI, events or n (SE of log
-    median); hazard ratios via their CI; utilities via their reported range."""
+    median); hazard ratios via their CI; utilities via their reported range (a Beta with
+    the range as its 95% interval's width)."""
     if rec.value is None:
         return None
     if rec.quantity == "median":
         try:
-            se = se_log_median(rec.value, rec.ci95, rec.events, rec.n)
+            return LogNormal(se_log_median(rec.value, rec.ci95, rec.events, rec.n))
         except FitError:
             return None
-        return {"dist": "lognormal", "se_log": se}
     if rec.quantity == "hazard_ratio" and rec.ci95 and None not in rec.ci95:
         lo, hi = rec.ci95
-        return {"dist": "lognormal", "se_log": (math.log(hi) - math.log(lo)) / (2 * 1.959964)}
+        return LogNormal((math.log(hi) - math.log(lo)) / (2 * Z95))
     if rec.quantity == "utility" and rec.range:
         lo, hi = rec.range
-        return {"dist": "beta_mean_se", "mean": rec.value, "se": (hi - lo) / (2 * 1.959964)}
+        try:
+            return Beta.from_mean_se(rec.value, (hi - lo) / (2 * Z95))
+        except ValueError:
+            return None
     return None
+
+
+def _group_and_unit(path: str, kind: str) -> tuple[str, str]:
+    """(group, unit) of the parameter first used at key ``path``: groups gather inputs
+    for EVPPI and tables; units label them."""
+    last = path.rsplit(".", 1)[-1]
+    if kind == "calibrated":
+        return "calibrated", "months"
+    if path == "simulation.horizon":
+        return "settings", "months"
+    if path.startswith("economics."):
+        if last.startswith("discount"):
+            return "discounting", "per year"
+        if last == "willingness_to_pay":
+            return "decision", "currency per QALY"
+        if last == "ae_disutility":
+            return "utilities", "utility decrement"
+        if last in ("utility", "post_progression_utility"):
+            return "utilities", "per year"
+        if last in ("start_age",):
+            return "utilities", "years"
+        if last in ("intercept", "age", "age_squared"):
+            return "utilities", "coefficient"
+        if last == "grade3_ae_rate":
+            return "adverse events", "probability"
+        if last == "ae_duration_months":
+            return "adverse events", "months"
+        if last == "relative_dose_intensity":
+            return "costs", "fraction"
+        if last == "units_per_dose":
+            return "costs", "units per dose"
+        if last == "doses_per_month":
+            return "costs", "doses per month"
+        if last == "unit_price":
+            return "costs", "currency per unit"
+        if last.endswith("per_month"):
+            return "costs", "currency per month"
+        return "costs", "currency"
+    if last in ("hazard_ratio", "transport_hazard_ratio"):
+        return "hazard ratios", "ratio"
+    if last in ("next_line", "prevalence", "line_end", "mix"):
+        return "probabilities", "probability"
+    if last == "median":
+        return "survival", "months"
+    if last in ("scale",):
+        return "survival", "months"
+    if last in ("rate",):
+        return "survival", "per month"
+    return "survival", "(shape)"
+
+
+def _why_fixed(prov: Provenance) -> str:
+    """Why an input without a sampling distribution is held fixed in a PSA."""
+    if prov.kind == "calibrated":
+        return ""
+    if prov.path == "simulation.horizon":
+        return "model setting, not an uncertain quantity"
+    if prov.path.startswith("economics.") and "discount" in prov.path.rsplit(".", 1)[-1]:
+        return "discount rates are set by the decision maker's reference case"
+    if prov.path.endswith("willingness_to_pay"):
+        return "the threshold is a decision rule, not an uncertain quantity"
+    if prov.kind == "assumption":
+        return "an assumption with no stated uncertainty (give the psa: section a relative SE)"
+    return "its evidence reports no uncertainty (no CI, events, n or range)"
 
 
 def _measured_after(rec: Record) -> str | None:
@@ -541,7 +682,7 @@ def resolve(
     replaces parameters by their ``Provenance.key`` (one PSA or DSA draw).
     """
     r = _Resolver(scenario, evidence, calibrated, file, overrides)
-    horizon = r.quantity(scenario.simulation.horizon, "simulation.horizon", is_median=False)
+    horizon = r.quantity(scenario.simulation.horizon, "simulation.horizon", is_median=False).base
     sc_dist = r.distribution(scenario.supportive_care, "supportive_care")
     transports: list[Transport] = []
     renorm: list[Renormalised] = []
@@ -555,11 +696,11 @@ def resolve(
             hr = r.quantity(
                 effect.hazard_ratio, f"{path}.effects.{j}.hazard_ratio", is_median=False
             )
-            if not hr > 0 or math.isinf(hr):
+            if not hr.base > 0 or math.isinf(hr.base):
                 continue  # reported with every number outside its domain
             for rid in effect.regimens:
                 for part in effect.clocks:
-                    log_hr.setdefault((rid, part), {})[name] = math.log(hr)
+                    log_hr.setdefault((rid, part), {})[name] = hr.log()
 
     def regimen_parts(rid: str) -> dict:
         """Fitted clocks of a regimen: list of (cause or None, Distribution), split, pps."""
@@ -591,14 +732,16 @@ def resolve(
         for cause, dist in parts["clocks"]:
             if dist is None:
                 continue
-            dist = dist.ph(hr) if hr != 1.0 else dist
+            dist = _with_hr(dist, hr)
             causes = parts["split"] if cause is None else {cause: 1.0}
             dests = []
             for c, p in (causes or {}).items():
-                if p <= 0:
+                if _base(p) <= 0:
                     continue
                 if c == "progression":
-                    dests += [Destination(s, prog_event, p * q) for s, q in progression_to if q > 0]
+                    dests += [
+                        Destination(s, prog_event, p * q) for s, q in progression_to if _base(q) > 0
+                    ]
                 elif c == "death":
                     dests.append(Destination(None, EVENT_DEATH, p))
                 else:
@@ -612,7 +755,7 @@ def resolve(
         dist = regimen_parts(rid)["pps"]
         clocks = ()
         if dist is not None:
-            dist = dist.ph(hr) if hr != 1.0 else dist
+            dist = _with_hr(dist, hr)
             effects = log_hr.get((rid, "after_progression"), {})
             clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),), effects),)
         return State(
@@ -625,15 +768,19 @@ def resolve(
         )
         return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
 
-    sequences: list[SequenceModel] = []
-    if cohort_regimen is not None:
-        rid = cohort_regimen
+    def cohort_sequence(rid: str) -> SequenceModel:
+        """Every patient starts on ``rid``, as the source cohort of its evidence did (no
+        earlier line, no transport adjustment): what calibration targets are about."""
         states = [
             line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2"),
             pps_state(rid, 2, 1.0),
             bsc_state(2),
         ]
-        sequences.append(SequenceModel(f"cohort:{rid}", tuple(states)))
+        return SequenceModel(f"cohort:{rid}", tuple(states))
+
+    sequences: list[SequenceModel] = []
+    if cohort_regimen is not None:
+        sequences.append(cohort_sequence(cohort_regimen))
     else:
         for sid, seq in scenario.sequences.items():
             states: list[State] = []
@@ -673,7 +820,7 @@ def resolve(
                                 f"regimens.{rid}.transport_hazard_ratio",
                                 is_median=False,
                             )
-                            if not hr > 0:
+                            if not hr.base > 0:
                                 hr = 1.0  # reported with every number outside its domain
                         transports.append(
                             Transport(
@@ -683,7 +830,7 @@ def resolve(
                                 tuple(x.id for x in moved),
                                 ", ".join(sorted({_measured_after(x) for x in moved})),
                                 ", ".join(sorted(prior)),
-                                hr,
+                                _base(hr),
                             )
                         )
                     targets = prog_to or [(f"PPS after L{line_no}:{rid}", 1.0)]
@@ -698,6 +845,28 @@ def resolve(
                     reachable.update(d.state for d in c.destinations if d.state)
             states = [st for st in states if st.name in reachable]
             sequences.append(SequenceModel(sid, tuple(states)))
+    cohorts: dict[str, SequenceModel] = {}
+    cal_targets: list[CalibrationTarget] = []
+    for i, tgt in enumerate(scenario.calibration.targets if scenario.calibration else []):
+        if cohort_regimen is not None:
+            break
+        if tgt.regimen not in cohorts:
+            cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
+        path = f"calibration.targets.{i}.target"
+        new = quantity_key(tgt.target, path) not in r.table
+        value = r.quantity(tgt.target, path, is_median=True)
+        name = quantity_key(tgt.target, path)
+        if new and name in r.table:
+            r.table.replace(
+                name,
+                group="calibration targets",
+                distribution=None,
+                fixed_because="a calibration target: each row re-solves the calibrated median "
+                "to this published value, which is not itself drawn",
+            )
+        part = tgt.free.split(".")[0]
+        bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        cal_targets.append(CalibrationTarget(i, tgt, value, f"{tgt.regimen}.{part}", tuple(bounds)))
     if horizon in HORIZON:
         r.problems += simulation_problems(scenario.simulation, horizon)
         n_bins = math.ceil(horizon / scenario.simulation.bin_width - 1e-9)
@@ -737,6 +906,11 @@ def resolve(
         transports,
         renorm,
         {i: evidence.origin(i) for i in used if evidence.origin(i) != "simseq"},
+        r.table,
+        r.calibrated_columns,
+        r.path_values,
+        list(cohorts.values()),
+        cal_targets,
     )
 
 
@@ -792,9 +966,9 @@ def _resolve_economics(r: "_Resolver", spec):
         c1 = num(age.age, "age_adjustment.age")
         c2 = num(age.age_squared, "age_adjustment.age_squared")
         u0 = c0 + c1 * a0 + c2 * a0 * a0
-        if not u0 > 0:
+        if not u0.base > 0:
             r.problems.append(
-                (f"{base}.age_adjustment", u0, "utility at the start age must be > 0")
+                (f"{base}.age_adjustment", u0.base, "utility at the start age must be > 0")
             )
         else:
             # U(a0 + t/12) / U(a0) = 1 + b1 t + b2 t^2, t in months
@@ -826,12 +1000,14 @@ def _resolve_economics(r: "_Resolver", spec):
     inputs = {
         "currency": spec.currency,
         "price_year": spec.price_year,
-        "willingness_to_pay": num(spec.willingness_to_pay, "willingness_to_pay"),
+        "willingness_to_pay": _base(num(spec.willingness_to_pay, "willingness_to_pay")),
+        "discount_costs": _base(economics.discount_costs),
+        "discount_qalys": _base(economics.discount_qalys),
         "reference": spec.reference,
         "regimens": {
-            rid: {k: v for k, v in e.items() if v is not None} for rid, e in regimen.items()
+            rid: {k: _base(v) for k, v in e.items() if v is not None} for rid, e in regimen.items()
         },
-        "supportive_care": {"cost_per_month": sc_cost, "utility": sc_utility},
+        "supportive_care": {"cost_per_month": _base(sc_cost), "utility": _base(sc_utility)},
     }
     return economics, per_state, inputs
 
@@ -841,7 +1017,7 @@ def resolve_median(
 ) -> tuple[float, list[Provenance]]:
     """The median (months) a cited or pooled Quantity stands for, with its provenance."""
     r = _Resolver(scenario, evidence, None, file)
-    value = r.quantity(q, path, is_median=True)
+    value = r.quantity(q, path, is_median=True).base
     if r.problems:
         raise ScenarioError(file, r.problems)
     return value, r.provenance

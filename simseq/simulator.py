@@ -83,18 +83,23 @@ class Tallies:
     def _slot(self) -> dict[tuple[int, int], int]:
         return {(int(k), int(s)): j for j, (k, s) in enumerate(self.slots)}
 
+    def slot(self, kind: int, state: int) -> int:
+        """Index into ``hist``'s second axis of histogram ``kind`` (TALLY_*) of ``state``;
+        KeyError for one that was not kept."""
+        j = self._slot.get((kind, int(state)))
+        if j is None:
+            raise KeyError(
+                f"histogram {TALLY_NAMES[kind]} of state {state} was not kept "
+                "(simulate's tallies argument)"
+            )
+        return j
+
     def histogram(self, kind: int, states: Iterable[int], draw: int = 0) -> np.ndarray:
         """int64 (2, n_bins): histogram ``kind`` (TALLY_*) of draw ``draw``, added over
         ``states`` (events, censored). KeyError for one that was not kept."""
         total = np.zeros(self.hist.shape[2:], np.int64)
         for s in states:
-            j = self._slot.get((kind, int(s)))
-            if j is None:
-                raise KeyError(
-                    f"histogram {TALLY_NAMES[kind]} of state {s} was not kept "
-                    "(simulate's tallies argument)"
-                )
-            total += self.hist[draw, j]
+            total += self.hist[draw, self.slot(kind, s)]
         return total
 
     def of_draw(self, draw: int) -> "Tallies":

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simseq.pipeline import run_scenario
+from simseq.commands import run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "tests" / "fixtures" / "tiny.yaml")

@@ -115,9 +115,9 @@ def test_psa_of_another_scenario_is_refused_by_the_run_it_would_sit_beside(tmp_p
 
 @pytest.mark.parametrize("where", ["thesis", "scenarios", "dot"])
 def test_foreign_directories_are_refused_before_simulating(where, tmp_path, monkeypatch):
-    import simseq.pipeline
+    import simseq.backend
 
-    monkeypatch.setattr(simseq.pipeline, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.backend, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path / "scenarios")
     target = {"thesis": tmp_path / "thesis", "scenarios": tmp_path / "scenarios"}.get(where)
     if where == "thesis":
@@ -145,9 +145,9 @@ def test_an_empty_directory_and_dot_in_one_are_fine(tmp_path, monkeypatch):
 
 
 def test_empty_and_unwritable_out_are_refused_before_simulating(tmp_path, monkeypatch):
-    import simseq.pipeline
+    import simseq.backend
 
-    monkeypatch.setattr(simseq.pipeline, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simseq.backend, "run_simulation", lambda *a, **k: pytest.fail("simulated"))
     scenario = tiny_copy(tmp_path)
     empty = run_tiny(scenario, "--out", "")
     assert empty.exit_code == 2 and "--out is empty" in empty.output
@@ -407,11 +407,9 @@ def test_psa_and_dsa_where_median_os_is_never_reached(tmp_path):
 
 
 def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path, monkeypatch):
-    import simseq.sensitivity
+    import simseq.study
 
-    monkeypatch.setattr(
-        simseq.sensitivity, "solve_by_quadrature", lambda *a, **k: pytest.fail("prepared")
-    )
+    monkeypatch.setattr(simseq.study, "solve_rows", lambda *a, **k: pytest.fail("prepared"))
     out = tmp_path / "psa"
     result = invoke("psa", CEA, "--draws", 100_000, "--patients", 100, "--out", out, "--quiet")
     assert result.exit_code == 2
@@ -421,7 +419,7 @@ def test_a_psa_too_large_to_hold_is_refused_before_preparing_its_draws(tmp_path,
 
 
 def test_python_api_bounds_patients_and_seed(tmp_path):
-    from simseq.pipeline import run_scenario
+    from simseq.commands import run_scenario
 
     for kwargs in ({"n_patients": 10**11}, {"n_patients": 0}, {"seed": -1}, {"seed": 2**63}):
         with pytest.raises(ValueError, match="allowed"):

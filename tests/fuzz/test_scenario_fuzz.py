@@ -5,11 +5,11 @@ mutations (deleted and renamed keys, wrong types, NaN/inf/negative/huge numbers,
 bad probabilities, ``extends:`` cycles and bad paths, YAML tags, alias bombs,
 huge files, invalid UTF-8, duplicate keys, truncation) and checks:
 
-- ``simseq.pipeline.validate_file`` returns, or raises a ``ScenarioError`` whose
+- ``simseq.commands.validate_file`` returns, or raises a ``ScenarioError`` whose
   every line reads ``<file>: <where>: <message>``, the file one of the example's,
   ``<where>`` a key path, a YAML line/column, "(file)" or "(top level)";
 - ``simseq validate`` exits 0 or 2, with no traceback;
-- for some accepted examples, ``simseq.pipeline.run_scenario`` at a few thousand
+- for some accepted examples, ``simseq.commands.run_scenario`` at a few thousand
   patients either succeeds with finite numbers in summary.json or fails with a
   located ``ScenarioError``.
 
@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from simseq.cli import main
+from simseq.commands import run_scenario, validate_file
 from simseq.limits import MAX_SCENARIO_BYTES
-from simseq.pipeline import run_scenario, validate_file
 from simseq.scenario import SCENARIO_KEYS, ScenarioError, _read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

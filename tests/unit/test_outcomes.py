@@ -58,7 +58,7 @@ def test_empty_curve_summaries_are_null_not_nan():
 
 
 def test_psa_interval_counts_draws_where_a_median_was_not_reached():
-    from simseq.sensitivity import _interval
+    from simseq.results import _interval
 
     assert _interval(np.array([1.0, 2.0, 3.0, np.inf])) == {
         "mean": 2.0,
@@ -77,7 +77,7 @@ def test_psa_interval_counts_draws_where_a_median_was_not_reached():
 def test_psa_table_prints_medians_not_reached(capsys):
     from rich.console import Console
 
-    from simseq.sensitivity import _print_psa
+    from simseq.report import print_psa_table
 
     block = {"mean": 1.0, "ci95": [0.5, 1.5]}
     summary = {
@@ -95,7 +95,7 @@ def test_psa_table_prints_medians_not_reached(capsys):
         },
         "warnings": [],
     }
-    _print_psa(Console(width=200), summary)
+    print_psa_table(Console(width=200), summary)
     assert "NR (NR-NR)" in capsys.readouterr().out
 
 
@@ -116,3 +116,31 @@ def test_plots_take_any_label_literally(tmp_path, label):
         outcome_label=label,
         base_value=1.5,
     )
+
+
+def test_vectorised_medians_and_means_equal_the_single_ones_bit_for_bit():
+    """km_medians and econ_mean_se (the PSA's per-case outputs) are km_curve(...).median()
+    and econ_means for every leading index, exactly."""
+    from simseq.engine.codes import ECON_NAMES, N_BATCHES, N_ECON
+    from simseq.outcomes import econ_mean_se, econ_means, km_curve, km_medians
+
+    rng = np.random.default_rng(4)
+    events = rng.poisson(rng.uniform(0.0, 30.0, (3, 4, 1)), (3, 4, 50))
+    censored = rng.poisson(2.0, (3, 4, 50))
+    events[0, 0] = 0  # never reaches 1/2: inf
+    events[0, 1], censored[0, 1] = 0, 0  # empty: inf, as km_curve says
+    events[1, 0, 0] = 10_000  # below 1/2 in the first bin
+    medians = km_medians(events, censored, 0.25)
+    for idx in np.ndindex(3, 4):
+        want = km_curve(events[idx], censored[idx], 0.25).median()
+        assert medians[idx] == want, idx
+    econ = np.stack(
+        [rng.integers(0, 2**40, (N_ECON, N_BATCHES)), rng.integers(0, 2**32, (N_ECON, N_BATCHES))],
+        axis=-1,
+    )
+    econ = np.stack([econ, econ // 3])
+    means, se = econ_mean_se(econ, 12_345)
+    for d in range(2):
+        single = econ_means(econ[d], 12_345)
+        for i, name in enumerate(ECON_NAMES):
+            assert (means[d, i], se[d, i]) == single[name]

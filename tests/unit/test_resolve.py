@@ -41,11 +41,11 @@ def test_first_line_split_and_second_line_uptake_follow_chon2024(base):
     (clock,) = first.clocks
     probs: dict[str, float] = {}
     for d in clock.destinations:
-        probs[d.state or "dead"] = probs.get(d.state or "dead", 0.0) + d.probability
+        probs[d.state or "dead"] = probs.get(d.state or "dead", 0.0) + d.probability.base
     assert probs["L2:lenvatinib"] == pytest.approx(152 / 194 * 136 / 152)
     assert probs["dead"] == pytest.approx(34 / 194)
     assert probs["BSC after L1"] == pytest.approx(152 / 194 * 16 / 152 + 8 / 194)
-    assert clock.distribution.median() == pytest.approx(7.5)
+    assert clock.law.base_distribution().median() == pytest.approx(7.5)
 
 
 def test_pooled_median_is_n_weighted_geometric_mean(base):
@@ -86,8 +86,8 @@ def test_transport_hazard_ratio_is_applied(tmp_path):
     ref = next(s for s in untouched.sequences if s.name == "atzbev_tki_ici")
     ref_state = next(s for s in ref.states if s.name == "L2:tki_ici")
     t = 4.0
-    assert state.clocks[0].distribution.survival(t) == pytest.approx(
-        ref_state.clocks[0].distribution.survival(t) ** 1.5
+    assert state.clocks[0].law.base_distribution().survival(t) == pytest.approx(
+        ref_state.clocks[0].law.base_distribution().survival(t) ** 1.5
     )
     assert res.transports[0].hazard_ratio == 1.5
 
@@ -105,10 +105,11 @@ def test_heterogeneous_scenario_extends_base_and_adds_covariate():
     assert list(sc.sequences) == list(load_scenario(BASE).sequences)
     res = resolve(sc, load_evidence(), STUB)
     (cov,) = res.covariates
-    assert cov.name == "child_pugh_b" and cov.prevalence == pytest.approx(1 - 0.722)
+    assert cov.name == "child_pugh_b" and cov.prevalence.base == pytest.approx(1 - 0.722)
     seq = next(s for s in res.sequences if s.name == "atzbev_len")
     pps = next(s for s in seq.states if s.role == "post_progression")
-    assert pps.clocks[0].covariate_log_hr == {"child_pugh_b": pytest.approx(math.log(2.472))}
+    effects = {k: v.base for k, v in pps.clocks[0].covariate_log_hr.items()}
+    assert effects == {"child_pugh_b": pytest.approx(math.log(2.472))}
     line2 = next(s for s in seq.states if s.line == 2)
     assert not line2.clocks[0].covariate_log_hr
 
@@ -156,7 +157,7 @@ def test_age_adjustment_becomes_a_utility_trend(tmp_path):
     )
     res = resolve(load_scenario(path), load_evidence(), STUB)
     u0 = 0.95 - 0.0002587 * 63 - 0.0000332 * 63**2
-    b1, b2 = res.economics.utility_trend
+    b1, b2 = (b.base for b in res.economics.utility_trend)
     assert b1 == pytest.approx((-0.0002587 - 2 * 0.0000332 * 63) / (12 * u0))
     assert b2 == pytest.approx(-0.0000332 / (144 * u0))
     t = 60.0  # five years on: the trend equals the ratio of general-population utilities

@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from simseq.cli import main
+from simseq.commands import validate_file
 from simseq.evidence import load_evidence
 from simseq.limits import (
     MAX_EXTENDS_DEPTH,
@@ -23,7 +24,6 @@ from simseq.limits import (
     MAX_YAML_DEPTH,
     TALLY_BYTES_PER_BIN,
 )
-from simseq.pipeline import validate_file
 from simseq.resolve import resolve
 from simseq.scenario import ScenarioError, brief, load_scenario
 from simseq.yamlio import load_yaml
@@ -500,40 +500,6 @@ def test_psa_settings_are_bounded(tmp_path):
 # --------------------------------------------------------------------------- #
 
 
-def test_calibration_that_does_not_converge_is_located(monkeypatch):
-    import scipy.optimize
-
-    from simseq.calibrate import calibrate
-
-    def no_convergence(*args, **kwargs):
-        raise RuntimeError("Failed to converge after 100 iterations")
-
-    monkeypatch.setattr(scipy.optimize, "brentq", no_convergence)
-    sc = load_scenario(TINY)
-    sc = sc.model_copy(update={"simulation": sc.simulation.model_copy(update={"n_patients": 2000})})
-    with pytest.raises(ScenarioError, match=r"tiny.yaml: calibration.targets.0: the search"):
-        calibrate(sc, load_evidence(), str(TINY))
-
-
-def test_undefined_simulated_median_is_located(monkeypatch):
-    import simseq.calibrate
-
-    monkeypatch.setattr(simseq.calibrate, "_simulated", lambda *a, **k: (math.nan, None))
-    with pytest.raises(ScenarioError, match=r"calibration.targets.0: the simulated .* undefined"):
-        simseq.calibrate.calibrate(load_scenario(TINY), load_evidence(), str(TINY))
-
-
-def test_fftconvolve_is_scipy_signal_bitwise():
-    from scipy.signal import fftconvolve
-
-    from simseq.psa import fftconvolve as ours
-
-    rng = np.random.default_rng(3)
-    for n, m in [(1, 1), (7, 3), (2400, 2400), (24001, 24001)]:
-        a, b = rng.random(n), rng.random(m)
-        assert np.array_equal(ours(a, b), fftconvolve(a, b))
-
-
 def test_tally_bytes_match_the_engine():
     from simseq.engine.codes import N_TALLIES
 
@@ -581,17 +547,19 @@ def test_psa_settings_are_explicit_values(tmp_path):
     assert "psa.cost_se_fraction: a PSA setting is an explicit value" in _error(path)
 
 
-def test_psa_recalibration_that_fails_is_located(monkeypatch):
-    import scipy.optimize
+def test_recalibration_that_fails_in_a_row_is_located():
+    """A row whose inputs put a target out of its bracket names the target and the draw."""
+    import simseq
 
-    from simseq.psa import solve_by_quadrature
-
-    def no_convergence(*args, **kwargs):
-        raise RuntimeError("Failed to converge after 100 iterations")
-
-    monkeypatch.setattr(scipy.optimize, "brentq", no_convergence)
-    with pytest.raises(ScenarioError, match=r"calibration.targets.0: recalibration in a PSA"):
-        solve_by_quadrature(load_scenario(CEA), load_evidence(), STUB, {}, 120.0, str(CEA))
+    study = simseq.load(CEA)
+    rows = np.concatenate(
+        [
+            study.table.base_row(),
+            study.table.rows_with({"regimens.lenvatinib.time_on_line.median": 200.0}),
+        ]
+    )
+    with pytest.raises(ScenarioError, match=r"calibration.targets.0: unreachable in PSA draw 1"):
+        study.calibrated_rows(rows, "PSA")
 
 
 def test_validate_rehearses_calibration_of_two_medians_of_one_regimen(tmp_path):
@@ -602,8 +570,8 @@ def test_validate_rehearses_calibration_of_two_medians_of_one_regimen(tmp_path):
     text = fixture.read_text().replace("bounds: [0.5, 40]}}", "bounds: [0.5, 1000]}}")
     wide = _write(tmp_path, "wide.yaml", text.replace("extends: ../tiny.yaml", f"extends: {TINY}"))
     text = _error(wide)  # it starts at 22.4 months: OS cannot fall to the target
-    assert "calibration.targets.0: unreachable" in text
-    assert "lenvatinib.time_on_line.median at 22.36" in text
+    assert "calibration.targets.0: unreachable: its free median in [0.5, 40] gives [23.02" in text
+    assert "targets.1" not in text  # not solved because targets.0 failed: not listed again
     run = CliRunner().invoke(main, ["run", str(wide), "--out", str(tmp_path / "o"), "--quiet"])
     assert run.exit_code == 2 and "calibration.targets.0: unreachable" in run.output
 

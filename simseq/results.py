@@ -1,0 +1,828 @@
+"""What a study's analyses return: numbers as DataFrames, and the files each command writes.
+
+``RunResult``, ``PSAResult``, ``DSAResult`` and ``SweepResult`` hold the outcomes of
+``Study.run/psa/dsa/sweep`` in memory. ``.write(stage)`` writes exactly the files of
+the matching command into a staged results directory (``simseq.results_dir``);
+``.save(directory)`` does the same for a notebook user, with the same protections
+(an existing directory of another scenario is refused unless ``force``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simseq import econ
+from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+from simseq.outcomes import (
+    Z95,
+    econ_means,
+    line_key,
+    sequence_summary,
+    tally_curve,
+)
+from simseq.report import plot_survival, survival_rows, write_csv, write_json
+from simseq.resolve import Resolved
+from simseq.results_dir import Staging, results_writer
+from simseq.scenario import Scenario, ScenarioError
+
+if TYPE_CHECKING:
+    import pandas
+
+    from simseq.calibrate import CalibrationResult
+    from simseq.params import Parameter
+    from simseq.study import Study
+
+CALIBRATION_WARN = 0.01  # a target reproduced worse than this (relative) is flagged
+MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
+OUTPUTS = ("lys", "qalys", "costs", "os_median")  # per case and sequence; discounted LYs etc.
+
+
+class _Result:
+    """What every result shares: its study, the command whose files it writes, and how
+    long it took."""
+
+    command = ""
+
+    def write(self, stage: Staging, **options) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def save(self, directory: str | Path, *, force: bool = False, **options) -> Path:
+        """Write this result's files into ``directory`` (created if needed): the files
+        ``simseq <command>`` writes, committed together with a manifest."""
+        directory = Path(directory)
+        with results_writer(
+            directory, self.command, scenario=self.study.identity, force=force
+        ) as stage:
+            self.write(stage, **options)
+        return directory
+
+
+class RunResult(_Result):
+    """One simulated scenario (the base case, or the base with inputs set by name)."""
+
+    command = "run"
+
+    def __init__(self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None):
+        self.study = study
+        self.rows = rows
+        """float64 (1, n_columns): the parameter row simulated."""
+        self.model = model
+        self.tallies = tallies
+        self.n_patients = n_patients
+        self.seed = seed
+        self.checkpoints = checkpoints
+        sc = study.scenario
+        self.scenario = sc.model_copy(
+            update={
+                "simulation": sc.simulation.model_copy(
+                    update={"n_patients": n_patients, "seed": seed}
+                )
+            }
+        )
+        self.curves = {
+            sid: tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [int(model.seq_start_state[q])])
+            for q, sid in enumerate(model.seq_names)
+        }
+        """Sequence id -> OS from the start of first line (``outcomes.SurvivalCurve``)."""
+        self.summary_dict = build_summary(
+            self.scenario,
+            study.resolved,
+            model,
+            tallies,
+            study.calibration,
+            study.resolved.provenance_at(rows[0]),
+        )
+        """The content of summary.json."""
+
+    @property
+    def summary(self) -> pandas.DataFrame:
+        """One row per sequence id: label, median OS with its Monte Carlo 95% interval,
+        RMST, survival at the landmarks, undiscounted life-years and, with economics,
+        discounted LYs, QALYs and costs with their intervals (months, years, currency)."""
+        import pandas as pd
+
+        rows = []
+        cea = self.summary_dict.get("cea")
+        for sid, s in self.summary_dict["sequences"].items():
+            os_ = s["os_from_1l"]
+            row = {
+                "sequence": sid,
+                "label": s["label"],
+                "os_median_months": os_["median"],
+                "os_median_ci95_low": os_["median_ci95"][0],
+                "os_median_ci95_high": os_["median_ci95"][1],
+                "rmst_months": os_["rmst"],
+                "rmst_ci95_low": os_["rmst_ci95"][0],
+                "rmst_ci95_high": os_["rmst_ci95"][1],
+                **{f"survival_at_{t}_months": v for t, v in os_["survival_at"].items()},
+                "life_years_undiscounted": s["life_years_undiscounted"],
+            }
+            if cea is not None:
+                for name in ("lys_discounted", "qalys_discounted", "costs_discounted"):
+                    block = cea["sequences"][sid][name]
+                    row[name] = block["mean"]
+                    row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = block["ci95"]
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("sequence")
+
+    @property
+    def survival(self) -> pandas.DataFrame:
+        """Tidy OS curves: sequence, time (months), survival and its Monte Carlo 95%
+        interval (lower, upper)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(survival_rows(self.curves))
+        return frame.rename(
+            columns={"time_months": "time", "ci95_low": "lower", "ci95_high": "upper"}
+        )
+
+    def write(
+        self,
+        stage: Staging,
+        *,
+        draw=None,
+        trajectories: int = 0,
+        trajectories_format: str = "csv",
+        manifest: dict | None = None,
+    ) -> None:
+        """summary.json, survival.csv and .png, the calibration (cache and table), the
+        event log of ``trajectories`` patients if asked, and the manifest."""
+        from simseq.calibrate import save_cached
+
+        study, tmp = self.study, stage.path
+        write_json(tmp / "summary.json", self.summary_dict)
+        write_csv(tmp / "survival.csv", survival_rows(self.curves))
+        sc = self.scenario
+        plot_survival(
+            tmp / "survival.png",
+            self.curves,
+            {sid: sc.sequences[sid].label for sid in self.curves},
+            f"{sc.title}\nN = {self.n_patients:,} simulated patients per sequence",
+            {t.sequence for t in study.resolved.transports},
+            draw=draw,
+        )
+        cal = study.calibration
+        save_cached(tmp, cal)
+        if cal.targets:
+            write_csv(tmp / "calibration.csv", calibration_rows(cal))
+        if trajectories:
+            from simseq.simulator import simulate_trajectories
+
+            log = simulate_trajectories(self.model, trajectories, self.seed, horizon=study.horizon)
+            if trajectories_format == "parquet":
+                log.to_parquet(tmp / "trajectories.parquet", index=False)
+            else:
+                log.to_csv(tmp / "trajectories.csv", index=False)
+        stage.write_manifest(
+            {
+                **study.manifest_header(),
+                "evidence_records": len(study.evidence),
+                "seed": self.seed,
+                "n_patients": self.n_patients,
+                "checkpointed_tasks_reused": None
+                if self.checkpoints is None
+                else self.checkpoints.reused,
+                "calibration": {
+                    "input_hash": cal.input_hash,
+                    "from_cache": getattr(study, "calibration_cached", False),
+                    "note": getattr(study, "calibration_note", None),
+                    "values": cal.values,
+                    "n_patients": cal.n_patients,
+                    "seed": cal.seed,
+                },
+                **(manifest or {}),
+            }
+        )
+
+
+class _CasesResult(_Result):
+    """Results over many rows of the parameter table (PSA draws, DSA bounds, sweep points)."""
+
+    def _manifest(self, started: float | None = None, **extra) -> dict:
+        study = self.study
+        cal = study.calibration
+        return {
+            **study.manifest_header(),
+            "calibration": {
+                "input_hash": cal.input_hash,
+                "base_values": cal.values,
+                "note": getattr(study, "calibration_note", None),
+                "per_case": "re-solved for every row by the one calibrator (simseq.calibrate)",
+            },
+            "checkpointed_tasks_reused": None
+            if getattr(study, "checkpoints", None) is None
+            else study.checkpoints.reused,
+            **({} if started is None else {"seconds": round(time.perf_counter() - started, 3)}),
+            **extra,
+        }
+
+
+class PSAResult(_CasesResult):
+    """A probabilistic sensitivity analysis: outcomes per random draw, the base case beside."""
+
+    command = "psa"
+
+    def __init__(self, study, base, draws, names, outputs, noise, n_patients, seed):
+        self.study = study
+        self.base: RunResult = base
+        """The deterministic base case: ``study.run`` at the same N and seed."""
+        self.rows = draws
+        """float64 (n_draws, n_columns): the drawn rows of the parameter table."""
+        self.names = names
+        self.outputs = outputs
+        """{output: float64 (n_draws, n_seq)}: discounted LYs, QALYs, costs; median OS."""
+        self.n_patients = n_patients
+        self.seed = seed
+        base_outputs = _base_outputs(base, names)
+        self.summary_dict = psa_summary(
+            study, names, outputs, noise, draws, n_patients, seed, base_outputs
+        )
+        """The content of psa_summary.json."""
+
+    @property
+    def draws(self) -> pandas.DataFrame:
+        """One row per (draw, sequence): lys, qalys, costs (discounted), os_median (months)."""
+        import pandas as pd
+
+        return pd.DataFrame(_draw_rows(self.names, self.outputs))
+
+    @property
+    def parameters(self) -> pandas.DataFrame:
+        """One row per draw: the value of every drawn input (column per table column)."""
+        return self.study.table.rows_frame(self.rows)
+
+    def write(self, stage: Staging, *, manifest: dict | None = None) -> None:
+        """psa_summary.json, psa_draws.csv, psa_parameters.csv, the CE plane, CEAC and EVPI
+        plots, and the manifest."""
+        tmp = stage.path
+        summary = self.summary_dict
+        write_json(tmp / "psa_summary.json", summary)
+        write_csv(tmp / "psa_draws.csv", _draw_rows(self.names, self.outputs))
+        self.parameters.to_csv(tmp / "psa_parameters.csv")
+        _psa_plots(
+            tmp,
+            self.study.scenario,
+            self.names,
+            self.outputs,
+            summary,
+            np.asarray(summary["ceac"]["wtp"]),
+        )
+        stage.write_manifest(
+            self._manifest(
+                seed=self.seed,
+                n_draws=len(self.rows),
+                n_patients_per_draw=self.n_patients,
+                **(manifest or {}),
+            )
+        )
+
+
+class DSAResult(_CasesResult):
+    """A one-way sensitivity analysis: each uncertain input at its bounds."""
+
+    command = "dsa"
+
+    def __init__(self, study, params, cases, names, outputs, n_patients, seed, focus, reference):
+        self.study = study
+        self.params = params
+        self.rows = cases
+        self.names = names
+        self.outputs = outputs
+        self.n_patients = n_patients
+        self.seed = seed
+        self.summary_dict = dsa_summary(
+            study, params, cases, names, outputs, n_patients, seed, focus, reference
+        )
+
+    @property
+    def table(self) -> pandas.DataFrame:
+        """One row per input, largest swing in incremental NMB first."""
+        import pandas as pd
+
+        return pd.DataFrame(self.summary_dict["rows"])
+
+    def write(self, stage: Staging, *, manifest: dict | None = None) -> None:
+        """dsa_summary.json, dsa.csv, tornado_nmb.png, tornado_os.png and the manifest."""
+        tmp = stage.path
+        summary = self.summary_dict
+        write_json(tmp / "dsa_summary.json", summary)
+        write_csv(tmp / "dsa.csv", summary["rows"])
+        _tornado_plots(tmp, summary)
+        stage.write_manifest(
+            self._manifest(seed=self.seed, n_patients_per_case=self.n_patients, **(manifest or {}))
+        )
+
+
+class SweepResult(_CasesResult):
+    """Outcomes over a grid of inputs."""
+
+    command = "sweep"
+
+    def __init__(self, study, swept, points, names, outputs, n_patients, seed):
+        self.study = study
+        self.swept = swept
+        """{name as given: Parameter}."""
+        self.points = points
+        self.names = names
+        self.outputs = outputs
+        self.n_patients = n_patients
+        self.seed = seed
+        wtp = study.resolved.econ_inputs["willingness_to_pay"]
+        self.moved = {name: list(p.paths) for name, p in swept.items()}
+        """{name: the key paths it moves}: a parameter cited at several places moves at all."""
+        nmb = econ.nmb(outputs["costs"], outputs["qalys"], wtp)[0]  # (n_points, n_seq)
+        rows = []
+        for c, pt in enumerate(points):
+            for q, s in enumerate(names):
+                row = {name: float(v) for name, v in zip(swept, pt, strict=True)}
+                row.update({f"{name} moves": "; ".join(p) for name, p in self.moved.items()})
+                row["sequence"] = s
+                row.update({k: _finite_or_none(outputs[k][c, q]) for k in OUTPUTS})
+                row["nmb"] = float(nmb[c, q])
+                rows.append(row)
+        self.row_dicts = rows
+        self.willingness_to_pay = wtp
+
+    @property
+    def table(self) -> pandas.DataFrame:
+        """Tidy: one row per (grid point, sequence)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.row_dicts)
+
+    def write(self, stage: Staging, *, manifest: dict | None = None) -> None:
+        """sweep.csv and the manifest."""
+        write_csv(stage.path / "sweep.csv", self.row_dicts)
+        stage.write_manifest(
+            self._manifest(
+                seed=self.seed,
+                n_patients_per_case=self.n_patients,
+                keys=[p.name for p in self.swept.values()],
+                moved=self.moved,
+                willingness_to_pay=self.willingness_to_pay,
+                warnings=self.study.warnings(),
+                **(manifest or {}),
+            )
+        )
+
+
+def _draw_rows(names, outputs) -> list[dict]:
+    n_draws = next(iter(outputs.values())).shape[0]
+    return [
+        {"draw": d, "sequence": s, **{k: float(outputs[k][d, q]) for k in outputs}}
+        for d in range(n_draws)
+        for q, s in enumerate(names)
+    ]
+
+
+def _base_outputs(base: RunResult, names) -> dict[str, np.ndarray]:
+    """The PSA outputs of the base-case run: {output: (n_seq,)}."""
+    cea = base.summary_dict["cea"]["sequences"]
+    out = {
+        k: np.array([cea[s][f"{k}_discounted"]["mean"] for s in names])
+        for k in ("lys", "qalys", "costs")
+    }
+    medians = [base.summary_dict["sequences"][s]["os_from_1l"]["median"] for s in names]
+    out["os_median"] = np.array([np.inf if m is None else m for m in medians])
+    return out
+
+
+def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, reference) -> dict:
+    """The content of dsa_summary.json: rows sorted by the swing in incremental NMB."""
+    wtp = st.resolved.econ_inputs["willingness_to_pay"]
+    nmb = econ.nmb(outputs["costs"], outputs["qalys"], wtp)[0]
+    f, r = names.index(focus), names.index(reference)
+    inc_nmb = nmb[:, f] - nmb[:, r]
+    rows = []
+    for i, p in enumerate(params):
+        a, b = 1 + 2 * i, 2 + 2 * i
+        cols = st.table.column_slice(p)
+        rows.append(
+            {
+                "parameter": _label(p),
+                "key": p.name,
+                "unit": p.unit,
+                "low_input": _fmt_input(p, cases[a, cols]),
+                "high_input": _fmt_input(p, cases[b, cols]),
+                "inc_nmb_low": float(inc_nmb[a]),
+                "inc_nmb_high": float(inc_nmb[b]),
+                "os_median_low": _finite_or_none(outputs["os_median"][a, f]),
+                "os_median_high": _finite_or_none(outputs["os_median"][b, f]),
+                **{f"nmb_low.{s}": float(nmb[a, q]) for q, s in enumerate(names)},
+                **{f"nmb_high.{s}": float(nmb[b, q]) for q, s in enumerate(names)},
+            }
+        )
+    rows.sort(key=lambda x: -abs(x["inc_nmb_high"] - x["inc_nmb_low"]))
+    return {
+        "scenario": st.scenario.name,
+        "n_patients_per_case": n_patients,
+        "seed": seed,
+        "common_random_numbers": True,
+        "focus": focus,
+        "reference": reference,
+        "willingness_to_pay": wtp,
+        "currency": st.resolved.econ_inputs["currency"],
+        "base": {
+            "inc_nmb": float(inc_nmb[0]),
+            "os_median": {
+                s: _finite_or_none(outputs["os_median"][0, q]) for q, s in enumerate(names)
+            },
+            "nmb": {s: float(nmb[0, q]) for q, s in enumerate(names)},
+        },
+        "ranges": "2.5% and 97.5% points of each parameter's PSA distribution",
+        "rows": rows,
+        "held_fixed": st.held_fixed(),
+        "warnings": st.warnings(),
+    }
+
+
+def _tornado_plots(directory: Path, summary: dict) -> None:
+    from simseq import cea_plots
+
+    rows, cur, wtp = summary["rows"], summary["currency"], summary["willingness_to_pay"]
+    focus, reference = summary["focus"], summary["reference"]
+
+    def bars(low: str, high: str) -> list[dict]:
+        return [
+            {
+                "parameter": x["parameter"],
+                "low_label": x["low_input"],
+                "high_label": x["high_input"],
+                "low": _nan_if_none(x[low]),
+                "high": _nan_if_none(x[high]),
+            }
+            for x in rows
+        ]
+
+    cea_plots.plot_tornado(
+        directory / "tornado_nmb.png",
+        bars("inc_nmb_low", "inc_nmb_high"),
+        outcome_label=f"Incremental NMB, {focus} vs {reference} ({cur}, WTP {wtp:,.0f}/QALY)",
+        base_value=summary["base"]["inc_nmb"],
+    )
+    cea_plots.plot_tornado(
+        directory / "tornado_os.png",
+        bars("os_median_low", "os_median_high"),
+        outcome_label=f"Median OS from first line, {focus} (months)",
+        base_value=_nan_if_none(summary["base"]["os_median"][focus]),
+    )
+
+
+def _fmt_input(p, values: np.ndarray) -> str:
+    """A parameter's value(s) in a row, short: a split by its first part."""
+    if p.columns == (p.name,):
+        return f"{values[0]:.4g}"
+    return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"
+
+
+def calibration_rows(result: CalibrationResult) -> list[dict]:
+    return [asdict(t) for t in result.targets]
+
+
+def resolved_warnings(resolved: Resolved) -> list[str]:
+    """What every output must say about its inputs: transported evidence, renormalised
+    mixes, illustrative (evidence-free) numbers."""
+    warnings = [
+        f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after "
+        f"{t.measured_after} ({', '.join(t.evidence_ids)}) but follows {t.used_after} here "
+        f"(transported; hazard ratio {t.hazard_ratio:g})"
+        for t in resolved.transports
+    ]
+    warnings += [
+        f"{r.sequence}: line {r.line} mix renormalised to "
+        + ", ".join(f"{k} {v:.1%}" for k, v in r.kept.items())
+        + "; dropped for lack of evidence: "
+        + ", ".join(f"{k} (n={v})" for k, v in r.dropped.items())
+        for r in resolved.renormalised
+    ]
+    illustrative = [p.path for p in resolved.provenance if p.illustrative]
+    if illustrative:
+        warnings.append(
+            f"ILLUSTRATIVE inputs (no evidence; set your own): {', '.join(illustrative)}"
+        )
+    by_origin: dict[str, list[str]] = {}
+    for rid, origin in resolved.user_evidence.items():
+        by_origin.setdefault(origin, []).append(rid)
+    warnings += [
+        f"user evidence (not simseq's packaged figures), from {origin}: {', '.join(ids)}"
+        for origin, ids in by_origin.items()
+    ]
+    targets = resolved.scenario.calibration.targets if resolved.scenario.calibration else []
+    warnings += [
+        f"calibration target of {t.regimen} is an assumption, not evidence: {t.target.value:g} "
+        f"months ({t.target.assumption})"
+        for t in targets
+        if t.target.value is not None
+    ]
+    return warnings
+
+
+def build_summary(
+    scenario: Scenario, resolved: Resolved, model, tallies, cal, provenance: list
+) -> dict:
+    """The content of summary.json: deterministic for a given scenario, N and seed."""
+    sim = scenario.simulation
+    landmarks = tuple(sim.landmarks)
+    sequences = {}
+    for sid in model.seq_names:
+        s = {"label": scenario.sequences[sid].label}
+        s.update(sequence_summary(model, tallies, sid, resolved.horizon, landmarks))
+        moved = [asdict(t) for t in resolved.transports if t.sequence == sid]
+        s["transported"] = moved
+        s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
+        sequences[sid] = s
+    warnings = resolved_warnings(resolved)
+    for t in cal.targets:
+        if abs(t.rel_error) > CALIBRATION_WARN:
+            warnings.append(
+                f"calibration: {t.target_id} reproduced to {t.rel_error:+.1%} only ("
+                f"{t.achieved:.3g} vs {t.target:.3g} months by {t.method}"
+                + (
+                    f"; at N = {t.n_patients:,} the simulated median moves in steps): raise "
+                    "calibration.n_patients"
+                    if t.method == "simulation"
+                    else ")"
+                )
+            )
+    for sid in model.seq_names:
+        for line_no in range(2, int(model.state_line.max()) + 1):
+            for regimen, block in sequences[sid].get(line_key(line_no), {}).items():
+                if block["fraction_started"] == 0:
+                    warnings.append(
+                        f"{sid}: no simulated patient started {regimen} at line {line_no} "
+                        f"(N = {tallies.n_patients:,}): its outcomes are null"
+                    )
+    summary = {
+        "scenario": scenario.name,
+        "title": scenario.title,
+        "n_patients": tallies.n_patients,
+        "seed": sim.seed,
+        "horizon": resolved.horizon,
+        "landmarks": list(landmarks),
+        "time_unit": "months",
+        "intervals": "Monte Carlo 95% intervals (simulation noise at this N), "
+        "not parameter uncertainty",
+        "warnings": warnings,
+        "sequences": sequences,
+        "calibration": calibration_rows(cal),
+        "provenance": [
+            asdict(p) | {"value": None if p.value != p.value else p.value} for p in provenance
+        ],
+        "user_evidence": resolved.user_evidence,
+    }
+    if resolved.economics is not None:
+        summary["cea"] = cea_summary(resolved, model, tallies)
+    return summary
+
+
+def cea_summary(resolved: Resolved, model, tallies) -> dict:
+    """Per-sequence LYs, QALYs and costs (means with MC 95% intervals), the incremental
+    analysis on discounted costs and QALYs, and net monetary benefit at the WTP."""
+    inputs = resolved.econ_inputs
+    wtp = inputs["willingness_to_pay"]
+    per_seq = {}
+    for q, sid in enumerate(model.seq_names):
+        means = econ_means(tallies.econ[0, q], tallies.n_patients)
+        per_seq[sid] = {
+            name: {"mean": round(m, 6), "ci95": [round(m - Z95 * se, 6), round(m + Z95 * se, 6)]}
+            for name, (m, se) in means.items()
+        }
+    names = list(model.seq_names)
+    costs = [per_seq[s]["costs_discounted"]["mean"] for s in names]
+    qalys = [per_seq[s]["qalys_discounted"]["mean"] for s in names]
+    table = econ.icer_table(names, costs, qalys)
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+    ref = names.index(inputs["reference"])
+    versus = {}
+    for k, sid in enumerate(names):
+        d_cost, d_qaly = costs[k] - costs[ref], qalys[k] - qalys[ref]
+        versus[sid] = {
+            "inc_costs": round(d_cost, 6),
+            "inc_qalys": round(d_qaly, 6),
+            "icer": round(d_cost / d_qaly, 6) if d_qaly > 0 else None,
+        }
+    return {
+        "currency": inputs["currency"],
+        "price_year": inputs["price_year"],
+        "discount_costs": inputs["discount_costs"],
+        "discount_qalys": inputs["discount_qalys"],
+        "willingness_to_pay": wtp,
+        "reference": inputs["reference"],
+        "sequences": per_seq,
+        "icer_table": rows,
+        "versus_reference": versus,
+        "nmb": {
+            s: round(float(v), 6)
+            for s, v in zip(names, econ.nmb(costs, qalys, wtp)[0, 0], strict=True)
+        },
+        "inputs": inputs,
+    }
+
+
+def _finite_or_none(x) -> float | None:
+    """A number for JSON/CSV: None where not finite (e.g. a median not reached)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _nan_if_none(x) -> float:
+    """For plots: a value not reached (None in JSON) as NaN, which they skip and name."""
+    return float("nan") if x is None else float(x)
+
+
+def _interval(x) -> dict:
+    """Mean and 95% interval across draws. A median not reached within the horizon (inf)
+    counts as longer than every reached one in the interval's order statistics (a bound
+    that is not reached is None), and the mean is over the draws where it was reached,
+    with their number, ``n_draws_reached``."""
+    finite = x[np.isfinite(x)]
+    out = {"mean": None, "ci95": [None, None]}
+    if finite.size:
+        # linear interpolation as usual; order statistics where some draws are inf
+        method = "linear" if finite.size == x.size else "inverted_cdf"
+        bounds = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.025, 0.975], method=method)
+        out = {
+            "mean": round(float(finite.mean()), 6),
+            "ci95": [_finite_or_none(round(float(b), 6)) for b in bounds],
+        }
+    if finite.size < x.size:
+        out["n_draws_reached"] = int(finite.size)
+    return out
+
+
+def _matches(p, patterns: list[str]) -> bool:
+    """A parameter matches by key, evidence id or scenario key path prefix."""
+    names = [p.name.split(":", 1)[-1], *p.ids, *p.paths]
+    return any(n.startswith(pat) for pat in patterns for n in names)
+
+
+def _group_matrix(table, draws, members) -> np.ndarray:
+    """(n_draws, k) values of the parameters in a group (a split gives a column per part)."""
+    return np.concatenate([draws[:, table.column_slice(p)] for p in members], axis=1)
+
+
+def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs) -> dict:
+    """The content of psa_summary.json: statistics over the random draws, the base case
+    beside them (``base_outputs``: {output: (n_seq,)})."""
+    base = st.resolved
+    wtp = base.econ_inputs["willingness_to_pay"]
+    wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
+    costs, qalys = outputs["costs"], outputs["qalys"]
+    table = econ.icer_table(names, costs.mean(axis=0), qalys.mean(axis=0))
+    icer_rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+    prob_best = econ.ceac(costs, qalys, wtp_grid)
+    evpi = econ.evpi(costs, qalys, wtp_grid)
+    evppi_grid = wtp_grid[::5]
+    groups: dict[str, list] = {}
+    for p in st.table.uncertain:
+        groups.setdefault(p.group, []).append(p)
+    for name, patterns in st.settings.evppi_groups.items():
+        members = [p for p in st.table.uncertain if _matches(p, patterns)]
+        if not members:
+            raise ScenarioError(
+                st.path, [(f"psa.evppi_groups.{name}", patterns, "matches no uncertain parameter")]
+            )
+        groups[name] = members
+    evppi, warnings = {}, []
+    for name, members in groups.items():
+        try:
+            values = econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.table, draws, members))
+        except ValueError as err:  # e.g. fewer draws than the regression needs
+            evppi[name] = None
+            warnings.append(f"EVPPI for {name!r} not computed: {err}")
+            continue
+        evppi[name] = [round(float(v), 6) for v in values]
+    mc_error = {}
+    for k in noise:
+        share = noise[k].mean(axis=0) / np.maximum(outputs[k].var(axis=0, ddof=1), 1e-300)
+        mc_error[k] = {s: round(float(share[q]), 6) for q, s in enumerate(names)}
+        worst = float(share.max())
+        if worst > MC_NOISE_WARNING:
+            warnings.append(
+                f"{k}: patient-level Monte Carlo noise is {worst:.0%} of the variance across "
+                f"draws ({names[int(share.argmax())]}); raise --patients above {n_patients:,} "
+                "before reading decision uncertainty from this PSA"
+            )
+    reached = np.isfinite(outputs["os_median"]).sum(axis=0)
+    for q, s in enumerate(names):
+        if reached[q] < len(draws):
+            warnings.append(
+                f"{s}: median OS not reached within the horizon in {len(draws) - reached[q]} "
+                f"of {len(draws)} draws; its mean is over the {reached[q]} where it was "
+                "(n_draws_reached), its interval counts the others as longer"
+            )
+    warnings += st.warnings()
+    settings_used = {
+        k: getattr(st.settings, k).model_dump(exclude_none=True)
+        for k in ("cost_se_fraction", "utility_se_fraction", "median_se_log")
+        if getattr(st.settings, k) is not None
+    }
+    rounded = [round(float(w), 6) for w in wtp_grid]
+    return {
+        "scenario": st.scenario.name,
+        "n_draws": len(draws),
+        "n_patients_per_draw": n_patients,
+        "seed": seed,
+        "currency": base.econ_inputs["currency"],
+        "willingness_to_pay": wtp,
+        "effects": "discounted QALYs",
+        "costs": "discounted",
+        "statistics": "over the random draws only; the base case (every input at its base "
+        "value, the same N and seed) is reported beside them, not mixed in",
+        "sequences": {
+            s: {k: _interval(outputs[k][:, q]) for k in OUTPUTS} for q, s in enumerate(names)
+        },
+        "base_case": {
+            s: {k: _finite_or_none(base_outputs[k][q]) for k in OUTPUTS}
+            for q, s in enumerate(names)
+        },
+        "icer_table": icer_rows,
+        "ceac": {
+            "wtp": rounded,
+            "prob_best": {
+                s: [round(float(v), 6) for v in prob_best[:, q]] for q, s in enumerate(names)
+            },
+        },
+        "evpi": {"wtp": rounded, "value": [round(float(v), 6) for v in evpi]},
+        "evppi": {
+            "wtp": [round(float(w), 6) for w in evppi_grid],
+            "method": "regression (Strong, Oakley & Brennan 2014), per parameter group",
+            "groups": evppi,
+        },
+        "mc_error_share": mc_error,
+        "warnings": warnings,
+        "parameters": [
+            {
+                "key": p.name,
+                "distribution": p.distribution.describe(),
+                "used_at": list(p.paths),
+                "evidence": list(p.ids),
+                "group": p.group,
+                "unit": p.unit,
+            }
+            for p in st.table.uncertain
+        ],
+        "held_fixed": st.held_fixed(),
+        "psa_settings": settings_used,
+        "calibration": "calibrated medians re-solved for every draw by quadrature",
+    }
+
+
+def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
+    """CE plane, CEAC with frontier and EVPI curve."""
+    from simseq import cea_plots, econ
+
+    ref = names.index(scenario.economics.reference)
+    inc_c = outputs["costs"] - outputs["costs"][:, [ref]]
+    inc_q = outputs["qalys"] - outputs["qalys"][:, [ref]]
+    cur = summary["currency"]
+    cea_plots.plot_ce_plane(
+        directory / "ce_plane.png",
+        inc_c,
+        inc_q,
+        names,
+        currency=cur,
+        wtp=summary["willingness_to_pay"],
+        reference=names[ref],
+    )
+    prob = np.array([summary["ceac"]["prob_best"][s] for s in names]).T
+    frontier = econ.ceaf(outputs["costs"], outputs["qalys"], wtp_grid, names)
+    cea_plots.plot_ceac(
+        directory / "ceac.png", wtp_grid, prob, names, currency=cur, frontier=frontier
+    )
+    cea_plots.plot_evpi(
+        directory / "evpi.png", wtp_grid, np.array(summary["evpi"]["value"]), currency=cur
+    )
+
+
+def _label(p) -> str:
+    """A short readable parameter name for tables and tornado plots."""
+    kind, _, rest = p.name.partition(":")
+    rest = rest.replace("health_economics.", "").replace("economics.", "")
+    if kind == "pool":
+        ids = rest.split("+")
+        common = ".".join(ids[0].split(".")[:3])
+        return f"{common} (pooled: {', '.join(i.split('.')[3] for i in ids)})"
+    if kind in ("beta", "dirichlet"):
+        record, _, what = rest.partition(":")
+        part = what.split(":")[0].split(",")[0].split("=")[0]
+        return f"{record} ({part})"
+    return rest
+
+
+def _fmt_input(p: Parameter, values: np.ndarray) -> str:
+    """A parameter's value(s) in a row, short: a split by its first part."""
+    if p.columns == (p.name,):
+        return f"{values[0]:.4g}"
+    return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"

@@ -1,0 +1,514 @@
+"""Study: a scenario loaded, resolved and calibrated once; run, PSA, DSA and sweeps on it.
+
+This is simseq's Python API (re-exported from ``simseq``)::
+
+    study = simseq.load("scenarios/cea_base_case.yaml")  # validated, resolved
+    study.parameters                                     # one row per input
+    res = study.run(n_patients=100_000, seed=1)          # in memory, writes nothing
+    res.summary, res.survival                            # DataFrames
+    res.save("results/x")                                # the files `simseq run` writes
+    psa = study.psa(n_draws=200, n_patients=2_000, seed=5)
+    psa.draws, psa.parameters, psa.base
+
+A run, a PSA draw, a one-way bound and a sweep point are all rows of one
+parameter table (``simseq.params``) bound to one structure (``model.bind``):
+nothing is resolved again. A run is the base row; ``psa.base`` is that run.
+No user interface here: progress and notes go to callbacks the CLI supplies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simseq.calibrate import CalibrationResult, base_calibration, calibrate_cached, solve_rows
+from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
+from simseq.manifest import manifest_header
+from simseq.model import BindError, ModelArrays, bind, econ_range_problem
+from simseq.params import Parameter
+from simseq.resolve import Resolved, resolve, scenario_evidence
+from simseq.results import (
+    OUTPUTS,
+    DSAResult,
+    PSAResult,
+    RunResult,
+    SweepResult,
+    resolved_warnings,
+)
+from simseq.results_dir import ScenarioIdentity
+from simseq.scenario import (
+    PSASettings,
+    Scenario,
+    ScenarioError,
+    load_scenario_files,
+    parse_scenario,
+)
+
+Progress = Callable[[int], None]
+Say = Callable[[str], None]
+
+
+class Study:
+    """A scenario ready to simulate: validated, resolved into a structure and a parameter
+    table, calibrated on first use. Build with :func:`load` or :meth:`from_dict`."""
+
+    def __init__(self, scenario: Scenario, *, path: str = "<scenario>", inputs=()):
+        self.scenario = scenario
+        self.path = str(path)
+        self.inputs: tuple[str, ...] = tuple(inputs)
+        """The scenario file and every file it extends or reads evidence from."""
+        self.evidence = scenario_evidence(scenario, self.path)
+        self.settings: PSASettings = scenario.psa or PSASettings()
+        self.resolved: Resolved = resolve(scenario, self.evidence, _stub(scenario), self.path)
+        self.table = self.resolved.table
+        self.table.assume_uncertainty(
+            _setting(self.settings.cost_se_fraction),
+            _setting(self.settings.utility_se_fraction),
+            _setting(self.settings.median_se_log),
+        )
+        try:
+            self.structure = self.resolved.structure()
+            self.cohorts = self.resolved.cohort_structure()
+        except ValueError as err:  # a model the scenario checks did not foresee
+            raise ScenarioError(self.path, [("(model)", None, str(err))]) from None
+        self.calibration: CalibrationResult | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Study:
+        """A study of a scenario given as a dict (e.g. a YAML file edited in memory);
+        ``name`` stands for the file in messages. Evidence files are relative to the
+        working directory."""
+        return cls(parse_scenario(dict(data), name), path=name)
+
+    # -- inputs ----------------------------------------------------------------
+    @property
+    def parameters(self):
+        """pandas DataFrame, one row per input: value, distribution (or why it is held
+        fixed), group, unit, source and the key paths it feeds; indexed by name."""
+        return self.table.frame()
+
+    @property
+    def horizon(self) -> float:
+        return self.resolved.horizon
+
+    def calibrate(
+        self,
+        *,
+        threads: int | None = None,
+        say: Say | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> CalibrationResult:
+        """Solve the base case's calibrated medians (once; later calls return the same
+        result). With ``cache_dir`` an intact cache of the same inputs there is reused
+        (``simseq.calibrate``); ``say`` receives progress notes. ``threads`` is accepted
+        for symmetry with the other analyses (quadrature does not use it)."""
+        if self.calibration is None:
+            if say is not None and self.resolved.targets:
+                say(f"calibrating {len(self.resolved.targets)} targets ...")
+            self.calibration, self.calibration_cached, self.calibration_note = calibrate_cached(
+                self.scenario,
+                self.evidence,
+                Path(cache_dir) if cache_dir is not None else None,
+                lambda: base_calibration(
+                    self.scenario,
+                    self.evidence,
+                    self.resolved,
+                    self.cohorts,
+                    self.table.base_row(),
+                    file=self.path,
+                ),
+                say=say,
+            )
+        return self.calibration
+
+    def rows(self, overrides: Mapping[str, object] | None = None) -> np.ndarray:
+        """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
+        key path), its calibrated medians solved (the base case's calibration when
+        nothing is overridden)."""
+        row = self.table.rows_with(overrides or {})
+        if overrides:
+            return self.calibrated_rows(row)
+        values = self.calibrate().values
+        for key, col in self.resolved.calibrated_columns.items():
+            row[0, col] = values[key]
+        return row
+
+    def calibrated_rows(self, rows: np.ndarray, label: str = "") -> np.ndarray:
+        """``rows`` with every calibrated median re-solved for its row's inputs, all rows at
+        once by the one calibrator (``calibrate.solve_rows``)."""
+        solved, _ = solve_rows(
+            self.scenario, self.resolved, self.cohorts, rows, file=self.path, label=label
+        )
+        return solved
+
+    def model(self, rows: np.ndarray, label: str | None = None) -> ModelArrays:
+        """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use
+        (``label`` names the analysis the rows come from, e.g. "PSA")."""
+        return self.model_of(self.structure, rows, label)
+
+    def model_of(self, structure, rows: np.ndarray, label: str | None = None) -> ModelArrays:
+        """``model`` for another structure of this study (e.g. the calibration cohorts)."""
+        try:
+            model = bind(structure, rows)
+        except BindError as err:
+            raise ScenarioError(self.path, [(label or "(model)", None, str(err))]) from None
+        problem = econ_range_problem(model, self.horizon)
+        if problem is not None:
+            where = f"economics ({label})" if label else "economics"
+            raise ScenarioError(self.path, [(where, None, problem)])
+        return model
+
+    # -- analyses --------------------------------------------------------------
+    def run(
+        self,
+        n_patients: int | None = None,
+        seed: int | None = None,
+        *,
+        overrides: Mapping[str, object] | None = None,
+        threads: int | None = None,
+        chunk_size: int | None = None,
+        progress: Progress | None = None,
+        on_compile: Callable[[], None] | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> RunResult:
+        """Simulate the base case (or the base with ``overrides``): every sequence's
+        outcomes with Monte Carlo intervals. ``distributed`` (backend, scheduler, workers,
+        resume) runs the patients as checkpointed tasks (``simseq.backend``)."""
+        sim = self.scenario.simulation
+        n = _checked_patients(sim.n_patients if n_patients is None else n_patients)
+        seed = _checked_seed(sim.seed if seed is None else seed)
+        self.calibrate(threads=threads, say=say)
+        rows = self.rows(overrides)
+        model = self.model(rows)
+        tallies, checkpoints = _simulate_run(
+            model,
+            n,
+            seed,
+            horizon=self.horizon,
+            bin_width=sim.bin_width,
+            threads=threads,
+            chunk_size=chunk_size,
+            progress=progress,
+            on_compile=on_compile,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return RunResult(self, rows, model, tallies, n, seed, checkpoints)
+
+    def psa(
+        self,
+        n_draws: int | None = None,
+        n_patients: int | None = None,
+        seed: int | None = None,
+        **execution,
+    ) -> PSAResult:
+        """Probabilistic sensitivity analysis: ``n_draws`` random rows of the parameter
+        table (calibrated medians re-solved per row), each simulated with its own random
+        streams; statistics over those draws only, with the base case (``run`` at the
+        same N and seed) beside them. ``execution``: threads, progress, distributed,
+        checkpoints_root, say, as for ``run``."""
+        self.need_economics()
+        n_draws = n_draws or self.settings.n_draws
+        n_patients = n_patients or self.settings.n_patients
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        base = self.run(
+            n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
+        )
+        draws = self.table.draw(n_draws, seed)
+        names, outputs, noise = self._cases(draws, n_patients, seed, False, "PSA", **execution)
+        return PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
+
+    def dsa(
+        self,
+        n_patients: int = 100_000,
+        seed: int | None = None,
+        *,
+        sequence: str | None = None,
+        **execution,
+    ) -> DSAResult:
+        """One-way sensitivity analysis: each uncertain input at the 2.5% and 97.5% points
+        of its distribution, the others at base, with common random numbers; the tornado
+        is for incremental NMB of ``sequence`` (default: the first that is not the
+        reference) against the reference."""
+        self.need_economics()
+        focus = self.focus_sequence(sequence)
+        reference = self.scenario.economics.reference
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        params, cases = self.table.one_way_rows()
+        names, outputs, _ = self._cases(cases, n_patients, seed, True, "DSA", **execution)
+        return DSAResult(self, params, cases, names, outputs, n_patients, seed, focus, reference)
+
+    def sweep(
+        self,
+        grid: Mapping[str, Sequence[float]],
+        n_patients: int = 100_000,
+        seed: int | None = None,
+        **execution,
+    ) -> SweepResult:
+        """Outcomes over a grid of scalar inputs (by parameter name or key path: each
+        value list an axis, every combination a point), common random numbers."""
+        self.need_economics()
+        seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        swept = {name: self.scalar_parameter(name) for name in grid}
+        points = list(itertools.product(*(list(map(float, v)) for v in grid.values())))
+        cases = np.concatenate(
+            [
+                self.table.rows_with(
+                    {p.name: v for p, v in zip(swept.values(), point, strict=True)}
+                )
+                for point in points
+            ]
+        )
+        names, outputs, _ = self._cases(cases, n_patients, seed, True, "sweep", **execution)
+        return SweepResult(self, swept, points, names, outputs, n_patients, seed)
+
+    def focus_sequence(self, sequence: str | None) -> str:
+        """The sequence a tornado is drawn for: ``sequence``, or the first that is not the
+        economic reference; a located error if it is not a sequence."""
+        names = list(self.scenario.sequences)
+        reference = self.scenario.economics.reference
+        focus = sequence or next(s for s in names if s != reference)
+        if focus not in names:
+            raise ScenarioError(
+                self.path,
+                [("--sequence", focus, f"not a sequence; use one of {', '.join(names)}")],
+            )
+        return focus
+
+    def scalar_parameter(self, name: str) -> Parameter:
+        """The scalar parameter called ``name`` (or used at key path ``name``); ValueError
+        otherwise."""
+        try:
+            p = self.table.find(name)
+        except KeyError as err:
+            raise ValueError(f"{name!r}: not a scalar parameter; {err.args[0]}") from None
+        if p.columns != (p.name,):
+            raise ValueError(
+                f"{name!r}: {p.name} is a split ({', '.join(p.columns)}); give a scalar parameter"
+            )
+        return p
+
+    # -- shared machinery ------------------------------------------------------
+    def _cases(
+        self,
+        cases: np.ndarray,
+        n_patients: int,
+        seed: int,
+        common_streams: bool,
+        label: str,
+        *,
+        threads: int | None = None,
+        progress: Progress | None = None,
+        distributed: dict | None = None,
+        checkpoints_root: Path | None = None,
+        say: Say | None = None,
+    ) -> tuple[list[str], dict, dict]:
+        """Simulate rows ``cases`` (n_cases, n_columns): (sequence names, outputs,
+        patient-noise variances), each output float64 (n_cases, n_seq)."""
+        n_seq = len(self.structure.template.seq_names)
+        need = _case_bytes(len(cases), n_seq, self.horizon, self.scenario.simulation.bin_width)
+        if need > MAX_PSA_BYTES:
+            raise ScenarioError(
+                self.path,
+                [
+                    (
+                        label,
+                        len(cases),
+                        f"{len(cases):,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
+                        f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
+                        "draws or a shorter horizon",
+                    )
+                ],
+            )
+        self.calibrate(threads=threads, say=say)
+        model = self.model(self.calibrated_rows(cases, label), label)
+        if say is not None:
+            say(
+                f"{label}: simulating {len(cases):,} cases x {n_patients:,} patients x "
+                f"{n_seq} sequences ..."
+            )
+        tallies, self.checkpoints = _simulate_cases(
+            model,
+            n_patients,
+            seed,
+            horizon=self.horizon,
+            bin_width=self.scenario.simulation.bin_width,
+            # PSA draws on their own streams (1, 2, ...: not the base case's 0); one-way
+            # bounds and sweep points share the base case's (common random numbers)
+            draw_lo=0 if common_streams else 1,
+            common_streams=common_streams,
+            label=label,
+            threads=threads,
+            progress=progress,
+            distributed=distributed,
+            checkpoints_root=checkpoints_root,
+            say=say,
+        )
+        return _case_outputs(model, tallies, n_patients)
+
+    # -- reporting ---------------------------------------------------------------
+    @property
+    def identity(self) -> ScenarioIdentity | None:
+        """The scenario file results belong to (None for a study built from a dict)."""
+        return ScenarioIdentity.of(self.path) if Path(self.path).is_file() else None
+
+    def manifest_header(self) -> dict:
+        """The fields every manifest of this study's results starts with."""
+        identity = self.identity
+        if identity is None:
+            return {**manifest_header(None), "scenario": self.scenario.model_dump(mode="json")}
+        return manifest_header(identity, self.inputs)
+
+    def warnings(self) -> list[str]:
+        """What every output must say about its inputs (transported evidence, renormalised
+        mixes, illustrative numbers, user evidence, assumed calibration targets)."""
+        return resolved_warnings(self.resolved)
+
+    def held_fixed(self) -> list[dict]:
+        """Inputs a PSA holds at their base value, each with why."""
+        return [
+            {
+                "name": p.name,
+                "value": p.base[0] if p.columns == (p.name,) else list(p.base),
+                "because": p.fixed_because,
+            }
+            for p in self.table.held_fixed
+        ]
+
+    def need_economics(self) -> None:
+        if self.scenario.economics is None:
+            raise ScenarioError(
+                self.path, [("economics", None, "sensitivity analyses need an economics: section")]
+            )
+
+
+def load(path: str | Path) -> Study:
+    """A :class:`Study` of the scenario file at ``path`` (validated and resolved; nothing
+    is simulated or written). Problems raise ``ScenarioError`` naming file and key path."""
+    scenario, inputs = load_scenario_files(str(path))
+    return Study(scenario, path=str(path), inputs=inputs)
+
+
+def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
+    """'NAME=LO:HI:STEPS' -> (name, STEPS evenly spaced values from LO to HI)."""
+    name, sep, rng = spec.partition("=")
+    parts = rng.split(":")
+    if not sep or not name or len(parts) != 3:
+        raise ValueError(f"--param {spec!r}: expected NAME=LO:HI:STEPS, e.g. {_EXAMPLE}")
+    try:
+        lo, hi, steps = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"--param {spec!r}: LO and HI must be numbers, STEPS an integer") from None
+    if steps < 2:
+        raise ValueError(f"--param {spec!r}: STEPS must be >= 2")
+    return name, np.linspace(lo, hi, steps)
+
+
+_EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
+
+
+def _stub(scenario: Scenario) -> dict[str, float]:
+    """Each calibrated median at the geometric mean of its bracket: the structure does
+    not depend on it, and the calibrator replaces it in every row."""
+    stub = {}
+    for tgt in scenario.calibration.targets if scenario.calibration else []:
+        part = tgt.free.split(".")[0]
+        lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
+        stub[f"{tgt.regimen}.{part}"] = math.sqrt(lo * hi)
+    return stub
+
+
+def _setting(q) -> float | None:
+    """A psa: setting's number (explicit values with an assumption only)."""
+    if q is None:
+        return None
+    if q.value is None:
+        raise ScenarioError("<scenario>", [("psa", q, "psa settings take value + assumption")])
+    return float(q.value)
+
+
+def _checked_patients(n: int) -> int:
+    if not 1 <= n <= MAX_PATIENTS:
+        raise ValueError(f"n_patients {n}: allowed 1 to {MAX_PATIENTS:,}")
+    return int(n)
+
+
+def _checked_seed(seed: int) -> int:
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed {seed}: allowed 0 to 2^63 - 1")
+    return int(seed)
+
+
+def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> float:
+    """Memory the per-case OS histograms and economic sums take (bytes)."""
+    from simseq.engine.codes import N_BATCHES, N_ECON
+    from simseq.simulator import n_bins_for
+
+    return n_cases * n_seq * 8 * (2 * n_bins_for(horizon, bin_width) + N_ECON * N_BATCHES * 2)
+
+
+# --------------------------------------------------------------------------- #
+# Simulation: every analysis simulates through backend.run_simulation
+# --------------------------------------------------------------------------- #
+
+
+def _simulate_run(model, n_patients, seed, *, distributed, **how):
+    """(tallies of a run, task checkpoints or None): ``backend.run_simulation`` with the
+    histograms the run's summary reads; ``distributed``: backend, scheduler, workers,
+    resume (patient tasks of ``chunk_size``)."""
+    from simseq.backend import run_simulation
+    from simseq.outcomes import summary_tallies
+    from simseq.simulator import DEFAULT_CHUNK
+
+    how["chunk_size"] = how.get("chunk_size") or DEFAULT_CHUNK
+    dist = dict(distributed or {})
+    if dist:
+        dist.setdefault("task_patients", how["chunk_size"])
+    return run_simulation(
+        model, n_patients, seed, tallies=summary_tallies(model), label="run", **how, **dist
+    )
+
+
+def _simulate_cases(model, n_patients, seed, *, progress, distributed, **how):
+    """(per-case tallies, task checkpoints or None): OS from each sequence's start and the
+    economics for every case (draw) of ``model``, in one call or as tasks."""
+    from simseq.backend import run_simulation
+    from simseq.outcomes import sequence_os_tallies
+
+    return run_simulation(
+        model,
+        n_patients,
+        seed,
+        tallies=sequence_os_tallies(model),
+        exit_counts=False,  # nobody reads them: OS is binned from the death time alone
+        progress=progress,
+        **how,
+        **{k: v for k, v in (distributed or {}).items() if v is not None},
+    )
+
+
+def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
+    """(sequence names, outputs, patient-noise variances) of per-case tallies; each output
+    float64 (n_cases, n_seq): discounted LYs, QALYs, costs and the median OS (months)."""
+    from simseq.engine.codes import ECON_NAMES, TALLY_OS_GIVEN_ENTRY
+    from simseq.outcomes import econ_mean_se, km_medians
+
+    means, se = econ_mean_se(tallies.econ, n_patients)  # (n_cases, n_seq, N_ECON)
+    outputs, noise = {}, {}
+    for k in OUTPUTS[:3]:
+        i = ECON_NAMES.index(f"{k}_discounted")
+        outputs[k] = means[..., i]
+        noise[k] = se[..., i] ** 2
+    # OS from each sequence's start: the histogram of its start state, every patient entering
+    slots = [tallies.slot(TALLY_OS_GIVEN_ENTRY, int(s)) for s in model.seq_start_state]
+    hist = tallies.hist[:, slots]  # (n_cases, n_seq, 2, n_bins)
+    outputs["os_median"] = km_medians(hist[..., 0, :], hist[..., 1, :], tallies.bin_width)
+    return list(model.seq_names), outputs, noise
