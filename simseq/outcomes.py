@@ -26,10 +26,9 @@ from simseq.engine.codes import (
     TALLY_PPS,
     TALLY_SOJOURN,
 )
+from simseq.fit import Z95
 from simseq.model import ModelArrays
 from simseq.simulator import Tallies, econ_values
-
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
