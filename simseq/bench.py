@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simseq.fit import Z95
 from simseq.simulator import DEFAULT_BIN_WIDTH, n_bins_for
 
 # REF-HCC, months; (shape, scale) of S(t) = exp(-(t / scale) ** shape).
@@ -77,8 +78,6 @@ LARGE_ENV = "SIMSEQ_BENCH_LARGE"
 
 _ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = _ROOT / "scenarios"
-
-_Z95 = 1.959963984540054
 
 
 # --------------------------------------------------------------------------- #
@@ -160,7 +159,7 @@ def ref_outputs(curve) -> dict[str, float]:
     rmst, rmst_se = curve.rmst(REF_HORIZON)
     out = {
         "median": curve.median(),
-        "median_se": (hi - lo) / (2 * _Z95),
+        "median_se": (hi - lo) / (2 * Z95),
         "rmst_120": rmst,
         "rmst_120_se": rmst_se,
     }

@@ -26,10 +26,9 @@ from simseq.engine.codes import (
     TALLY_PPS,
     TALLY_SOJOURN,
 )
+from simseq.fit import Z95
 from simseq.model import ModelArrays
 from simseq.simulator import Tallies, econ_values
-
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -299,7 +298,8 @@ def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, floa
 def km_medians(events: np.ndarray, censored: np.ndarray, bin_width: float) -> np.ndarray:
     """Kaplan-Meier medians of many binned histograms at once: ``km_curve(e, c,
     bin_width).median()`` for every leading index, bit for bit (the same cumulative sums,
-    products and interpolation, along the last axis).
+    products and interpolation, along the last axis). Worked through in blocks of
+    histograms so that the temporaries stay small (a PSA has thousands).
 
     Parameters
     ----------
@@ -313,9 +313,41 @@ def km_medians(events: np.ndarray, censored: np.ndarray, bin_width: float) -> np
     ndarray(float64), (...)
         Medians in months; inf where S never falls to 1/2 (an empty histogram too).
     """
-    events = np.asarray(events, np.float64)
-    censored = np.asarray(censored, np.float64)
+    shape = np.shape(events)[:-1]
+    events = np.reshape(events, (-1, np.shape(events)[-1]))
+    censored = np.reshape(censored, events.shape)
+    out = np.empty(events.shape[0])
+    for lo in range(0, events.shape[0], _KM_BLOCK):
+        block = slice(lo, lo + _KM_BLOCK)
+        out[block] = _km_medians_block(events[block], censored[block], bin_width)
+    return out.reshape(shape)
+
+
+_KM_BLOCK = 64  # histograms per block: 64 x 6,000 bins of float64 is 3 MB a temporary
+
+
+_KM_PREFIX = 1024  # bins searched first: most medians lie early in a 6,000-bin histogram
+
+
+def _km_medians_block(events: np.ndarray, censored: np.ndarray, bin_width: float) -> np.ndarray:
+    """Medians of a block, searching the first ``_KM_PREFIX`` bins first: S up to bin k
+    depends on the bins before k only (and the total), so a crossing found there is the
+    one the whole histogram gives, bit for bit; the others are searched in full."""
     n_total = events.sum(axis=-1) + censored.sum(axis=-1)
+    width = min(_KM_PREFIX, events.shape[-1])
+    out = _km_medians_prefix(events[:, :width], censored[:, :width], n_total, bin_width)
+    rest = np.flatnonzero(np.isinf(out))
+    if rest.size and width < events.shape[-1]:
+        out[rest] = _km_medians_prefix(events[rest], censored[rest], n_total[rest], bin_width)
+    return out
+
+
+def _km_medians_prefix(events, censored, n_total, bin_width: float) -> np.ndarray:
+    """First crossing of 1/2 within these bins (inf where none); ``n_total``: every
+    patient of each histogram, not only those in these bins."""
+    events = events.astype(np.float64)
+    censored = censored.astype(np.float64)
+    n_total = n_total.astype(np.float64)
     removed = np.cumsum(events + censored, axis=-1)
     removed_before = np.concatenate([np.zeros_like(removed[..., :1]), removed[..., :-1]], axis=-1)
     at_risk = n_total[..., None] - removed_before

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from simseq.fit import Z95
 from simseq.outcomes import SurvivalCurve
 
 
@@ -30,7 +31,7 @@ def survival_rows(curves: dict[str, SurvivalCurve], step: float = 0.1) -> list[d
     for seq, curve in curves.items():
         grid = np.round(np.arange(0.0, curve.times[-1] + 1e-9, step), 6)
         s = np.interp(grid, curve.times, curve.survival)
-        half = 1.959964 * np.interp(grid, curve.times, curve.se)
+        half = Z95 * np.interp(grid, curve.times, curve.se)
         low, high = np.clip(s - half, 0, 1), np.clip(s + half, 0, 1)
         rows += [
             {

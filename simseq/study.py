@@ -508,7 +508,9 @@ def _case_outputs(model, tallies, n_patients) -> tuple[list[str], dict, dict]:
         outputs[k] = means[..., i]
         noise[k] = se[..., i] ** 2
     # OS from each sequence's start: the histogram of its start state, every patient entering
-    slots = [tallies.slot(TALLY_OS_GIVEN_ENTRY, int(s)) for s in model.seq_start_state]
-    hist = tallies.hist[:, slots]  # (n_cases, n_seq, 2, n_bins)
-    outputs["os_median"] = km_medians(hist[..., 0, :], hist[..., 1, :], tallies.bin_width)
+    medians = []
+    for start in model.seq_start_state:
+        hist = tallies.hist[:, tallies.slot(TALLY_OS_GIVEN_ENTRY, int(start))]  # a view
+        medians.append(km_medians(hist[:, 0], hist[:, 1], tallies.bin_width))
+    outputs["os_median"] = np.stack(medians, axis=1)
     return list(model.seq_names), outputs, noise

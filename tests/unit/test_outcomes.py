@@ -125,12 +125,14 @@ def test_vectorised_medians_and_means_equal_the_single_ones_bit_for_bit():
     from simseq.outcomes import econ_mean_se, econ_means, km_curve, km_medians
 
     rng = np.random.default_rng(4)
-    events = rng.poisson(rng.uniform(0.0, 30.0, (3, 4, 1)), (3, 4, 50))
-    censored = rng.poisson(2.0, (3, 4, 50))
+    # 3,000 bins: medians before and after the first 1,024 bins km_medians searches first
+    events = rng.poisson(rng.uniform(0.0, 3.0, (3, 4, 1)), (3, 4, 3000))
+    censored = rng.poisson(0.2, (3, 4, 3000))
     events[0, 0] = 0  # never reaches 1/2: inf
     events[0, 1], censored[0, 1] = 0, 0  # empty: inf, as km_curve says
     events[1, 0, 0] = 10_000  # below 1/2 in the first bin
     medians = km_medians(events, censored, 0.25)
+    assert (medians < 1024 * 0.25).any() and (medians > 1024 * 0.25).any()
     for idx in np.ndindex(3, 4):
         want = km_curve(events[idx], censored[idx], 0.25).median()
         assert medians[idx] == want, idx
