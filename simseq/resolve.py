@@ -645,7 +645,10 @@ def _why_fixed(prov: Provenance) -> str:
     if prov.path.endswith("willingness_to_pay"):
         return "the threshold is a decision rule, not an uncertain quantity"
     if prov.kind == "assumption":
-        return "an assumption with no stated uncertainty (give the psa: section a relative SE)"
+        group, _ = _group_and_unit(prov.path, prov.kind)
+        if group in ("costs", "utilities"):
+            return "an assumption with no stated uncertainty (psa: can give it a relative SE)"
+        return "an assumption with no stated uncertainty"
     return "its evidence reports no uncertainty (no CI, events, n or range)"
 
 
