@@ -25,6 +25,7 @@ import pytest
 from scalar_quadrature import (
     _cohort_parts,
     _target_value,
+    drawn_overrides,
     os_median_by_quadrature,
     solve_by_quadrature,
 )
@@ -32,7 +33,7 @@ from scalar_quadrature import (
 from simseq.evidence import load_evidence
 from simseq.fit import fit_median
 from simseq.model import compile_model, stack_draws
-from simseq.resolve import quantity_key, resolve, resolve_median
+from simseq.resolve import resolve
 from simseq.scenario import load_scenario
 from simseq.solve import DrawTarget, bind_medians, calibrate_draws
 
@@ -44,25 +45,6 @@ HORIZON = 120.0
 N_DRAWS = 1000
 ROUNDS = 5
 _MEDIANS: dict[str, float] = {}
-
-
-def drawn_overrides(sc, ev, n_draws: int, seed: int) -> list[dict[str, float]]:
-    """Overrides for ``resolve``: each calibration target and each target regimen's
-    time-on-line median drawn log-normally (SE of log 0.15) around its base value (as
-    tests/unit/test_solve.py); draw 0 is the base case."""
-    rng = np.random.default_rng(seed)
-    quantities = []
-    for t in sc.calibration.targets:
-        quantities.append((t.target, "calibration.target"))
-        quantities.append((sc.regimens[t.regimen].time_on_line.median,
-                           f"regimens.{t.regimen}.time_on_line.median"))  # fmt: skip
-    draws = [{} for _ in range(n_draws)]
-    for q, path in quantities:
-        base = resolve_median(sc, ev, q, path)[0]
-        values = base * np.exp(0.15 * rng.standard_normal(n_draws))
-        for d in range(1, n_draws):
-            draws[d][quantity_key(q, path)] = float(values[d])
-    return draws
 
 
 @pytest.fixture(scope="module")

@@ -186,3 +186,22 @@ def _target_value(scenario, evidence, tgt, overrides) -> float:
     if key in overrides:
         return float(overrides[key])
     return resolve_median(scenario, evidence, q, "calibration.target")[0]
+
+
+def drawn_overrides(sc, ev, n_draws: int, seed: int) -> list[dict[str, float]]:
+    """``n_draws`` override mappings for ``resolve``: each calibration target and each
+    target regimen's time-on-line median drawn log-normally (SE of log 0.15) around its
+    base value, keyed as the resolver keys them; draw 0 is the base case."""
+    rng = np.random.default_rng(seed)
+    quantities = []
+    for t in sc.calibration.targets:
+        quantities.append((t.target, "calibration.target"))
+        quantities.append((sc.regimens[t.regimen].time_on_line.median,
+                           f"regimens.{t.regimen}.time_on_line.median"))  # fmt: skip
+    draws = [{} for _ in range(n_draws)]
+    for q, path in quantities:
+        base = resolve_median(sc, ev, q, path)[0]
+        values = base * np.exp(0.15 * rng.standard_normal(n_draws))
+        for d in range(1, n_draws):
+            draws[d][quantity_key(q, path)] = float(values[d])
+    return draws

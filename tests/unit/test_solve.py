@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scalar_quadrature import _target_value, solve_by_quadrature
+from scalar_quadrature import _target_value, drawn_overrides, solve_by_quadrature
 from scipy.optimize import brentq
 
 from simseq.distributions import Distribution
@@ -21,7 +21,7 @@ from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION
 from simseq.evidence import load_evidence
 from simseq.model import Clock, Destination, SequenceModel, State, compile_model, stack_draws
 from simseq.quadrature import median_of, os_median, os_survival, sojourn_survival, take_draws
-from simseq.resolve import quantity_key, resolve, resolve_median
+from simseq.resolve import resolve
 from simseq.scenario import load_scenario
 from simseq.solve import (
     NO_JOINT_SOLUTION,
@@ -40,25 +40,6 @@ BASE_VALUES = {"lenvatinib.after_progression": 6.45, "sorafenib.after_progressio
 HORIZON = 120.0
 XTOL = 1e-7
 N_DRAWS = 50
-
-
-def drawn_overrides(sc, ev, n_draws: int, seed: int) -> list[dict[str, float]]:
-    """``n_draws`` override mappings for ``resolve``: each calibration target and each
-    target regimen's time-on-line median drawn log-normally (SE of log 0.15) around its
-    base value, keyed as the resolver keys them; draw 0 is the base case."""
-    rng = np.random.default_rng(seed)
-    quantities = []
-    for t in sc.calibration.targets:
-        quantities.append((t.target, "calibration.target"))
-        quantities.append((sc.regimens[t.regimen].time_on_line.median,
-                           f"regimens.{t.regimen}.time_on_line.median"))  # fmt: skip
-    draws = [{} for _ in range(n_draws)]
-    for q, path in quantities:
-        base = resolve_median(sc, ev, q, path)[0]
-        values = base * np.exp(0.15 * rng.standard_normal(n_draws))
-        for d in range(1, n_draws):
-            draws[d][quantity_key(q, path)] = float(values[d])
-    return draws
 
 
 class Cohorts:
