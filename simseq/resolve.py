@@ -860,13 +860,9 @@ def resolve(
         value = r.quantity(tgt.target, path, is_median=True)
         name = quantity_key(tgt.target, path)
         if new and name in r.table:
-            r.table.replace(
-                name,
-                group="calibration targets",
-                distribution=None,
-                fixed_because="a calibration target: each row re-solves the calibrated median "
-                "to this published value, which is not itself drawn",
-            )
+            # a target is uncertain data: drawn from its evidence (a median's log-normal
+            # from its CI, events or n) and re-solved in every row
+            r.table.replace(name, group="calibration targets")
         part = tgt.free.split(".")[0]
         bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
         cal_targets.append(CalibrationTarget(i, tgt, value, f"{tgt.regimen}.{part}", tuple(bounds)))

@@ -251,10 +251,32 @@ class PSAResult(_CasesResult):
 
         return pd.DataFrame(_draw_rows(self.names, self.outputs))
 
+    calibration = None
+    """The ``solve.DrawCalibration`` of the draws (None without calibration targets)."""
+
     @property
     def parameters(self) -> pandas.DataFrame:
         """One row per draw: the value of every drawn input (column per table column)."""
         return self.study.table.rows_frame(self.rows)
+
+    def calibration_rows(self) -> list[dict]:
+        """One row per (draw, target): the target drawn, the summary achieved, the free
+        median solved (months), and the method."""
+        cal, targets = self.calibration, self.study.resolved.targets
+        return [
+            {
+                "draw": d,
+                "target": f"calibration.targets.{t.index}",
+                "regimen": t.spec.regimen,
+                "free": t.spec.free,
+                "target_drawn": float(cal.targets[i].value[d]),
+                "achieved": float(cal.achieved[d, i]),
+                "solved_median": float(cal.values[d, i]),
+                "method": cal.methods[i],
+            }
+            for d in range(cal.values.shape[0])
+            for i, t in enumerate(targets)
+        ]
 
     def write(self, stage: Staging, *, manifest: dict | None = None) -> None:
         """psa_summary.json, psa_draws.csv, psa_parameters.csv, the CE plane, CEAC and EVPI
@@ -264,6 +286,8 @@ class PSAResult(_CasesResult):
         write_json(tmp / "psa_summary.json", summary)
         write_csv(tmp / "psa_draws.csv", _draw_rows(self.names, self.outputs))
         self.parameters.to_csv(tmp / "psa_parameters.csv")
+        if self.calibration is not None:
+            write_csv(tmp / "calibration_draws.csv", self.calibration_rows())
         _psa_plots(
             tmp,
             self.study.scenario,

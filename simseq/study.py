@@ -141,10 +141,14 @@ class Study:
     def calibrated_rows(self, rows: np.ndarray, label: str = "") -> np.ndarray:
         """``rows`` with every calibrated median re-solved for its row's inputs, all rows at
         once by the one calibrator (``calibrate.solve_rows``)."""
-        solved, _ = solve_rows(
+        return self.solve_rows(rows, label)[0]
+
+    def solve_rows(self, rows: np.ndarray, label: str = ""):
+        """(``calibrated_rows``, the ``solve.DrawCalibration`` behind them, or None without
+        calibration targets)."""
+        return solve_rows(
             self.scenario, self.resolved, self.cohorts, rows, file=self.path, label=label
         )
-        return solved
 
     def model(self, rows: np.ndarray, label: str | None = None) -> ModelArrays:
         """``bind`` with a located ``ScenarioError`` for rows the kernels cannot use
@@ -224,7 +228,9 @@ class Study:
         )
         draws = self.table.draw(n_draws, seed)
         names, outputs, noise = self._cases(draws, n_patients, seed, False, "PSA", **execution)
-        return PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
+        result = PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
+        result.calibration = self.last_calibration
+        return result
 
     def dsa(
         self,
@@ -329,7 +335,8 @@ class Study:
                 ],
             )
         self.calibrate(threads=threads, say=say)
-        model = self.model(self.calibrated_rows(cases, label), label)
+        rows, self.last_calibration = self.solve_rows(cases, label)
+        model = self.model(rows, label)
         if say is not None:
             say(
                 f"{label}: simulating {len(cases):,} cases x {n_patients:,} patients x "

@@ -38,9 +38,13 @@ def test_the_readme_example_runs_and_returns_dataframes(tmp_path, monkeypatch):
     assert {"summary.json", "survival.csv", "survival.png", "manifest.json"} <= {
         p.name for p in (tmp_path / "results" / "x").iterdir()
     }
-    assert {"psa_summary.json", "psa_draws.csv", "psa_parameters.csv", "ceac.png"} <= {
-        p.name for p in (tmp_path / "results" / "x" / "psa").iterdir()
-    }
+    assert {
+        "psa_summary.json",
+        "psa_draws.csv",
+        "psa_parameters.csv",
+        "calibration_draws.csv",
+        "ceac.png",
+    } <= {p.name for p in (tmp_path / "results" / "x" / "psa").iterdir()}
 
 
 def test_psa_base_is_the_run_bit_for_bit():
