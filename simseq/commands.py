@@ -234,9 +234,8 @@ def _analysis(
             say=cmd.say,
         )
         result.write(stage, manifest={"seconds": cmd.seconds()})
-    checkpoints = getattr(cmd.study, "checkpoints", None)
-    if checkpoints is not None:
-        checkpoints.clear()  # the results are written: drop the distributed tasks'
+    if cmd.study.checkpoints is not None:
+        cmd.study.checkpoints.clear()  # the results are written: drop the distributed tasks'
     return result, cmd
 
 

@@ -521,11 +521,3 @@ def _array_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _array_log(a: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(a)
-
-
-def total(values: Sequence[Value | float]) -> Value:
-    """Sum of values, left to right (as Python's sum)."""
-    out: Value | float = 0.0
-    for v in values:
-        out = out + v
-    return Value.lift(out)

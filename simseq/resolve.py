@@ -585,9 +585,40 @@ def _record_uncertainty(rec: Record) -> LogNormal | Beta | None:
     return None
 
 
+# (group, unit) of an economics input by its key: groups gather inputs for EVPPI and tables
+_ECONOMICS_GROUP_UNIT = {
+    "willingness_to_pay": ("decision", "currency per QALY"),
+    "ae_disutility": ("utilities", "utility decrement"),
+    "utility": ("utilities", "per year"),
+    "post_progression_utility": ("utilities", "per year"),
+    "start_age": ("utilities", "years"),
+    "intercept": ("utilities", "coefficient"),
+    "age": ("utilities", "coefficient"),
+    "age_squared": ("utilities", "coefficient"),
+    "grade3_ae_rate": ("adverse events", "probability"),
+    "ae_duration_months": ("adverse events", "months"),
+    "relative_dose_intensity": ("costs", "fraction"),
+    "units_per_dose": ("costs", "units per dose"),
+    "doses_per_month": ("costs", "doses per month"),
+    "unit_price": ("costs", "currency per unit"),
+}
+# the same for the survival and probability inputs of regimens, sequences and population
+_MODEL_GROUP_UNIT = {
+    "hazard_ratio": ("hazard ratios", "ratio"),
+    "transport_hazard_ratio": ("hazard ratios", "ratio"),
+    "next_line": ("probabilities", "probability"),
+    "prevalence": ("probabilities", "probability"),
+    "line_end": ("probabilities", "probability"),
+    "mix": ("probabilities", "probability"),
+    "median": ("survival", "months"),
+    "target": ("survival", "months"),  # a calibration target (a median)
+    "scale": ("survival", "months"),
+    "rate": ("survival", "per month"),
+}
+
+
 def _group_and_unit(path: str, kind: str) -> tuple[str, str]:
-    """(group, unit) of the parameter first used at key ``path``: groups gather inputs
-    for EVPPI and tables; units label them."""
+    """(group, unit) of the parameter first used at key ``path``."""
     last = path.rsplit(".", 1)[-1]
     if kind == "calibrated":
         return "calibrated", "months"
@@ -596,42 +627,11 @@ def _group_and_unit(path: str, kind: str) -> tuple[str, str]:
     if path.startswith("economics."):
         if last.startswith("discount"):
             return "discounting", "per year"
-        if last == "willingness_to_pay":
-            return "decision", "currency per QALY"
-        if last == "ae_disutility":
-            return "utilities", "utility decrement"
-        if last in ("utility", "post_progression_utility"):
-            return "utilities", "per year"
-        if last in ("start_age",):
-            return "utilities", "years"
-        if last in ("intercept", "age", "age_squared"):
-            return "utilities", "coefficient"
-        if last == "grade3_ae_rate":
-            return "adverse events", "probability"
-        if last == "ae_duration_months":
-            return "adverse events", "months"
-        if last == "relative_dose_intensity":
-            return "costs", "fraction"
-        if last == "units_per_dose":
-            return "costs", "units per dose"
-        if last == "doses_per_month":
-            return "costs", "doses per month"
-        if last == "unit_price":
-            return "costs", "currency per unit"
-        if last.endswith("per_month"):
-            return "costs", "currency per month"
-        return "costs", "currency"
-    if last in ("hazard_ratio", "transport_hazard_ratio"):
-        return "hazard ratios", "ratio"
-    if last in ("next_line", "prevalence", "line_end", "mix"):
-        return "probabilities", "probability"
-    if last == "median":
-        return "survival", "months"
-    if last in ("scale",):
-        return "survival", "months"
-    if last in ("rate",):
-        return "survival", "per month"
-    return "survival", "(shape)"
+        per_month = ("costs", "currency per month")
+        return _ECONOMICS_GROUP_UNIT.get(
+            last, per_month if last.endswith("per_month") else ("costs", "currency")
+        )
+    return _MODEL_GROUP_UNIT.get(last, ("survival", "(shape)"))
 
 
 def _why_fixed(prov: Provenance) -> str:

@@ -9,7 +9,6 @@ the matching command into a staged results directory (``simseq.results_dir``);
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,8 +188,8 @@ class RunResult(_Result):
                 else self.checkpoints.reused,
                 "calibration": {
                     "input_hash": cal.input_hash,
-                    "from_cache": getattr(study, "calibration_cached", False),
-                    "note": getattr(study, "calibration_note", None),
+                    "from_cache": study.calibration_cached,
+                    "note": study.calibration_note,
                     "values": cal.values,
                     "n_patients": cal.n_patients,
                     "seed": cal.seed,
@@ -203,7 +202,7 @@ class RunResult(_Result):
 class _CasesResult(_Result):
     """Results over many rows of the parameter table (PSA draws, DSA bounds, sweep points)."""
 
-    def _manifest(self, started: float | None = None, **extra) -> dict:
+    def _manifest(self, **extra) -> dict:
         study = self.study
         cal = study.calibration
         return {
@@ -211,13 +210,12 @@ class _CasesResult(_Result):
             "calibration": {
                 "input_hash": cal.input_hash,
                 "base_values": cal.values,
-                "note": getattr(study, "calibration_note", None),
+                "note": study.calibration_note,
                 "per_case": "re-solved for every row by the one calibrator (simseq.calibrate)",
             },
             "checkpointed_tasks_reused": None
-            if getattr(study, "checkpoints", None) is None
+            if study.checkpoints is None
             else study.checkpoints.reused,
-            **({} if started is None else {"seconds": round(time.perf_counter() - started, 3)}),
             **extra,
         }
 

@@ -77,6 +77,14 @@ class Study:
         except ValueError as err:  # a model the scenario checks did not foresee
             raise ScenarioError(self.path, [("(model)", None, str(err))]) from None
         self.calibration: CalibrationResult | None = None
+        self.calibration_cached = False
+        """Whether ``calibration`` came from a cache (``calibrate(cache_dir=...)``)."""
+        self.calibration_note: str | None = None
+        """Why a cache was not used, when one was found and refused."""
+        self.checkpoints = None
+        """The task checkpoints of the last distributed analysis (cleared once written)."""
+        self.last_calibration = None
+        """The ``solve.DrawCalibration`` of the last analysis's rows."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Study:
