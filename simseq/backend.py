@@ -250,6 +250,11 @@ class LocalBackend:
         pass
 
 
+def _the_model(model: ModelArrays) -> ModelArrays:
+    """The model as a Dask task result (see DaskBackend.map)."""
+    return model
+
+
 class DaskBackend:
     """Tasks on a Dask cluster: an existing scheduler, or a LocalCluster started here."""
 
@@ -302,9 +307,11 @@ class DaskBackend:
 
         if not tasks:
             return
-        # hash=False: a fresh key per call, so a re-scatter never races the release of the last
-        model_future = self.client.scatter(model, broadcast=True, hash=False)
         run = run_key(args=args, fn=fn.__name__, model=model.digest())
+        # The model is a task, not scattered data: a worker killed while holding it loses only
+        # a copy the scheduler can recompute from the task itself (scattered data is lost for
+        # good, and every task waiting on it is cancelled). pure=False: a fresh key per call.
+        model_future = self.client.submit(_the_model, model, pure=False)
         futures = {
             self.client.submit(
                 fn,
