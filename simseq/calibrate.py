@@ -133,15 +133,20 @@ def solve_rows(
     *,
     file: str = "<scenario>",
     label: str = "",
+    keep_unreachable: bool = False,
 ):
     """``rows`` (n_draws, n_columns) with every calibrated median solved for its row's
     inputs, and the ``solve.DrawCalibration`` behind them.
+
+    ``keep_unreachable``: a draw whose target its own inputs cannot reach is returned
+    unsolved (status ``NOT_BRACKETED``, medians nan) instead of raising, for a PSA to
+    redraw it.
 
     ``resolved``: the scenario's ``Resolved`` (its targets and calibrated columns);
     ``cohorts``: ``resolved.cohort_structure()``. A target no row can reach raises
     ``ScenarioError`` naming the target (and the draw, when ``label`` names the analysis
     the rows come from)."""
-    from simseq.solve import NOT_SOLVED, DrawTarget, calibrate_draws
+    from simseq.solve import NOT_BRACKETED, NOT_SOLVED, DrawTarget, calibrate_draws
 
     rows = np.array(rows, dtype=np.float64)
     targets = resolved.targets
@@ -194,6 +199,8 @@ def solve_rows(
     )
     # a target left unsolved because another of its cohort failed is not listed again
     failures = [f for f in result.failures() if result.status[f[0], f[1]] != NOT_SOLVED]
+    if keep_unreachable:
+        failures = [f for f in failures if result.status[f[0], f[1]] != NOT_BRACKETED]
     if failures:
         problems = []
         for d, i, _ in failures[:5]:

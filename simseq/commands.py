@@ -23,6 +23,7 @@ from simseq.report import (
     print_calibration_table,
     print_cea_table,
     print_dsa_table,
+    print_held_fixed,
     print_psa_table,
     print_run_table,
     write_csv,
@@ -252,6 +253,7 @@ def run_psa(
     )
     if not cmd.quiet:
         print_psa_table(cmd.console, result.summary_dict)
+        print_held_fixed(cmd.console, result.summary_dict["held_fixed"])
         cmd.console.print(f"PSA results written to {cmd.out_dir}/ ({cmd.seconds():.1f} s)")
     return result.summary_dict, cmd.out_dir
 

@@ -1,4 +1,4 @@
-"""Fit a parametric family to the summaries papers publish; pool several sources.
+"""Fit a parametric family to the summaries papers publish.
 
 Published survival evidence is usually a median (often with a one-sided CI),
 sometimes a landmark survival such as S(12) = 0.45, sometimes quartiles. This
@@ -35,12 +35,9 @@ def _optimize():
 __all__ = [
     "FitError",
     "FitResult",
-    "MedianSource",
-    "PooledMedian",
     "fit_median",
     "fit_points",
     "fit_summaries",
-    "pool_medians",
     "se_log_median",
 ]
 
@@ -262,8 +259,11 @@ def _make_result(
 
 
 def _to_x(fam: Family, name: str, value: float) -> float:
-    """The optimiser's coordinate for a parameter: positive ones on the log scale."""
-    return value if name in fam.real_params else math.log(value)
+    """The optimiser's coordinate for a parameter: positive ones on the log scale (nan for a
+    start that underflowed to 0, which the caller skips)."""
+    if name in fam.real_params:
+        return value
+    return math.log(value) if value > 0 else math.nan
 
 
 def _from_x(fam: Family, name: str, x: float) -> float:
@@ -672,102 +672,3 @@ def se_log_median(
     if n is not None:
         return 1.0 / math.sqrt(_count(n, "n"))
     raise FitError("no information on the median's uncertainty: supply ci95, n_events or n")
-
-
-@dataclass(frozen=True)
-class MedianSource:
-    """One published median: source id, median (months), optional SE of log median, n."""
-
-    id: str
-    median: float
-    se: float | None = None
-    n: int | None = None
-
-
-@dataclass(frozen=True)
-class PooledMedian:
-    """A pooled median.
-
-    Attributes
-    ----------
-    value : float
-        Pooled median, months.
-    se : float or None
-        SE of the pooled log median.
-    ids : tuple[str, ...]
-        Source ids, in input order.
-    weights : tuple[float, ...]
-        Normalised weights (sum to 1), aligned with ``ids``.
-    method : str
-        How it was pooled, including the heterogeneity statistics.
-    cochran_q : float or None
-        Cochran's Q on the log medians (approximate under n-weighting).
-    i_squared : float or None
-        I^2 = max(0, (Q - df) / Q); None with a single source.
-    """
-
-    value: float
-    se: float | None
-    ids: tuple[str, ...]
-    weights: tuple[float, ...]
-    method: str
-    cochran_q: float | None = None
-    i_squared: float | None = None
-
-
-def pool_medians(records: Sequence[MedianSource]) -> PooledMedian:
-    """Pool medians from several sources on the log scale.
-
-    If every source has an SE of its log median: fixed-effect inverse-variance
-    weighting, w_i = 1/se_i^2, pooled SE = 1/sqrt(sum w_i).
-
-    Otherwise every source needs n, and the log medians are weighted by n (the
-    n-weighted geometric mean). This is the same inverse-variance formula with
-    se_i ~= 1/sqrt(n_i), the exponential approximation with every patient an
-    event (see :func:`se_log_median` rule 4), so the pooled SE reported is
-    1/sqrt(sum n): a lower bound, since events are fewer than patients.
-
-    Either way, Cochran's Q = sum w_i (log m_i - log pooled)^2 and I^2 are
-    reported (approximate under n-weighting). A fixed-effect SE ignores
-    between-study heterogeneity: when I^2 is large, widen it before a PSA.
-
-    Raises
-    ------
-    FitError
-        On an empty list, an invalid median, SE or n, or a source with neither
-        SE nor n when not every source has an SE.
-    """
-    if not records:
-        raise FitError("no medians to pool: supply at least one source")
-    ids = tuple(str(r.id) for r in records)
-    log_m = np.array([math.log(_positive(r.median, f"median of {r.id}")) for r in records])
-    if all(r.se is not None for r in records):
-        ses = np.array([_positive(r.se, f"se of {r.id}") for r in records])
-        w = 1.0 / ses**2
-        label = "fixed-effect inverse-variance on log median"
-    else:
-        missing = [r.id for r in records if r.n is None]
-        if missing:
-            raise FitError(
-                f"cannot pool: {', '.join(missing)} has no n (and not every source has an SE); "
-                "n-weighting needs n for every source, inverse-variance an SE for every source"
-            )
-        w = np.array([_count(r.n, f"n of {r.id}") for r in records], dtype=np.float64)
-        label = "n-weighted geometric mean (SE 1/sqrt(sum n): a lower bound, events < n)"
-    pooled = float(np.sum(w * log_m) / np.sum(w))
-    se = float(1.0 / math.sqrt(np.sum(w)))
-    k = len(records)
-    q = float(np.sum(w * (log_m - pooled) ** 2))
-    i2 = max(0.0, (q - (k - 1)) / q) if k > 1 and q > 0 else (0.0 if k > 1 else None)
-    het = f"Cochran's Q={q:.3g} on {k - 1} df"
-    if i2 is not None:
-        het += f", I^2={100 * i2:.0f}%"
-    return PooledMedian(
-        value=math.exp(pooled),
-        se=se,
-        ids=ids,
-        weights=tuple(float(x) for x in w / np.sum(w)),
-        method=f"{label}; k={k}; {het}",
-        cochran_q=q if k > 1 else None,
-        i_squared=i2,
-    )

@@ -28,6 +28,8 @@ from simseq.fit import Z95
 if TYPE_CHECKING:
     import pandas
 
+    from simseq.meta_analysis import PooledMedian
+
 # --------------------------------------------------------------------------- #
 # Sampling distributions
 # --------------------------------------------------------------------------- #
@@ -181,6 +183,8 @@ class Parameter:
     """How it is drawn in a PSA; None: held fixed (``fixed_because`` says why)."""
     fixed_because: str = ""
     illustrative: bool = False
+    pooling: PooledMedian | None = None
+    """For a pooled median: the pool (method, tau^2, I^2, weights)."""
 
     @property
     def source(self) -> str:
@@ -347,16 +351,17 @@ class ParameterTable:
                 out[p.name] = dict(zip(cats, map(float, values), strict=True))
         return out
 
-    def draw(self, n_draws: int, seed: int) -> np.ndarray:
+    def draw(self, n_draws: int, seed: int, attempt: int = 0) -> np.ndarray:
         """float64 (n_draws, n_columns): random draws of every uncertain parameter, the
         others at their base values.
 
         Each parameter has its own stream keyed by (seed, name), so adding or removing
-        another parameter does not change its draws."""
+        another parameter does not change its draws. ``attempt`` > 0 gives fresh,
+        independent streams, for redrawing rows a PSA rejects."""
         rows = np.repeat(self.base_row(), n_draws, axis=0)
         for p in self.uncertain:
             rows[:, self.column_slice(p)] = p.distribution.sample(
-                _stream(seed, p.name), np.asarray(p.base), n_draws
+                _stream(seed, p.name, attempt), np.asarray(p.base), n_draws
             )
         return rows
 
@@ -411,10 +416,11 @@ class ParameterTable:
         return out
 
 
-def _stream(seed: int, name: str) -> np.random.Generator:
-    """A generator for one parameter, keyed by (seed, parameter name)."""
+def _stream(seed: int, name: str, attempt: int = 0) -> np.random.Generator:
+    """A generator for one parameter, keyed by (seed, parameter name[, attempt])."""
     digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
-    return np.random.default_rng([seed, digest, 0x5EA])
+    key = [seed, digest, 0x5EA] + ([attempt] if attempt else [])
+    return np.random.default_rng(key)
 
 
 # --------------------------------------------------------------------------- #

@@ -170,6 +170,22 @@ def print_cea_table(console: Console, cea: dict) -> None:
     console.print(table)
 
 
+def print_held_fixed(console: Console, held_fixed: list[dict]) -> None:
+    """The inputs a PSA held at their base value, grouped by why (psa_summary.json has each)."""
+    if not held_fixed:
+        console.print("held fixed in this PSA: nothing (every input is drawn or calibrated)")
+        return
+    by_reason: dict[str, list[str]] = {}
+    for h in held_fixed:
+        by_reason.setdefault(h["because"], []).append(h["name"].removeprefix("value:"))
+    console.print(
+        f"held fixed in this PSA ({len(held_fixed)} inputs; each with its reason in "
+        "psa_summary.json held_fixed):"
+    )
+    for reason, names in by_reason.items():
+        console.print(f"  - {reason}: {', '.join(names)}")
+
+
 def print_psa_table(console: Console, summary: dict) -> None:
     """The PSA's means and 95% intervals across draws, and P(best) at the stated WTP."""
     cur = summary["currency"]

@@ -21,8 +21,9 @@ from simseq.evidence import (
     load_evidence,
     with_user_evidence,
 )
-from simseq.fit import Z95, FitError, MedianSource, pool_medians, se_log_median
+from simseq.fit import Z95, FitError, se_log_median
 from simseq.limits import MAX_TALLY_BYTES, TALLY_BYTES_PER_BIN
+from simseq.meta_analysis import MedianSource, PooledMedian, pool_medians
 from simseq.model import (
     Clock,
     Covariate,
@@ -34,17 +35,20 @@ from simseq.model import (
     Structure,
     structure_of,
 )
-from simseq.params import Beta, Dirichlet, LogNormal, Parameter, ParameterTable, Value
+from simseq.params import Beta, Dirichlet, Gamma, LogNormal, Parameter, ParameterTable, Value
 from simseq.scenario import (
     HORIZON,
     DistSpec,
     Domain,
     Line,
+    Pooling,
     Quantity,
     Regimen,
     Scenario,
     ScenarioError,
     Target,
+    Uncertainty,
+    check_centre,
     number_fields,
     simulation_problems,
 )
@@ -72,6 +76,8 @@ class Provenance:
     uncertainty: object = None
     """The sampling distribution the evidence supports (``simseq.params``: LogNormal,
     Beta, Dirichlet), or None when it says nothing."""
+    pooling: PooledMedian | None = None
+    """For a pooled median: the pool, with its heterogeneity statistics."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,7 @@ class _Resolver:
                     distribution=dist,
                     fixed_because=_why_fixed(prov) if dist is None else "",
                     illustrative=prov.illustrative,
+                    pooling=prov.pooling,
                 )
             )
         else:
@@ -281,7 +288,12 @@ class _Resolver:
         """Provenance (with value and uncertainty) of a Quantity, or None on a problem."""
         if q.value is not None:
             return Provenance(
-                path, q.value, "assumption", note=q.assumption or "", illustrative=q.illustrative
+                path,
+                q.value,
+                "assumption",
+                note=_with_uncertainty_note(q.assumption or "", q.uncertainty),
+                illustrative=q.illustrative,
+                uncertainty=stated_uncertainty(q.uncertainty, q.value),
             )
         if q.calibrate is not None:
             if calib_key not in self.calibrated:
@@ -302,7 +314,14 @@ class _Resolver:
                     (f"{path}.field", q.field, f"not a number of {rec.id}; it has {known}")
                 )
                 return None
-            return Provenance(path, float(v), "evidence", (rec.id,), f"{q.field} of {rec.id}")
+            return Provenance(
+                path,
+                float(v),
+                "evidence",
+                (rec.id,),
+                _with_uncertainty_note(f"{q.field} of {rec.id}", q.uncertainty),
+                uncertainty=self._stated_for_evidence(q, float(v), None, path),
+            )
         if q.evidence is not None:
             if is_median:
                 rec = self.median_of(q.evidence, f"{path}.evidence")
@@ -318,34 +337,64 @@ class _Resolver:
                 rec.value,
                 "evidence",
                 (rec.id,),
-                rec.note or "",
-                uncertainty=_record_uncertainty(rec),
+                _with_uncertainty_note(rec.note or "", q.uncertainty),
+                uncertainty=self._stated_for_evidence(q, rec.value, _record_uncertainty(rec), path),
             )
-        sources = []
-        for i, rid in enumerate(q.pool):
-            rec = self.median_of(rid, f"{path}.pool.{i}")
-            if rec is None:
-                continue
-            se = None
-            if rec.ci95 is not None and any(b is not None for b in rec.ci95):
-                se = se_log_median(rec.value, rec.ci95)
-            sources.append(MedianSource(rec.id, rec.value, se, rec.n))
-        if len(sources) != len(q.pool):
+        records = [self.median_of(rid, f"{path}.pool.{i}") for i, rid in enumerate(q.pool)]
+        if any(rec is None for rec in records):
             return None
+        cohorts = {rec.cohort for rec in records}
+        if len(cohorts) > 1:
+            mixed = ", ".join(f"{rec.id} ({rec.cohort or 'no cohort'})" for rec in records)
+            self.problems.append(
+                (
+                    f"{path}.pool",
+                    q.pool,
+                    f"pools records of different cohorts: {mixed}; pool records of one "
+                    "cohort (unadjusted or ps_matched), the one this scenario compares",
+                )
+            )
+            return None
+        how = q.pooling or Pooling()
+        sources = [MedianSource(r.id, r.value, r.ci95, r.events, r.n) for r in records]
         try:
-            pooled = pool_medians(sources)
+            pooled = pool_medians(sources, how.method, how.tau2)
         except FitError as err:
             self.problems.append((f"{path}.pool", q.pool, str(err)))
             return None
-        weights = ", ".join(f"{i} {w:.3f}" for i, w in zip(pooled.ids, pooled.weights, strict=True))
+        se = pooled.pooled.predictive_se if how.psa == "predictive" else pooled.se
+        draws = "predictive distribution (SE with tau^2)" if how.psa == "predictive" else "mean"
         return Provenance(
             path,
             pooled.value,
             "pool",
             pooled.ids,
-            f"{pooled.method}; {weights}",
-            uncertainty=LogNormal(pooled.se) if pooled.se else None,
+            f"{pooled.description}; the PSA draws the pooled {draws}",
+            uncertainty=LogNormal(se),
+            pooling=pooled,
         )
+
+    def _stated_for_evidence(self, q: Quantity, value: float, own, path: str):
+        """The record's own sampling distribution, or the one the scenario states for
+        evidence that reports none (stating one where the record has its own is refused)."""
+        if q.uncertainty is None:
+            return own
+        if own is not None:
+            self.problems.append(
+                (
+                    f"{path}.uncertainty",
+                    q.uncertainty.distribution,
+                    f"{q.evidence} reports its own uncertainty ({own.describe()}): remove "
+                    "'uncertainty:'",
+                )
+            )
+            return own
+        try:
+            check_centre(q.uncertainty, value)
+        except ValueError as err:
+            self.problems.append((f"{path}.uncertainty", q.uncertainty.distribution, str(err)))
+            return None
+        return stated_uncertainty(q.uncertainty, value)
 
     def distribution(self, spec: DistSpec, path: str, calib_key: str = "") -> Law | None:
         params = {
@@ -379,7 +428,13 @@ class _Resolver:
 
     def probability(self, prob, path: str) -> Value:
         if prob.value is not None:
-            prov = Provenance(path, prob.value, "assumption", note=prob.assumption or "")
+            prov = Provenance(
+                path,
+                prob.value,
+                "assumption",
+                note=_with_uncertainty_note(prob.assumption or "", prob.uncertainty),
+                uncertainty=stated_uncertainty(prob.uncertainty, prob.value),
+            )
             self._note(prov)
             return self.path_values.setdefault(
                 path, self._column(f"value:{path}", prov, prob.value)
@@ -428,7 +483,13 @@ class _Resolver:
     def line_end(self, reg: Regimen, path: str) -> dict[str, Value]:
         end = reg.line_end
         if end.probabilities is not None:
-            prov = Provenance(path, float("nan"), "assumption", note=end.assumption or "")
+            prov = Provenance(
+                path,
+                float("nan"),
+                "assumption",
+                note=_with_uncertainty_note(end.assumption or "", end.uncertainty),
+                uncertainty=stated_uncertainty(end.uncertainty, list(end.probabilities.values())),
+            )
             return self._split(f"value:{path}", path, prov, dict(end.probabilities))
         rec = self._record(end.evidence, f"{path}.evidence")
         if rec is None:
@@ -556,10 +617,36 @@ def quantity_key(q: Quantity, path: str) -> str:
     if q.evidence is not None:
         return f"evidence:{q.evidence}" + (f":{q.field}" if q.field else "")
     if q.pool is not None:
-        return "pool:" + "+".join(q.pool)
+        how = q.pooling or Pooling()
+        tag = "" if how == Pooling() else f"({how.method},{how.tau2},{how.psa})"
+        return f"pool{tag}:" + "+".join(q.pool)
     if q.calibrate is not None:
         return f"calibrated:{path}"
     return f"value:{path}"
+
+
+def stated_uncertainty(u: Uncertainty | None, value: float | list[float]):
+    """The sampling distribution a scenario states for an explicit value (None: none stated).
+    ``value``: the number, or a split's probabilities for a Dirichlet."""
+    if u is None:
+        return None
+    if u.distribution == "lognormal":
+        se = u.se_log if u.se_log is not None else math.log(u.ci95[1] / u.ci95[0]) / (2 * Z95)
+        return LogNormal(se)
+    if u.distribution == "beta":
+        if u.n is not None:
+            return Beta(value * u.n, (1 - value) * u.n)
+        return Beta.from_mean_se(value, u.se)
+    if u.distribution == "gamma":
+        return Gamma(value, u.se)
+    return Dirichlet(tuple(p * u.n for p in value))
+
+
+def _with_uncertainty_note(assumption: str, u: Uncertainty | None) -> str:
+    """The assumption's reason, and the reason for its stated uncertainty."""
+    if u is None:
+        return assumption
+    return f"{assumption}; uncertainty ({u.distribution}): {u.assumption}"
 
 
 def _record_uncertainty(rec: Record) -> LogNormal | Beta | None:
@@ -645,11 +732,19 @@ def _why_fixed(prov: Provenance) -> str:
     if prov.path.endswith("willingness_to_pay"):
         return "the threshold is a decision rule, not an uncertain quantity"
     if prov.kind == "assumption":
+        if prov.path.rsplit(".", 1)[-1] in ("units_per_dose", "doses_per_month"):
+            return "a dosing schedule (the label dose), not an estimate"
         group, _ = _group_and_unit(prov.path, prov.kind)
         if group in ("costs", "utilities"):
-            return "an assumption with no stated uncertainty (psa: can give it a relative SE)"
-        return "an assumption with no stated uncertainty"
-    return "its evidence reports no uncertainty (no CI, events, n or range)"
+            return (
+                "an assumption with no stated uncertainty (psa: can give it a relative SE, "
+                "or 'uncertainty:' a distribution)"
+            )
+        return "an assumption with no stated uncertainty ('uncertainty:' would draw it)"
+    return (
+        "its evidence reports no uncertainty (no CI, events, n or range; 'uncertainty:' "
+        "can state one)"
+    )
 
 
 def _measured_after(rec: Record) -> str | None:

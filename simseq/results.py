@@ -37,7 +37,11 @@ if TYPE_CHECKING:
     from simseq.study import Study
 
 CALIBRATION_WARN = 0.01  # a target reproduced worse than this (relative) is flagged
-MC_NOISE_WARNING = 0.10  # warn when patient-level noise is >10% of an output's PSA variance
+MC_NOISE_WARNING = 0.05  # warn when patient-level noise is >5% of an output's PSA variance
+HETEROGENEITY_WARNING = 0.5  # warn when a pool's I^2 is above 50% (Cochrane Handbook 10.10.2)
+# Regression EVPPI overfits with few draws and reads noise as value; Strong, Oakley & Brennan
+# (2014) used 1,000 to 10,000. Below this the output says so.
+EVPPI_MIN_DRAWS = 1000
 OUTPUTS = ("lys", "qalys", "costs", "os_median")  # per case and sequence; discounted LYs etc.
 
 
@@ -225,7 +229,7 @@ class PSAResult(_CasesResult):
 
     command = "psa"
 
-    def __init__(self, study, base, draws, names, outputs, noise, n_patients, seed):
+    def __init__(self, study, base, draws, names, outputs, noise, n_patients, seed, redrawn=0):
         self.study = study
         self.base: RunResult = base
         """The deterministic base case: ``study.run`` at the same N and seed."""
@@ -237,8 +241,10 @@ class PSAResult(_CasesResult):
         self.n_patients = n_patients
         self.seed = seed
         base_outputs = _base_outputs(base, names)
+        self.redrawn = redrawn
+        """Rows redrawn because their calibration targets were out of their inputs' reach."""
         self.summary_dict = psa_summary(
-            study, names, outputs, noise, draws, n_patients, seed, base_outputs
+            study, names, outputs, noise, draws, n_patients, seed, base_outputs, redrawn
         )
         """The content of psa_summary.json."""
 
@@ -534,6 +540,20 @@ def resolved_warnings(resolved: Resolved) -> list[str]:
         f"user evidence (not simseq's packaged figures), from {origin}: {', '.join(ids)}"
         for origin, ids in by_origin.items()
     ]
+    for p in resolved.table.parameters:
+        pooled = p.pooling.pooled if p.pooling is not None else None
+        if pooled is not None and pooled.i2 is not None and pooled.i2 > HETEROGENEITY_WARNING:
+            carried = (
+                f"tau^2 = {pooled.tau2:.3g} is carried into the pooled SE ({pooled.se:.3g})"
+                if pooled.method == "random_effects"
+                else "pooled with fixed effect, so its SE understates the uncertainty "
+                "(pooling: {method: random_effects} carries it)"
+            )
+            warnings.append(
+                f"heterogeneous pool at {', '.join(p.paths)}: I^2 = {pooled.i2:.0%} across "
+                f"{pooled.k} sources ({', '.join(p.ids)}): they disagree beyond sampling "
+                f"error; {carried}"
+            )
     targets = resolved.scenario.calibration.targets if resolved.scenario.calibration else []
     warnings += [
         f"calibration target of {t.regimen} is an assumption, not evidence: {t.target.value:g} "
@@ -542,6 +562,34 @@ def resolved_warnings(resolved: Resolved) -> list[str]:
         if t.target.value is not None
     ]
     return warnings
+
+
+def pooling_rows(table) -> list[dict]:
+    """Every pooled median of the parameter table: sources, weights, method, tau^2, I^2, Q,
+    the pooled value (months) and the SE of its log that a PSA draws with."""
+    rows = []
+    for p in table.parameters:
+        if p.pooling is None:
+            continue
+        pooled = p.pooling.pooled
+        rows.append(
+            {
+                "parameter": p.name,
+                "used_at": list(p.paths),
+                "sources": list(p.pooling.ids),
+                "weights": [round(w, 6) for w in pooled.weights],
+                "se_from": list(p.pooling.se_rules),
+                "method": pooled.method,
+                "tau2_estimator": pooled.tau2_estimator,
+                "pooled_median": round(p.pooling.value, 6),
+                "se_log_pooled": round(pooled.se, 6),
+                "tau2": round(pooled.tau2, 6),
+                "i2": None if pooled.i2 is None else round(pooled.i2, 6),
+                "cochran_q": None if pooled.q is None else round(pooled.q, 6),
+                "psa_se_log": None if p.distribution is None else p.distribution.se_log,
+            }
+        )
+    return rows
 
 
 def build_summary(
@@ -593,8 +641,11 @@ def build_summary(
         "sequences": sequences,
         "calibration": calibration_rows(cal),
         "provenance": [
-            asdict(p) | {"value": None if p.value != p.value else p.value} for p in provenance
+            {k: v for k, v in asdict(p).items() if k != "pooling"}
+            | {"value": None if p.value != p.value else p.value}
+            for p in provenance
         ],
+        "pooling": pooling_rows(resolved.table),
         "user_evidence": resolved.user_evidence,
     }
     if resolved.economics is not None:
@@ -691,9 +742,12 @@ def _group_matrix(table, draws, members) -> np.ndarray:
     return np.concatenate([draws[:, table.column_slice(p)] for p in members], axis=1)
 
 
-def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs) -> dict:
+def psa_summary(
+    st, names, outputs, noise, draws, n_patients, seed, base_outputs, redrawn=0
+) -> dict:
     """The content of psa_summary.json: statistics over the random draws, the base case
-    beside them (``base_outputs``: {output: (n_seq,)})."""
+    beside them (``base_outputs``: {output: (n_seq,)}; ``redrawn``: rows redrawn because
+    their calibration targets were out of reach)."""
     base = st.resolved
     wtp = base.econ_inputs["willingness_to_pay"]
     wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
@@ -717,6 +771,12 @@ def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs
             )
         groups[name] = members
     evppi, warnings = {}, []
+    if len(draws) < EVPPI_MIN_DRAWS:
+        warnings.append(
+            f"EVPPI from {len(draws):,} draws: the regression needs about {EVPPI_MIN_DRAWS:,} "
+            "or more (Strong, Oakley & Brennan 2014) and overstates EVPPI with fewer; run "
+            f"with --draws {EVPPI_MIN_DRAWS} or more before reading it"
+        )
     for name, members in groups.items():
         try:
             values = econ.evppi(costs, qalys, evppi_grid, _group_matrix(st.table, draws, members))
@@ -744,6 +804,12 @@ def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs
                 f"of {len(draws)} draws; its mean is over the {reached[q]} where it was "
                 "(n_draws_reached), its interval counts the others as longer"
             )
+    if redrawn:
+        warnings.append(
+            f"{redrawn} drawn rows had calibration targets their own drawn inputs cannot reach "
+            "(e.g. an OS median below what the drawn PFS allows) and were redrawn: the PSA "
+            "samples the inputs' joint distribution truncated to consistent rows"
+        )
     warnings += st.warnings()
     settings_used = {
         k: getattr(st.settings, k).model_dump(exclude_none=True)
@@ -796,8 +862,11 @@ def psa_summary(st, names, outputs, noise, draws, n_patients, seed, base_outputs
             for p in st.table.uncertain
         ],
         "held_fixed": st.held_fixed(),
+        "pooling": pooling_rows(st.table),
         "psa_settings": settings_used,
-        "calibration": "calibrated medians re-solved for every draw by quadrature",
+        "calibration": "calibration targets drawn from their evidence and the calibrated "
+        "medians re-solved for every draw",
+        "redrawn_draws": redrawn,
     }
 
 

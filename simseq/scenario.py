@@ -240,13 +240,72 @@ class CalibrateSpec(_Frozen):
         return bounds
 
 
+class Uncertainty(_Frozen):
+    """The uncertainty of an explicit value (an assumption), drawn in a PSA: a distribution
+    whose centre is the value, with a stated spread and the reason for it."""
+
+    distribution: Literal["lognormal", "beta", "gamma", "dirichlet"]
+    """lognormal (positive numbers: shapes, hazard ratios, medians), beta (a probability),
+    gamma (a cost), dirichlet (a split over causes)."""
+    se_log: float | None = Field(default=None, gt=0, le=5)
+    """lognormal: SE of the log value."""
+    ci95: tuple[float, float] | None = None
+    """lognormal: a 95% range (SE of the log = log(high / low) / 3.92); it must contain
+    the value, which stays the distribution's median."""
+    se: float | None = Field(default=None, gt=0)
+    """beta or gamma: SE on the value's own scale."""
+    n: float | None = Field(default=None, gt=0)
+    """beta or dirichlet: the number of patients the value is as certain as (Beta(p n,
+    (1 - p) n); Dirichlet(p_i n))."""
+    assumption: str
+    """Why this spread: what range is plausible and on what grounds."""
+
+    @model_validator(mode="after")
+    def _one_spread(self) -> "Uncertainty":
+        allowed = {
+            "lognormal": ("se_log", "ci95"),
+            "beta": ("n", "se"),
+            "gamma": ("se",),
+            "dirichlet": ("n",),
+        }[self.distribution]
+        given = [k for k in ("se_log", "ci95", "se", "n") if getattr(self, k) is not None]
+        if len(given) != 1 or given[0] not in allowed:
+            raise ValueError(
+                f"a {self.distribution} uncertainty needs exactly one of "
+                f"{' or '.join(allowed)}; got {given or 'none'}"
+            )
+        if self.ci95 is not None and not 0 < self.ci95[0] < self.ci95[1]:
+            raise ValueError("ci95 must be [low, high] with 0 < low < high")
+        if not self.assumption.strip():
+            raise ValueError("an uncertainty needs an 'assumption:' saying why this spread")
+        return self
+
+
+class Pooling(_Frozen):
+    """How the medians of a ``pool:`` are combined (on the log scale, inverse-variance)."""
+
+    method: Literal["random_effects", "fixed_effect"] = "random_effects"
+    """random_effects (default: the sources' disagreement beyond their sampling error,
+    tau^2, widens the pooled SE) or fixed_effect (an explicit choice: the sources estimate
+    one common median)."""
+    tau2: Literal["reml", "dl"] = "reml"
+    """Estimator of the between-study variance: REML (default) or DerSimonian-Laird."""
+    psa: Literal["mean", "predictive"] = "mean"
+    """What a PSA draws: the pooled (average) median with its SE (default), or the
+    predictive distribution of the median in a new setting, which adds tau^2 (Riley et al.
+    2011); predictive suits a decision population unlike any of the pooled cohorts."""
+
+
 class Quantity(_Frozen):
     """One number and where it comes from: exactly one of evidence, pool, value, calibrate."""
 
     evidence: str | None = None
     """Evidence id whose headline value is used."""
     pool: list[str] | None = Field(default=None, min_length=2)
-    """Evidence ids of medians to pool (inverse-variance on log-median, else weights by n)."""
+    """Evidence ids of medians to pool (inverse-variance on the log median; each source's SE
+    from its CI, else its events, else its n; all of one cohort)."""
+    pooling: Pooling | None = None
+    """With pool: how to pool (default random effects, REML)."""
     value: float | None = None
     """An explicit number; requires ``assumption``."""
     assumption: str | None = None
@@ -258,6 +317,9 @@ class Quantity(_Frozen):
     illustrative: bool = False
     """A placeholder with no evidence behind it (e.g. a price not in the evidence file);
     every output that uses it says so."""
+    uncertainty: Uncertainty | None = None
+    """With value, or evidence that reports no uncertainty of its own (e.g. a proportion
+    without its n): its distribution in a PSA (else it is held fixed, and listed so)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -275,6 +337,13 @@ class Quantity(_Frozen):
             raise ValueError("an explicit value needs an 'assumption:' saying why")
         if self.field is not None and self.evidence is None:
             raise ValueError("'field:' goes with 'evidence:'")
+        if self.pooling is not None and self.pool is None:
+            raise ValueError("'pooling:' goes with 'pool:'")
+        if self.uncertainty is not None:
+            if self.value is None and self.evidence is None:
+                raise ValueError("'uncertainty:' goes with 'value:' or 'evidence:'")
+            if self.value is not None:
+                check_centre(self.uncertainty, self.value)
         if self.illustrative and self.value is None:
             raise ValueError("only an explicit value can be illustrative")
         return self
@@ -300,6 +369,8 @@ class Probability(_Frozen):
     """An explicit probability; requires ``assumption``."""
     assumption: str | None = None
     """Why an explicit value was chosen (required with ``value``)."""
+    uncertainty: Uncertainty | None = None
+    """With value: its distribution in a PSA (beta; else it is held fixed, and listed so)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -307,11 +378,30 @@ class Probability(_Frozen):
     def _one_source(self) -> "Probability":
         if (self.evidence is None) == (self.value is None):
             raise ValueError("give either evidence + count, or value + assumption")
+        if self.uncertainty is not None:
+            if self.value is None or self.uncertainty.distribution != "beta":
+                raise ValueError("'uncertainty:' of a probability is a beta, with 'value:'")
+            check_centre(self.uncertainty, self.value)
         if self.evidence is not None and (self.count is None) == (self.field is None):
             raise ValueError("an evidence probability needs either 'count:' or 'field:'")
         if self.value is not None and not (self.assumption and self.assumption.strip()):
             raise ValueError("an explicit value needs an 'assumption:' saying why")
         return self
+
+
+def check_centre(u: Uncertainty, value: float) -> None:
+    """A stated uncertainty must be able to centre on its value."""
+    if u.distribution in ("lognormal", "gamma") and not value > 0:
+        raise ValueError(f"a {u.distribution} uncertainty needs a positive value, not {value:g}")
+    if u.distribution == "beta" and not 0 < value < 1:
+        raise ValueError(f"a beta uncertainty needs a value in (0, 1), not {value:g}")
+    if u.distribution == "beta" and u.se is not None and u.se**2 >= value * (1 - value):
+        raise ValueError(
+            f"no beta distribution has mean {value:g} and SE {u.se:g}: the SE must be below "
+            f"sqrt(p (1 - p)) = {(value * (1 - value)) ** 0.5:.3g}"
+        )
+    if u.ci95 is not None and not u.ci95[0] < value < u.ci95[1]:
+        raise ValueError(f"ci95 {list(u.ci95)} must contain the value {value:g}")
 
 
 def _check_assumed_probabilities(probabilities: dict[str, float], assumption: str | None) -> None:
@@ -405,6 +495,9 @@ class LineEnd(_Frozen):
     """Cause -> probability (each in [0, 1], summing to 1), with an assumption."""
     assumption: str | None = None
     """Why explicit probabilities were chosen (required with ``probabilities``)."""
+    uncertainty: Uncertainty | None = None
+    """With probabilities: their distribution in a PSA (dirichlet; else held fixed, and
+    listed so)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -412,6 +505,10 @@ class LineEnd(_Frozen):
 
     @model_validator(mode="after")
     def _one_source(self) -> "LineEnd":
+        if self.uncertainty is not None and (
+            self.probabilities is None or self.uncertainty.distribution != "dirichlet"
+        ):
+            raise ValueError("'uncertainty:' of a line end is a dirichlet, with 'probabilities:'")
         if (self.evidence is None) == (self.probabilities is None):
             raise ValueError("give either evidence + causes, or probabilities + assumption")
         if self.evidence is not None and not self.causes:

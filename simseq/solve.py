@@ -118,6 +118,30 @@ class DrawCalibration:
     targets: tuple[DrawTarget, ...]
     where: tuple[str, ...]
 
+    def with_draws(self, index: np.ndarray, other: "DrawCalibration") -> "DrawCalibration":
+        """This calibration with draws ``index`` replaced by the draws of ``other`` (the
+        same targets, solved for replacement rows), in order."""
+
+        def put(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+            out = mine.copy()
+            out[index] = theirs
+            return out
+
+        return dataclasses.replace(
+            self,
+            values=put(self.values, other.values),
+            achieved=put(self.achieved, other.achieved),
+            status=put(self.status, other.status),
+            at_lo=put(self.at_lo, other.at_lo),
+            at_hi=put(self.at_hi, other.at_hi),
+            n_sweeps=put(self.n_sweeps, other.n_sweeps),
+            n_evaluations=self.n_evaluations + other.n_evaluations,
+            targets=tuple(
+                dataclasses.replace(mine, value=put(mine.value, theirs.value))
+                for mine, theirs in zip(self.targets, other.targets, strict=True)
+            ),
+        )
+
     @property
     def ok(self) -> np.ndarray:
         """bool (n_draws,): every target of the draw was solved."""

@@ -151,11 +151,17 @@ class Study:
         once by the one calibrator (``calibrate.solve_rows``)."""
         return self.solve_rows(rows, label)[0]
 
-    def solve_rows(self, rows: np.ndarray, label: str = ""):
+    def solve_rows(self, rows: np.ndarray, label: str = "", keep_unreachable: bool = False):
         """(``calibrated_rows``, the ``solve.DrawCalibration`` behind them, or None without
         calibration targets)."""
         return solve_rows(
-            self.scenario, self.resolved, self.cohorts, rows, file=self.path, label=label
+            self.scenario,
+            self.resolved,
+            self.cohorts,
+            rows,
+            file=self.path,
+            label=label,
+            keep_unreachable=keep_unreachable,
         )
 
     def model(self, rows: np.ndarray, label: str | None = None) -> ModelArrays:
@@ -231,14 +237,58 @@ class Study:
         n_draws = n_draws or self.settings.n_draws
         n_patients = n_patients or self.settings.n_patients
         seed = _checked_seed(self.scenario.simulation.seed if seed is None else seed)
+        self._check_size(n_draws, "PSA")
         base = self.run(
             n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
         )
-        draws = self.table.draw(n_draws, seed)
-        names, outputs, noise = self._cases(draws, n_patients, seed, False, "PSA", **execution)
-        result = PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
+        draws, solved, redrawn = self.psa_rows(n_draws, seed)
+        names, outputs, noise = self._cases(
+            draws, n_patients, seed, False, "PSA", solved=solved, **execution
+        )
+        result = PSAResult(
+            self, base, draws, names, outputs, noise, n_patients, seed, redrawn=redrawn
+        )
         result.calibration = self.last_calibration
         return result
+
+    def psa_rows(self, n_draws: int, seed: int):
+        """(draws, (calibrated rows, DrawCalibration) or None, number redrawn): ``n_draws``
+        random rows of the table whose calibration targets their own inputs can reach.
+
+        A drawn target can be out of reach of the same row's other draws (a second-line OS
+        median drawn below what the drawn PFS allows, whatever happens after progression).
+        Such a row is not a possible world, so it is redrawn from fresh streams (rejection
+        sampling: the joint distribution truncated to consistent rows); the PSA reports
+        how many."""
+        draws = self.table.draw(n_draws, seed)
+        if not self.resolved.targets:
+            return draws, None, 0
+        rows, cal = self.solve_rows(draws, "PSA", keep_unreachable=True)
+        redrawn = 0
+        for attempt in range(1, MAX_REDRAW_ROUNDS + 1):
+            bad = np.flatnonzero(~cal.ok)
+            if bad.size == 0:
+                return draws, (rows, cal), redrawn
+            redrawn += bad.size
+            fresh = self.table.draw(bad.size, seed, attempt)
+            fresh_rows, fresh_cal = self.solve_rows(fresh, "PSA", keep_unreachable=True)
+            draws[bad], rows[bad] = fresh, fresh_rows
+            cal = cal.with_draws(bad, fresh_cal)
+        # still unreachable after every round: the scenario, not chance, is at fault
+        left = cal.failures()
+        raise ScenarioError(
+            self.path,
+            [
+                (
+                    "calibration.targets",
+                    len({d for d, _, _ in left}),
+                    f"draws out of {n_draws} still drew targets their own inputs cannot reach "
+                    f"after {MAX_REDRAW_ROUNDS} redraws (e.g. {left[0][2]}): the targets' and "
+                    "the inputs' distributions contradict each other; check the bounds and "
+                    "the targets' evidence",
+                )
+            ],
+        )
 
     def dsa(
         self,
@@ -311,6 +361,24 @@ class Study:
         return p
 
     # -- shared machinery ------------------------------------------------------
+    def _check_size(self, n_cases: int, label: str) -> None:
+        """Refuse, before any work, an analysis whose tallies would not fit in memory."""
+        n_seq = len(self.structure.template.seq_names)
+        need = _case_bytes(n_cases, n_seq, self.horizon, self.scenario.simulation.bin_width)
+        if need > MAX_PSA_BYTES:
+            raise ScenarioError(
+                self.path,
+                [
+                    (
+                        label,
+                        n_cases,
+                        f"{n_cases:,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
+                        f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
+                        "draws or a shorter horizon",
+                    )
+                ],
+            )
+
     def _cases(
         self,
         cases: np.ndarray,
@@ -324,26 +392,15 @@ class Study:
         distributed: dict | None = None,
         checkpoints_root: Path | None = None,
         say: Say | None = None,
+        solved: tuple | None = None,
     ) -> tuple[list[str], dict, dict]:
         """Simulate rows ``cases`` (n_cases, n_columns): (sequence names, outputs,
-        patient-noise variances), each output float64 (n_cases, n_seq)."""
+        patient-noise variances), each output float64 (n_cases, n_seq). ``solved``: the
+        rows already calibrated, with their DrawCalibration (else they are solved here)."""
         n_seq = len(self.structure.template.seq_names)
-        need = _case_bytes(len(cases), n_seq, self.horizon, self.scenario.simulation.bin_width)
-        if need > MAX_PSA_BYTES:
-            raise ScenarioError(
-                self.path,
-                [
-                    (
-                        label,
-                        len(cases),
-                        f"{len(cases):,} cases x {n_seq} sequences would keep {need / 1e9:.1f} GB "
-                        f"of histograms and sums; at most {MAX_PSA_BYTES / 1e9:.0f} GB: fewer "
-                        "draws or a shorter horizon",
-                    )
-                ],
-            )
+        self._check_size(len(cases), label)
         self.calibrate(threads=threads, say=say)
-        rows, self.last_calibration = self.solve_rows(cases, label)
+        rows, self.last_calibration = solved or self.solve_rows(cases, label)
         model = self.model(rows, label)
         if say is not None:
             say(
@@ -427,6 +484,9 @@ def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
     return name, np.linspace(lo, hi, steps)
 
 
+# Rounds of redrawing PSA rows whose calibration targets are out of their inputs' reach; a
+# few per cent of rows need one round, so running out means the scenario is at fault.
+MAX_REDRAW_ROUNDS = 20
 _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
 
 

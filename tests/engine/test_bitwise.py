@@ -13,6 +13,7 @@ shows as that, not as an engine change.
 
 import dataclasses
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,21 @@ ROOT = Path(__file__).resolve().parents[2]
 N, SEED = 3001, 11  # more than one block of 256 patients, not a multiple of it
 
 
-def _scenario(path: Path, calibrated: dict) -> tuple:
-    res = resolve(load_scenario(str(path)), load_evidence(), calibrated, str(path))
+def _scenario(path: Path, calibrated: dict, overrides=None) -> tuple:
+    res = resolve(
+        load_scenario(str(path)), load_evidence(), calibrated, str(path), overrides=overrides
+    )
     return compile_model(res.sequences, res.covariates, res.economics), res.horizon
+
+
+LEN_PFS = "second_line.lenvatinib.pfs.chon2024.unadjusted+second_line.lenvatinib.pfs.cheon2025"
+SOR_PFS = "second_line.sorafenib.pfs.chon2024.unadjusted+second_line.sorafenib.pfs.cheon2025"
+# The second-line PFS medians as pooled when these digests were captured (n-weighted
+# geometric means; random effects since issue 12): pinned, so the engine stays pinned.
+CAPTURED_POOLS = {
+    f"pool:{LEN_PFS}.unadjusted": math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96),
+    f"pool:{SOR_PFS}.unadjusted": math.exp((86 * math.log(1.8) + 67 * math.log(3.3)) / 153),
+}
 
 
 MODELS = {
@@ -52,6 +65,7 @@ MODELS = {
             "sorafenib.after_progression": 4.75,
             "tki_ici.after_progression": 5.78,
         },
+        CAPTURED_POOLS,
     ),
     # competing clocks of different shapes: the general walk (``_walk_items``)
     "unmerged": lambda: (compile_model([unmerged_sequence()]), 60.0),

@@ -16,11 +16,9 @@ from scipy import stats
 from simseq.distributions import Distribution
 from simseq.fit import (
     FitError,
-    MedianSource,
     fit_median,
     fit_points,
     fit_summaries,
-    pool_medians,
     se_log_median,
 )
 
@@ -541,60 +539,3 @@ def test_se_log_median_errors(kwargs, match):
 def test_se_log_median_bad_median():
     with pytest.raises(FitError, match="median must be > 0"):
         se_log_median(-1.0, n=40)
-
-
-# --------------------------------------------------------------------------- #
-# pool_medians
-# --------------------------------------------------------------------------- #
-
-
-def test_pool_inverse_variance_by_hand():
-    pooled = pool_medians([MedianSource("a", 8.0, se=0.2), MedianSource("b", 12.0, se=0.1)])
-    # w = 25, 100; log pooled = (25 log 8 + 100 log 12) / 125
-    log_p = (25 * math.log(8.0) + 100 * math.log(12.0)) / 125
-    assert pooled.value == pytest.approx(math.exp(log_p), rel=1e-12)
-    assert pooled.se == pytest.approx(1 / math.sqrt(125), rel=1e-12)
-    assert pooled.weights == pytest.approx((0.2, 0.8))
-    q = 25 * (math.log(8.0) - log_p) ** 2 + 100 * (math.log(12.0) - log_p) ** 2
-    assert pooled.cochran_q == pytest.approx(q, rel=1e-12)
-    assert pooled.i_squared == pytest.approx(max(0.0, (q - 1) / q), rel=1e-12)
-    assert "inverse-variance" in pooled.method and "I^2" in pooled.method
-    assert pooled.ids == ("a", "b")
-
-
-def test_pool_n_weighted_lenvatinib_os():
-    # chon2024 10.3 (n=40), cheon2025 13.2 (n=56): lenvatinib 2L OS
-    pooled = pool_medians(
-        [MedianSource("chon2024", 10.3, n=40), MedianSource("cheon2025", 13.2, n=56)]
-    )
-    expected = math.exp((40 * math.log(10.3) + 56 * math.log(13.2)) / 96)
-    assert pooled.value == pytest.approx(expected, rel=1e-12)
-    assert pooled.value == pytest.approx(11.9037, abs=1e-4)
-    assert pooled.weights == pytest.approx((40 / 96, 56 / 96))
-    assert pooled.se == pytest.approx(1 / math.sqrt(96))
-    assert "n-weighted" in pooled.method and "lower bound" in pooled.method
-
-
-def test_pool_mixed_se_falls_back_to_n():
-    pooled = pool_medians([MedianSource("a", 8.0, se=0.2, n=50), MedianSource("b", 12.0, n=50)])
-    assert pooled.value == pytest.approx(math.sqrt(8.0 * 12.0))
-
-
-def test_pool_single_source():
-    pooled = pool_medians([MedianSource("a", 8.0, se=0.2)])
-    assert pooled.value == pytest.approx(8.0)
-    assert pooled.i_squared is None
-
-
-@pytest.mark.parametrize(
-    ("records", "match"),
-    [
-        ([], "no medians"),
-        ([MedianSource("a", 8.0, se=0.2), MedianSource("b", 12.0)], "b has no n"),
-        ([MedianSource("a", -8.0, n=10)], "median of a"),
-        ([MedianSource("a", 8.0, se=0.0)], "se of a"),
-    ],
-)
-def test_pool_errors(records, match):
-    with pytest.raises(FitError, match=match):
-        pool_medians(records)

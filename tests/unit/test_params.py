@@ -204,12 +204,21 @@ def test_drawn_targets_are_hit_and_carry_their_sampling_spread():
     each) the achieved summary's spread across draws is the target's sampling SE (log
     scale): the sample SD of n = 2,000 normal draws has relative SE 1/sqrt(2 (n - 1)) =
     1.6%; 4 of those, 6.3%, is the tolerance. Every draw hits its drawn target within 1%
-    (quadrature: to ~1e-7)."""
+    (quadrature: to ~1e-7).
+
+    The targets are pooled with fixed effect here, so that no drawn row is out of reach
+    and redrawn (the shipped random-effects pools redraw about 1% of rows, which trims
+    the tails: ``test_unreachable_rows_are_redrawn``)."""
     import simseq
 
-    study = simseq.load(CEA)
+    data = load_scenario(CEA).model_dump(mode="json", exclude_none=True)
+    for t in data["calibration"]["targets"]:
+        if "pool" in t["target"]:
+            t["target"]["pooling"] = {"method": "fixed_effect"}
+    study = simseq.Study.from_dict(data)
     n = 2_000
-    rows, cal = study.solve_rows(study.table.draw(n, seed=21), "PSA")
+    draws, (rows, cal), redrawn = study.psa_rows(n, seed=21)
+    assert redrawn == 0
     assert list(cal.methods) == ["quadrature"] * 3
     for i, t in enumerate(study.resolved.targets):
         param = study.table.find(f"calibration.targets.{t.index}.target")
@@ -220,3 +229,23 @@ def test_drawn_targets_are_hit_and_carry_their_sampling_spread():
         # the free median moves with the target: the rows carry it into the model
         col = study.resolved.calibrated_columns[t.free]
         assert np.corrcoef(np.log(drawn), np.log(rows[:, col]))[0, 1] > 0.5
+
+
+def test_unreachable_rows_are_redrawn():
+    """A row whose drawn target its own drawn inputs cannot reach (second-line sorafenib OS
+    drawn below what its drawn PFS allows) is redrawn from fresh streams, the same way on
+    every run; the rows kept are all solved, and the rows that needed no redraw are the
+    plain draws of the table."""
+    import simseq
+
+    study = simseq.load(CEA)
+    n = 600
+    plain = study.table.draw(n, seed=21)
+    draws, (rows, cal), redrawn = study.psa_rows(n, seed=21)
+    assert redrawn > 0 and cal.ok.all()
+    changed = np.flatnonzero((draws != plain).any(axis=1))
+    assert 0 < changed.size <= redrawn
+    assert np.array_equal(np.delete(draws, changed, 0), np.delete(plain, changed, 0))
+    again = study.psa_rows(n, seed=21)
+    assert np.array_equal(again[0], draws) and np.array_equal(again[1][0], rows)
+    assert again[2] == redrawn

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from simseq.evidence import load_evidence
+from simseq.fit import Z95
+from simseq.meta_analysis import pool
 from simseq.resolve import resolve
 from simseq.scenario import ScenarioError, load_scenario
 
@@ -48,10 +50,14 @@ def test_first_line_split_and_second_line_uptake_follow_chon2024(base):
     assert clock.law.base_distribution().median() == pytest.approx(7.5)
 
 
-def test_pooled_median_is_n_weighted_geometric_mean(base):
+def test_pooled_median_is_a_random_effects_pool_of_its_sources(base):
     pooled = next(p for p in base.provenance if p.path == "regimens.lenvatinib.time_on_line.median")
-    expected = math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96)
-    assert pooled.kind == "pool" and pooled.value == pytest.approx(expected)
+    # chon2024 3.5 (95% CI 3.0-4.2), cheon2025 4.9 (n = 56, no CI): REML on the log medians
+    ses = [math.log(4.2 / 3.0) / (2 * Z95), 1 / math.sqrt(56)]
+    expected = pool([math.log(3.5), math.log(4.9)], ses, "random_effects", "reml")
+    assert pooled.kind == "pool" and pooled.value == pytest.approx(math.exp(expected.estimate))
+    assert pooled.uncertainty.se_log == pytest.approx(expected.se)
+    assert expected.tau2 > 0 and "I^2=78%" in pooled.note
     assert set(pooled.ids) == {
         "second_line.lenvatinib.pfs.chon2024.unadjusted",
         "second_line.lenvatinib.pfs.cheon2025.unadjusted",
@@ -75,7 +81,7 @@ def test_transport_is_flagged_only_where_evidence_moved(base):
 def test_transport_hazard_ratio_is_applied(tmp_path):
     text = BASE.read_text().replace(
         "    transport_hazard_ratio:\n      value: 1.0",
-        "    transport_hazard_ratio:\n      value: 1.5",
+        "    transport_hazard_ratio:\n      value: 1.3",
     )
     path = tmp_path / "t.yaml"
     path.write_text(text)
@@ -87,9 +93,9 @@ def test_transport_hazard_ratio_is_applied(tmp_path):
     ref_state = next(s for s in ref.states if s.name == "L2:tki_ici")
     t = 4.0
     assert state.clocks[0].law.base_distribution().survival(t) == pytest.approx(
-        ref_state.clocks[0].law.base_distribution().survival(t) ** 1.5
+        ref_state.clocks[0].law.base_distribution().survival(t) ** 1.3
     )
-    assert res.transports[0].hazard_ratio == 1.5
+    assert res.transports[0].hazard_ratio == 1.3
 
 
 def test_real_world_mix_is_renormalised(base):
