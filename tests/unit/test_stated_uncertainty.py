@@ -121,9 +121,7 @@ def test_fixed_effect_and_predictive_pools_are_explicit_choices():
     median["pooling"] = {"method": "fixed_effect"}
     fixed = simseq.Study.from_dict(data).table.find("regimens.sorafenib.time_on_line.median")
     median["pooling"] = {"psa": "predictive"}
-    predictive = simseq.Study.from_dict(data).table.find(
-        "regimens.sorafenib.time_on_line.median"
-    )
+    predictive = simseq.Study.from_dict(data).table.find("regimens.sorafenib.time_on_line.median")
     random = simseq.load(BASE).table.find("regimens.sorafenib.time_on_line.median")
     assert fixed.distribution.se_log < random.distribution.se_log < predictive.distribution.se_log
     assert predictive.distribution.se_log == pytest.approx(random.pooling.pooled.predictive_se)
