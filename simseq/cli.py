@@ -458,6 +458,27 @@ def sweep_cmd(scenario, params, patients, **options) -> None:
         raise _InputError(str(err)) from None
 
 
+@main.command("structural")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--patients",
+    type=click.IntRange(min=100, max=MAX_PATIENTS),
+    default=None,
+    help="Patients per sequence and alternative [simulation.n_patients].",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [scenario's].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads [all cores].")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Replace results another scenario wrote there.")
+def structural_cmd(scenario, patients, **options) -> None:
+    """Structural uncertainty: the base case and each of the scenario's
+    structural_alternatives (another family for a clock, ...), side by side."""
+    from simseq.commands import run_structural
+
+    run_structural(scenario, n_patients=patients, **options)
+
+
 @main.command("cache")
 @click.option("--clear", is_flag=True, help="Delete the compiled kernels (recompiled when needed).")
 def cache_cmd(clear: bool) -> None:

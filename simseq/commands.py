@@ -26,6 +26,7 @@ from simseq.report import (
     print_held_fixed,
     print_psa_table,
     print_run_table,
+    print_structural_table,
     write_csv,
 )
 from simseq.results import calibration_rows
@@ -256,6 +257,31 @@ def run_psa(
         print_held_fixed(cmd.console, result.summary_dict["held_fixed"])
         cmd.console.print(f"PSA results written to {cmd.out_dir}/ ({cmd.seconds():.1f} s)")
     return result.summary_dict, cmd.out_dir
+
+
+def run_structural(
+    path: str | Path,
+    *,
+    n_patients: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+    force: bool = False,
+):
+    """``simseq structural``: the base case and each structural alternative, side by side
+    (structural.csv). Returns the StructuralResult and the directory written."""
+    cmd = _Command(
+        "structural", path, out, quiet=quiet, console=console, force=force, subdir="structural"
+    )
+    with cmd.staged() as stage:
+        result = cmd.study.structural(n_patients, seed, threads=threads, say=cmd.say)
+        result.write(stage, manifest={"seconds": cmd.seconds()})
+    if not quiet:
+        print_structural_table(cmd.console, result.row_dicts)
+        cmd.console.print(f"structural results written to {cmd.out_dir}/")
+    return result, cmd.out_dir
 
 
 def run_dsa(

@@ -170,6 +170,26 @@ def print_cea_table(console: Console, cea: dict) -> None:
     console.print(table)
 
 
+def print_structural_table(console: Console, rows: list[dict]) -> None:
+    """The scenario-analysis table: one row per (alternative, sequence)."""
+    econ = "qalys_discounted" in rows[0]
+    table = Table(title="Structural alternatives side by side (base-case inputs each)")
+    table.add_column("alternative")
+    table.add_column("sequence")
+    table.add_column("median OS (months)", justify="right")
+    table.add_column("RMST (months)", justify="right")
+    if econ:
+        table.add_column("QALYs (disc.)", justify="right")
+        table.add_column("NMB", justify="right")
+    for r in rows:
+        cells = [r["alternative"], r["sequence_label"], f"{r['median_os_months']:.2f}"]
+        cells.append(f"{r['rmst_months']:.2f}")
+        if econ:
+            cells += [f"{r['qalys_discounted']:.3f}", f"{r['nmb']:,.0f}"]
+        table.add_row(*cells)
+    console.print(table)
+
+
 def print_held_fixed(console: Console, held_fixed: list[dict]) -> None:
     """The inputs a PSA held at their base value, grouped by why (psa_summary.json has each)."""
     if not held_fixed:

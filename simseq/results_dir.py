@@ -35,7 +35,7 @@ MANIFEST = "manifest.json"
 LOCK = ".simseq.lock"
 STAGING_PREFIX = ".simseq-staging-"
 CHECKPOINTS = ".checkpoints"
-SUBDIRS = ("psa", "dsa", "sweep")
+SUBDIRS = ("psa", "dsa", "sweep", "structural")
 """Directories other commands write inside a scenario's results directory."""
 _SELF_DESCRIBING = (MANIFEST, "calibration.json")
 """Files whose content says simseq wrote them (a ``simseq_version`` key)."""

@@ -697,6 +697,20 @@ class Calibration(_Frozen):
     """The published summaries to reproduce, one free median each."""
 
 
+class Alternative(_Frozen):
+    """A structural alternative: the scenario with some key paths set otherwise (e.g. a
+    clock's family), run beside the base case in ``simseq structural``."""
+
+    label: str
+    """Name shown in the scenario-analysis table."""
+    changes: dict[str, Any] = Field(min_length=1)
+    """Key path -> YAML value, merged into the scenario as ``extends:`` merges (mappings
+    key by key; null deletes a key), e.g. ``regimens.lenvatinib.time_on_line: {family:
+    llogis, shape: {value: 1.5, assumption: ...}}``."""
+    assumption: str
+    """Why this alternative is plausible (what the evidence or guidance allows)."""
+
+
 class Simulation(_Frozen):
     """How many patients, which random streams, and the time grid."""
 
@@ -912,6 +926,9 @@ class Scenario(_Frozen):
     """Probabilistic sensitivity analysis settings (``simseq psa``)."""
     evidence: EvidenceSpec | None = None
     """Evidence of your own (files and records) beside simseq's packaged figures."""
+    structural_alternatives: dict[str, Alternative] = Field(default_factory=dict)
+    """Structural uncertainty: named alternatives (another family for a clock, another
+    cohort, ...) that ``simseq structural`` runs beside the base case, side by side."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:
@@ -1325,6 +1342,31 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     if problems:
         raise ScenarioError(file, problems)
     return scenario
+
+
+def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>") -> Scenario:
+    """The scenario with structural alternative ``name``'s changes merged in (itself
+    without alternatives); a change that makes it invalid raises ScenarioError naming the
+    alternative."""
+    alt = scenario.structural_alternatives[name]
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    data.pop("structural_alternatives", None)
+    for path, value in alt.changes.items():
+        nested: Any = value
+        for key in reversed(path.split(".")):
+            nested = {key: nested}
+        data = _deep_merge(data, nested)
+    data["name"] = f"{scenario.name}-{name}"
+    try:
+        return parse_scenario(data, file)
+    except ScenarioError as err:
+        raise ScenarioError(
+            file,
+            [
+                (f"structural_alternatives.{name}.changes: {p}", v, why)
+                for p, v, why in err.problems
+            ],
+        ) from None
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -37,6 +37,7 @@ from simseq.results import (
     DSAResult,
     PSAResult,
     RunResult,
+    StructuralResult,
     SweepResult,
     resolved_warnings,
 )
@@ -45,6 +46,7 @@ from simseq.scenario import (
     PSASettings,
     Scenario,
     ScenarioError,
+    alternative_scenario,
     load_scenario_files,
     parse_scenario,
 )
@@ -333,6 +335,38 @@ class Study:
         )
         names, outputs, _ = self._cases(cases, n_patients, seed, True, "sweep", **execution)
         return SweepResult(self, swept, points, names, outputs, n_patients, seed)
+
+    def alternative(self, name: str) -> Study:
+        """Structural alternative ``name`` of the scenario, as a study of its own."""
+        scenario = alternative_scenario(self.scenario, name, self.path)
+        try:
+            return Study(scenario, path=self.path, inputs=self.inputs)
+        except ScenarioError as err:
+            raise ScenarioError(
+                self.path,
+                [(f"structural_alternatives.{name}: {p}", v, w) for p, v, w in err.problems],
+            ) from None
+
+    def structural(
+        self, n_patients: int | None = None, seed: int | None = None, **execution
+    ) -> StructuralResult:
+        """Structural uncertainty: the base case and every structural alternative, each
+        calibrated to the same targets and run at the same N and seed, side by side.
+        ``execution``: threads, say."""
+        if not self.scenario.structural_alternatives:
+            raise ScenarioError(
+                self.path,
+                [("structural_alternatives", None, "none declared: nothing to compare")],
+            )
+        studies = {"base": self} | {
+            name: self.alternative(name) for name in self.scenario.structural_alternatives
+        }
+        runs = {}
+        for name, study in studies.items():
+            if execution.get("say") is not None:
+                execution["say"](f"structural: {name} ...")
+            runs[name] = study.run(n_patients, seed, **execution)
+        return StructuralResult(self, runs)
 
     def focus_sequence(self, sequence: str | None) -> str:
         """The sequence a tornado is drawn for: ``sequence``, or the first that is not the
