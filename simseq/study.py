@@ -431,9 +431,17 @@ _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
 
 
 def _stub(scenario: Scenario) -> dict[str, float]:
-    """Each calibrated median at the geometric mean of its bracket: the structure does
-    not depend on it, and the calibrator replaces it in every row."""
+    """Each calibrated median at the geometric mean of its bracket (at its prior median
+    for a Bayesian calibration): the structure does not depend on it, and the
+    calibrator replaces it in every row."""
     stub = {}
+    cal = scenario.calibration
+    if cal is not None and cal.method == "bayes":
+        for path, prior in cal.priors.items():
+            _, rid, part, *rest = path.split(".")
+            if rest == ["median"]:
+                stub[f"{rid}.{part}"] = prior.median
+        return stub
     for tgt in scenario.calibration.targets if scenario.calibration else []:
         part = tgt.free.split(".")[0]
         lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
