@@ -128,6 +128,39 @@ class Posterior:
         out[:, [f.column for f in self.free]] = draws
         return out
 
+    def sample_rows(self) -> list[dict]:
+        """posterior.csv: one row per posterior draw, each free parameter by its key path
+        with its unit, e.g. "regimens.lenvatinib.after_progression.median [months]"."""
+        names = [f"{f.path} [{f.unit}]" for f in self.free]
+        return [
+            {"draw": d, **{n: float(v) for n, v in zip(names, row, strict=True)}}
+            for d, row in enumerate(self.sample)
+        ]
+
+    def target_rows(self) -> list[dict]:
+        """calibration.csv of a Bayesian calibration: one row per target."""
+        return [
+            {
+                "target": t.target,
+                "target_id": t.target_id,
+                "quantity": t.quantity,
+                "where": t.where,
+                "unit": t.unit,
+                "published": t.published,
+                "published_lo95": t.published_lo,
+                "published_hi95": t.published_hi,
+                "se": t.se,
+                "se_scale": t.se_scale,
+                "model_mean": t.model_mean,
+                "model_lo95": t.model_lo,
+                "model_hi95": t.model_hi,
+                "replicated_lo95": t.replicated_lo,
+                "replicated_hi95": t.replicated_hi,
+                "published_inside_replicated95": t.inside,
+            }
+            for t in self.targets
+        ]
+
     def summary(self) -> dict:
         """The diagnostics and the posterior mean, for calibration_summary.json."""
         r = self.imis
@@ -146,6 +179,11 @@ class Posterior:
             "posterior_mean": {f.path: float(m) for f, m in zip(self.free, self.mean, strict=True)},
             "targets_inside_replicated_95": int(sum(t.inside for t in self.targets)),
             "n_targets": len(self.targets),
+            "intervals": (
+                "calibration.csv: model_* is the posterior of the model quantity; "
+                "replicated_* adds each target's sampling noise (its SE) and is the interval "
+                "the published value is checked against"
+            ),
         }
 
 
@@ -219,7 +257,7 @@ def calibrate_bayes(resolved, *, file: str = "<scenario>", say=None) -> Posterio
     seed = resolved.scenario.simulation.seed if settings.seed is None else settings.seed
     table = resolved.table
     free = tuple(
-        FreeParameter(path, col, table.find(path).unit, cal.priors[path])
+        FreeParameter(path, col, _unit(table.find(path).unit), cal.priors[path])
         for path, col in resolved.free_columns.items()
     )
     targets = resolved.bayes_targets
@@ -296,6 +334,11 @@ def calibrate_bayes(resolved, *, file: str = "<scenario>", say=None) -> Posterio
             f"{result.n_iterations} iterations, {posterior.seconds:.1f} s"
         )
     return posterior
+
+
+def _unit(unit: str) -> str:
+    """The table's unit of a free parameter; "no unit" for a shape ("(shape)")."""
+    return "no unit" if not unit or unit.startswith("(") else unit
 
 
 def _fit(t, published: float, values: np.ndarray, replicated: np.ndarray) -> TargetFit:

@@ -26,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from simseq.calibrate import CalibrationResult, base_calibration, calibrate_cached, solve_rows
+from simseq.calibrate import (
+    CalibrationResult,
+    base_calibration,
+    calibrate_cached,
+    input_hash,
+    solve_rows,
+)
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import BindError, ModelArrays, bind, econ_range_problem
@@ -85,6 +91,8 @@ class Study:
         """The task checkpoints of the last distributed analysis (cleared once written)."""
         self.last_calibration = None
         """The ``solve.DrawCalibration`` of the last analysis's rows."""
+        self.posterior = None
+        """The ``posterior.Posterior`` of a Bayesian calibration (``calibrate()``)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Study:
@@ -115,6 +123,22 @@ class Study:
         result). With ``cache_dir`` an intact cache of the same inputs there is reused
         (``simseq.calibrate``); ``say`` receives progress notes. ``threads`` is accepted
         for symmetry with the other analyses (quadrature does not use it)."""
+        if self.calibration is None and self.bayes:
+            from simseq.posterior import calibrate_bayes
+
+            self.posterior = calibrate_bayes(self.resolved, file=self.path, say=say)
+            self.calibration = CalibrationResult(
+                {
+                    key: float(self.posterior.mean[j])
+                    for j, f in enumerate(self.posterior.free)
+                    for key, col in self.resolved.calibrated_columns.items()
+                    if col == f.column
+                },
+                [],
+                input_hash(self.scenario, self.evidence),
+                self.scenario.simulation.seed,
+                0,
+            )
         if self.calibration is None:
             if say is not None and self.resolved.targets:
                 say(f"calibrating {len(self.resolved.targets)} targets ...")
@@ -134,11 +158,24 @@ class Study:
             )
         return self.calibration
 
+    @property
+    def bayes(self) -> bool:
+        """Whether the scenario's calibration is Bayesian (``calibration.method: bayes``)."""
+        cal = self.scenario.calibration
+        return cal is not None and cal.method == "bayes"
+
     def rows(self, overrides: Mapping[str, object] | None = None) -> np.ndarray:
         """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
         key path), its calibrated medians solved (the base case's calibration when
         nothing is overridden)."""
         row = self.table.rows_with(overrides or {})
+        if self.bayes:
+            self.calibrate()
+            rows = self.posterior.with_mean(row)
+            for name in overrides or {}:  # a parameter set by name wins over its posterior
+                cols = self.table.column_slice(self.table.find(name))
+                rows[:, cols] = row[:, cols]
+            return rows
         if overrides:
             return self.calibrated_rows(row)
         values = self.calibrate().values
@@ -235,6 +272,8 @@ class Study:
             n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
         )
         draws = self.table.draw(n_draws, seed)
+        if self.bayes:  # calibration uncertainty: row d carries posterior draw d
+            draws = self.posterior.with_draws(draws, seed)
         names, outputs, noise = self._cases(draws, n_patients, seed, False, "PSA", **execution)
         result = PSAResult(self, base, draws, names, outputs, noise, n_patients, seed)
         result.calibration = self.last_calibration
@@ -343,7 +382,12 @@ class Study:
                 ],
             )
         self.calibrate(threads=threads, say=say)
-        rows, self.last_calibration = self.solve_rows(cases, label)
+        if self.bayes:
+            # a PSA's rows already hold posterior draws; one-way bounds and sweep points
+            # take the posterior mean, as the base case does
+            rows = cases if label == "PSA" else self.posterior.with_mean(cases)
+        else:
+            rows, self.last_calibration = self.solve_rows(cases, label)
         model = self.model(rows, label)
         if say is not None:
             say(
@@ -405,11 +449,31 @@ class Study:
             )
 
 
-def load(path: str | Path) -> Study:
+def load(path: str | Path, *, method: str | None = None) -> Study:
     """A :class:`Study` of the scenario file at ``path`` (validated and resolved; nothing
-    is simulated or written). Problems raise ``ScenarioError`` naming file and key path."""
+    is simulated or written). Problems raise ``ScenarioError`` naming file and key path.
+    ``method`` ("point" or "bayes") overrides the scenario's ``calibration.method``."""
     scenario, inputs = load_scenario_files(str(path))
+    if method is not None:
+        scenario = with_method(scenario, method, str(path))
     return Study(scenario, path=str(path), inputs=inputs)
+
+
+def with_method(scenario: Scenario, method: str, file: str) -> Scenario:
+    """``scenario`` with ``calibration.method`` set to ``method``, checked again as if the
+    file said so."""
+    cal = scenario.calibration
+    if cal is None:
+        raise ScenarioError(file, [("calibration", None, f"--method {method}: no calibration")])
+    if cal.method == method:
+        return scenario
+    data = scenario.model_dump(exclude_unset=True)
+    data["calibration"]["method"] = method
+    try:
+        return parse_scenario(data, file)
+    except ScenarioError as err:
+        problems = [(loc, v, f"with --method {method}: {msg}") for loc, v, msg in err.problems]
+        raise ScenarioError(file, problems) from None
 
 
 def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
