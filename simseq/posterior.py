@@ -25,13 +25,15 @@ import numpy as np
 from scipy.stats import norm
 
 from simseq.bayes import STOP_MAX_ITERATIONS, IMISResult, imis
-from simseq.calibrate import _target_id
+from simseq.calibrate import target_id
 from simseq.fit import Z95
 from simseq.model import bind, structure_of
 from simseq.quadrature import os_median, os_survival, quadrature_problem, sojourn_median
 from simseq.scenario import Prior, ScenarioError
 
 LANDMARK = "os_landmark_from_sequence_start"
+# streams of their own beside the sampler's (seed): resampling PSA draws, replicating data
+RESAMPLE_STREAM, REPLICATE_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Posterior:
         if n == len(self.sample):
             draws = self.sample
         else:
-            rng = np.random.default_rng((seed, 0xBA7E5))
+            rng = np.random.default_rng((seed, RESAMPLE_STREAM))
             draws = self.sample[rng.integers(0, len(self.sample), n)]
         out[:, [f.column for f in self.free]] = draws
         return out
@@ -240,7 +242,9 @@ class _TargetModel:
                 out[:, j] = sojourn_median(model, index, self.horizon)
             else:
                 t, surv = os_survival(model, index, month)
-                out[:, j] = [np.interp(month, t, s) for s in surv]
+                k = min(int(np.searchsorted(t, month)), len(t) - 1)  # t[k - 1] < month <= t[k]
+                a = (month - t[k - 1]) / (t[k] - t[k - 1])
+                out[:, j] = (1.0 - a) * surv[:, k - 1] + a * surv[:, k]
         return out
 
 
@@ -312,7 +316,7 @@ def calibrate_bayes(resolved, *, file: str = "<scenario>", say=None) -> Posterio
         )
     values = np.vstack(evaluated)[result.sample_index]
     # replicated data: the model quantity plus each target's sampling noise
-    z = np.random.default_rng((seed, 0xDA7A)).standard_normal(values.shape)
+    z = np.random.default_rng((seed, REPLICATE_STREAM)).standard_normal(values.shape)
     with np.errstate(invalid="ignore", over="ignore"):
         replicated = np.where(is_landmark, values + se * z, values * np.exp(se * z))
     fits = tuple(
@@ -353,7 +357,7 @@ def _fit(t, published: float, values: np.ndarray, replicated: np.ndarray) -> Tar
     m_lo, m_hi = np.quantile(values, [0.025, 0.975])
     return TargetFit(
         target=f"calibration.targets.{t.index}",
-        target_id=_target_id(t.spec),
+        target_id=target_id(t.spec),
         quantity=t.spec.quantity,
         where=where,
         unit=t.unit,

@@ -122,7 +122,10 @@ class Study:
         """Solve the base case's calibrated medians (once; later calls return the same
         result). With ``cache_dir`` an intact cache of the same inputs there is reused
         (``simseq.calibrate``); ``say`` receives progress notes. ``threads`` is accepted
-        for symmetry with the other analyses (quadrature does not use it)."""
+        for symmetry with the other analyses (quadrature does not use it). With
+        ``calibration.method: bayes`` the posterior is sampled instead (``posterior``;
+        ~1 s by quadrature, not cached) and ``calibration.values`` holds the posterior
+        means of the calibrated medians."""
         if self.calibration is None and self.bayes:
             from simseq.posterior import calibrate_bayes
 
