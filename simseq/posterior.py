@@ -110,12 +110,6 @@ class Posterior:
     replicated: np.ndarray
     seconds: float
 
-    def with_mean(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` (n, n_columns) with every free parameter at its posterior mean."""
-        out = np.array(rows, np.float64)
-        out[:, [f.column for f in self.free]] = self.mean
-        return out
-
     def with_draws(self, rows: np.ndarray, seed: int) -> np.ndarray:
         """``rows`` (n_draws, n_columns) with the free parameters of row d from posterior
         draw d: the sample itself when it has n_draws rows, else resampled from it with

@@ -36,7 +36,7 @@ from simseq.calibrate import (
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import BindError, ModelArrays, bind, econ_range_problem
-from simseq.params import Parameter
+from simseq.params import Empirical, Parameter
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results import (
     OUTPUTS,
@@ -130,6 +130,14 @@ class Study:
             from simseq.posterior import calibrate_bayes
 
             self.posterior = calibrate_bayes(self.resolved, file=self.path, say=say)
+            # the base case at the posterior mean; one-way bounds at posterior quantiles
+            for j, f in enumerate(self.posterior.free):
+                self.table.replace(
+                    self.table.find(f.path).name,
+                    base=(float(self.posterior.mean[j]),),
+                    distribution=Empirical(tuple(self.posterior.sample[:, j].tolist())),
+                    fixed_because="",
+                )
             self.calibration = CalibrationResult(
                 {
                     key: float(self.posterior.mean[j])
@@ -171,14 +179,10 @@ class Study:
         """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
         key path), its calibrated medians solved (the base case's calibration when
         nothing is overridden)."""
-        row = self.table.rows_with(overrides or {})
         if self.bayes:
-            self.calibrate()
-            rows = self.posterior.with_mean(row)
-            for name in overrides or {}:  # a parameter set by name wins over its posterior
-                cols = self.table.column_slice(self.table.find(name))
-                rows[:, cols] = row[:, cols]
-            return rows
+            self.calibrate()  # the table's base row holds the posterior means from then on
+            return self.table.rows_with(overrides or {})
+        row = self.table.rows_with(overrides or {})
         if overrides:
             return self.calibrated_rows(row)
         values = self.calibrate().values
@@ -385,10 +389,8 @@ class Study:
                 ],
             )
         self.calibrate(threads=threads, say=say)
-        if self.bayes:
-            # a PSA's rows already hold posterior draws; one-way bounds and sweep points
-            # take the posterior mean, as the base case does
-            rows = cases if label == "PSA" else self.posterior.with_mean(cases)
+        if self.bayes:  # nothing to solve: the posterior is in the rows already
+            rows = cases
         else:
             rows, self.last_calibration = self.solve_rows(cases, label)
         model = self.model(rows, label)

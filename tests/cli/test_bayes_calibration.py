@@ -166,3 +166,24 @@ def test_free_belongs_to_point_calibration(tmp_path):
 
     with pytest.raises(ScenarioError, match="method: bayes frees the keys of priors"):
         simseq.load(_bayes_with(tmp_path, change))
+
+
+def test_a_psa_takes_the_posterior_jointly_and_a_dsa_its_quantiles(tmp_path):
+    data = yaml.safe_load(BAYES.read_text())
+    data["extends"] = str(ROOT / "scenarios" / "cea_base_case.yaml")
+    path = tmp_path / "cea_bayes.yaml"
+    path.write_text(yaml.safe_dump(data))
+    study = simseq.load(path)
+    psa = study.psa(n_draws=20, n_patients=200, seed=3)
+    posterior = study.posterior
+    names = [study.table.find(f.path).name for f in posterior.free]
+    drawn = psa.parameters[names].to_numpy()
+    # each PSA row is one whole posterior draw (resampled: 20 draws of 1000), not a mix
+    assert {tuple(r) for r in drawn} <= {tuple(r) for r in posterior.sample}
+    assert "PSA draw d takes posterior draw d" in psa._manifest()["calibration"]["per_case"]
+    params, rows = study.table.one_way_rows()
+    j = [p.name for p in params].index(names[0])
+    lo, hi = np.quantile(posterior.sample[:, 0], [0.025, 0.975])
+    col = posterior.free[0].column
+    assert rows[1 + 2 * j, col] == lo and rows[2 + 2 * j, col] == hi
+    assert rows[0, col] == posterior.mean[0]  # the base row: the posterior mean
