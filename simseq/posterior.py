@@ -183,7 +183,7 @@ class Posterior:
         }
 
 
-class _TargetModel:
+class TargetModel:
     """Every target's model quantity for rows of the parameter table, by quadrature."""
 
     def __init__(self, resolved, file: str):
@@ -265,7 +265,7 @@ def calibrate_bayes(resolved, *, file: str = "<scenario>", say=None) -> Posterio
     observed = np.array([float(t.value.of(base)[0]) for t in targets])
     se = np.array([t.se for t in targets])
     is_landmark = np.array([t.spec.quantity == LANDMARK for t in targets])
-    model = _TargetModel(resolved, file)
+    model = TargetModel(resolved, file)
     evaluated: list[np.ndarray] = []
 
     def rows_at(points: np.ndarray) -> np.ndarray:

@@ -187,3 +187,16 @@ def test_a_psa_takes_the_posterior_jointly_and_a_dsa_its_quantiles(tmp_path):
     col = posterior.free[0].column
     assert rows[1 + 2 * j, col] == lo and rows[2 + 2 * j, col] == hi
     assert rows[0, col] == posterior.mean[0]  # the base row: the posterior mean
+
+
+def test_the_landmark_by_quadrature_agrees_with_the_engine():
+    # the engine's S(12) of 50,000 patients has binomial SE sqrt(p (1 - p) / n) ~ 0.0022;
+    # quadrature is exact up to O(step^2) ~ 1e-4 (no Monte Carlo noise): allow 4 SE
+    from simseq.posterior import TargetModel
+
+    study = simseq.load(BAYES)
+    run = study.run(n_patients=50_000)
+    engine = run.summary_dict["sequences"]["atzbev_real_world"]["os_from_1l"]["survival_at"]["12"]
+    quadrature = TargetModel(study.resolved, "test")(run.rows)[0, 0]
+    se = np.sqrt(quadrature * (1 - quadrature) / 50_000)
+    assert abs(engine - quadrature) < 4 * se
