@@ -108,3 +108,34 @@ def test_no_overlap_between_prior_and_likelihood_is_refused():
     sample_prior, log_prior, _ = problem
     with pytest.raises(ValueError, match="do not overlap"):
         imis(sample_prior, log_prior, lambda x: np.full(len(x), -np.inf), n_initial=100)
+
+
+def test_a_correlated_ridge_matches_the_linear_gaussian_posterior():
+    # two free log-parameters, one target on their sum: x ~ N(0, I), y ~ N(x1 + x2, se^2).
+    # The posterior is normal with precision I + a a' / se^2 (a = (1, 1)) and mean
+    # cov a y / se^2: a narrow ridge (correlation ~ -0.98) the mixture must follow.
+    se, y = 0.1, 0.8
+    a = np.ones(2)
+    cov = np.linalg.inv(np.eye(2) + np.outer(a, a) / se**2)
+    mean = cov @ a * y / se**2
+    sd = np.sqrt(np.diag(cov))
+
+    def sample_prior(rng, n):
+        return rng.standard_normal((n, 2))
+
+    def log_prior(x):
+        return norm.logpdf(x).sum(axis=1)
+
+    def log_likelihood(x):
+        return norm.logpdf(y, x.sum(axis=1), se)
+
+    result = imis(
+        sample_prior, log_prior, log_likelihood, n_initial=2000, n_per_iteration=300, seed=4
+    )
+    assert result.stopped == STOP_ESS
+    _check(result, mean, sd)
+    c = np.cov(result.points.T, aweights=result.weights)
+    r = c[0, 1] / np.sqrt(c[0, 0] * c[1, 1])
+    r_true = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    # SE of a sample correlation ~ (1 - r^2) / sqrt(n), n = ESS
+    assert abs(r - r_true) < Z * (1 - r_true**2) / np.sqrt(result.ess)
