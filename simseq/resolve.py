@@ -908,6 +908,7 @@ def resolve(
     r.problems += r.domain_problems()
     if r.problems:
         raise ScenarioError(file, r.problems)
+    # the priors' key paths are looked up in a table known to be complete
     free_columns = _free_columns(r, scenario) if bayes and cohort_regimen is None else {}
     if r.problems:
         raise ScenarioError(file, r.problems)
