@@ -87,7 +87,7 @@ class CalibrationResult:
         )
 
 
-def _target_id(tgt: Target) -> str:
+def target_id(tgt: Target) -> str:
     """The evidence id, the pooled ids, or "assumed <value>" for an assumed target."""
     q = tgt.target
     if q.evidence:
@@ -238,7 +238,7 @@ def base_calibration(
         values[t.free] = float(result.values[0, i])
         results.append(
             TargetResult(
-                target_id=_target_id(t.spec),
+                target_id=target_id(t.spec),
                 quantity=t.spec.quantity,
                 regimen=t.spec.regimen,
                 free=t.spec.free,

@@ -257,14 +257,26 @@ def validate_cmd(scenario: str) -> None:
 @_force
 @_threads
 @_quiet
+@click.option(
+    "--method",
+    type=click.Choice(["point", "bayes"]),
+    help="Override the scenario's calibration.method: point (solve each free median) or "
+    "bayes (IMIS posterior; writes posterior.csv and figures too).",
+)
 @_scenario_errors
 def calibrate_cmd(
-    scenario: str, out: str | None, force: bool, threads: int | None, quiet: bool
+    scenario: str,
+    out: str | None,
+    force: bool,
+    threads: int | None,
+    quiet: bool,
+    method: str | None,
 ) -> None:
-    """Solve the scenario's unreported parameters; write OUT/calibration.csv."""
+    """Solve the scenario's unreported parameters, or sample their posterior
+    (calibration.method: bayes); write OUT/calibration.csv."""
     from simseq.commands import run_calibration
 
-    run_calibration(scenario, out, threads=threads, quiet=quiet, force=force)
+    run_calibration(scenario, out, threads=threads, quiet=quiet, force=force, method=method)
 
 
 @main.command("run")

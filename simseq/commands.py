@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from simseq.calibrate import CACHE_FILE, CalibrationResult, save_cached
 from simseq.extras import check_optional_dependencies
 from simseq.report import (
+    print_bayes_table,
     print_calibration_table,
     print_cea_table,
     print_dsa_table,
@@ -28,6 +29,7 @@ from simseq.report import (
     print_run_table,
     print_structural_table,
     write_csv,
+    write_json,
 )
 from simseq.results import calibration_rows
 from simseq.results_dir import Staging, out_directory, results_writer
@@ -51,12 +53,14 @@ def default_out(scenario: Scenario) -> Path:
 class _Command:
     """One command's session: console, study, and its staged results directory."""
 
-    def __init__(self, name: str, path, out, *, quiet, console, force, subdir: str = ""):
+    def __init__(
+        self, name: str, path, out, *, quiet, console, force, subdir: str = "", method=None
+    ):
         self.name = name
         self.console = console or make_console(quiet)
         self.quiet = quiet
         self.say = None if quiet else self.console.print
-        self.study: Study = load(path)
+        self.study: Study = load(path, method=method)
         default = default_out(self.study.scenario)
         self.out_dir = out_directory(out, default / subdir if subdir else default)
         self.force = force
@@ -181,9 +185,15 @@ def run_calibration(
     quiet=False,
     force: bool = False,
     console: Console | None = None,
+    method: str | None = None,
 ) -> tuple[CalibrationResult, Path]:
-    """``simseq calibrate``: solve the targets and write calibration.csv (+ the cache)."""
-    cmd = _Command("calibrate", path, out, quiet=quiet, console=console, force=force)
+    """``simseq calibrate``: solve the targets and write calibration.csv (+ the cache); with
+    ``calibration.method: bayes`` (or ``method="bayes"``, which overrides the scenario's)
+    sample the posterior and write posterior.csv, calibration.csv,
+    calibration_summary.json and its figures."""
+    cmd = _Command("calibrate", path, out, quiet=quiet, console=console, force=force, method=method)
+    if cmd.study.bayes:
+        return _bayes_calibration(cmd), cmd.out_dir
     with cmd.staged(manifest=None) as stage:
         cal = cmd.study.calibrate(threads=threads, say=cmd.say)
         rows = calibration_rows(cal)
@@ -200,6 +210,33 @@ def run_calibration(
             f"written {cmd.out_dir / 'calibration.csv'} and {cmd.out_dir / CACHE_FILE}"
         )
     return cal, cmd.out_dir
+
+
+def _bayes_calibration(cmd: _Command) -> CalibrationResult:
+    """The Bayesian branch of ``run_calibration``: every output staged, then moved in."""
+    from simseq.calibration_plots import plot_marginals, plot_pairs, plot_predictive
+
+    with cmd.staged(manifest=None) as stage:
+        cal = cmd.study.calibrate(say=cmd.say)
+        posterior = cmd.study.posterior
+        write_csv(stage.path / "posterior.csv", posterior.sample_rows())
+        write_csv(stage.path / "calibration.csv", posterior.target_rows())
+        # with simseq's version and the scenario's identity, as calibration.json: it marks
+        # the directory as simseq's results of this scenario
+        write_json(
+            stage.path / "calibration_summary.json",
+            {**cmd.study.manifest_header(), **posterior.summary()},
+        )
+        plot_marginals(stage.path / "posterior_marginals.png", posterior)
+        plot_pairs(stage.path / "posterior_pairs.png", posterior)
+        plot_predictive(stage.path / "posterior_predictive.png", posterior)
+    if not cmd.quiet:
+        print_bayes_table(cmd.console, posterior)
+        cmd.console.print(
+            f"written posterior.csv, calibration.csv, calibration_summary.json and 3 figures "
+            f"in {cmd.out_dir}"
+        )
+    return cal
 
 
 def _analysis(

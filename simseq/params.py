@@ -150,7 +150,28 @@ class Dirichlet:
         return "Dirichlet (" + ", ".join(f"{a:.4g}" for a in self.alpha) + ")"
 
 
-SamplingDistribution = LogNormal | Beta | Gamma | Dirichlet
+@dataclass(frozen=True)
+class Empirical:
+    """A parameter's posterior draws (a Bayesian calibration, ``simseq.posterior``):
+    sampled with replacement, bounded by their 2.5% and 97.5% quantiles. A PSA takes
+    a calibration's free parameters jointly, row d from posterior draw d
+    (``Posterior.with_draws``), over what these marginal samples give."""
+
+    draws: tuple[float, ...]
+    width = 1
+
+    def sample(self, rng: np.random.Generator, base: np.ndarray, n: int) -> np.ndarray:
+        return np.asarray(self.draws)[rng.integers(0, len(self.draws), n)][:, None]
+
+    def bounds(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = np.quantile(self.draws, [0.025, 0.975])
+        return np.array([lo]), np.array([hi])
+
+    def describe(self) -> str:
+        return f"posterior ({len(self.draws)} draws of the Bayesian calibration)"
+
+
+SamplingDistribution = LogNormal | Beta | Gamma | Dirichlet | Empirical
 
 
 # --------------------------------------------------------------------------- #

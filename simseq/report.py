@@ -114,6 +114,34 @@ def print_run_table(console: Console, summary: dict) -> None:
         console.print(f"[yellow]note:[/yellow] {w}")
 
 
+def print_bayes_table(console: Console, posterior) -> None:
+    """The posterior mean of each free parameter and each target's predictive check."""
+    r = posterior.imis
+    free = Table(
+        title=f"Bayesian calibration: ESS {r.ess:.0f}, {r.n_evaluations:,} evaluations, "
+        f"{r.n_iterations} IMIS iterations, {posterior.seconds:.1f} s",
+        title_style="bold",
+    )
+    for col in ("free parameter", "unit", "prior median", "posterior mean", "95% interval"):
+        free.add_column(col, justify="left" if col in ("free parameter", "unit") else "right")
+    for j, f in enumerate(posterior.free):
+        lo, hi = np.quantile(posterior.sample[:, j], [0.025, 0.975])
+        free.add_row(
+            f.path, f.unit, f"{f.prior.median:.4g}", f"{posterior.mean[j]:.4g}",
+            f"{lo:.4g} - {hi:.4g}",
+        )  # fmt: skip
+    console.print(free)
+    fit = Table(title="Targets: published vs posterior predictive", title_style="bold")
+    for col in ("target", "unit", "published", "model 95%", "replicated 95%", "inside"):
+        fit.add_column(col, justify="left" if col in ("target", "unit") else "right")
+    for t in posterior.targets:
+        fit.add_row(
+            t.where, t.unit, f"{t.published:.4g}", f"{t.model_lo:.4g} - {t.model_hi:.4g}",
+            f"{t.replicated_lo:.4g} - {t.replicated_hi:.4g}", "yes" if t.inside else "NO",
+        )  # fmt: skip
+    console.print(fit)
+
+
 def print_calibration_table(console: Console, rows: list[dict]) -> None:
     table = Table(title="Calibration", title_style="bold")
     columns = (

@@ -90,9 +90,15 @@ class CalibrationTarget:
     value: Value
     """The published (or assumed) summary, months, as a Value of the parameter rows."""
     free: str
-    """"<regimen>.<part>": the calibrated median it solves (a key of calibrated_columns)."""
+    """"<regimen>.<part>": the calibrated median it solves (a key of calibrated_columns);
+    "" for a target of a Bayesian calibration."""
     bounds: tuple[float, float]
-    """The bracket of the free median, months."""
+    """The bracket of the free median, months (() for a Bayesian target)."""
+    se: float = math.nan
+    """Bayesian targets: SE of the log median (a median) or of the proportion (a
+    landmark), from the evidence or the target's ``se:``."""
+    unit: str = "months"
+    """"months" (a median) or "probability" (a landmark)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,12 @@ class Resolved:
     cohorts: list[SequenceModel] = field(default_factory=list)
     """One calibration cohort per regimen with a calibration target ("cohort:<regimen>")."""
     targets: list["CalibrationTarget"] = field(default_factory=list)
-    """The calibration targets, in the scenario's order."""
+    """The targets of a point calibration, in the scenario's order."""
+    bayes_targets: list["CalibrationTarget"] = field(default_factory=list)
+    """The targets of a Bayesian calibration, in the scenario's order."""
+    free_columns: dict[str, int] = field(default_factory=dict)
+    """Bayesian calibration: key path of each free parameter (``calibration.priors``) ->
+    its column in ``table``."""
 
     def cohort_structure(self) -> Structure | None:
         """The calibration cohorts flattened for binding rows of ``table`` (None without
@@ -945,9 +956,15 @@ def resolve(
             sequences.append(SequenceModel(sid, tuple(states)))
     cohorts: dict[str, SequenceModel] = {}
     cal_targets: list[CalibrationTarget] = []
+    bayes = scenario.calibration is not None and scenario.calibration.method == "bayes"
     for i, tgt in enumerate(scenario.calibration.targets if scenario.calibration else []):
         if cohort_regimen is not None:
             break
+        if bayes:
+            if tgt.regimen is not None and tgt.regimen not in cohorts:
+                cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
+            cal_targets.append(_bayes_target(r, i, tgt))
+            continue
         if tgt.regimen not in cohorts:
             cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
         path = f"calibration.targets.{i}.target"
@@ -986,6 +1003,10 @@ def resolve(
     r.problems += r.domain_problems()
     if r.problems:
         raise ScenarioError(file, r.problems)
+    # the priors' key paths are looked up in a table known to be complete
+    free_columns = _free_columns(r, scenario) if bayes and cohort_regimen is None else {}
+    if r.problems:
+        raise ScenarioError(file, r.problems)
     targets = scenario.calibration.targets if scenario.calibration else []
     target_ids = [i for t in targets for i in t.target.evidence_ids()]
     used = dict.fromkeys([*(i for p in r.provenance for i in p.ids), *target_ids])
@@ -1004,8 +1025,83 @@ def resolve(
         r.calibrated_columns,
         r.path_values,
         list(cohorts.values()),
-        cal_targets,
+        [] if bayes else cal_targets,
+        cal_targets if bayes else [],
+        free_columns,
     )
+
+
+def _bayes_target(r: "_Resolver", i: int, tgt: Target) -> CalibrationTarget:
+    """A target of a Bayesian calibration, with the SE its likelihood uses. Its value is a
+    parameter held fixed: its uncertainty enters through the likelihood, not PSA draws."""
+    path = f"calibration.targets.{i}.target"
+    landmark = tgt.quantity == "os_landmark_from_sequence_start"
+    value = r.quantity(tgt.target, path, is_median=not landmark)
+    name = quantity_key(tgt.target, path)
+    se = math.nan
+    if tgt.se is not None:
+        se = float(tgt.se.value)
+    elif name in r.table:
+        p = r.table[name]
+        if isinstance(p.distribution, LogNormal) and not landmark:
+            se = p.distribution.se_log
+        elif landmark and tgt.target.evidence is not None:
+            rec = r.ev.get(tgt.target.evidence)
+            if rec.ci95 is not None and None not in rec.ci95:
+                se = (rec.ci95[1] - rec.ci95[0]) / (2 * Z95)
+            elif rec.n:
+                se = math.sqrt(value.base * (1.0 - value.base) / rec.n)  # binomial
+    if name in r.table:
+        r.table.replace(
+            name,
+            group="calibration targets",
+            unit="probability" if landmark else "months",
+            distribution=None,
+            fixed_because="a Bayesian calibration target: its SE enters the likelihood",
+        )
+    if not se > 0 and math.isfinite(value.base):
+        scale = "the proportion" if landmark else "the log median"
+        r.problems.append(
+            (
+                f"calibration.targets.{i}",
+                None,
+                f"its evidence gives no SE (no CI, events or n): give 'se:' (the SE of {scale}) "
+                "as a value with an assumption",
+            )
+        )
+    if landmark and not 0 < value.base < 1:
+        r.problems.append((path, value.base, "a landmark survival must be in (0, 1)"))
+    return CalibrationTarget(i, tgt, value, "", (), se, "probability" if landmark else "months")
+
+
+def _free_columns(r: "_Resolver", scenario: Scenario) -> dict[str, int]:
+    """Key path of each prior's parameter -> its column; the parameter is then taken from
+    the posterior, not drawn from its own distribution."""
+    out = {}
+    for path in scenario.calibration.priors:
+        try:
+            p = r.table.find(path)
+        except KeyError:
+            r.problems.append(
+                (
+                    f"calibration.priors.{path}",
+                    None,
+                    "not the key path of a number of this scenario (e.g. "
+                    "regimens.atz_bev.time_on_line.shape)",
+                )
+            )
+            continue
+        if len(p.columns) != 1:
+            r.problems.append((f"calibration.priors.{path}", None, "a split cannot be free"))
+            continue
+        out[path] = r.table.column(p.columns[0])
+        r.table.replace(
+            p.name,
+            group="calibrated",
+            distribution=None,
+            fixed_because="drawn from the Bayesian calibration's posterior",
+        )
+    return out
 
 
 def _resolve_economics(r: "_Resolver", spec):

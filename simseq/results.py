@@ -197,6 +197,7 @@ class RunResult(_Result):
                     "values": cal.values,
                     "n_patients": cal.n_patients,
                     "seed": cal.seed,
+                    **_bayes_note(study, "base_case", "each free parameter at its posterior mean"),
                 },
                 **(manifest or {}),
             }
@@ -216,6 +217,12 @@ class _CasesResult(_Result):
                 "base_values": cal.values,
                 "note": study.calibration_note,
                 "per_case": "re-solved for every row by the one calibrator (simseq.calibrate)",
+                **_bayes_note(
+                    study,
+                    "per_case",
+                    "PSA draw d takes posterior draw d (resampled with the seed when n_draws "
+                    "differs); one-way bounds and sweep points the posterior mean",
+                ),
             },
             "checkpointed_tasks_reused": None
             if study.checkpoints is None
@@ -575,6 +582,20 @@ def _fmt_input(p, values: np.ndarray) -> str:
     if p.columns == (p.name,):
         return f"{values[0]:.4g}"
     return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"
+
+
+def _bayes_note(study, key: str, use: str) -> dict:
+    """A Bayesian calibration's entries of a manifest's "calibration" (none for point):
+    ``key`` ("base_case" or "per_case") says how its posterior is used."""
+    if study.posterior is None:
+        return {}
+    summary = study.posterior.summary()
+    return {
+        "method": summary["method"],
+        "posterior_mean": summary["posterior_mean"],
+        "ess": summary["ess"],
+        key: use,
+    }
 
 
 def calibration_rows(result: CalibrationResult) -> list[dict]:

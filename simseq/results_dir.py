@@ -37,7 +37,7 @@ STAGING_PREFIX = ".simseq-staging-"
 CHECKPOINTS = ".checkpoints"
 SUBDIRS = ("psa", "dsa", "sweep", "structural")
 """Directories other commands write inside a scenario's results directory."""
-_SELF_DESCRIBING = (MANIFEST, "calibration.json")
+_SELF_DESCRIBING = (MANIFEST, "calibration.json", "calibration_summary.json")
 """Files whose content says simseq wrote them (a ``simseq_version`` key)."""
 
 

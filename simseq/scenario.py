@@ -635,23 +635,41 @@ class SequenceSpec(_Frozen):
         return self
 
 
-CalibrationQuantity = Literal["median_os_from_line_start", "median_time_on_line"]
+CalibrationQuantity = Literal[
+    "median_os_from_line_start", "median_time_on_line", "os_landmark_from_sequence_start"
+]
+COHORT_QUANTITIES = ("median_os_from_line_start", "median_time_on_line")
+"""Targets about a calibration cohort: every patient starts on ``regimen``."""
 
 
 class Target(_Frozen):
-    """A published summary the simulation must reproduce by solving one free parameter."""
+    """A published summary the simulation must reproduce: by solving one free median
+    (``method: point``), or through the likelihood of the free parameters' posterior
+    (``method: bayes``)."""
 
     target: Quantity
     """The value to reproduce: published (evidence or pool), or an explicit value with an
     assumption saying where it comes from (e.g. expert opinion for a new regimen)."""
     quantity: CalibrationQuantity
-    """What the target measures: the median OS from the start of the regimen's line, or
-    the median time on the line."""
-    regimen: str
-    """Regimen id; it is simulated alone, from the start of its line, as its source
-    cohort was."""
-    free: Literal["after_progression.median", "time_on_line.median"]
-    """The median solved for; it must be declared ``{calibrate: ...}`` in the regimen."""
+    """What the target measures: the median OS from the start of the regimen's line, the
+    median time on the line (both in a cohort that starts every patient on ``regimen``),
+    or OS at ``month`` from the start of a whole ``sequence`` (a proportion; bayes only)."""
+    regimen: str | None = None
+    """Regimen id of a cohort target; it is simulated alone, from the start of its line,
+    as its source cohort was."""
+    sequence: str | None = None
+    """Sequence id of an ``os_landmark_from_sequence_start`` target."""
+    month: Annotated[float, Field(gt=0)] | None = None
+    """Landmark time (months from the start of ``sequence``) of an
+    ``os_landmark_from_sequence_start`` target."""
+    free: Literal["after_progression.median", "time_on_line.median"] | None = None
+    """``method: point``: the median solved for; it must be declared ``{calibrate: ...}``
+    in the regimen. Not used by ``method: bayes`` (its free parameters are the keys of
+    ``priors``)."""
+    se: Annotated[Quantity | None, POSITIVE] = None
+    """``method: bayes``: the target's standard error where its evidence gives none (SE
+    of the log median for a median, the SE of the proportion for a landmark), as a
+    value with an assumption."""
 
     @model_validator(mode="after")
     def _sourced(self) -> "Target":
@@ -660,7 +678,20 @@ class Target(_Frozen):
                 "a calibration target is a value to reproduce: cite evidence or pool, or give "
                 "a value with an assumption saying where it comes from"
             )
-        if self.quantity == "median_time_on_line" and self.free != "time_on_line.median":
+        if self.se is not None and self.se.value is None:
+            raise ValueError("se: is an explicit value with an assumption saying why")
+        if self.quantity in COHORT_QUANTITIES:
+            if self.regimen is None or self.sequence is not None or self.month is not None:
+                raise ValueError(f"{self.quantity} needs 'regimen:' (not sequence or month)")
+        elif self.sequence is None or self.month is None or self.regimen is not None:
+            raise ValueError(f"{self.quantity} needs 'sequence:' and 'month:' (not regimen)")
+        elif self.free is not None:
+            raise ValueError(f"{self.quantity} frees no median: it is a target of method: bayes")
+        if (
+            self.quantity == "median_time_on_line"
+            and self.free is not None
+            and self.free != "time_on_line.median"
+        ):
             raise ValueError(
                 "median_time_on_line depends on time_on_line.median only: free that one "
                 "(after_progression.median cannot move it)"
@@ -686,15 +717,88 @@ class EvidenceSpec(_Frozen):
     are."""
 
 
-class Calibration(_Frozen):
-    """Parameters solved so the simulation reproduces published summaries."""
+class Prior(_Frozen):
+    """A prior of a free parameter of a Bayesian calibration: log-normal, with a reason."""
 
+    distribution: Literal["lognormal"] = "lognormal"
+    """Log-normal: log(parameter) ~ normal(log(median), se_log^2)."""
+    median: Annotated[float, Field(gt=0)]
+    """Prior median, in the parameter's unit (months for a median)."""
+    se_log: Annotated[float, Field(gt=0, le=5)]
+    """SD of the log of the parameter (1.0: the 95% interval spans x/÷ 7.1)."""
+    assumption: str
+    """Why this prior: what is known about the parameter before the targets."""
+
+    @field_validator("assumption")
+    @classmethod
+    def _said(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("a prior needs an assumption saying why")
+        return text
+
+
+class IMISSettings(_Frozen):
+    """Incremental mixture importance sampling (Raftery & Bao 2010) of a Bayesian
+    calibration's posterior."""
+
+    n_initial: int = Field(default=2000, ge=100, le=1_000_000)
+    """Prior draws before the first mixture component."""
+    n_per_iteration: int = Field(default=500, ge=10, le=1_000_000)
+    """Draws from each new mixture component."""
+    target_ess: int = Field(default=500, ge=100, le=1_000_000)
+    """Stop once the effective sample size of the importance weights reaches this."""
+    max_iterations: int = Field(default=50, ge=0, le=1000)
+    """Mixture components at most; reaching it without the target ESS is an error."""
+    n_resample: int = Field(default=1000, ge=100, le=1_000_000)
+    """Draws of the equal-weight posterior sample (posterior.csv)."""
+    seed: int | None = Field(default=None, ge=0, lt=MAX_SEED)
+    """Seed of the sampler (default: simulation.seed)."""
+
+
+class Calibration(_Frozen):
+    """Parameters solved, or given a posterior, so the simulation reproduces published
+    summaries."""
+
+    method: Literal["point", "bayes"] = "point"
+    """``point``: each target solves one free median exactly (in every PSA row).
+    ``bayes``: the free parameters (keys of ``priors``) get a posterior given every
+    target's estimate and SE, sampled by IMIS; the base case uses the posterior mean
+    and PSA draw d posterior draw d."""
     n_patients: int | None = Field(default=None, ge=1000, le=MAX_PATIENTS)
     """Patients per evaluation (default: simulation.n_patients)."""
     tolerance: float = Field(default=1e-4, gt=0, lt=0.01)
     """Relative tolerance of the root search."""
     targets: list[Target] = Field(min_length=1)
-    """The published summaries to reproduce, one free median each."""
+    """The published summaries to reproduce (``point``: one free median each)."""
+    priors: dict[str, Prior] = Field(default_factory=dict)
+    """``bayes``: key path of each free parameter (e.g.
+    regimens.atz_bev.time_on_line.shape, or a median declared ``{calibrate: ...}``) ->
+    its prior."""
+    imis: IMISSettings = Field(default_factory=IMISSettings)
+    """``bayes``: the sampler's settings."""
+
+    @model_validator(mode="after")
+    def _method(self) -> "Calibration":
+        if self.method == "point":
+            if self.priors:
+                raise ValueError("priors go with method: bayes")
+            for i, t in enumerate(self.targets):
+                if t.free is None:
+                    raise ValueError(
+                        f"targets.{i}: method: point solves one free median per target: "
+                        "give 'free:' (or use method: bayes)"
+                    )
+                if t.se is not None:
+                    raise ValueError(f"targets.{i}: 'se:' goes with method: bayes")
+        else:
+            if not self.priors:
+                raise ValueError("method: bayes needs priors on its free parameters")
+            for i, t in enumerate(self.targets):
+                if t.free is not None:
+                    raise ValueError(
+                        f"targets.{i}: method: bayes frees the keys of priors, not 'free:'"
+                    )
+        return self
 
 
 class Alternative(_Frozen):
@@ -1012,6 +1116,8 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                             _unknown("drug", drug, list(econ.drugs)),
                         )
                     )
+    if sc.calibration is not None and sc.calibration.method == "bayes":
+        return problems + _bayes_references(sc, known)
     calibrated: dict[tuple[str, str], int] = {}
     for i, tgt in enumerate(sc.calibration.targets if sc.calibration else []):
         if tgt.regimen not in sc.regimens:
@@ -1053,18 +1159,60 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                 )
             )
         calibrated.setdefault((tgt.regimen, part), i)
-    for rid, reg in sc.regimens.items():
-        for part in ("time_on_line", "after_progression"):
-            spec = getattr(reg, part)
-            if spec is not None and spec.median is not None and spec.median.calibrate:
-                if (rid, part) not in calibrated:
-                    problems.append(
-                        (
-                            f"regimens.{rid}.{part}.median",
-                            "calibrate",
-                            "marked calibrate but no calibration target frees it",
-                        )
-                    )
+    for path in calibrate_marked(sc):
+        rid, part = path.split(".")[1:3]
+        if (rid, part) not in calibrated:
+            problems.append(
+                (path, "calibrate", "marked calibrate but no calibration target frees it")
+            )
+    return problems
+
+
+def calibrate_marked(sc: Scenario) -> list[str]:
+    """Key paths of the medians declared ``{calibrate: ...}``."""
+    return [
+        f"regimens.{rid}.{part}.median"
+        for rid, reg in sc.regimens.items()
+        for part in ("time_on_line", "after_progression")
+        if (spec := getattr(reg, part)) is not None
+        and spec.median is not None
+        and spec.median.calibrate is not None
+    ]
+
+
+def _bayes_references(sc: Scenario, known: list[str]) -> list[tuple[str, Any, str]]:
+    """A Bayesian calibration's links: its targets' regimens and sequences exist, and every
+    median declared calibrate has a prior (whether the other priors' key paths are
+    numbers of the scenario is checked when it is resolved)."""
+    problems = []
+    for i, tgt in enumerate(sc.calibration.targets):
+        where = f"calibration.targets.{i}"
+        if tgt.regimen is not None and tgt.regimen not in sc.regimens:
+            problems.append(
+                (f"{where}.regimen", tgt.regimen, _unknown("regimen", tgt.regimen, known))
+            )
+        elif tgt.regimen is not None and sc.regimens[tgt.regimen].after_progression is None:
+            problems.append(
+                (
+                    f"{where}.regimen",
+                    tgt.regimen,
+                    "the calibration cohort is followed after progression on this regimen: "
+                    "it needs after_progression",
+                )
+            )
+        if tgt.sequence is not None and tgt.sequence not in sc.sequences:
+            problems.append(
+                (
+                    f"{where}.sequence",
+                    tgt.sequence,
+                    _unknown("sequence", tgt.sequence, list(sc.sequences)),
+                )
+            )
+    for path in calibrate_marked(sc):
+        if path not in sc.calibration.priors:
+            problems.append(
+                (path, "calibrate", "marked calibrate but calibration.priors has no prior for it")
+            )
     return problems
 
 

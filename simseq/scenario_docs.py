@@ -151,6 +151,8 @@ def default_text(info: FieldInfo) -> str:
         return "&mdash;"
     if isinstance(value, float) and math.isfinite(value):
         return f"`{value:g}`"
+    if isinstance(value, BaseModel):
+        return "the defaults below"
     return f"`{json.dumps(value)}`"
 
 

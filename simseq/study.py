@@ -26,11 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from simseq.calibrate import CalibrationResult, base_calibration, calibrate_cached, solve_rows
+from simseq.calibrate import (
+    CalibrationResult,
+    base_calibration,
+    calibrate_cached,
+    input_hash,
+    solve_rows,
+)
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
 from simseq.model import BindError, ModelArrays, bind, econ_range_problem
-from simseq.params import Parameter
+from simseq.params import Empirical, Parameter
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results import (
     OUTPUTS,
@@ -87,6 +93,8 @@ class Study:
         """The task checkpoints of the last distributed analysis (cleared once written)."""
         self.last_calibration = None
         """The ``solve.DrawCalibration`` of the last analysis's rows."""
+        self.posterior = None
+        """The ``posterior.Posterior`` of a Bayesian calibration (``calibrate()``)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Study:
@@ -116,7 +124,34 @@ class Study:
         """Solve the base case's calibrated medians (once; later calls return the same
         result). With ``cache_dir`` an intact cache of the same inputs there is reused
         (``simseq.calibrate``); ``say`` receives progress notes. ``threads`` is accepted
-        for symmetry with the other analyses (quadrature does not use it)."""
+        for symmetry with the other analyses (quadrature does not use it). With
+        ``calibration.method: bayes`` the posterior is sampled instead (``posterior``;
+        ~1 s by quadrature, not cached) and ``calibration.values`` holds the posterior
+        means of the calibrated medians."""
+        if self.calibration is None and self.bayes:
+            from simseq.posterior import calibrate_bayes
+
+            self.posterior = calibrate_bayes(self.resolved, file=self.path, say=say)
+            # the base case at the posterior mean; one-way bounds at posterior quantiles
+            for j, f in enumerate(self.posterior.free):
+                self.table.replace(
+                    self.table.find(f.path).name,
+                    base=(float(self.posterior.mean[j]),),
+                    distribution=Empirical(tuple(self.posterior.sample[:, j].tolist())),
+                    fixed_because="",
+                )
+            self.calibration = CalibrationResult(
+                {
+                    key: float(self.posterior.mean[j])
+                    for j, f in enumerate(self.posterior.free)
+                    for key, col in self.resolved.calibrated_columns.items()
+                    if col == f.column
+                },
+                [],
+                input_hash(self.scenario, self.evidence),
+                self.scenario.simulation.seed,
+                0,
+            )
         if self.calibration is None:
             if say is not None and self.resolved.targets:
                 say(f"calibrating {len(self.resolved.targets)} targets ...")
@@ -136,10 +171,19 @@ class Study:
             )
         return self.calibration
 
+    @property
+    def bayes(self) -> bool:
+        """Whether the scenario's calibration is Bayesian (``calibration.method: bayes``)."""
+        cal = self.scenario.calibration
+        return cal is not None and cal.method == "bayes"
+
     def rows(self, overrides: Mapping[str, object] | None = None) -> np.ndarray:
         """float64 (1, n_columns): the base row with ``overrides`` (by parameter name or
         key path), its calibrated medians solved (the base case's calibration when
         nothing is overridden)."""
+        if self.bayes:
+            self.calibrate()  # the table's base row holds the posterior means from then on
+            return self.table.rows_with(overrides or {})
         row = self.table.rows_with(overrides or {})
         if overrides:
             return self.calibrated_rows(row)
@@ -243,7 +287,11 @@ class Study:
         base = self.run(
             n_patients, seed, threads=execution.get("threads"), say=execution.get("say")
         )
-        draws, solved, redrawn = self.psa_rows(n_draws, seed)
+        if self.bayes:  # calibration uncertainty: row d carries posterior draw d
+            draws = self.posterior.with_draws(self.table.draw(n_draws, seed), seed)
+            solved, redrawn = None, 0
+        else:
+            draws, solved, redrawn = self.psa_rows(n_draws, seed)
         names, outputs, noise = self._cases(
             draws, n_patients, seed, False, "PSA", solved=solved, **execution
         )
@@ -434,7 +482,10 @@ class Study:
         n_seq = len(self.structure.template.seq_names)
         self._check_size(len(cases), label)
         self.calibrate(threads=threads, say=say)
-        rows, self.last_calibration = solved or self.solve_rows(cases, label)
+        if self.bayes:  # nothing to solve: the posterior is in the rows already
+            rows = cases
+        else:
+            rows, self.last_calibration = solved or self.solve_rows(cases, label)
         model = self.model(rows, label)
         if say is not None:
             say(
@@ -496,11 +547,31 @@ class Study:
             )
 
 
-def load(path: str | Path) -> Study:
+def load(path: str | Path, *, method: str | None = None) -> Study:
     """A :class:`Study` of the scenario file at ``path`` (validated and resolved; nothing
-    is simulated or written). Problems raise ``ScenarioError`` naming file and key path."""
+    is simulated or written). Problems raise ``ScenarioError`` naming file and key path.
+    ``method`` ("point" or "bayes") overrides the scenario's ``calibration.method``."""
     scenario, inputs = load_scenario_files(str(path))
+    if method is not None:
+        scenario = with_method(scenario, method, str(path))
     return Study(scenario, path=str(path), inputs=inputs)
+
+
+def with_method(scenario: Scenario, method: str, file: str) -> Scenario:
+    """``scenario`` with ``calibration.method`` set to ``method``, checked again as if the
+    file said so."""
+    cal = scenario.calibration
+    if cal is None:
+        raise ScenarioError(file, [("calibration", None, f"--method {method}: no calibration")])
+    if cal.method == method:
+        return scenario
+    data = scenario.model_dump(exclude_unset=True)
+    data["calibration"]["method"] = method
+    try:
+        return parse_scenario(data, file)
+    except ScenarioError as err:
+        problems = [(loc, v, f"with --method {method}: {msg}") for loc, v, msg in err.problems]
+        raise ScenarioError(file, problems) from None
 
 
 def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
@@ -525,9 +596,17 @@ _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
 
 
 def _stub(scenario: Scenario) -> dict[str, float]:
-    """Each calibrated median at the geometric mean of its bracket: the structure does
-    not depend on it, and the calibrator replaces it in every row."""
+    """Each calibrated median at the geometric mean of its bracket (at its prior median
+    for a Bayesian calibration): the structure does not depend on it, and the
+    calibrator replaces it in every row."""
     stub = {}
+    cal = scenario.calibration
+    if cal is not None and cal.method == "bayes":
+        for path, prior in cal.priors.items():
+            _, rid, part, *rest = path.split(".")
+            if rest == ["median"]:
+                stub[f"{rid}.{part}"] = prior.median
+        return stub
     for tgt in scenario.calibration.targets if scenario.calibration else []:
         part = tgt.free.split(".")[0]
         lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
