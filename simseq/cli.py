@@ -408,8 +408,13 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
     type=click.IntRange(min=100, max=MAX_PATIENTS),
     help="Patients per draw [psa.n_patients].",
 )
+@click.option(
+    "--model-average",
+    is_flag=True,
+    help="Average over the structural alternatives with psa.model_averaging's weights.",
+)
 @_analysis_options
-def psa_cmd(scenario, draws, patients, **options) -> None:
+def psa_cmd(scenario, draws, patients, model_average, **options) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     if draws is not None and patients is not None and draws * patients > MAX_PATIENTS:
         raise _InputError(
@@ -418,7 +423,7 @@ def psa_cmd(scenario, draws, patients, **options) -> None:
         )
     from simseq.commands import run_psa
 
-    run_psa(scenario, n_draws=draws, n_patients=patients, **options)
+    run_psa(scenario, n_draws=draws, n_patients=patients, model_average=model_average, **options)
 
 
 @main.command("dsa")

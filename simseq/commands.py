@@ -279,18 +279,33 @@ def _analysis(
 
 
 def run_psa(
-    path: str | Path, *, n_draws: int | None = None, n_patients: int | None = None, **options
+    path: str | Path,
+    *,
+    n_draws: int | None = None,
+    n_patients: int | None = None,
+    model_average: bool = False,
+    **options,
 ) -> tuple[dict, Path]:
     """``simseq psa``: draw parameters, recalibrate per draw, simulate, summarise, write.
     ``options``: seed, threads, out, quiet, console, distributed, force."""
-    result, cmd = _analysis(
-        "psa",
-        path,
-        lambda study, seed, **how: study.psa(n_draws, n_patients, seed, **how),
-        **options,
-    )
+
+    def compute(study, seed, **how):
+        analysis = study.averaged_psa if model_average else study.psa
+        return analysis(n_draws, n_patients, seed, **how)
+
+    result, cmd = _analysis("psa", path, compute, **options)
     if not cmd.quiet:
         print_psa_table(cmd.console, result.summary_dict)
+        averaging = result.summary_dict.get("model_averaging")
+        if averaging is not None:
+            draws = ", ".join(f"{k} {n:,}" for k, n in averaging["draws"].items())
+            wtp = result.summary_dict["willingness_to_pay"]
+            at = averaging["evppi_structure"]["wtp"].index(wtp)
+            cmd.console.print(
+                f"model-averaged over the structures (draws: {draws}); EVPPI of the "
+                f"structural choice at the WTP: {averaging['evppi_structure']['value'][at]:,.0f} "
+                f"{result.summary_dict['currency']} per patient"
+            )
         print_held_fixed(cmd.console, result.summary_dict["held_fixed"])
         cmd.console.print(f"PSA results written to {cmd.out_dir}/ ({cmd.seconds():.1f} s)")
     return result.summary_dict, cmd.out_dir

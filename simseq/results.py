@@ -317,6 +317,164 @@ class PSAResult(_CasesResult):
         )
 
 
+class AveragedPSAResult(_Result):
+    """A model-averaged PSA: each structure's own PSA (``components``: {"base" or
+    alternative name: PSAResult}) with draws in proportion to its weight, pooled into one
+    sample of the decision."""
+
+    command = "psa"
+
+    def __init__(self, study, components: dict, weights: dict[str, float]):
+        self.study = study
+        self.components = components
+        self.weights = weights
+        first = next(iter(components.values()))
+        self.names = first.names
+        for name, c in components.items():
+            if c.names != self.names:
+                raise ScenarioError(
+                    study.path,
+                    [
+                        (
+                            f"structural_alternatives.{name}",
+                            c.names,
+                            f"compares other sequences than the base case ({self.names}): "
+                            "a model-averaged PSA pools draws of the same decision",
+                        )
+                    ],
+                )
+        self.n_patients = first.n_patients
+        self.seed = first.seed
+        self.structure = np.concatenate([[n] * len(c.rows) for n, c in components.items()])
+        """str (n_draws,): the structure each pooled draw comes from."""
+        self.outputs = {
+            k: np.concatenate([c.outputs[k] for c in components.values()]) for k in OUTPUTS
+        }
+        """{output: float64 (n_draws, n_seq)}, pooled over the structures."""
+        self.summary_dict = averaged_psa_summary(self)
+
+    def write(self, stage: Staging, *, manifest: dict | None = None) -> None:
+        """psa_summary.json, psa_draws.csv, psa_parameters.csv and calibration_draws.csv
+        (each row with its structure), the plots of the pooled draws, and the manifest."""
+        import pandas as pd
+
+        tmp = stage.path
+        summary = self.summary_dict
+        write_json(tmp / "psa_summary.json", summary)
+        rows = _draw_rows(self.names, self.outputs)
+        n_seq = len(self.names)
+        for i, row in enumerate(rows):
+            row["structure"] = str(self.structure[i // n_seq])
+        write_csv(tmp / "psa_draws.csv", rows)
+        frames = [c.parameters.assign(structure=n) for n, c in self.components.items()]
+        pd.concat(frames, ignore_index=True).to_csv(tmp / "psa_parameters.csv")
+        calibration = [
+            row | {"structure": n}
+            for n, c in self.components.items()
+            if c.calibration is not None
+            for row in c.calibration_rows()
+        ]
+        if calibration:
+            write_csv(tmp / "calibration_draws.csv", calibration)
+        _psa_plots(
+            tmp,
+            self.study.scenario,
+            self.names,
+            self.outputs,
+            summary,
+            np.asarray(summary["ceac"]["wtp"]),
+        )
+        stage.write_manifest(
+            {
+                **self.study.manifest_header(),
+                "command": "psa",
+                "model_averaging": summary["model_averaging"],
+                "seed": self.seed,
+                "n_draws": len(self.structure),
+                "n_patients_per_draw": self.n_patients,
+                **(manifest or {}),
+            }
+        )
+
+
+def averaged_psa_summary(result: AveragedPSAResult) -> dict:
+    """psa_summary.json of a model-averaged PSA: statistics over the pooled draws, each
+    structure's own summary beside them, and the EVPPI of the structural choice."""
+    st, names, outputs = result.study, result.names, result.outputs
+    wtp = st.resolved.econ_inputs["willingness_to_pay"]
+    wtp_grid = np.linspace(0.0, 3.0 * wtp, 61)
+    costs, qalys = outputs["costs"], outputs["qalys"]
+    table = econ.icer_table(names, costs.mean(axis=0), qalys.mean(axis=0))
+    n = len(result.structure)
+    shares = {k: len(c.rows) / n for k, c in result.components.items()}
+    # the structure is a discrete parameter: E over structures of the best decision within
+    # each, minus the best decision on average (exact, no regression), per WTP
+    within = np.stack(
+        [
+            econ.nmb(c.outputs["costs"], c.outputs["qalys"], wtp_grid).mean(axis=1)
+            for c in result.components.values()
+        ]
+    )  # (n_structures, n_wtp, n_seq)
+    w = np.array(list(shares.values()))[:, None]
+    evppi_structure = (w * within.max(axis=2)).sum(axis=0) - (w[:, :, None] * within).sum(
+        axis=0
+    ).max(axis=1)
+    components = {k: c.summary_dict for k, c in result.components.items()}
+    # a warning every structure gives once; one of some structures only, with their name
+    every = set.intersection(*(set(c["warnings"]) for c in components.values()))
+    warnings = [w for w in next(iter(components.values()))["warnings"] if w in every] + [
+        f"{k}: {w}" for k, c in components.items() for w in c["warnings"] if w not in every
+    ]
+    held = {h["name"]: h for c in components.values() for h in c["held_fixed"]}
+    rounded = [round(float(x), 6) for x in wtp_grid]
+    return {
+        "scenario": st.scenario.name,
+        "n_draws": n,
+        "n_patients_per_draw": result.n_patients,
+        "seed": result.seed,
+        "currency": st.resolved.econ_inputs["currency"],
+        "willingness_to_pay": wtp,
+        "effects": "discounted QALYs",
+        "costs": "discounted",
+        "statistics": "over the pooled draws of every structure, each structure drawn in "
+        "proportion to its weight; each structure's own PSA summary is under structures",
+        "model_averaging": {
+            "weights": result.weights,
+            "assumption": st.settings.model_averaging.assumption,
+            "draws": {k: len(c.rows) for k, c in result.components.items()},
+            "evppi_structure": {
+                "wtp": rounded,
+                "value": [round(float(v), 6) for v in evppi_structure],
+                "method": "exact for a discrete parameter: sum_k w_k max_d E[NMB_d | k] - "
+                "max_d sum_k w_k E[NMB_d | k]",
+            },
+        },
+        "sequences": {
+            s: {k: _interval(outputs[k][:, q]) for k in OUTPUTS} for q, s in enumerate(names)
+        },
+        "icer_table": [
+            {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in table.to_dict(orient="records")
+        ],
+        "ceac": {
+            "wtp": rounded,
+            "prob_best": {
+                s: [round(float(v), 6) for v in col]
+                for s, col in zip(names, econ.ceac(costs, qalys, wtp_grid).T, strict=True)
+            },
+        },
+        "evpi": {
+            "wtp": rounded,
+            "value": [round(float(v), 6) for v in econ.evpi(costs, qalys, wtp_grid)],
+        },
+        "evppi": "per parameter group within each structure (structures.<name>.evppi); "
+        "the structural choice: model_averaging.evppi_structure",
+        "warnings": warnings,
+        "held_fixed": list(held.values()),
+        "structures": components,
+    }
+
+
 class DSAResult(_CasesResult):
     """A one-way sensitivity analysis: each uncertain input at its bounds."""
 

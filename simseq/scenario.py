@@ -964,6 +964,24 @@ class EconomicsSpec(_Frozen):
     """Optional: utilities decline with age as in the general population."""
 
 
+class ModelAveraging(_Frozen):
+    """Weights of the base case and the structural alternatives in a model-averaged PSA
+    (``simseq psa --model-average``): draw shares, one structure per draw."""
+
+    weights: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=2)
+    """"base" and structural alternative names -> weight (summing to 1)."""
+    assumption: str
+    """Why these weights (e.g. equal, or the base case favoured as the analysis the
+    evidence was chosen for)."""
+
+    @field_validator("weights")
+    @classmethod
+    def _sum_to_one(cls, weights: dict[str, float]) -> dict[str, float]:
+        if abs(sum(weights.values()) - 1.0) > 1e-6:
+            raise ValueError(f"must sum to 1, not {sum(weights.values()):.6g}")
+        return weights
+
+
 class PSASettings(_Frozen):
     """Uncertainty for inputs whose evidence reports none (each an explicit assumption)."""
 
@@ -981,6 +999,8 @@ class PSASettings(_Frozen):
     """Named parameter groups for EVPPI: each entry a parameter key, an evidence id, or a
     scenario key path (prefixes match), e.g. {second_line_survival: [second_line.]}.
     Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
+    model_averaging: ModelAveraging | None = None
+    """Weights for a model-averaged PSA over the structural alternatives."""
 
     @field_validator("cost_se_fraction", "utility_se_fraction", "median_se_log")
     @classmethod
@@ -1052,6 +1072,18 @@ def _unknown(kind: str, value: Any, known: list[str]) -> str:
 def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
     """Problems between sections: unknown regimens, missing after_progression, calibration links."""
     problems = []
+    averaging = sc.psa.model_averaging if sc.psa is not None else None
+    if averaging is not None:
+        structures = ["base", *sc.structural_alternatives]
+        for name in averaging.weights:
+            if name not in structures:
+                problems.append(
+                    (
+                        "psa.model_averaging.weights",
+                        name,
+                        _unknown("structure (base or a structural alternative)", name, structures),
+                    )
+                )
     known = sorted(sc.regimens)
     for sid, seq in sc.sequences.items():
         for i, line in enumerate(seq.lines):
@@ -1499,6 +1531,7 @@ def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>"
     alt = scenario.structural_alternatives[name]
     data = scenario.model_dump(mode="json", exclude_none=True)
     data.pop("structural_alternatives", None)
+    data.get("psa", {}).pop("model_averaging", None)  # weights over the alternatives
     for path, value in alt.changes.items():
         nested: Any = value
         for key in reversed(path.split(".")):

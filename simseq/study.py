@@ -40,6 +40,7 @@ from simseq.params import Empirical, Parameter
 from simseq.resolve import Resolved, resolve, scenario_evidence
 from simseq.results import (
     OUTPUTS,
+    AveragedPSAResult,
     DSAResult,
     PSAResult,
     RunResult,
@@ -300,6 +301,37 @@ class Study:
         )
         result.calibration = self.last_calibration
         return result
+
+    def averaged_psa(
+        self,
+        n_draws: int | None = None,
+        n_patients: int | None = None,
+        seed: int | None = None,
+        **execution,
+    ) -> AveragedPSAResult:
+        """A model-averaged PSA: the base case and each structural alternative get draws in
+        proportion to their weights (``psa.model_averaging``), each structure's draws a
+        PSA of its own (its own calibration, targets and parameter table), pooled into one
+        sample of the decision. ``execution`` as for ``psa``."""
+        averaging = self.settings.model_averaging
+        if averaging is None:
+            raise ScenarioError(
+                self.path,
+                [("psa.model_averaging", None, "no weights declared: nothing to average")],
+            )
+        self.need_economics()
+        n_draws = n_draws or self.settings.n_draws
+        counts = _shares(averaging.weights, n_draws)
+        components = {}
+        for name, n_k in counts.items():
+            if n_k == 0:
+                continue
+            study = self if name == "base" else self.alternative(name)
+            if execution.get("say") is not None:
+                execution["say"](f"model averaging: {name}, {n_k:,} of {n_draws:,} draws")
+            study.calibrate(threads=execution.get("threads"), say=execution.get("say"))
+            components[name] = study.psa(n_k, n_patients, seed, **execution)
+        return AveragedPSAResult(self, components, dict(averaging.weights))
 
     def psa_rows(self, n_draws: int, seed: int):
         """(draws, (calibrated rows, DrawCalibration) or None, number redrawn): ``n_draws``
@@ -593,6 +625,16 @@ def parse_sweep(spec: str) -> tuple[str, np.ndarray]:
 # few per cent of rows need one round, so running out means the scenario is at fault.
 MAX_REDRAW_ROUNDS = 20
 _EXAMPLE = "sequences.atzbev_len.lines.0.next_line=0.5:0.9:5"
+
+
+def _shares(weights: Mapping[str, float], n: int) -> dict[str, int]:
+    """``n`` draws split in proportion to ``weights`` (largest remainders; sums to n)."""
+    exact = {k: w * n for k, w in weights.items()}
+    counts = {k: math.floor(v) for k, v in exact.items()}
+    by_remainder = sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)
+    for k in by_remainder[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
 
 
 def _stub(scenario: Scenario) -> dict[str, float]:
