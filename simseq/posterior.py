@@ -27,7 +27,7 @@ from scipy.stats import norm
 from simseq.bayes import STOP_MAX_ITERATIONS, IMISResult, imis
 from simseq.calibrate import target_id
 from simseq.fit import Z95
-from simseq.model import bind, structure_of
+from simseq.model import BindError, bind, structure_of
 from simseq.quadrature import os_median, os_survival, quadrature_problem, sojourn_median
 from simseq.scenario import Prior, ScenarioError
 
@@ -223,23 +223,50 @@ class TargetModel:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """float64 (n_rows, n_targets): months for medians, a probability for landmarks
         (inf where a median is beyond the horizon)."""
-        out = np.empty((len(rows), len(self.plans)))
+        out = np.full((len(rows), len(self.plans)), np.nan)
         bound = {}
         for j, (kind, structure, index, month) in enumerate(self.plans):
             key = id(structure)
             if key not in bound:
-                bound[key] = bind(structure, rows)
-            model = bound[key]
+                bound[key] = _bind_valid(structure, rows)
+            model, ok = bound[key]
+            if model is None:
+                continue
             if kind == "os":
-                out[:, j] = os_median(model, index, self.horizon)
+                out[ok, j] = os_median(model, index, self.horizon)
             elif kind == "sojourn":
-                out[:, j] = sojourn_median(model, index, self.horizon)
+                out[ok, j] = sojourn_median(model, index, self.horizon)
             else:
                 t, surv = os_survival(model, index, month)
                 k = min(int(np.searchsorted(t, month)), len(t) - 1)  # t[k - 1] < month <= t[k]
                 a = (month - t[k - 1]) / (t[k] - t[k - 1])
-                out[:, j] = (1.0 - a) * surv[:, k - 1] + a * surv[:, k]
+                out[ok, j] = (1.0 - a) * surv[:, k - 1] + a * surv[:, k]
         return out
+
+
+def _bind_valid(structure, rows: np.ndarray):
+    """(ModelArrays of the rows the kernels can use or None, bool mask of those rows): a
+    prior can propose points no clock can take (a Weibull shape of 3e-4), which get no
+    likelihood rather than stopping the sampler. Bad rows are found by halving."""
+    try:
+        return bind(structure, rows), np.ones(len(rows), bool)
+    except BindError:
+        pass
+    ok = _valid_mask(structure, rows)
+    return (bind(structure, rows[ok]) if ok.any() else None), ok
+
+
+def _valid_mask(structure, rows: np.ndarray) -> np.ndarray:
+    try:
+        bind(structure, rows)
+        return np.ones(len(rows), bool)
+    except BindError:
+        if len(rows) == 1:
+            return np.zeros(1, bool)
+    half = len(rows) // 2
+    return np.concatenate(
+        [_valid_mask(structure, rows[:half]), _valid_mask(structure, rows[half:])]
+    )
 
 
 def calibrate_bayes(resolved, *, file: str = "<scenario>", say=None) -> Posterior:

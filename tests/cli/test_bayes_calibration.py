@@ -171,6 +171,8 @@ def test_free_belongs_to_point_calibration(tmp_path):
 def test_a_psa_takes_the_posterior_jointly_and_a_dsa_its_quantiles(tmp_path):
     data = yaml.safe_load(BAYES.read_text())
     data["extends"] = str(ROOT / "scenarios" / "cea_base_case.yaml")
+    # base_case_bayes drops the structural alternatives, so their weights go too
+    data["psa"] = {"model_averaging": None}
     path = tmp_path / "cea_bayes.yaml"
     path.write_text(yaml.safe_dump(data))
     study = simseq.load(path)
@@ -200,3 +202,18 @@ def test_the_landmark_by_quadrature_agrees_with_the_engine():
     quadrature = TargetModel(study.resolved, "test")(run.rows)[0, 0]
     se = np.sqrt(quadrature * (1 - quadrature) / 50_000)
     assert abs(engine - quadrature) < 4 * se
+
+
+def test_points_no_clock_can_take_get_no_likelihood_instead_of_stopping_the_sampler():
+    """A wide prior proposes a first-line Weibull shape of 3e-4, which no scale can fit to
+    the median: that point's targets are nan (zero likelihood), the others computed."""
+    from simseq.posterior import TargetModel
+
+    study = simseq.load(BAYES)
+    model = TargetModel(study.resolved, str(BAYES))
+    rows = np.repeat(study.table.base_row(), 3, axis=0)
+    shape = study.table.column(study.table.find("regimens.atz_bev.time_on_line.shape").columns[0])
+    rows[1, shape] = 3e-4
+    values = model(rows)
+    assert np.isnan(values[1]).any() and np.isfinite(values[[0, 2]]).all()
+    np.testing.assert_array_equal(values[0], values[2])
