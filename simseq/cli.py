@@ -294,6 +294,12 @@ def calibrate_cmd(
 @click.option(
     "--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True
 )
+@click.option(
+    "--xmax",
+    "x_max",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Months shown in survival.png [where every curve is at or below 1%].",
+)
 @_quiet
 @_distributed
 @_scenario_errors
@@ -307,6 +313,7 @@ def run_cmd(
     chunk_size,
     trajectories,
     trajectories_format,
+    x_max,
     quiet,
     distributed,
 ) -> None:
@@ -340,6 +347,7 @@ def run_cmd(
                 workers=distributed["workers"],
                 resume=distributed["resume"],
                 force=force,
+                x_max=x_max,
                 draw=plotter.draw,
             )
         except ValueError as err:

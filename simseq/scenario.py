@@ -766,8 +766,23 @@ class PSASettings(_Frozen):
     """Named parameter groups for EVPPI: each entry a parameter key, an evidence id, or a
     scenario key path (prefixes match), e.g. {second_line_survival: [second_line.]}.
     Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
+    population_per_year: Annotated[
+        Quantity | None, Domain(0.0, low_open=True, what="patients a year")
+    ] = None
+    """Patients a year the decision applies to, for population EVPI (value + assumption)."""
+    decision_years: Annotated[Quantity | None, Domain(0.0, 100.0, low_open=True, what="years")] = (
+        None
+    )
+    """Years the decision applies for; each year's patients are discounted at the cost
+    rate in population EVPI (value + assumption; needs ``population_per_year``)."""
 
-    @field_validator("cost_se_fraction", "utility_se_fraction", "median_se_log")
+    @field_validator(
+        "cost_se_fraction",
+        "utility_se_fraction",
+        "median_se_log",
+        "population_per_year",
+        "decision_years",
+    )
     @classmethod
     def _explicit(cls, q: Quantity | None) -> Quantity | None:
         if q is not None and q.value is None:
@@ -776,6 +791,8 @@ class PSASettings(_Frozen):
 
     @model_validator(mode="after")
     def _total(self) -> "PSASettings":
+        if (self.population_per_year is None) != (self.decision_years is None):
+            raise ValueError("population EVPI needs both population_per_year and decision_years")
         if self.n_draws * self.n_patients > MAX_PATIENTS:
             raise ValueError(
                 f"n_draws x n_patients = {self.n_draws * self.n_patients:,} patients per "
