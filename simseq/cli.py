@@ -1,4 +1,5 @@
-"""Command-line interface: ``simseq fit | validate | calibrate | run``."""
+"""Command-line interface: ``simseq fit | validate | calibrate | run | psa | dsa | sweep |
+report | bench | cache``."""
 
 import functools
 
@@ -216,6 +217,23 @@ _force = click.option(
 )
 
 
+_report = click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="Also write report.html and results.xlsx in the scenario's results directory.",
+)
+
+
+def _then_report(out_dir) -> None:
+    """After run/psa/dsa with --report: the report of the scenario's results directory."""
+    from simseq.report_html import write_report
+
+    directory = out_dir if (out_dir / "summary.json").is_file() else out_dir.parent
+    for path in write_report(directory):
+        click.echo(f"written {path}")
+
+
 def _analysis_options(func):
     """--seed, --threads, --out, --force, --quiet and the task options every analysis
     (psa, dsa, sweep) takes; the command passes them on as ``options``."""
@@ -300,6 +318,7 @@ def calibrate_cmd(
     type=click.FloatRange(min=0, min_open=True),
     help="Months shown in survival.png [where every curve is at or below 1%].",
 )
+@_report
 @_quiet
 @_distributed
 @_scenario_errors
@@ -314,6 +333,7 @@ def run_cmd(
     trajectories,
     trajectories_format,
     x_max,
+    with_report,
     quiet,
     distributed,
 ) -> None:
@@ -332,7 +352,7 @@ def run_cmd(
         from simseq.commands import run_scenario
 
         try:
-            run_scenario(
+            _, out_dir = run_scenario(
                 scenario,
                 n_patients=patients,
                 seed=seed,
@@ -356,6 +376,8 @@ def run_cmd(
             if isinstance(err, ScenarioError):
                 raise
             raise _InputError(str(err)) from None
+    if with_report:
+        _then_report(out_dir)
 
 
 # --------------------------------------------------------------------------- #
@@ -404,8 +426,9 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
     type=click.IntRange(min=100, max=MAX_PATIENTS),
     help="Patients per draw [psa.n_patients].",
 )
+@_report
 @_analysis_options
-def psa_cmd(scenario, draws, patients, **options) -> None:
+def psa_cmd(scenario, draws, patients, with_report, **options) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     if draws is not None and patients is not None and draws * patients > MAX_PATIENTS:
         raise _InputError(
@@ -414,7 +437,9 @@ def psa_cmd(scenario, draws, patients, **options) -> None:
         )
     from simseq.commands import run_psa
 
-    run_psa(scenario, n_draws=draws, n_patients=patients, **options)
+    _, out_dir = run_psa(scenario, n_draws=draws, n_patients=patients, **options)
+    if with_report:
+        _then_report(out_dir)
 
 
 @main.command("dsa")
@@ -427,12 +452,15 @@ def psa_cmd(scenario, draws, patients, **options) -> None:
     help="Patients per case (common random numbers across cases).",
 )
 @click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
+@_report
 @_analysis_options
-def dsa_cmd(scenario, patients, sequence, **options) -> None:
+def dsa_cmd(scenario, patients, sequence, with_report, **options) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
     from simseq.commands import run_dsa
 
-    run_dsa(scenario, n_patients=patients, sequence=sequence, **options)
+    _, out_dir = run_dsa(scenario, n_patients=patients, sequence=sequence, **options)
+    if with_report:
+        _then_report(out_dir)
 
 
 @main.command("sweep")
@@ -464,6 +492,22 @@ def sweep_cmd(scenario, params, patients, **options) -> None:
         if isinstance(err, ScenarioError):
             raise
         raise _InputError(str(err)) from None
+
+
+@main.command("report")
+@click.argument("results_dir", type=click.Path(file_okay=False, exists=True))
+@_scenario_errors
+def report_cmd(results_dir: str) -> None:
+    """Write RESULTS_DIR/report.html (self-contained) and results.xlsx from what run, psa
+    and dsa wrote there (psa/ and dsa/ are optional)."""
+    from simseq.report_html import write_report
+
+    try:
+        paths = write_report(results_dir)
+    except FileNotFoundError as err:
+        raise _InputError(str(err)) from None
+    for path in paths:
+        click.echo(f"written {path}")
 
 
 @main.command("cache")

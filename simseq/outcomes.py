@@ -219,10 +219,11 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int, draw:
 
 
 def summary_tallies(model: ModelArrays) -> np.ndarray:
-    """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` reads,
-    for ``simulate(tallies=...)``; the others (occupancy, and every kind for states
-    such as post-progression) would be bookkeeping nobody reads."""
+    """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` and
+    ``line_curves`` read, for ``simulate(tallies=...)``; the others (every kind for states
+    such as post-progression but occupancy) would be bookkeeping nobody reads."""
     mask = np.zeros((N_TALLIES, model.n_states), np.int64)
+    mask[[TALLY_ENTRY_TIME, TALLY_EXIT_TIME]] = 1  # state occupancy, for the report
     starts = set(int(s) for s in model.seq_start_state)
     for s in range(model.n_states):
         if s in starts:
@@ -282,6 +283,71 @@ def sequence_summary(
             "os_from_entry": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, bsc, draw)),
         }
     return out
+
+
+OCCUPANCY_ROLES = {
+    "line": "on treatment, line {line}",
+    "post_progression": "progressed after the last line",
+    "no_further_therapy": "supportive care",
+}
+
+
+def line_curves(model: ModelArrays, tallies: Tallies, step: float = 0.5) -> list[dict]:
+    """Tidy curves per sequence for the report, on a grid of ``step`` months: PFS of each
+    line from its start (the model's time on that line: it ends at progression, death or
+    deterioration), with Monte Carlo 95% intervals, and the probability of being in each
+    state group at each time since first-line start (occupancy; the rest are dead).
+
+    Returns rows of sequence, curve, time_months, value, ci95_low, ci95_high (None for
+    occupancy, a sum of counts with no interval computed here)."""
+    rows: list[dict] = []
+    grid = None
+    for sid in model.seq_names:
+        states = model.states_of(sid)
+        lines = sorted({int(model.state_line[s]) for s in states if model.state_line[s] >= 1})
+        for line_no in lines:
+            at = [
+                s
+                for s in states
+                if model.state_line[s] == line_no and model.state_role[s] == "line"
+            ]
+            curve = tally_curve(tallies, TALLY_SOJOURN, at)
+            if not curve.n:
+                continue
+            grid = np.arange(0.0, curve.times[-1] + 1e-9, step)
+            s_ = np.interp(grid, curve.times, curve.survival)
+            half = Z95 * np.interp(grid, curve.times, curve.se)
+            rows += [
+                {
+                    "sequence": sid,
+                    "curve": f"pfs_line_{line_no}",
+                    "time_months": round(float(t), 6),
+                    "value": round(float(v), 6),
+                    "ci95_low": round(float(max(0.0, v - h)), 6),
+                    "ci95_high": round(float(min(1.0, v + h)), 6),
+                }
+                for t, v, h in zip(grid, s_, half, strict=True)
+            ]
+        groups: dict[str, list[int]] = {}
+        for s in states:
+            role = str(model.state_role[s])
+            name = OCCUPANCY_ROLES.get(role, role).format(line=int(model.state_line[s]))
+            groups.setdefault(name, []).append(int(s))
+        for name, members in groups.items():
+            times, prob = occupancy(tallies, members)
+            grid = np.arange(step, times[-1] + 1e-9, step)
+            rows += [
+                {
+                    "sequence": sid,
+                    "curve": f"occupancy: {name}",
+                    "time_months": round(float(t), 6),
+                    "value": round(float(v), 6),
+                    "ci95_low": None,
+                    "ci95_high": None,
+                }
+                for t, v in zip(grid, np.interp(grid, times, prob), strict=True)
+            ]
+    return rows
 
 
 def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:

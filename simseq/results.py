@@ -20,6 +20,7 @@ from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.outcomes import (
     Z95,
     econ_means,
+    line_curves,
     line_key,
     sequence_summary,
     tally_curve,
@@ -150,8 +151,10 @@ class RunResult(_Result):
         manifest: dict | None = None,
     ) -> None:
         """summary.json, survival.csv and .png (x axis to ``x_max`` months; default where
-        1% remain), cea.csv with economics, the calibration (cache and table), the event
-        log of ``trajectories`` patients if asked, and the manifest."""
+        1% remain), curves.csv (PFS per line, state occupancy), inputs.csv (every input
+        with its provenance), cea.csv with economics,
+        the calibration (cache and table), the event log of ``trajectories`` patients if
+        asked, and the manifest."""
         from simseq.calibrate import save_cached
 
         study, tmp = self.study, stage.path
@@ -167,6 +170,8 @@ class RunResult(_Result):
             x_max,
             draw=draw,
         )
+        write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
+        write_csv(tmp / "inputs.csv", input_rows(study, self.rows[0]))
         if "cea" in self.summary_dict:
             write_csv(tmp / "cea.csv", cea_rows(self.summary_dict))
         cal = study.calibration
@@ -662,6 +667,43 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
         },
         "inputs": inputs,
     }
+
+
+def input_rows(study: Study, row: np.ndarray) -> list[dict]:
+    """inputs.csv: every input of the parameter table with the value simulated (``row``),
+    its unit, where it comes from, how a PSA draws it (or why it is held fixed), and
+    whether it is illustrative or transported from another prior line."""
+    econ_inputs = study.resolved.econ_inputs if study.resolved.economics is not None else {}
+    currency = econ_inputs.get("currency", "currency")
+    transported = {i for t in study.resolved.transports for i in t.evidence_ids}
+    rows = []
+    for p in study.table.parameters:
+        values = row[study.table.column_slice(p)]
+        parts = [c[len(p.name) + 1 : -1] for c in p.columns] if len(p.columns) > 1 else [""]
+        rows.append(
+            {
+                "input": p.label,
+                "unit": p.display_unit(currency),
+                "value": "; ".join(
+                    f"{part} {plain_number(v)}".strip()
+                    for part, v in zip(parts, values, strict=True)
+                ),
+                "group": p.group,
+                "source": p.kind,
+                "evidence": ", ".join(p.ids),
+                "assumption_or_derivation": p.note,
+                "psa_distribution": p.distribution.describe()
+                if p.distribution is not None
+                else f"held fixed: {p.fixed_because}"
+                if p.fixed_because
+                else "held fixed",
+                "illustrative": p.illustrative,
+                "transported": bool(transported & set(p.ids)),
+                "used_at": "; ".join(p.paths),
+                "key": p.name,
+            }
+        )
+    return rows
 
 
 def cea_rows(summary: dict) -> list[dict]:
