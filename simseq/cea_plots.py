@@ -260,7 +260,7 @@ def plot_ce_plane(
             edgecolors="black",
             linewidths=0.8,
             zorder=4,
-            label=_wrap(f"{names[j]} (mean)", LEGEND_WRAP),
+            label=_wrap(f"{names[j]} (mean)", LEGEND_WRAP, max_lines=3),
         )
     ax.scatter(
         0,

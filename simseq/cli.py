@@ -407,7 +407,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
         from simseq.commands import make_console
 
         title = "simseq bench" + (" --quick" if quick else "")
-        make_console().print(bench.rows_table(rows, title))
+        make_console(width=160).print(bench.rows_table(rows, title))  # a wide table of numbers
     for line in missed:
         click.echo(f"target missed: {line}", err=as_json)
     if not missed:

@@ -36,11 +36,11 @@ from simseq.study import Study, load, parse_sweep
 MAX_TRAJECTORY_PATIENTS = 100_000
 
 
-def make_console(quiet: bool = False) -> Console:
-    """A console of the terminal's width, or 100 columns (what the tables fit) when the
-    output is piped to a file."""
+def make_console(quiet: bool = False, width: int = 100) -> Console:
+    """A console of the terminal's width, or ``width`` columns when the output is piped
+    to a file (100: what the results tables fit)."""
     probe = Console()
-    return Console(quiet=quiet, width=None if probe.is_terminal else 100)
+    return Console(quiet=quiet, width=None if probe.is_terminal else width)
 
 
 def default_out(scenario: Scenario) -> Path:

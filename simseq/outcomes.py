@@ -219,11 +219,10 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int, draw:
 
 
 def summary_tallies(model: ModelArrays) -> np.ndarray:
-    """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` and
-    ``line_curves`` read, for ``simulate(tallies=...)``; the others (every kind for states
-    such as post-progression but occupancy) would be bookkeeping nobody reads."""
+    """int64 (N_TALLIES, n_states) mask of the histograms ``sequence_summary`` reads,
+    for ``simulate(tallies=...)``; the others (occupancy, and every kind for states
+    such as post-progression) would be bookkeeping nobody reads."""
     mask = np.zeros((N_TALLIES, model.n_states), np.int64)
-    mask[[TALLY_ENTRY_TIME, TALLY_EXIT_TIME]] = 1  # state occupancy, for the report
     starts = set(int(s) for s in model.seq_start_state)
     for s in range(model.n_states):
         if s in starts:
@@ -232,6 +231,15 @@ def summary_tallies(model: ModelArrays) -> np.ndarray:
             mask[[TALLY_SOJOURN, TALLY_OS_FROM_ENTRY, TALLY_OS_GIVEN_ENTRY, TALLY_PPS], s] = 1
         if model.state_role[s] == "no_further_therapy":
             mask[TALLY_OS_FROM_ENTRY, s] = 1
+    return mask
+
+
+def run_tallies(model: ModelArrays) -> np.ndarray:
+    """``summary_tallies`` and the state occupancy ``line_curves`` reads: the histograms
+    of a run, whose results feed the report (histograms are independent: the others'
+    counts do not change)."""
+    mask = summary_tallies(model)
+    mask[[TALLY_ENTRY_TIME, TALLY_EXIT_TIME]] = 1
     return mask
 
 
@@ -295,13 +303,13 @@ OCCUPANCY_ROLES = {
 def line_curves(model: ModelArrays, tallies: Tallies, step: float = 0.5) -> list[dict]:
     """Tidy curves per sequence for the report, on a grid of ``step`` months: PFS of each
     line from its start (the model's time on that line: it ends at progression, death or
-    deterioration), with Monte Carlo 95% intervals, and the probability of being in each
-    state group at each time since first-line start (occupancy; the rest are dead).
+    deterioration) and OS from the start of each later line by regimen, with Monte Carlo
+    95% intervals, and the probability of being in each state group at each time since
+    first-line start (occupancy; the rest are dead).
 
     Returns rows of sequence, curve, time_months, value, ci95_low, ci95_high (None for
     occupancy, a sum of counts with no interval computed here)."""
     rows: list[dict] = []
-    grid = None
     for sid in model.seq_names:
         states = model.states_of(sid)
         lines = sorted({int(model.state_line[s]) for s in states if model.state_line[s] >= 1})
@@ -312,22 +320,17 @@ def line_curves(model: ModelArrays, tallies: Tallies, step: float = 0.5) -> list
                 if model.state_line[s] == line_no and model.state_role[s] == "line"
             ]
             curve = tally_curve(tallies, TALLY_SOJOURN, at)
-            if not curve.n:
+            if curve.n:
+                rows += _curve_rows(sid, f"pfs_line_{line_no}", curve, step)
+        for st in states:  # OS from the start of each later line, by regimen
+            line_no = int(model.state_line[st])
+            if line_no < 2 or model.state_role[st] != "line":
                 continue
-            grid = np.arange(0.0, curve.times[-1] + 1e-9, step)
-            s_ = np.interp(grid, curve.times, curve.survival)
-            half = Z95 * np.interp(grid, curve.times, curve.se)
-            rows += [
-                {
-                    "sequence": sid,
-                    "curve": f"pfs_line_{line_no}",
-                    "time_months": round(float(t), 6),
-                    "value": round(float(v), 6),
-                    "ci95_low": round(float(max(0.0, v - h)), 6),
-                    "ci95_high": round(float(min(1.0, v + h)), 6),
-                }
-                for t, v, h in zip(grid, s_, half, strict=True)
-            ]
+            curve = tally_curve(tallies, TALLY_OS_FROM_ENTRY, [int(st)])
+            if curve.n:
+                rows += _curve_rows(
+                    sid, f"os_from_line_{line_no}: {model.state_regimen[st]}", curve, step
+                )
         groups: dict[str, list[int]] = {}
         for s in states:
             role = str(model.state_role[s])
@@ -348,6 +351,24 @@ def line_curves(model: ModelArrays, tallies: Tallies, step: float = 0.5) -> list
                 for t, v in zip(grid, np.interp(grid, times, prob), strict=True)
             ]
     return rows
+
+
+def _curve_rows(sequence: str, name: str, curve: SurvivalCurve, step: float) -> list[dict]:
+    """A curve on a grid of ``step`` months with its Monte Carlo 95% interval, as rows."""
+    grid = np.arange(0.0, curve.times[-1] + 1e-9, step)
+    s = np.interp(grid, curve.times, curve.survival)
+    half = Z95 * np.interp(grid, curve.times, curve.se)
+    return [
+        {
+            "sequence": sequence,
+            "curve": name,
+            "time_months": round(float(t), 6),
+            "value": round(float(v), 6),
+            "ci95_low": round(float(max(0.0, v - h)), 6),
+            "ci95_high": round(float(min(1.0, v + h)), 6),
+        }
+        for t, v, h in zip(grid, s, half, strict=True)
+    ]
 
 
 def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:

@@ -181,3 +181,51 @@ def _occupancy_order(curve: str) -> tuple[int, str]:
     if "line " in curve:
         return (0, curve)
     return (1 if "progressed" in curve else 2, curve)
+
+
+def calibration_figure(curves: pd.DataFrame, targets: pd.DataFrame, labels: dict[str, str]):
+    """One panel per calibration target: OS from the start of the line of its regimen in
+    each sequence that gives it, with the published median and its 95% interval as a
+    point at S = 0.5 (what the calibrator solved the post-progression median to meet)."""
+    fig, axes = _figure(max(1, len(targets)))
+    os_ = curves[curves.curve.str.startswith("os_from_line_")]
+    styles = sequence_styles(os_.sequence.unique())
+    x_max = 1.0
+    for ax, target in zip(axes, targets.itertuples(), strict=False):
+        mine = os_[os_.curve.str.endswith(f": {target.regimen}")]
+        for (sid, _), g in mine.groupby(["sequence", "curve"], sort=False):
+            colour, style = styles[sid]
+            ax.fill_between(g.time_months, g.ci95_low, g.ci95_high, color=colour, alpha=0.3, lw=0)
+            ax.plot(
+                g.time_months, g.value, color=colour, ls=style, lw=1.4,
+                label=textwrap.fill(labels.get(sid) or sid, 28),
+            )  # fmt: skip
+        low, high = target.ci95_low_months, target.ci95_high_months
+        has_ci = pd.notna(low) and pd.notna(high)
+        ax.errorbar(
+            [target.median_months],
+            [0.5],
+            xerr=[[target.median_months - low], [high - target.median_months]] if has_ci else None,
+            fmt="D",
+            color="black",
+            ms=5,
+            capsize=4,
+            zorder=5,
+            label=textwrap.fill(f"published: {target.evidence}", 28),
+        )
+        x_max = max(x_max, 3.0 * target.median_months, high if has_ci else 0.0)
+        ax.set_title(f"{target.regimen}: OS from line start", fontsize=10)
+        ax.set_xlabel("Months since the start of the line")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, frameon=False, loc="upper right")
+    for ax in axes:
+        ax.set_xlim(0, x_max)
+    axes[0].set_ylabel("Proportion alive")
+    _note(
+        fig,
+        "Diamonds: the published median OS from the start of the line with its 95% interval, "
+        "the calibration targets. Curves: the model's OS from the start of that line in each "
+        "sequence that gives the regimen there; shaded: Monte Carlo 95% intervals.",
+    )
+    return fig

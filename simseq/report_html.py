@@ -82,6 +82,10 @@ def context(directory: Path) -> dict:
         for name in ("pfs", "time_on_line", "occupancy"):
             fig = getattr(report_figures, f"{name}_figure")(curves, labels)
             figures[name] = _png_bytes(report_figures.png(fig))
+        if (directory / "targets.csv").is_file():
+            targets = pd.read_csv(directory / "targets.csv")
+            fig = report_figures.calibration_figure(curves, targets, labels)
+            figures["calibration"] = _png_bytes(report_figures.png(fig))
     for name in ("ce_plane", "ceac", "evpi", "evppi"):
         figures[name] = _png(directory / "psa" / f"{name}.png")
     for name in ("tornado_nmb", "tornado_os"):

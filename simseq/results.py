@@ -9,6 +9,7 @@ the matching command into a staged results directory (``simseq.results_dir``);
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,6 +179,7 @@ class RunResult(_Result):
         save_cached(tmp, cal)
         if cal.targets:
             write_csv(tmp / "calibration.csv", calibration_rows(cal))
+            write_csv(tmp / "targets.csv", target_rows(study))
         if trajectories:
             from simseq.simulator import simulate_trajectories
 
@@ -520,6 +522,28 @@ def _money(x: float, currency: str) -> str:
 def _fmt_input(values: np.ndarray) -> str:
     """A parameter's value in a row: a split by its first part (which its label names)."""
     return plain_number(values[0])
+
+
+def target_rows(study: Study) -> list[dict]:
+    """targets.csv: each calibration target as a published point to overlay: regimen,
+    quantity, the median (months) and its 95% interval from the distribution the PSA
+    draws it from (none when the evidence reports no uncertainty)."""
+    rows = []
+    for t in study.resolved.targets:
+        p = study.table.find(f"calibration.targets.{t.index}.target")
+        median = float(p.base[0])
+        se = getattr(p.distribution, "se_log", None)  # medians are log-normal
+        rows.append(
+            {
+                "regimen": t.spec.regimen,
+                "quantity": t.spec.quantity,
+                "evidence": p.label,
+                "median_months": median,
+                "ci95_low_months": None if se is None else median * math.exp(-Z95 * se),
+                "ci95_high_months": None if se is None else median * math.exp(Z95 * se),
+            }
+        )
+    return rows
 
 
 def calibration_rows(result: CalibrationResult) -> list[dict]:

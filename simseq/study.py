@@ -477,10 +477,10 @@ def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> f
 
 def _simulate_run(model, n_patients, seed, *, distributed, **how):
     """(tallies of a run, task checkpoints or None): ``backend.run_simulation`` with the
-    histograms the run's summary reads; ``distributed``: backend, scheduler, workers,
+    histograms the run's summary and report read; ``distributed``: backend, scheduler, workers,
     resume (patient tasks of ``chunk_size``)."""
     from simseq.backend import run_simulation
-    from simseq.outcomes import summary_tallies
+    from simseq.outcomes import run_tallies
     from simseq.simulator import DEFAULT_CHUNK
 
     how["chunk_size"] = how.get("chunk_size") or DEFAULT_CHUNK
@@ -488,7 +488,7 @@ def _simulate_run(model, n_patients, seed, *, distributed, **how):
     if dist:
         dist.setdefault("task_patients", how["chunk_size"])
     return run_simulation(
-        model, n_patients, seed, tallies=summary_tallies(model), label="run", **how, **dist
+        model, n_patients, seed, tallies=run_tallies(model), label="run", **how, **dist
     )
 
 

@@ -17,7 +17,8 @@ from simseq.workbook import SHEETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CEA = ROOT / "scenarios" / "cea_base_case.yaml"
-FIGURES = 10  # survival, PFS, time on line, occupancy, CE plane, CEAC, EVPI, EVPPI, 2 tornadoes
+# calibration, survival, PFS, time on line, occupancy, CE plane, CEAC, EVPI, EVPPI, 2 tornadoes
+FIGURES = 11
 
 
 def invoke(*args):
@@ -117,7 +118,7 @@ def test_report_without_psa_or_dsa_says_what_is_missing(results, tmp_path):
     assert invoke("report", only_run).exit_code == 0
     page = parse(only_run / "report.html")
     assert page.sections == [sid for sid, _ in SECTIONS]
-    assert len(page.images) == 4  # survival, PFS, time on line, occupancy
+    assert len(page.images) == 5  # calibration, survival, PFS, time on line, occupancy
     assert "No PSA results" in (only_run / "report.html").read_text()
 
 

@@ -199,6 +199,40 @@ def test_tornado_drops_zero_effect_rows_and_marks_illustrative_inputs(tmp_path):
     assert {"116.5", "257.1", "9.746", "14.54"} <= ends
 
 
+def test_calibration_figure_overlays_each_target_with_its_interval():
+    import pandas as pd
+
+    from simseq.report_figures import calibration_figure
+
+    t = np.arange(0.0, 40.0, 0.5)
+    curves = pd.DataFrame(
+        [
+            {"sequence": sid, "curve": f"os_from_line_2: {regimen}", "time_months": x,
+             "value": 0.5 ** (x / m), "ci95_low": 0.5 ** (x / m), "ci95_high": 0.5 ** (x / m)}
+            for sid, regimen, m in (
+                ("atzbev_len", "lenvatinib", 11.9), ("atzbev_sor", "sorafenib", 7.7)
+            )
+            for x in t
+        ]
+    )  # fmt: skip
+    targets = pd.DataFrame(
+        [
+            {"regimen": "lenvatinib", "evidence": "2L lenvatinib OS median", "median_months": 11.9,
+             "ci95_low_months": 9.7, "ci95_high_months": 14.5},
+            {"regimen": "sorafenib", "evidence": "2L sorafenib OS median", "median_months": 7.7,
+             "ci95_low_months": None, "ci95_high_months": None},
+        ]
+    )  # fmt: skip
+    fig = calibration_figure(curves, targets, dict(zip(IDS, LABELS, strict=True)))
+    left, right = fig.axes
+    curves_drawn = [line for line in left.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in curves_drawn] == ["ATZ/BEV, then lenvatinib"]
+    assert curves_drawn[0].get_color() == sequence_colour("atzbev_len")
+    (bar,) = left.containers  # the published median with its interval
+    np.testing.assert_allclose(bar.lines[0].get_xydata(), [[11.9, 0.5]])
+    assert bar.has_xerr and not right.containers[0].has_xerr  # no interval reported
+
+
 def test_plain_numbers_have_no_exponent():
     assert plain_number(11_270.3) == "11,270"
     assert plain_number(257.14) == "257.1"
