@@ -126,14 +126,16 @@ def _wtp_index(psa: dict) -> int:
 
 def diagram(summary: dict) -> list[dict]:
     """Per sequence, its states in order and the share of patients each path takes:
-    [{sequence, label, steps: [{state, share}], branches: [{to, share}]}] for the SVG."""
+    [{sequence, label, first, died_on_first, branches: [{to, share}], transported}]."""
+    from simseq.outcomes import line_key  # here: the report alone needs no numba at import
+
     out = []
     for sid, s in summary["sequences"].items():
         first = s.get("first_line", {})
         ends = first.get("line_end", {})
         branches = []
         line_no = 2
-        while (key := _line_key(line_no)) in s:
+        while (key := line_key(line_no)) in s:
             for regimen, block in s[key].items():
                 branches.append(
                     {"to": f"line {line_no}: {regimen}", "share": block["fraction_started"]}
@@ -154,12 +156,6 @@ def diagram(summary: dict) -> list[dict]:
             }
         )
     return out
-
-
-def _line_key(line_no: int) -> str:
-    from simseq.outcomes import line_key
-
-    return line_key(line_no)
 
 
 def render(directory: Path) -> str:
