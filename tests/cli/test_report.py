@@ -192,3 +192,17 @@ def test_every_figure_loads_in_a_real_browser(results):
     assert all(w == 1200 for _, _, w, _ in images)  # 8 in at 150 dpi
     assert diagrams and all(width > 0 for width in diagrams)
     assert sections == [sid for sid, _ in SECTIONS]
+
+
+def test_run_with_report_on_a_scenario_without_economics(tmp_path):
+    out = tmp_path / "tiny"
+    tiny = ROOT / "tests" / "fixtures" / "tiny.yaml"
+    result = invoke("run", tiny, "--out", out, "--quiet", "--report", "--xmax", 30)
+    assert result.exit_code == 0, result.output
+    assert f"written {out / 'report.html'}" in result.output
+    page = parse(out / "report.html")
+    assert page.sections == [sid for sid, _ in SECTIONS] and page.urls == []
+    assert "This scenario has no economics section" in (out / "report.html").read_text()
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.load_workbook(out / "results.xlsx", read_only=True)
+    assert book.sheetnames == ["inputs", "summary", "survival"]  # no CEA, no PSA
