@@ -63,10 +63,12 @@ def plot_survival(
     transported: set[str],
     x_max: float | None = None,
     *,
+    points=(),
     draw=None,
 ) -> None:
     """OS from the start of first line, one labelled line per sequence with its Monte
-    Carlo 95% band (PNG), x axis to ``x_max`` months (default ``survival_xmax``).
+    Carlo 95% band (PNG), x axis to ``x_max`` months (default ``survival_xmax``), and
+    published ``points`` (``validation.os_points``) as black diamonds with their CIs.
 
     ``draw`` runs the drawing (``survival_plot.draw_survival`` and its arguments);
     default: here. ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a
@@ -75,10 +77,11 @@ def plot_survival(
     from simseq.survival_plot import draw_survival
 
     draw = draw or (lambda fn, *args: fn(*args))
-    draw(draw_survival, path, *survival_figure_args(curves, labels, title, transported, x_max))
+    args = survival_figure_args(curves, labels, title, transported, x_max, points)
+    draw(draw_survival, path, *args)
 
 
-def survival_figure_args(curves, labels, title, transported, x_max=None):
+def survival_figure_args(curves, labels, title, transported, x_max=None, points=()):
     """The arguments of ``survival_plot.draw_survival`` after ``path`` (see ``plot_survival``)."""
     from simseq.colours import sequence_styles
     from simseq.survival_plot import Line
@@ -111,9 +114,14 @@ def survival_figure_args(curves, labels, title, transported, x_max=None):
             f"Drawn to {x_max:.0f} months, where every curve is at or below 1%; "
             f"RMST, costs and QALYs run to the {horizon:g}-month horizon."
         )
+    if points:
+        notes.append(
+            "Diamonds: published figures the model is not fitted to (validation), with their "
+            "95% CIs where reported."
+        )
     if transported:
         notes.append("† transported evidence: measured after a different prior line")
-    return lines, title, x_max, notes
+    return lines, title, x_max, notes, "Proportion alive (overall survival)", list(points)
 
 
 def plain_number(x: float) -> str:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simseq import econ
-from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+from simseq import econ, validation
+from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.outcomes import (
     Z95,
     econ_means,
@@ -96,8 +96,21 @@ class RunResult(_Result):
             tallies,
             study.calibration,
             study.resolved.provenance_at(rows[0]),
+            self._validation_rows(),
         )
         """The content of summary.json."""
+
+    def _validation_rows(self) -> list[dict]:
+        """The scenario's validation figures against this run's OS and first-line PFS."""
+        if not self.study.validation:
+            return []
+        model, tallies = self.model, self.tallies
+        pfs = {
+            sid: tally_curve(tallies, TALLY_SOJOURN, [int(model.seq_start_state[q])])
+            for q, sid in enumerate(model.seq_names)
+        }
+        labels = {sid: self.scenario.sequences[sid].label or sid for sid in model.seq_names}
+        return validation.rows(self.study.validation, {"os": self.curves, "pfs_1l": pfs}, labels)
 
     @property
     def summary(self) -> pandas.DataFrame:
@@ -169,6 +182,7 @@ class RunResult(_Result):
             f"{sc.title}\nN = {self.n_patients:,} simulated patients per sequence",
             {t.sequence for t in study.resolved.transports},
             x_max,
+            points=validation.os_points(self.summary_dict.get("validation", [])),
             draw=draw,
         )
         write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
@@ -589,7 +603,7 @@ def resolved_warnings(resolved: Resolved) -> list[str]:
 
 
 def build_summary(
-    scenario: Scenario, resolved: Resolved, model, tallies, cal, provenance: list
+    scenario: Scenario, resolved: Resolved, model, tallies, cal, provenance: list, checks=()
 ) -> dict:
     """The content of summary.json: deterministic for a given scenario, N and seed."""
     sim = scenario.simulation
@@ -641,6 +655,8 @@ def build_summary(
         ],
         "user_evidence": resolved.user_evidence,
     }
+    if checks:
+        summary["validation"] = list(checks)
     if resolved.economics is not None:
         summary["cea"] = cea_summary(resolved, model, tallies)
     return summary

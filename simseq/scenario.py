@@ -801,6 +801,19 @@ class PSASettings(_Frozen):
         return self
 
 
+class ValidationPoint(_Frozen):
+    """A published figure the model is not fitted to, shown against it (external validation)."""
+
+    evidence: str
+    """Evidence id of a median (months) or a landmark survival measured from first-line start."""
+    outcome: Literal["os", "pfs_1l"]
+    """The model's curve it is read against: OS, or PFS of the first line, from its start."""
+    sequences: list[str] | None = None
+    """Sequence ids it applies to (default: every sequence)."""
+    note: str | None = None
+    """Why it is a fair comparison, or how it is not (e.g. a trial against a real-world cohort)."""
+
+
 class Scenario(_Frozen):
     """A scenario file: the regimens, the sequences to compare and how to simulate them.
 
@@ -832,6 +845,8 @@ class Scenario(_Frozen):
     """Probabilistic sensitivity analysis settings (``simseq psa``)."""
     evidence: EvidenceSpec | None = None
     """Evidence of your own (files and records) beside simseq's packaged figures."""
+    validation: list[ValidationPoint] = Field(default_factory=list)
+    """Published figures to show against the model's curves (not used to fit it)."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from simseq import validation
 from simseq.calibrate import CalibrationResult, base_calibration, calibrate_cached, solve_rows
 from simseq.limits import MAX_PATIENTS, MAX_PSA_BYTES, MAX_SEED
 from simseq.manifest import manifest_header
@@ -65,6 +66,8 @@ class Study:
         self.evidence = scenario_evidence(scenario, self.path)
         self.settings: PSASettings = scenario.psa or PSASettings()
         self.resolved: Resolved = resolve(scenario, self.evidence, _stub(scenario), self.path)
+        self.validation = validation.check(scenario, self.evidence, self.path)
+        """(point, evidence record) of each ``validation:`` entry: read against the model."""
         self.table = self.resolved.table
         self.table.assume_uncertainty(
             _setting(self.settings.cost_se_fraction),

@@ -31,17 +31,19 @@ def draw_survival(
     x_max: float,
     notes: list[str],
     y_label: str = "Proportion alive (overall survival)",
+    points: list[tuple] = (),
 ) -> None:
     """Write a PNG of survival curves with shaded intervals: x axis 0..``x_max``
-    months, ``notes`` as caption lines under the axes."""
+    months, ``notes`` as caption lines under the axes, ``points`` (label, x, y, x CI or
+    None, y CI or None) as black diamonds with error bars."""
     import matplotlib
 
     # labels and titles are the user's text: a "$" is a dollar, never mathtext to parse
     with matplotlib.rc_context({"text.parse_math": False}):
-        figure(lines, title, x_max, notes, y_label).savefig(path)
+        figure(lines, title, x_max, notes, y_label, points).savefig(path)
 
 
-def figure(lines, title, x_max, notes, y_label):
+def figure(lines, title, x_max, notes, y_label, points=()):
     """The matplotlib Figure (tests query its artists)."""
     # Figure + Agg canvas rather than pyplot: no global state, no GUI backend, faster start-up
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -54,6 +56,19 @@ def figure(lines, title, x_max, notes, y_label):
         ax.fill_between(line.times, line.low, line.high, color=line.colour, alpha=0.3, lw=0)
         ax.plot(
             line.times, line.survival, lw=1.6, color=line.colour, ls=line.style, label=line.label
+        )
+    for label, x, y, x_ci, y_ci in points:
+        ax.errorbar(
+            [x],
+            [y],
+            xerr=None if x_ci is None else [[x - x_ci[0]], [x_ci[1] - x]],
+            yerr=None if y_ci is None else [[y - y_ci[0]], [y_ci[1] - y]],
+            fmt="D",
+            color="black",
+            ms=5,
+            capsize=3,
+            zorder=5,
+            label=label,
         )
     ax.set_xlim(0, x_max)
     ax.set_ylim(0, 1.0)

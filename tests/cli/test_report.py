@@ -206,3 +206,27 @@ def test_run_with_report_on_a_scenario_without_economics(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     book = openpyxl.load_workbook(out / "results.xlsx", read_only=True)
     assert book.sheetnames == ["inputs", "summary", "survival"]  # no CEA, no PSA
+
+
+@pytest.mark.parametrize(
+    "entry, fragments",
+    [
+        ("{evidence: no.such.record, outcome: os}", ["validation.0.evidence", "no.such.record"]),
+        (
+            "{evidence: second_line.tki_ici.os.yin2025, outcome: os}",
+            ["validation.0.evidence", "measured from 2l_start"],
+        ),
+        (
+            "{evidence: first_line.atz_bev.pfs.imbrave150, outcome: pfs_1l, sequences: [nope]}",
+            ["validation.0.sequences", "nope", "atzbev_len"],
+        ),
+    ],
+)
+def test_bad_validation_entries_are_refused_with_their_key_path(tmp_path, entry, fragments):
+    scenario = tmp_path / "bad.yaml"
+    base = ROOT / "scenarios" / "base_case.yaml"
+    scenario.write_text(f"extends: {base}\nname: bad\nvalidation:\n  - {entry}\n")
+    result = CliRunner().invoke(main, ["validate", str(scenario)])
+    assert result.exit_code == 2
+    for fragment in fragments:
+        assert fragment in result.output

@@ -80,30 +80,35 @@ def test_survival_figure_labels_colours_bands_and_caption():
     curves = {sid: exponential_curve(m) for sid, m in zip(IDS, (8.0, 14.0, 11.0), strict=True)}
     labels = dict(zip(IDS, LABELS, strict=True))
     labels["atzbev_sor"] = None  # a missing label falls back to the id
-    lines, title, x_max, notes = survival_figure_args(
-        curves, labels, "Title", transported={"atzbev_len"}
-    )
-    fig = figure(lines, title, x_max, notes, "Proportion alive")
+    points = [("imbrave150 (12-month survival)", 12.0, 0.672, None, (0.62, 0.72))]
+    args = survival_figure_args(curves, labels, "Title", {"atzbev_len"}, points=points)
+    fig = figure(*args)
+    x_max = args[2]
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == [
+    drawn = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in drawn[:3]] == [
         "ATZ/BEV, then supportive care",
         "ATZ/BEV, then lenvatinib †",
         "atzbev_sor",
     ]
-    assert [line.get_color() for line in ax.get_lines()] == [sequence_colour(i) for i in IDS]
-    assert len(ax.collections) == 3  # one Monte Carlo band per curve
+    assert [line.get_color() for line in drawn[:3]] == [sequence_colour(i) for i in IDS]
+    (published,) = ax.containers  # the validation point with its CI
+    np.testing.assert_allclose(published.lines[0].get_xydata(), [[12.0, 0.672]])
+    assert published.has_yerr and not published.has_xerr
+    assert len(ax.collections) == 4  # one Monte Carlo band per curve, the point's error bar
     # the default axis stops where every curve is at 1% (the longest median: 14 months)
     assert x_max == pytest.approx(14.0 * np.log(100) / np.log(2), abs=0.5)
     assert ax.get_xlim()[1] == x_max < 120.0
     caption = " ".join(t.get_text() for t in fig.texts)
     assert "Monte Carlo 95%" in caption and "not included" in caption
     assert "120-month horizon" in caption and "transported" in caption
+    assert "not fitted to (validation)" in caption
 
 
 def test_survival_xmax_is_the_horizon_when_a_curve_never_reaches_one_percent():
     curves = {"a": exponential_curve(8.0), "b": exponential_curve(60.0)}
     assert survival_xmax(curves) == 120.0
-    _, _, x_max, notes = survival_figure_args(curves, {}, "t", set(), x_max=30.0)
+    _, _, x_max, notes, _, _ = survival_figure_args(curves, {}, "t", set(), x_max=30.0)
     assert x_max == 30.0 and len(notes) == 2  # bands, and where the curves are cut
 
 
