@@ -1,6 +1,8 @@
 """Report-ready PNG plots of the economic results: CE plane, CEAC/CEAF, EVPI, tornado.
 
-Every function writes one 8 x 5 in, 150 dpi PNG and returns nothing. Figures are
+Every function writes one 8 x 5 in, 150 dpi PNG and returns its ``Figure`` (tests
+read the artists drawn). Sequences are named by their labels and coloured by
+their ids (``simseq.colours``), the same in every figure. Figures are
 built on a ``Figure`` with an Agg canvas, imported inside each function, never
 through pyplot: no global figure registry to close, no GUI backend, and the
 package imports without matplotlib. Inputs follow :mod:`simseq.econ` (draws
@@ -21,16 +23,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_ce_plane", "plot_ceac", "plot_evpi", "plot_tornado", "tornado_order"]
+from simseq.colours import sequence_styles
+
+__all__ = [
+    "plot_ce_plane",
+    "plot_ceac",
+    "plot_evpi",
+    "plot_evppi",
+    "plot_tornado",
+    "tornado_order",
+]
 
 FIGSIZE = (8.0, 5.0)  # inches
 DPI = 150
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies and in greyscale print
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# Okabe-Ito blue and orange: distinguishable with the common colour-vision deficiencies
 LOW_COLOUR, HIGH_COLOUR = "#0072B2", "#E69F00"
+EVPI_COLOUR = "#000000"
+# parameter groups are not sequences: Okabe-Ito, so they are not read as sequence colours
+EVPPI_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+LINE_STYLES = ("-", "--", "-.")
 NOTE_STYLE = {"fontsize": 7, "style": "italic", "color": "0.3"}
 LEGEND_WRAP = 32  # characters per legend line; sequence names can be long
-TORNADO_WRAP = 28  # characters per y-axis label line (two lines at most)
+TORNADO_WRAP = 40  # characters per y-axis label line (two lines at most)
 TORNADO_END_LABEL = 18  # characters of an input label printed at a bar end
 
 
@@ -62,8 +76,9 @@ def _new_figure():
     return fig
 
 
-def _save(fig, path) -> None:
+def _save(fig, path):
     fig.savefig(Path(path), format="png", dpi=DPI)
+    return fig
 
 
 def _prefix(currency: str) -> str:
@@ -132,9 +147,13 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
-def _colour(option_idx: int) -> str:
-    """Colour by position in ``names`` so a sequence has the same colour in every plot."""
-    return PALETTE[option_idx % len(PALETTE)]
+def _styles(names: list[str], ids: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(colour, line style) per option, keyed by its id (by its name without ids)."""
+    keys = [str(k) for k in (names if ids is None else ids)]
+    if len(keys) != len(names):
+        raise ValueError(f"ids must have one entry per name ({len(names)}), got {len(keys)}")
+    styles = sequence_styles(keys)
+    return [styles[k] for k in keys]
 
 
 def _centre_note(ax, text: str, y: float = 0.5) -> None:
@@ -172,8 +191,10 @@ def plot_ce_plane(
     currency: str,
     wtp: float | None,
     reference: str,
-) -> None:
-    """Incremental cost-effectiveness plane of the PSA draws (PNG).
+    ids: Sequence[str] | None = None,
+):
+    """Incremental cost-effectiveness plane of the PSA draws, with the efficiency
+    frontier through the options' means (PNG).
 
     Parameters
     ----------
@@ -193,8 +214,11 @@ def plot_ce_plane(
         the origin (points below it are cost-effective at that WTP).
     reference : str
         Label of the reference sequence, for the title.
+    ids : sequence of str, optional
+        Sequence ids, which set the colours (default: the names).
     """
     names = [str(n) for n in names]
+    styles = _styles(names, ids)
     c = np.asarray(inc_costs, dtype=np.float64)
     e = np.asarray(inc_qalys, dtype=np.float64)
     if c.ndim == 1:  # one draw: a deterministic analysis
@@ -225,7 +249,7 @@ def plot_ce_plane(
             continue
         xs.append(x)
         ys.append(y)
-        colour = _colour(j)
+        colour = styles[j][0]
         # small, translucent draws so the density shows; the mean on top, outlined
         ax.scatter(x, y, s=6, alpha=0.3, color=colour, linewidths=0, rasterized=True)
         ax.scatter(
@@ -236,11 +260,28 @@ def plot_ce_plane(
             edgecolors="black",
             linewidths=0.8,
             zorder=4,
-            label=_wrap(f"{names[j]} (mean)", LEGEND_WRAP),
+            label=_wrap(f"{names[j]} (mean)", LEGEND_WRAP, max_lines=3),
         )
     ax.scatter(
-        0, 0, marker="s", s=50, color="white", edgecolors="black", zorder=5, label="Reference"
+        0,
+        0,
+        marker="s",
+        s=50,
+        color="white",
+        edgecolors="black",
+        zorder=5,
+        label=_wrap(f"{reference} (reference)", LEGEND_WRAP),
     )
+    front = _frontier(c, e)
+    if len(front) > 1:
+        ax.plot(
+            [_mean(e[:, j]) for j in front],
+            [_mean(c[:, j]) for j in front],
+            color="black",
+            lw=1.4,
+            zorder=3,
+            label="Efficiency frontier (means)",
+        )
 
     x_lim = _padded_limits(np.concatenate(xs))
     y_lim = _padded_limits(np.concatenate(ys))
@@ -273,11 +314,33 @@ def plot_ce_plane(
     fig.legend(loc="outside right upper", fontsize=8, frameon=False)
 
     if comparators:
-        note = f"Small dots: {c.shape[0]:,} PSA draws per option; large markers: means."
+        note = (
+            f"Small dots: {c.shape[0]:,} PSA draws per option; large markers: means; the "
+            "frontier joins the options not dominated (strictly or extendedly) on the means."
+        )
         if n_dropped:
             note += f" {n_dropped:,} non-finite draws left out."
         _footnote(fig, note)
-    _save(fig, path)
+    return _save(fig, path)
+
+
+def _mean(x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _frontier(inc_costs: np.ndarray, inc_qalys: np.ndarray) -> list[int]:
+    """Columns on the efficiency frontier of the mean costs and QALYs, cheapest first
+    (``simseq.econ.icer_table``'s dominance rules)."""
+    from simseq import econ
+
+    costs = [_mean(inc_costs[:, j]) for j in range(inc_costs.shape[1])]
+    qalys = [_mean(inc_qalys[:, j]) for j in range(inc_qalys.shape[1])]
+    if not all(np.isfinite(costs + qalys)):
+        return []
+    table = econ.icer_table(list(range(len(costs))), costs, qalys)
+    on = table[table["status"].isin(["reference", "non-dominated"])]
+    return [int(j) for j in on["sequence"]]
 
 
 # --------------------------------------------------------------------------- CEAC / CEAF
@@ -292,8 +355,11 @@ def plot_ceac(
     *,
     currency: str,
     frontier: pd.DataFrame | None = None,
-) -> None:
-    """Cost-effectiveness acceptability curves, optionally with the frontier (PNG).
+    wtp: float | None = None,
+    ids: Sequence[str] | None = None,
+):
+    """Cost-effectiveness acceptability curves, optionally with the frontier and the
+    stated willingness to pay (PNG).
 
     Parameters
     ----------
@@ -309,10 +375,16 @@ def plot_ceac(
         Currency code or symbol for the axis label.
     frontier : pandas.DataFrame, optional
         :func:`simseq.econ.ceaf` output (columns ``wtp``, ``option_idx``,
-        ``sequence``, ``expected_nmb``, ``probability``); drawn as a thick
-        dashed line.
+        ``sequence``, ``expected_nmb``, ``probability``); drawn as a wide grey
+        band under the curves, so no curve hides beneath it.
+    wtp : float, optional
+        The stated willingness to pay (currency per QALY): a vertical line, and each
+        option's probability there in the legend.
+    ids : sequence of str, optional
+        Sequence ids, which set the colours (default: the names).
     """
     names = [str(n) for n in names]
+    styles = _styles(names, ids)
     w = np.asarray(wtp_grid, dtype=np.float64)
     p = np.asarray(prob_best, dtype=np.float64)
     if p.ndim == 1 and len(names) == 1:
@@ -324,20 +396,43 @@ def plot_ceac(
 
     fig = _new_figure()
     ax = fig.add_subplot()
+    at_wtp = None
+    if wtp is not None and w.size:
+        at_wtp = int(np.argmin(np.abs(w - wtp)))
     for j, name in enumerate(names):
+        label = name if at_wtp is None else f"{name} ({p[at_wtp, j]:.2f} at the WTP)"
         # clip_on=False: a curve sitting at exactly 0 or 1 stays fully visible on the frame
-        ax.plot(w, p[:, j], color=_colour(j), lw=1.8, clip_on=False, label=_wrap(name, LEGEND_WRAP))
+        ax.plot(
+            w,
+            p[:, j],
+            color=styles[j][0],
+            ls=styles[j][1],
+            lw=1.8,
+            clip_on=False,
+            zorder=3,
+            label=_wrap(label, LEGEND_WRAP, max_lines=3),
+        )
     if frontier is not None and len(frontier):
+        # under the curves: the option on the frontier shows through it
         ax.plot(
             frontier["wtp"].to_numpy(dtype=np.float64),
             frontier["probability"].to_numpy(dtype=np.float64),
-            color="black",
-            lw=3.2,
-            ls=(0, (4, 2.5)),
-            alpha=0.75,
+            color="0.55",
+            lw=7,
+            alpha=0.45,
+            solid_capstyle="butt",
             clip_on=False,
-            zorder=3,
-            label="Frontier (CEAF): option with\nthe highest expected NMB",
+            zorder=2,
+            label="Frontier (CEAF): the option\nwith the highest expected NMB",
+        )
+    if at_wtp is not None:
+        ax.axvline(
+            wtp,
+            color="black",
+            ls=":",
+            lw=1.2,
+            zorder=4,
+            label=_wrap(f"Stated WTP: {_money(wtp, currency)} per QALY", LEGEND_WRAP),
         )
     if w.size:
         ax.set_xlim(float(np.nanmin(w)), float(np.nanmax(w)) if w.size > 1 else float(w[0]) + 1)
@@ -349,7 +444,7 @@ def plot_ceac(
     ax.grid(alpha=0.3)
     # outside the axes: the curves cross everywhere, so no corner inside is free
     fig.legend(loc="outside right upper", fontsize=8, frameon=False)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- EVPI
@@ -365,8 +460,15 @@ def _scale(max_abs: float) -> tuple[float, str]:
 
 @_literal_text
 def plot_evpi(
-    path, wtp_grid, evpi_values, *, currency: str, population: float | None = None
-) -> None:
+    path,
+    wtp_grid,
+    evpi_values,
+    *,
+    currency: str,
+    population: float | None = None,
+    population_note: str = "",
+    wtp: float | None = None,
+):
     """Per-patient EVPI against WTP, with population EVPI on a second axis (PNG).
 
     Parameters
@@ -382,6 +484,10 @@ def plot_evpi(
     population : float, optional
         (Discounted) number of patients the decision affects; adds a right-hand
         axis of population EVPI and a note of its maximum.
+    population_note : str
+        How ``population`` was reached (patients a year, years, discounting): a footnote.
+    wtp : float, optional
+        The stated willingness to pay: a vertical line, with the EVPI there.
     """
     w = np.asarray(wtp_grid, dtype=np.float64)
     v = np.asarray(evpi_values, dtype=np.float64)
@@ -394,7 +500,7 @@ def plot_evpi(
 
     fig = _new_figure()
     ax = fig.add_subplot()
-    ax.plot(w, v, color=PALETTE[0], lw=2.0, clip_on=False)
+    ax.plot(w, v, color=EVPI_COLOUR, lw=2.0, clip_on=False)
     finite = np.isfinite(v)
     v_max = float(v[finite].max()) if finite.any() else 0.0
     if w.size:
@@ -415,12 +521,18 @@ def plot_evpi(
         )
     else:
         i_max = int(np.flatnonzero(finite)[np.argmax(v[finite])])
-        ax.plot(w[i_max], v_max, "o", color=PALETTE[0], ms=6, clip_on=False, zorder=4)
+        ax.plot(w[i_max], v_max, "o", color=EVPI_COLOUR, ms=6, clip_on=False, zorder=4)
         text = (
             f"Maximum: {_money(v_max, currency)} per patient\nat WTP {_money(w[i_max], currency)}"
         )
         if population is not None:
             text += f"\nPopulation: {_money_short(v_max * population, currency)}"
+        if wtp is not None and w.size:
+            at = float(np.interp(wtp, w, np.where(finite, v, 0.0)))
+            text += f"\n\nAt the stated WTP ({_money(wtp, currency)}, dotted):"
+            text += f"\n{_money(at, currency)} per patient"
+            if population is not None:
+                text += f", {_money_short(at * population, currency)} in all"
         # in the top corner away from the peak, which is where the curve is lower
         left = w[i_max] > 0.5 * (np.nanmin(w) + np.nanmax(w))
         ax.text(
@@ -440,7 +552,90 @@ def plot_evpi(
         unit = f"{currency} {word}" if word else currency
         sec.set_ylabel(f"Population EVPI ({unit}; {population:,.0f} patients)")
         _format_axis(sec.yaxis)
-    _save(fig, path)
+    if wtp is not None:
+        ax.axvline(wtp, color="black", ls=":", lw=1.2)
+    if population_note:
+        _footnote(fig, population_note)
+    return _save(fig, path)
+
+
+@_literal_text
+def plot_evppi(
+    path,
+    wtp_grid,
+    groups: dict[str, Sequence[float] | None],
+    evpi_values,
+    *,
+    currency: str,
+    wtp: float | None = None,
+):
+    """Per-patient EVPPI of each parameter group against WTP, under the EVPI (PNG).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output PNG.
+    wtp_grid : ndarray(float64, ndim=1), (n_wtp,)
+        Willingness to pay, currency per QALY.
+    groups : dict of str to sequence of float (n_wtp,) or None
+        EVPPI per patient (currency) per group; a None (not computed) is named in a note.
+    evpi_values : ndarray(float64, ndim=1), (n_wtp,)
+        Per-patient EVPI on the same grid: the ceiling of every EVPPI, drawn dashed.
+    currency : str
+        Currency code or symbol for the labels.
+    wtp : float, optional
+        The stated willingness to pay: a vertical line.
+    """
+    w = np.asarray(wtp_grid, dtype=np.float64)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.plot(
+        w,
+        np.asarray(evpi_values, dtype=np.float64),
+        color=EVPI_COLOUR,
+        ls="--",
+        lw=1.4,
+        marker="o",
+        ms=3,
+        label="EVPI (all parameters)",
+    )
+    drawn = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items() if v is not None}
+    # the order of the groups' colours is fixed: largest EVPPI at the stated WTP first
+    at = int(np.argmin(np.abs(w - wtp))) if wtp is not None and w.size else -1
+    order = sorted(drawn, key=lambda k: -float(np.nan_to_num(drawn[k][at])))
+    for k, name in enumerate(order):
+        ax.plot(
+            w,
+            drawn[name],
+            lw=1.8,
+            color=EVPPI_COLOURS[k % len(EVPPI_COLOURS)],
+            ls=LINE_STYLES[(k // len(EVPPI_COLOURS)) % len(LINE_STYLES)],
+            label=_wrap(name.replace("_", " "), LEGEND_WRAP),
+        )
+    if wtp is not None:
+        ax.axvline(
+            wtp,
+            color="black",
+            ls=":",
+            lw=1.2,
+            label=_wrap(f"Stated WTP: {_money(wtp, currency)} per QALY", LEGEND_WRAP),
+        )
+    if w.size:
+        ax.set_xlim(float(np.nanmin(w)), float(np.nanmax(w)) if w.size > 1 else float(w[0]) + 1)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel(f"Willingness to pay ({currency} per QALY)")
+    ax.set_ylabel(f"EVPPI per patient ({currency})")
+    ax.set_title("EVPPI by parameter group", fontsize=11)
+    _format_axis(ax.xaxis)
+    _format_axis(ax.yaxis)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    missing = [k for k, v in groups.items() if v is None]
+    note = "Regression EVPPI (Strong, Oakley & Brennan 2014) on the PSA draws."
+    if missing:
+        note += f" Not computed: {', '.join(missing)} (see the warnings)."
+    _footnote(fig, note)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- tornado
@@ -491,10 +686,12 @@ def plot_tornado(
     path : str or Path
         Output PNG.
     rows : sequence of dict
-        One per parameter: ``parameter`` (name), ``low_label`` and
+        One per parameter: ``parameter`` (name, with its unit), ``low_label`` and
         ``high_label`` (the input values, as text), ``low`` and ``high`` (the
-        outcome at those inputs). Rows with a non-finite outcome are skipped and
-        named in a note.
+        outcome at those inputs), optionally ``illustrative`` (a placeholder
+        input: its label is marked). Rows with a non-finite outcome are skipped
+        and named in a note; rows with no effect (``low == high`` to within 1e-6
+        of the outcome's scale) are left out and counted in a note.
     outcome_label : str
         x-axis label, with units (e.g. ``"Incremental NMB (GBP)"``).
     base_value : float
@@ -510,6 +707,16 @@ def plot_tornado(
 
     order = tornado_order(rows)
     skipped = [str(r.get("parameter", "?")) for r in rows if not _row_is_finite(r)]
+    ends = [abs(float(rows[i][k])) for i in order for k in ("low", "high")]
+    # common random numbers make an input that cannot move the outcome move it by
+    # rounding only (1e-6 of a NMB of thousands): such rows are empty bars
+    tolerance = 1e-6 * max(
+        [abs(float(base_value)) if np.isfinite(base_value) else 0.0, *ends, 1e-300]
+    )
+    no_effect = [
+        i for i in order if abs(float(rows[i]["high"]) - float(rows[i]["low"])) <= tolerance
+    ]
+    order = [i for i in order if i not in no_effect]
     n_hidden = max(0, len(order) - max_rows)
     order = order[:max_rows]
 
@@ -523,23 +730,31 @@ def plot_tornado(
         notes.append(_truncate(f"Skipped (non-finite outcome): {', '.join(skipped)}.", 150))
     if n_hidden:
         notes.append(f"{n_hidden} parameter(s) with smaller ranges not shown.")
+    if no_effect:
+        notes.append(f"{len(no_effect)} parameter(s) with no effect on this outcome not shown.")
+    if any(rows[i].get("illustrative") for i in order[:max_rows]):
+        notes.append("ILLUSTRATIVE: a placeholder input with no evidence behind it.")
 
     if not order:
         _centre_note(
-            ax, "No parameters varied" if not rows else "No parameter has a finite outcome"
+            ax,
+            "No parameters varied"
+            if not rows
+            else "No parameter changes this outcome"
+            if no_effect
+            else "No parameter has a finite outcome",
         )
         ax.set_yticks([])
         ax.set_xticks([])
         if notes:
             _footnote(fig, " ".join(notes))
-        _save(fig, path)
-        return
+        return _save(fig, path)
 
     base = float(base_value)
     lows = np.array([float(rows[i]["low"]) for i in order])
     highs = np.array([float(rows[i]["high"]) for i in order])
     y = np.arange(len(order))
-    font = 8 if len(order) <= 12 else 7
+    font = 8 if len(order) <= 10 else 7
     # Both ends on one side of the base (a non-monotone or saturating outcome): the two bars
     # share the row in halves, so neither hides the other nor its end label.
     offsets = np.zeros((len(order), 2))
@@ -576,12 +791,20 @@ def plot_tornado(
     ax.set_xlim(lo - 0.3 * span, hi + 0.3 * span)
 
     # two-line names fit up to about a dozen rows at 5 in; beyond that, one truncated line
+    names = [
+        ("ILLUSTRATIVE " if rows[i].get("illustrative") else "")
+        + str(rows[i].get("parameter", "?"))
+        for i in order
+    ]
     if len(order) <= 12:
-        labels = [_wrap(rows[i].get("parameter", "?"), TORNADO_WRAP) for i in order]
+        labels = [_wrap(name, TORNADO_WRAP) for name in names]
     else:
-        labels = [_truncate(rows[i].get("parameter", "?"), 2 * TORNADO_WRAP) for i in order]
+        labels = [_truncate(name, 2 * TORNADO_WRAP) for name in names]
     ax.set_yticks(y, labels)
     ax.tick_params(axis="y", labelsize=font, length=0)
+    for tick, i in zip(ax.get_yticklabels(), order, strict=True):
+        if rows[i].get("illustrative"):
+            tick.set_color("#D55E00")  # Okabe-Ito vermillion: the placeholder stands out
     ax.set_ylim(len(order) - 0.5, -0.5)  # widest on top
     _format_axis(ax.xaxis)
     ax.grid(axis="x", alpha=0.3)
@@ -601,4 +824,4 @@ def plot_tornado(
     )
     if notes:
         _footnote(fig, " ".join(notes))
-    _save(fig, path)
+    return _save(fig, path)

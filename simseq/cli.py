@@ -1,4 +1,5 @@
-"""Command-line interface: ``simseq fit | validate | calibrate | run``."""
+"""Command-line interface: ``simseq fit | validate | calibrate | run | psa | dsa | sweep |
+report | bench | cache``."""
 
 import functools
 
@@ -216,6 +217,23 @@ _force = click.option(
 )
 
 
+_report = click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="Also write report.html and results.xlsx in the scenario's results directory.",
+)
+
+
+def _then_report(out_dir) -> None:
+    """After run/psa/dsa with --report: the report of the scenario's results directory."""
+    from simseq.report_html import write_report
+
+    directory = out_dir if (out_dir / "summary.json").is_file() else out_dir.parent
+    for path in write_report(directory):
+        click.echo(f"written {path}")
+
+
 def _analysis_options(func):
     """--seed, --threads, --out, --force, --quiet and the task options every analysis
     (psa, dsa, sweep) takes; the command passes them on as ``options``."""
@@ -306,6 +324,13 @@ def calibrate_cmd(
 @click.option(
     "--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True
 )
+@click.option(
+    "--xmax",
+    "x_max",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Months shown in survival.png [where every curve is at or below 1%].",
+)
+@_report
 @_quiet
 @_distributed
 @_scenario_errors
@@ -319,6 +344,8 @@ def run_cmd(
     chunk_size,
     trajectories,
     trajectories_format,
+    x_max,
+    with_report,
     quiet,
     distributed,
 ) -> None:
@@ -337,7 +364,7 @@ def run_cmd(
         from simseq.commands import run_scenario
 
         try:
-            run_scenario(
+            _, out_dir = run_scenario(
                 scenario,
                 n_patients=patients,
                 seed=seed,
@@ -352,6 +379,7 @@ def run_cmd(
                 workers=distributed["workers"],
                 resume=distributed["resume"],
                 force=force,
+                x_max=x_max,
                 draw=plotter.draw,
             )
         except ValueError as err:
@@ -360,6 +388,8 @@ def run_cmd(
             if isinstance(err, ScenarioError):
                 raise
             raise _InputError(str(err)) from None
+    if with_report:
+        _then_report(out_dir)
 
 
 # --------------------------------------------------------------------------- #
@@ -389,7 +419,7 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
         from simseq.commands import make_console
 
         title = "simseq bench" + (" --quick" if quick else "")
-        make_console().print(bench.rows_table(rows, title))
+        make_console(width=160).print(bench.rows_table(rows, title))  # a wide table of numbers
     for line in missed:
         click.echo(f"target missed: {line}", err=as_json)
     if not missed:
@@ -413,8 +443,9 @@ def bench_cmd(as_json: bool, quick: bool) -> None:
     is_flag=True,
     help="Average over the structural alternatives with psa.model_averaging's weights.",
 )
+@_report
 @_analysis_options
-def psa_cmd(scenario, draws, patients, model_average, **options) -> None:
+def psa_cmd(scenario, draws, patients, model_average, with_report, **options) -> None:
     """Probabilistic sensitivity analysis: costs, QALYs, ICERs, CEAC and EVPI across draws."""
     if draws is not None and patients is not None and draws * patients > MAX_PATIENTS:
         raise _InputError(
@@ -423,7 +454,11 @@ def psa_cmd(scenario, draws, patients, model_average, **options) -> None:
         )
     from simseq.commands import run_psa
 
-    run_psa(scenario, n_draws=draws, n_patients=patients, model_average=model_average, **options)
+    _, out_dir = run_psa(
+        scenario, n_draws=draws, n_patients=patients, model_average=model_average, **options
+    )
+    if with_report:
+        _then_report(out_dir)
 
 
 @main.command("dsa")
@@ -436,12 +471,15 @@ def psa_cmd(scenario, draws, patients, model_average, **options) -> None:
     help="Patients per case (common random numbers across cases).",
 )
 @click.option("--sequence", help="Sequence the tornado is drawn for [first non-reference].")
+@_report
 @_analysis_options
-def dsa_cmd(scenario, patients, sequence, **options) -> None:
+def dsa_cmd(scenario, patients, sequence, with_report, **options) -> None:
     """One-way sensitivity analysis: tornado diagrams for incremental NMB and median OS."""
     from simseq.commands import run_dsa
 
-    run_dsa(scenario, n_patients=patients, sequence=sequence, **options)
+    _, out_dir = run_dsa(scenario, n_patients=patients, sequence=sequence, **options)
+    if with_report:
+        _then_report(out_dir)
 
 
 @main.command("sweep")
@@ -494,6 +532,22 @@ def structural_cmd(scenario, patients, **options) -> None:
     from simseq.commands import run_structural
 
     run_structural(scenario, n_patients=patients, **options)
+
+
+@main.command("report")
+@click.argument("results_dir", type=click.Path(file_okay=False, exists=True))
+@_scenario_errors
+def report_cmd(results_dir: str) -> None:
+    """Write RESULTS_DIR/report.html (self-contained) and results.xlsx from what run, psa
+    and dsa wrote there (psa/ and dsa/ are optional)."""
+    from simseq.report_html import write_report
+
+    try:
+        paths = write_report(results_dir)
+    except FileNotFoundError as err:
+        raise _InputError(str(err)) from None
+    for path in paths:
+        click.echo(f"written {path}")
 
 
 @main.command("cache")

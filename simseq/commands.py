@@ -40,10 +40,11 @@ from simseq.study import Study, load, parse_sweep
 MAX_TRAJECTORY_PATIENTS = 100_000
 
 
-def make_console(quiet: bool = False) -> Console:
-    """A console wide enough for the results table even when output is piped to a file."""
+def make_console(quiet: bool = False, width: int = 100) -> Console:
+    """A console of the terminal's width, or ``width`` columns when the output is piped
+    to a file (100: what the results tables fit)."""
     probe = Console()
-    return Console(quiet=quiet, width=None if probe.is_terminal else 160)
+    return Console(quiet=quiet, width=None if probe.is_terminal else width)
 
 
 def default_out(scenario: Scenario) -> Path:
@@ -119,6 +120,7 @@ def run_scenario(
     workers: int | None = None,
     resume: bool = False,
     force: bool = False,
+    x_max: float | None = None,
     draw=None,
 ) -> tuple[dict, Path]:
     """``simseq run``: simulate the base case and write its results directory; returns
@@ -161,6 +163,7 @@ def run_scenario(
             draw=draw,
             trajectories=trajectories,
             trajectories_format=trajectories_format,
+            x_max=x_max,
             manifest={
                 "threads": threads or numba.get_num_threads(),
                 "chunk_size": chunk_size,
@@ -172,7 +175,11 @@ def run_scenario(
     if not quiet:
         print_run_table(cmd.console, result.summary_dict)
         if "cea" in result.summary_dict:
-            print_cea_table(cmd.console, result.summary_dict["cea"])
+            print_cea_table(
+                cmd.console,
+                result.summary_dict["cea"],
+                {sid: s["label"] for sid, s in result.summary_dict["sequences"].items()},
+            )
         cmd.console.print(f"results written to {cmd.out_dir}/")
     return result.summary_dict, cmd.out_dir
 

@@ -234,6 +234,15 @@ def summary_tallies(model: ModelArrays) -> np.ndarray:
     return mask
 
 
+def run_tallies(model: ModelArrays) -> np.ndarray:
+    """``summary_tallies`` and the state occupancy ``line_curves`` reads: the histograms
+    of a run, whose results feed the report (histograms are independent: the others'
+    counts do not change)."""
+    mask = summary_tallies(model)
+    mask[[TALLY_ENTRY_TIME, TALLY_EXIT_TIME]] = 1
+    return mask
+
+
 def sequence_os_tallies(model: ModelArrays) -> np.ndarray:
     """int64 (N_TALLIES, n_states) mask of OS from the start of each sequence alone (the
     TALLY_OS_GIVEN_ENTRY histogram of its start state: every patient enters it at time 0),
@@ -282,6 +291,84 @@ def sequence_summary(
             "os_from_entry": time_summary(tally_curve(tallies, TALLY_OS_FROM_ENTRY, bsc, draw)),
         }
     return out
+
+
+OCCUPANCY_ROLES = {
+    "line": "on treatment, line {line}",
+    "post_progression": "progressed after the last line",
+    "no_further_therapy": "supportive care",
+}
+
+
+def line_curves(model: ModelArrays, tallies: Tallies, step: float = 0.5) -> list[dict]:
+    """Tidy curves per sequence for the report, on a grid of ``step`` months: PFS of each
+    line from its start (the model's time on that line: it ends at progression, death or
+    deterioration) and OS from the start of each later line by regimen, with Monte Carlo
+    95% intervals, and the probability of being in each state group at each time since
+    first-line start (occupancy; the rest are dead).
+
+    Returns rows of sequence, curve, time_months, value, ci95_low, ci95_high (None for
+    occupancy, a sum of counts with no interval computed here)."""
+    rows: list[dict] = []
+    for sid in model.seq_names:
+        states = model.states_of(sid)
+        lines = sorted({int(model.state_line[s]) for s in states if model.state_line[s] >= 1})
+        for line_no in lines:
+            at = [
+                s
+                for s in states
+                if model.state_line[s] == line_no and model.state_role[s] == "line"
+            ]
+            curve = tally_curve(tallies, TALLY_SOJOURN, at)
+            if curve.n:
+                rows += _curve_rows(sid, f"pfs_line_{line_no}", curve, step)
+        for st in states:  # OS from the start of each later line, by regimen
+            line_no = int(model.state_line[st])
+            if line_no < 2 or model.state_role[st] != "line":
+                continue
+            curve = tally_curve(tallies, TALLY_OS_FROM_ENTRY, [int(st)])
+            if curve.n:
+                rows += _curve_rows(
+                    sid, f"os_from_line_{line_no}: {model.state_regimen[st]}", curve, step
+                )
+        groups: dict[str, list[int]] = {}
+        for s in states:
+            role = str(model.state_role[s])
+            name = OCCUPANCY_ROLES.get(role, role).format(line=int(model.state_line[s]))
+            groups.setdefault(name, []).append(int(s))
+        for name, members in groups.items():
+            times, prob = occupancy(tallies, members)
+            grid = np.arange(step, times[-1] + 1e-9, step)
+            rows += [
+                {
+                    "sequence": sid,
+                    "curve": f"occupancy: {name}",
+                    "time_months": round(float(t), 6),
+                    "value": round(float(v), 6),
+                    "ci95_low": None,
+                    "ci95_high": None,
+                }
+                for t, v in zip(grid, np.interp(grid, times, prob), strict=True)
+            ]
+    return rows
+
+
+def _curve_rows(sequence: str, name: str, curve: SurvivalCurve, step: float) -> list[dict]:
+    """A curve on a grid of ``step`` months with its Monte Carlo 95% interval, as rows."""
+    grid = np.arange(0.0, curve.times[-1] + 1e-9, step)
+    s = np.interp(grid, curve.times, curve.survival)
+    half = Z95 * np.interp(grid, curve.times, curve.se)
+    return [
+        {
+            "sequence": sequence,
+            "curve": name,
+            "time_months": round(float(t), 6),
+            "value": round(float(v), 6),
+            "ci95_low": round(float(max(0.0, v - h)), 6),
+            "ci95_high": round(float(min(1.0, v + h)), 6),
+        }
+        for t, v, h in zip(grid, s, half, strict=True)
+    ]
 
 
 def econ_means(econ: np.ndarray, n_patients: int) -> dict[str, tuple[float, float]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -179,6 +180,34 @@ SamplingDistribution = LogNormal | Beta | Gamma | Dirichlet | Empirical
 # --------------------------------------------------------------------------- #
 
 
+# an evidence id's source segment (author + year, e.g. chon2024) and what labels drop
+_SOURCE = re.compile(r"[a-z]+20\d\d[a-z]?")
+_SKIP = {"economics", "health_economics", "regimens", "drugs", "unadjusted"}
+_WORDS = {
+    "first_line": "1L",
+    "second_line": "2L",
+    "os": "OS",
+    "pfs": "PFS",
+    "atz_bev": "ATZ/BEV",
+    "tki_ici": "TKI + ICI",
+    "ae": "AE",
+    "grade3_ae_rate": "grade 3-4 AE rate",
+    "ae_cost": "AE cost",
+    "best_supportive_care_after_1l": "supportive care after 1L",
+    "grade3_4_ae": "grade 3-4 AE rate",
+    "ae_disutility": "AE disutility",
+    "grade_3plus": "grade 3+",
+    "ae_duration_months": "AE duration",
+    "discount_costs": "discount rate, costs",
+    "discount_qalys": "discount rate, QALYs",
+    "received_2l": "received 2L",
+}
+
+
+def _word(segment: str) -> str:
+    return _WORDS.get(segment, segment.replace("_", " "))
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One input: its stable name, base value(s), distribution and where it comes from."""
@@ -206,6 +235,36 @@ class Parameter:
     illustrative: bool = False
     pooling: PooledMedian | None = None
     """For a pooled median: the pool (method, tau^2, I^2, weights)."""
+
+    @property
+    def label(self) -> str:
+        """A name a reviewer reads, with its sources: ``"2L lenvatinib OS median
+        (pooled: chon2024, cheon2025)"`` for ``pool:second_line.lenvatinib.os...``."""
+        kind, _, rest = self.name.partition(":")
+        rest, _, part = rest.partition(":")
+        words, sources = [], []
+        for k, record in enumerate(rest.split("+")):
+            for segment in record.split("."):
+                if _SOURCE.fullmatch(segment):
+                    sources.append(segment)
+                elif segment not in _SKIP and k == 0:  # pooled records share their words
+                    words.append(_word(segment))
+        if self.unit == "months" and words and words[-1] in ("OS", "PFS"):
+            words.append("median")
+        text = " ".join(words)
+        if kind in ("beta", "dirichlet") and part:
+            text += f": {_word(part.split(',')[0].split('=')[0])} share"
+        elif part:  # a named field of the record
+            text += f" {_word(part)}"
+        if sources:
+            text += f" ({'pooled: ' if kind == 'pool' else ''}{', '.join(sources)})"
+        return text
+
+    def display_unit(self, currency: str) -> str:
+        """The unit for a table header or axis label, currency named ("USD per month")."""
+        if self.group == "utilities" and self.unit == "per year":
+            return "0-1 scale"
+        return self.unit.replace("currency", currency).strip("()")
 
     @property
     def source(self) -> str:

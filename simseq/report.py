@@ -3,9 +3,11 @@ folder: see ``simseq.results_dir``)."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -46,6 +48,13 @@ def survival_rows(curves: dict[str, SurvivalCurve], step: float = 0.1) -> list[d
     return rows
 
 
+def survival_xmax(curves: dict[str, SurvivalCurve], remaining: float = 0.01) -> float:
+    """Months where every curve has fallen to ``remaining`` (the horizon if one never
+    does): beyond it the curves are flat at zero on a report page."""
+    horizon = max(float(c.times[-1]) for c in curves.values())
+    return min(horizon, max(c.quantile_time(remaining) for c in curves.values()))
+
+
 def plot_survival(
     path: Path,
     curves: dict[str, SurvivalCurve],
@@ -54,9 +63,12 @@ def plot_survival(
     transported: set[str],
     x_max: float | None = None,
     *,
+    points=(),
     draw=None,
 ) -> None:
-    """OS from the start of first line, one labelled line per sequence (PNG).
+    """OS from the start of first line, one labelled line per sequence with its Monte
+    Carlo 95% band (PNG), x axis to ``x_max`` months (default ``survival_xmax``), and
+    published ``points`` (``validation.os_points``) as black diamonds with their CIs.
 
     ``draw`` runs the drawing (``survival_plot.draw_survival`` and its arguments);
     default: here. ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a
@@ -64,52 +76,136 @@ def plot_survival(
     """
     from simseq.survival_plot import draw_survival
 
-    lines = [
-        (f"{labels.get(seq, seq)}{' †' if seq in transported else ''}", c.times, c.survival)
-        for seq, c in curves.items()
-    ]
+    draw = draw or (lambda fn, *args: fn(*args))
+    args = survival_figure_args(curves, labels, title, transported, x_max, points)
+    draw(draw_survival, path, *args)
+
+
+def survival_figure_args(curves, labels, title, transported, x_max=None, points=()):
+    """The arguments of ``survival_plot.draw_survival`` after ``path`` (see ``plot_survival``)."""
+    from simseq.colours import sequence_styles
+    from simseq.survival_plot import Line
+
+    styles = sequence_styles(curves)
+    lines, widest = [], 0.0
+    for seq, c in curves.items():
+        half = Z95 * c.se
+        widest = max(widest, float(np.nanmax(half)))
+        lines.append(
+            Line(
+                f"{labels.get(seq) or seq}{' †' if seq in transported else ''}",
+                *styles[seq],
+                c.times,
+                c.survival,
+                np.clip(c.survival - half, 0, 1),
+                np.clip(c.survival + half, 0, 1),
+            )
+        )
     if x_max is None:
-        # stop where every curve is below 2%: the tail is uninformative on a report page
-        horizon = max(float(c.times[-1]) for c in curves.values())
-        x_max = min(horizon, 1.05 * max(c.quantile_time(0.02) for c in curves.values()))
-    note = "† transported evidence: measured after a different prior line" if transported else ""
-    (draw or (lambda fn, *args: fn(*args)))(draw_survival, path, lines, title, x_max, note)
+        x_max = survival_xmax(curves)
+    n = min(c.n for c in curves.values())
+    notes = [
+        f"Shaded: Monte Carlo 95% intervals (simulation noise at N = {n:,}; at most "
+        f"±{widest:.1%} here). Input (parameter) uncertainty is not included: see the PSA."
+    ]
+    horizon = max(float(c.times[-1]) for c in curves.values())
+    if x_max < horizon:
+        notes.append(
+            f"Drawn to {x_max:.0f} months, where every curve is at or below 1%; "
+            f"RMST, costs and QALYs run to the {horizon:g}-month horizon."
+        )
+    if points:
+        notes.append(
+            "Diamonds: published figures the model is not fitted to (validation), with their "
+            "95% CIs where reported."
+        )
+    if transported:
+        notes.append("† transported evidence: measured after a different prior line")
+    return lines, title, x_max, notes, "Proportion alive (overall survival)", list(points)
+
+
+def plain_number(x: float) -> str:
+    """A number as a reader writes it: separators from 1,000 up, 4 significant figures
+    below, never an exponent for the magnitudes of a model's inputs."""
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.2e}"
+    return f"{x:.4g}"  # no exponent between 1e-3 and 1,000
 
 
 def _fmt(x, digits=1) -> str:
     return "NR" if x is None else f"{x:.{digits}f}"
 
 
+def _pct(x, sign: bool = True) -> str:
+    """Survival and proportions in one format: percent with one decimal (the sign left
+    out under a header that says %)."""
+    return "-" if x is None else f"{100 * x:.1f}" + ("%" if sign else "")
+
+
+def _name(sid: str, label: str | None, transported: bool = False) -> str:
+    """A sequence as a reader knows it: its label (its id when it has none)."""
+    return (label or sid) + (" †" if transported else "")
+
+
+def _table(title: str) -> Table:
+    """A table without vertical rules: their columns buy the content room at 100 columns."""
+    return Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _legend(console: Console, text: str) -> None:
+    console.print(text, style="dim")
+
+
 def print_run_table(console: Console, summary: dict) -> None:
-    """One row per sequence: OS from first line, first-line PFS and what followed."""
+    """One row per sequence: OS from first line, first-line PFS and what followed (fits
+    100 columns; abbreviations explained below the table)."""
     landmarks = summary["landmarks"]
-    table = Table(
-        title=f"{summary['title']}  (N = {summary['n_patients']:,} per sequence, "
-        f"seed {summary['seed']})",
-        title_style="bold",
+    horizon = summary["horizon"]
+    table = _table(
+        f"{summary['title']}\n(N = {summary['n_patients']:,} per sequence, seed {summary['seed']})"
     )
-    table.add_column("sequence")
-    table.add_column("median OS (95% MC CI)", justify="right")
-    table.add_column(f"RMST {summary['horizon']:g} mo", justify="right")
-    for t in landmarks:
-        table.add_column(f"OS {t:g} mo", justify="right")
-    table.add_column("median PFS 1L", justify="right")
-    table.add_column("2L started", justify="right")
-    table.add_column("median OS from 2L", justify="right")
+    # numbers get fixed widths (their headers wrap), the labels what is left of 100 columns
+    table.add_column("Sequence", min_width=16)
+    table.add_column("Median OS, months (95% MC CI)", justify="right", width=11)
+    table.add_column(f"RMST to month {horizon:g}, months", justify="right", width=8)
+    table.add_column(
+        "OS at " + "/".join(f"{t:g}" for t in landmarks) + " months, %",
+        justify="right",
+        width=max(8, 5 * len(landmarks) - 1),
+    )
+    table.add_column("Median 1L PFS, months", justify="right", width=7)
+    table.add_column("Started 2L, %", justify="right", width=7)
+    table.add_column("Median OS from 2L, months", justify="right", width=9)
+    any_transported = False
     for seq, s in summary["sequences"].items():
         os_ = s["os_from_1l"]
         lo, hi = os_["median_ci95"]
         second = s.get("second_line_any")
+        any_transported |= bool(s.get("transported"))
         table.add_row(
-            seq + (" †" if s.get("transported") else ""),
-            f"{_fmt(os_['median'], 2)} ({_fmt(lo, 2)}-{_fmt(hi, 2)})",
-            _fmt(os_["rmst"], 2),
-            *[_fmt(os_["survival_at"][f"{t:g}"], 3) for t in landmarks],
-            _fmt(s["pfs_1l"]["median"], 2),
-            f"{second['fraction_started']:.1%}" if second else "-",
-            _fmt(second["os_from_2l"]["median"], 2) if second else "-",
+            _name(seq, s.get("label"), bool(s.get("transported"))),
+            f"{_fmt(os_['median'])}\n({_fmt(lo)}-{_fmt(hi)})",
+            _fmt(os_["rmst"]),
+            "/".join(_pct(os_["survival_at"][f"{t:g}"], sign=False) for t in landmarks),
+            _fmt(s["pfs_1l"]["median"]),
+            _pct(second["fraction_started"], sign=False) if second else "-",
+            _fmt(second["os_from_2l"]["median"]) if second else "-",
         )
     console.print(table)
+    _legend(
+        console,
+        "MC CI: Monte Carlo 95% interval (simulation noise at this N, not input uncertainty). "
+        f"RMST: restricted mean survival, the mean months alive within the {horizon:g}-month "
+        "horizon. 1L, 2L: first, second line. NR: not reached."
+        + (
+            " †: transported evidence (measured after a different prior line)."
+            if any_transported
+            else ""
+        ),
+    )
     for w in summary.get("warnings", []):
         console.print(f"[yellow]note:[/yellow] {w}")
 
@@ -143,26 +239,17 @@ def print_bayes_table(console: Console, posterior) -> None:
 
 
 def print_calibration_table(console: Console, rows: list[dict]) -> None:
-    table = Table(title="Calibration", title_style="bold")
-    columns = (
-        "target_id",
-        "quantity",
-        "regimen",
-        "target",
-        "achieved",
-        "rel_error",
-        "solved",
-        "method",
-    )
-    for col in columns:
-        table.add_column(
-            col, justify="left" if col in ("target_id", "quantity", "regimen") else "right"
-        )
+    """Each calibration target against the value the model achieves (months)."""
+    table = _table("Calibration")
+    table.add_column("Target (evidence)", max_width=30)
+    table.add_column("Quantity", max_width=18)
+    for col in ("Target, months", "Achieved, months", "Rel. error", "Solved median, months"):
+        table.add_column(col, justify="right", max_width=9)
+    table.add_column("Method")
     for r in rows:
         table.add_row(
-            r["target_id"],
-            r["quantity"],
-            r["regimen"],
+            f"{r['regimen']} ({', '.join(_sources(r['target_id'])) or r['target_id']})",
+            r["quantity"].replace("_", " ").replace(" os ", " OS "),
             f"{r['target']:.4f}",
             f"{r['achieved']:.4f}",
             f"{r['rel_error']:+.3%}",
@@ -172,30 +259,48 @@ def print_calibration_table(console: Console, rows: list[dict]) -> None:
     console.print(table)
 
 
-def print_cea_table(console: Console, cea: dict) -> None:
+def _sources(evidence: str) -> list[str]:
+    """The sources (author + year) an evidence id or a pool of them cites."""
+    return re.findall(r"(?<=\.)[a-z]+20\d\d[a-z]?(?=\.|\)|$)", evidence)
+
+
+_STATUS = {"extendedly dominated": "ext. dominated", "non-dominated": "on frontier"}
+
+
+def print_cea_table(console: Console, cea: dict, labels: dict[str, str] | None = None) -> None:
     """Discounted costs and QALYs per sequence, the incremental analysis and NMB."""
     cur = cea["currency"]
-    table = Table(
-        title=f"Cost-effectiveness ({cur} {cea['price_year']}, discounted "
-        f"{cea['discount_costs']:.1%} costs / {cea['discount_qalys']:.1%} QALYs, "
-        f"WTP {cea['willingness_to_pay']:,.0f} {cur}/QALY)",
-        title_style="bold",
+    labels = labels or {}
+    table = _table(
+        f"Cost-effectiveness ({cur} {cea['price_year']}; discounted "
+        f"{cea['discount_costs']:.1%} costs, {cea['discount_qalys']:.1%} QALYs)"
     )
-    for col in ("sequence", "costs", "QALYs", "LYs", "status", "ICER (frontier)", "NMB"):
-        table.add_column(col, justify="left" if col in ("sequence", "status") else "right")
+    table.add_column("Sequence", max_width=26, overflow="fold")
+    table.add_column(f"Costs, {cur}", justify="right")
+    table.add_column("QALYs", justify="right")
+    table.add_column("LYs", justify="right")
+    table.add_column("Status", max_width=14)
+    table.add_column(f"ICER, {cur}/QALY", justify="right", max_width=10)
+    table.add_column(f"NMB, {cur}", justify="right")
     per_seq = cea["sequences"]
     for row in cea["icer_table"]:
         s = row["sequence"]
         table.add_row(
-            s,
+            _name(s, labels.get(s)),
             f"{per_seq[s]['costs_discounted']['mean']:,.0f}",
             f"{per_seq[s]['qalys_discounted']['mean']:.3f}",
             f"{per_seq[s]['lys_discounted']['mean']:.3f}",
-            row["status"],
+            _STATUS.get(row["status"], row["status"]),
             "-" if row["icer"] is None else f"{row['icer']:,.0f}",
             f"{cea['nmb'][s]:,.0f}",
         )
     console.print(table)
+    _legend(
+        console,
+        "Sorted by cost. ICER: against the previous option on the efficiency frontier; "
+        "ext. dominated: extendedly dominated. LYs: discounted life-years. "
+        f"NMB: net monetary benefit at a WTP of {cea['willingness_to_pay']:,.0f} {cur} per QALY.",
+    )
 
 
 def print_structural_table(console: Console, rows: list[dict]) -> None:
@@ -236,34 +341,40 @@ def print_held_fixed(console: Console, held_fixed: list[dict]) -> None:
 
 def print_psa_table(console: Console, summary: dict) -> None:
     """The PSA's means and 95% intervals across draws, and P(best) at the stated WTP."""
-    cur = summary["currency"]
-    table = Table(
-        title=f"PSA: {summary['n_draws']:,} draws x {summary['n_patients_per_draw']:,} "
-        f"patients (means, 95% intervals across draws)",
-        title_style="bold",
+    cur, wtp = summary["currency"], summary["willingness_to_pay"]
+    labels = summary.get("labels", {})
+    table = _table(
+        f"PSA: {summary['n_draws']:,} draws x {summary['n_patients_per_draw']:,} patients "
+        "(means, 95% intervals across draws)"
     )
-    for col in ("sequence", f"costs ({cur})", "QALYs", "median OS (months)", "P(best) at WTP"):
-        table.add_column(col, justify="left" if col == "sequence" else "right")
-    wtp_idx = summary["ceac"]["wtp"].index(
-        min(summary["ceac"]["wtp"], key=lambda w: abs(w - summary["willingness_to_pay"]))
-    )
+    table.add_column("Sequence", max_width=26, overflow="fold")
+    table.add_column(f"Costs, {cur}", justify="right")
+    table.add_column("QALYs", justify="right")
+    table.add_column("Median OS, months", justify="right", max_width=12)
+    table.add_column(f"P(best) at WTP {wtp:,.0f} {cur}/QALY", justify="right", max_width=14)
+    wtp_idx = summary["ceac"]["wtp"].index(min(summary["ceac"]["wtp"], key=lambda w: abs(w - wtp)))
 
     def show(block: dict, spec: str) -> str:
         def num(v):
             return "NR" if v is None else format(v, spec)
 
         lo, hi = block["ci95"]
-        return f"{num(block['mean'])} ({num(lo)}-{num(hi)})"
+        return f"{num(block['mean'])}\n({num(lo)}-{num(hi)})"
 
     for s, block in summary["sequences"].items():
         table.add_row(
-            s,
+            _name(s, labels.get(s)),
             show(block["costs"], ",.0f"),
             show(block["qalys"], ".3f"),
-            show(block["os_median"], ".2f"),
-            f"{summary['ceac']['prob_best'][s][wtp_idx]:.2f}",
+            show(block["os_median"], ".1f"),
+            _pct(summary["ceac"]["prob_best"][s][wtp_idx]),
         )
     console.print(table)
+    _legend(
+        console,
+        "P(best): share of draws in which the sequence has the highest net monetary benefit. "
+        "NR: not reached within the horizon.",
+    )
     for w in summary["warnings"]:
         console.print(f"[yellow]note:[/yellow] {w}")
 
@@ -271,21 +382,33 @@ def print_psa_table(console: Console, summary: dict) -> None:
 def print_dsa_table(console: Console, summary: dict) -> None:
     """The 15 inputs that move incremental NMB most, at their low and high values."""
     focus, reference, cur = summary["focus"], summary["reference"], summary["currency"]
-    table = Table(
-        title=f"One-way sensitivity: incremental NMB of {focus} vs {reference} "
-        f"({cur}; base {summary['base']['inc_nmb']:,.0f})",
-        title_style="bold",
+    labels = summary.get("labels", {})
+    table = _table(
+        f"One-way sensitivity: incremental NMB, {_name(focus, labels.get(focus))} vs "
+        f"{_name(reference, labels.get(reference))} ({cur}; base {summary['base']['inc_nmb']:,.0f})"
     )
-    for col in ("parameter", "low input", "high input", "NMB at low", "NMB at high"):
-        table.add_column(col, justify="left" if col == "parameter" else "right")
-    for x in summary["rows"][:15]:
+    table.add_column("Input (unit)", max_width=44, overflow="fold")
+    table.add_column("Low input", justify="right")
+    table.add_column("High input", justify="right")
+    table.add_column(f"NMB at low, {cur}", justify="right", max_width=10)
+    table.add_column(f"NMB at high, {cur}", justify="right", max_width=10)
+    # an input that cannot move the NMB moves it by rounding only: not listed
+    moved = [x for x in summary["rows"] if round(x["inc_nmb_low"]) != round(x["inc_nmb_high"])]
+    for x in moved[:15]:
+        name = x["parameter"] + (f", {x['unit']}" if x.get("unit") else "")
         table.add_row(
-            x["parameter"],
+            ("ILLUSTRATIVE " if x.get("illustrative") else "") + name,
             x["low_input"],
             x["high_input"],
             f"{x['inc_nmb_low']:,.0f}",
             f"{x['inc_nmb_high']:,.0f}",
         )
     console.print(table)
+    _legend(
+        console,
+        f"The {min(15, len(moved))} of {len(summary['rows'])} inputs that move it most, at "
+        "the 2.5% and 97.5% points of their PSA distributions, the others at base. "
+        "ILLUSTRATIVE: a placeholder with no evidence behind it.",
+    )
     for w in summary["warnings"]:
         console.print(f"[yellow]note:[/yellow] {w}")

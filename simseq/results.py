@@ -9,22 +9,24 @@ the matching command into a staged results directory (``simseq.results_dir``);
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simseq import econ
-from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+from simseq import econ, validation
+from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.outcomes import (
     Z95,
     econ_means,
+    line_curves,
     line_key,
     sequence_summary,
     tally_curve,
 )
-from simseq.report import plot_survival, survival_rows, write_csv, write_json
+from simseq.report import plain_number, plot_survival, survival_rows, write_csv, write_json
 from simseq.resolve import Resolved
 from simseq.results_dir import Staging, results_writer
 from simseq.scenario import Scenario, ScenarioError
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     import pandas
 
     from simseq.calibrate import CalibrationResult
-    from simseq.params import Parameter
     from simseq.study import Study
 
 CALIBRATION_WARN = 0.01  # a target reproduced worse than this (relative) is flagged
@@ -99,8 +100,21 @@ class RunResult(_Result):
             tallies,
             study.calibration,
             study.resolved.provenance_at(rows[0]),
+            self._validation_rows(),
         )
         """The content of summary.json."""
+
+    def _validation_rows(self) -> list[dict]:
+        """The scenario's validation figures against this run's OS and first-line PFS."""
+        if not self.study.validation:
+            return []
+        model, tallies = self.model, self.tallies
+        pfs = {
+            sid: tally_curve(tallies, TALLY_SOJOURN, [int(model.seq_start_state[q])])
+            for q, sid in enumerate(model.seq_names)
+        }
+        labels = {sid: self.scenario.sequences[sid].label or sid for sid in model.seq_names}
+        return validation.rows(self.study.validation, {"os": self.curves, "pfs_1l": pfs}, labels)
 
     @property
     def summary(self) -> pandas.DataFrame:
@@ -151,10 +165,14 @@ class RunResult(_Result):
         draw=None,
         trajectories: int = 0,
         trajectories_format: str = "csv",
+        x_max: float | None = None,
         manifest: dict | None = None,
     ) -> None:
-        """summary.json, survival.csv and .png, the calibration (cache and table), the
-        event log of ``trajectories`` patients if asked, and the manifest."""
+        """summary.json, survival.csv and .png (x axis to ``x_max`` months; default where
+        1% remain), curves.csv (PFS per line, state occupancy), inputs.csv (every input
+        with its provenance), cea.csv with economics,
+        the calibration (cache and table), the event log of ``trajectories`` patients if
+        asked, and the manifest."""
         from simseq.calibrate import save_cached
 
         study, tmp = self.study, stage.path
@@ -167,12 +185,19 @@ class RunResult(_Result):
             {sid: sc.sequences[sid].label for sid in self.curves},
             f"{sc.title}\nN = {self.n_patients:,} simulated patients per sequence",
             {t.sequence for t in study.resolved.transports},
+            x_max,
+            points=validation.os_points(self.summary_dict.get("validation", [])),
             draw=draw,
         )
+        write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
+        write_csv(tmp / "inputs.csv", input_rows(study, self.rows[0]))
+        if "cea" in self.summary_dict:
+            write_csv(tmp / "cea.csv", cea_rows(self.summary_dict))
         cal = study.calibration
         save_cached(tmp, cal)
         if cal.targets:
             write_csv(tmp / "calibration.csv", calibration_rows(cal))
+            write_csv(tmp / "targets.csv", target_rows(study))
         if trajectories:
             from simseq.simulator import simulate_trajectories
 
@@ -657,6 +682,7 @@ def _base_outputs(base: RunResult, names) -> dict[str, np.ndarray]:
 def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, reference) -> dict:
     """The content of dsa_summary.json: rows sorted by the swing in incremental NMB."""
     wtp = st.resolved.econ_inputs["willingness_to_pay"]
+    currency = st.resolved.econ_inputs["currency"]
     nmb = econ.nmb(outputs["costs"], outputs["qalys"], wtp)[0]
     f, r = names.index(focus), names.index(reference)
     inc_nmb = nmb[:, f] - nmb[:, r]
@@ -666,11 +692,12 @@ def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, refe
         cols = st.table.column_slice(p)
         rows.append(
             {
-                "parameter": _label(p),
+                "parameter": p.label,
                 "key": p.name,
-                "unit": p.unit,
-                "low_input": _fmt_input(p, cases[a, cols]),
-                "high_input": _fmt_input(p, cases[b, cols]),
+                "unit": p.display_unit(currency),
+                "illustrative": p.illustrative,
+                "low_input": _fmt_input(cases[a, cols]),
+                "high_input": _fmt_input(cases[b, cols]),
                 "inc_nmb_low": float(inc_nmb[a]),
                 "inc_nmb_high": float(inc_nmb[b]),
                 "os_median_low": _finite_or_none(outputs["os_median"][a, f]),
@@ -688,7 +715,8 @@ def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, refe
         "focus": focus,
         "reference": reference,
         "willingness_to_pay": wtp,
-        "currency": st.resolved.econ_inputs["currency"],
+        "currency": currency,
+        "labels": {s: st.scenario.sequences[s].label for s in names},
         "base": {
             "inc_nmb": float(inc_nmb[0]),
             "os_median": {
@@ -704,15 +732,19 @@ def dsa_summary(st, params, cases, names, outputs, n_patients, seed, focus, refe
 
 
 def _tornado_plots(directory: Path, summary: dict) -> None:
+    """tornado_nmb.png and tornado_os.png: inputs by label with their unit, the sequences
+    by label, illustrative inputs marked."""
     from simseq import cea_plots
 
     rows, cur, wtp = summary["rows"], summary["currency"], summary["willingness_to_pay"]
+    labels = summary["labels"]
     focus, reference = summary["focus"], summary["reference"]
 
     def bars(low: str, high: str) -> list[dict]:
         return [
             {
-                "parameter": x["parameter"],
+                "parameter": f"{x['parameter']}, {x['unit']}" if x["unit"] else x["parameter"],
+                "illustrative": x["illustrative"],
                 "low_label": x["low_input"],
                 "high_label": x["high_input"],
                 "low": _nan_if_none(x[low]),
@@ -724,22 +756,48 @@ def _tornado_plots(directory: Path, summary: dict) -> None:
     cea_plots.plot_tornado(
         directory / "tornado_nmb.png",
         bars("inc_nmb_low", "inc_nmb_high"),
-        outcome_label=f"Incremental NMB, {focus} vs {reference} ({cur}, WTP {wtp:,.0f}/QALY)",
+        outcome_label=f"Incremental NMB ({cur}) at WTP {_money(wtp, cur)} per QALY",
         base_value=summary["base"]["inc_nmb"],
+        title=f"{labels[focus]} vs {labels[reference]}",
     )
     cea_plots.plot_tornado(
         directory / "tornado_os.png",
         bars("os_median_low", "os_median_high"),
-        outcome_label=f"Median OS from first line, {focus} (months)",
+        outcome_label="Median OS from the start of first line (months)",
         base_value=_nan_if_none(summary["base"]["os_median"][focus]),
+        title=labels[focus],
     )
 
 
-def _fmt_input(p, values: np.ndarray) -> str:
-    """A parameter's value(s) in a row, short: a split by its first part."""
-    if p.columns == (p.name,):
-        return f"{values[0]:.4g}"
-    return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"
+def _money(x: float, currency: str) -> str:
+    return f"{currency} {x:,.0f}"
+
+
+def _fmt_input(values: np.ndarray) -> str:
+    """A parameter's value in a row: a split by its first part (which its label names)."""
+    return plain_number(values[0])
+
+
+def target_rows(study: Study) -> list[dict]:
+    """targets.csv: each calibration target as a published point to overlay: regimen,
+    quantity, the median (months) and its 95% interval from the distribution the PSA
+    draws it from (none when the evidence reports no uncertainty)."""
+    rows = []
+    for t in study.resolved.targets:
+        p = study.table.find(f"calibration.targets.{t.index}.target")
+        median = float(p.base[0])
+        se = getattr(p.distribution, "se_log", None)  # medians are log-normal
+        rows.append(
+            {
+                "regimen": t.spec.regimen,
+                "quantity": t.spec.quantity,
+                "evidence": p.label,
+                "median_months": median,
+                "ci95_low_months": None if se is None else median * math.exp(-Z95 * se),
+                "ci95_high_months": None if se is None else median * math.exp(Z95 * se),
+            }
+        )
+    return rows
 
 
 def _bayes_note(study, key: str, use: str) -> dict:
@@ -841,7 +899,7 @@ def pooling_rows(table) -> list[dict]:
 
 
 def build_summary(
-    scenario: Scenario, resolved: Resolved, model, tallies, cal, provenance: list
+    scenario: Scenario, resolved: Resolved, model, tallies, cal, provenance: list, checks=()
 ) -> dict:
     """The content of summary.json: deterministic for a given scenario, N and seed."""
     sim = scenario.simulation
@@ -896,6 +954,8 @@ def build_summary(
         "pooling": pooling_rows(resolved.table),
         "user_evidence": resolved.user_evidence,
     }
+    if checks:
+        summary["validation"] = list(checks)
     if resolved.economics is not None:
         summary["cea"] = cea_summary(resolved, model, tallies)
     return summary
@@ -946,6 +1006,70 @@ def cea_summary(resolved: Resolved, model, tallies) -> dict:
         },
         "inputs": inputs,
     }
+
+
+def input_rows(study: Study, row: np.ndarray) -> list[dict]:
+    """inputs.csv: every input of the parameter table with the value simulated (``row``),
+    its unit, where it comes from, how a PSA draws it (or why it is held fixed), and
+    whether it is illustrative or transported from another prior line."""
+    econ_inputs = study.resolved.econ_inputs if study.resolved.economics is not None else {}
+    currency = econ_inputs.get("currency", "currency")
+    transported = {i for t in study.resolved.transports for i in t.evidence_ids}
+    rows = []
+    for p in study.table.parameters:
+        values = row[study.table.column_slice(p)]
+        parts = [c[len(p.name) + 1 : -1] for c in p.columns] if len(p.columns) > 1 else [""]
+        rows.append(
+            {
+                "input": p.label,
+                "unit": p.display_unit(currency),
+                "value": "; ".join(
+                    f"{part} {plain_number(v)}".strip()
+                    for part, v in zip(parts, values, strict=True)
+                ),
+                "group": p.group,
+                "source": p.kind,
+                "evidence": ", ".join(p.ids),
+                "assumption_or_derivation": p.note,
+                "psa_distribution": p.distribution.describe()
+                if p.distribution is not None
+                else f"held fixed: {p.fixed_because}"
+                if p.fixed_because
+                else "held fixed",
+                "illustrative": p.illustrative,
+                "transported": bool(transported & set(p.ids)),
+                "used_at": "; ".join(p.paths),
+                "key": p.name,
+            }
+        )
+    return rows
+
+
+def cea_rows(summary: dict) -> list[dict]:
+    """cea.csv: one row per sequence in order of cost, with discounted LYs, QALYs and
+    costs (means and Monte Carlo 95% intervals), increments against the reference and
+    against the previous option on the frontier, ICER, dominance status and NMB."""
+    cea = summary["cea"]
+    cur = cea["currency"]
+    rows = []
+    for row in cea["icer_table"]:
+        sid = row["sequence"]
+        per, vs = cea["sequences"][sid], cea["versus_reference"][sid]
+        out = {"sequence": sid, "label": summary["sequences"][sid]["label"]}
+        for name, unit in (("lys", "years"), ("qalys", "QALYs"), ("costs", cur)):
+            block = per[f"{name}_discounted"]
+            out[f"{name}_discounted ({unit})"] = block["mean"]
+            out[f"{name}_ci95_low ({unit})"], out[f"{name}_ci95_high ({unit})"] = block["ci95"]
+        out[f"inc_costs_vs_reference ({cur})"] = vs["inc_costs"]
+        out["inc_qalys_vs_reference (QALYs)"] = vs["inc_qalys"]
+        out[f"icer_vs_reference ({cur} per QALY)"] = vs["icer"]
+        out[f"inc_costs_vs_previous_on_frontier ({cur})"] = row["inc_cost"]
+        out["inc_qalys_vs_previous_on_frontier (QALYs)"] = row["inc_effect"]
+        out[f"icer_frontier ({cur} per QALY)"] = row["icer"]
+        out["status"] = row["status"]
+        out[f"nmb_at_wtp_{cea['willingness_to_pay']:g} ({cur})"] = cea["nmb"][sid]
+        rows.append(out)
+    return rows
 
 
 def _finite_or_none(x) -> float | None:
@@ -1072,6 +1196,7 @@ def psa_summary(
         "seed": seed,
         "currency": base.econ_inputs["currency"],
         "willingness_to_pay": wtp,
+        "labels": {s: st.scenario.sequences[s].label for s in names},
         "effects": "discounted QALYs",
         "costs": "discounted",
         "statistics": "over the random draws only; the base case (every input at its base "
@@ -1090,7 +1215,12 @@ def psa_summary(
                 s: [round(float(v), 6) for v in prob_best[:, q]] for q, s in enumerate(names)
             },
         },
-        "evpi": {"wtp": rounded, "value": [round(float(v), 6) for v in evpi]},
+        "evpi": {
+            "wtp": rounded,
+            "value": [round(float(v), 6) for v in evpi],
+            "unit": "currency per patient",
+            "population": _evpi_population(st.settings, base.econ_inputs["discount_costs"]),
+        },
         "evppi": {
             "wtp": [round(float(w), 6) for w in evppi_grid],
             "method": "regression (Strong, Oakley & Brennan 2014), per parameter group",
@@ -1118,50 +1248,81 @@ def psa_summary(
     }
 
 
+def _evpi_population(settings, discount: float) -> dict | None:
+    """Discounted patients the decision affects: ``population_per_year`` in each of
+    ``decision_years`` years (a part year counts pro rata), year k discounted by
+    (1 + rate)^-k; None when the scenario states no population."""
+    if settings.population_per_year is None:
+        return None
+    per_year = float(settings.population_per_year.value)
+    years = float(settings.decision_years.value)
+    whole = int(years)
+    weights = [(1.0 + discount) ** -k for k in range(whole)]
+    if years > whole:
+        weights.append((years - whole) * (1.0 + discount) ** -whole)
+    return {
+        "patients_per_year": per_year,
+        "patients_per_year_assumption": settings.population_per_year.assumption,
+        "decision_years": years,
+        "decision_years_assumption": settings.decision_years.assumption,
+        "discount_rate": discount,
+        "discounted_patients": round(per_year * sum(weights), 6),
+    }
+
+
 def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
-    """CE plane, CEAC with frontier and EVPI curve."""
+    """CE plane with the frontier, CEAC with the frontier and the stated WTP, EVPI (per
+    patient and, with a stated population, for it) and EVPPI by parameter group."""
     from simseq import cea_plots, econ
 
+    labels = [scenario.sequences[s].label or s for s in names]
     ref = names.index(scenario.economics.reference)
     inc_c = outputs["costs"] - outputs["costs"][:, [ref]]
     inc_q = outputs["qalys"] - outputs["qalys"][:, [ref]]
-    cur = summary["currency"]
+    cur, wtp = summary["currency"], summary["willingness_to_pay"]
     cea_plots.plot_ce_plane(
         directory / "ce_plane.png",
         inc_c,
         inc_q,
-        names,
+        labels,
         currency=cur,
-        wtp=summary["willingness_to_pay"],
-        reference=names[ref],
+        wtp=wtp,
+        reference=labels[ref],
+        ids=names,
     )
     prob = np.array([summary["ceac"]["prob_best"][s] for s in names]).T
-    frontier = econ.ceaf(outputs["costs"], outputs["qalys"], wtp_grid, names)
+    frontier = econ.ceaf(outputs["costs"], outputs["qalys"], wtp_grid, labels)
     cea_plots.plot_ceac(
-        directory / "ceac.png", wtp_grid, prob, names, currency=cur, frontier=frontier
+        directory / "ceac.png",
+        wtp_grid,
+        prob,
+        labels,
+        currency=cur,
+        frontier=frontier,
+        wtp=wtp,
+        ids=names,
     )
+    evpi = np.array(summary["evpi"]["value"])
+    population = summary["evpi"]["population"]
     cea_plots.plot_evpi(
-        directory / "evpi.png", wtp_grid, np.array(summary["evpi"]["value"]), currency=cur
+        directory / "evpi.png",
+        wtp_grid,
+        evpi,
+        currency=cur,
+        wtp=wtp,
+        population=None if population is None else population["discounted_patients"],
+        population_note=""
+        if population is None
+        else f"Population: {population['patients_per_year']:,.0f} patients a year for "
+        f"{population['decision_years']:g} years, discounted at "
+        f"{population['discount_rate']:.1%} a year (psa.population_per_year, decision_years).",
     )
-
-
-def _label(p) -> str:
-    """A short readable parameter name for tables and tornado plots."""
-    kind, _, rest = p.name.partition(":")
-    rest = rest.replace("health_economics.", "").replace("economics.", "")
-    if kind == "pool":
-        ids = rest.split("+")
-        common = ".".join(ids[0].split(".")[:3])
-        return f"{common} (pooled: {', '.join(i.split('.')[3] for i in ids)})"
-    if kind in ("beta", "dirichlet"):
-        record, _, what = rest.partition(":")
-        part = what.split(":")[0].split(",")[0].split("=")[0]
-        return f"{record} ({part})"
-    return rest
-
-
-def _fmt_input(p: Parameter, values: np.ndarray) -> str:
-    """A parameter's value(s) in a row, short: a split by its first part."""
-    if p.columns == (p.name,):
-        return f"{values[0]:.4g}"
-    return f"{p.columns[0][len(p.name) + 1 : -1]} {values[0]:.3g}"
+    evppi = summary["evppi"]
+    cea_plots.plot_evppi(
+        directory / "evppi.png",
+        evppi["wtp"],
+        evppi["groups"],
+        np.interp(evppi["wtp"], wtp_grid, evpi),
+        currency=cur,
+        wtp=wtp,
+    )

@@ -1001,8 +1001,23 @@ class PSASettings(_Frozen):
     Groups by kind of parameter (survival, costs, utilities, ...) are always reported."""
     model_averaging: ModelAveraging | None = None
     """Weights for a model-averaged PSA over the structural alternatives."""
+    population_per_year: Annotated[
+        Quantity | None, Domain(0.0, low_open=True, what="patients a year")
+    ] = None
+    """Patients a year the decision applies to, for population EVPI (value + assumption)."""
+    decision_years: Annotated[Quantity | None, Domain(0.0, 100.0, low_open=True, what="years")] = (
+        None
+    )
+    """Years the decision applies for; each year's patients are discounted at the cost
+    rate in population EVPI (value + assumption; needs ``population_per_year``)."""
 
-    @field_validator("cost_se_fraction", "utility_se_fraction", "median_se_log")
+    @field_validator(
+        "cost_se_fraction",
+        "utility_se_fraction",
+        "median_se_log",
+        "population_per_year",
+        "decision_years",
+    )
     @classmethod
     def _explicit(cls, q: Quantity | None) -> Quantity | None:
         if q is not None and q.value is None:
@@ -1011,12 +1026,27 @@ class PSASettings(_Frozen):
 
     @model_validator(mode="after")
     def _total(self) -> "PSASettings":
+        if (self.population_per_year is None) != (self.decision_years is None):
+            raise ValueError("population EVPI needs both population_per_year and decision_years")
         if self.n_draws * self.n_patients > MAX_PATIENTS:
             raise ValueError(
                 f"n_draws x n_patients = {self.n_draws * self.n_patients:,} patients per "
                 f"sequence; at most {MAX_PATIENTS:,} (already hours at ~25 million a second)"
             )
         return self
+
+
+class ValidationPoint(_Frozen):
+    """A published figure the model is not fitted to, shown against it (external validation)."""
+
+    evidence: str
+    """Evidence id of a median (months) or a landmark survival measured from first-line start."""
+    outcome: Literal["os", "pfs_1l"]
+    """The model's curve it is read against: OS, or PFS of the first line, from its start."""
+    sequences: list[str] | None = None
+    """Sequence ids it applies to (default: every sequence)."""
+    note: str | None = None
+    """Why it is a fair comparison, or how it is not (e.g. a trial against a real-world cohort)."""
 
 
 class Scenario(_Frozen):
@@ -1053,6 +1083,8 @@ class Scenario(_Frozen):
     structural_alternatives: dict[str, Alternative] = Field(default_factory=dict)
     """Structural uncertainty: named alternatives (another family for a clock, another
     cohort, ...) that ``simseq structural`` runs beside the base case, side by side."""
+    validation: list[ValidationPoint] = Field(default_factory=list)
+    """Published figures to show against the model's curves (not used to fit it)."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:

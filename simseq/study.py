@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from simseq import validation
 from simseq.calibrate import (
     CalibrationResult,
     base_calibration,
@@ -74,6 +75,8 @@ class Study:
         self.evidence = scenario_evidence(scenario, self.path)
         self.settings: PSASettings = scenario.psa or PSASettings()
         self.resolved: Resolved = resolve(scenario, self.evidence, _stub(scenario), self.path)
+        self.validation = validation.check(scenario, self.evidence, self.path)
+        """(point, evidence record) of each ``validation:`` entry: read against the model."""
         self.table = self.resolved.table
         self.table.assume_uncertainty(
             _setting(self.settings.cost_se_fraction),
@@ -692,10 +695,10 @@ def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> f
 
 def _simulate_run(model, n_patients, seed, *, distributed, **how):
     """(tallies of a run, task checkpoints or None): ``backend.run_simulation`` with the
-    histograms the run's summary reads; ``distributed``: backend, scheduler, workers,
+    histograms the run's summary and report read; ``distributed``: backend, scheduler, workers,
     resume (patient tasks of ``chunk_size``)."""
     from simseq.backend import run_simulation
-    from simseq.outcomes import summary_tallies
+    from simseq.outcomes import run_tallies
     from simseq.simulator import DEFAULT_CHUNK
 
     how["chunk_size"] = how.get("chunk_size") or DEFAULT_CHUNK
@@ -703,7 +706,7 @@ def _simulate_run(model, n_patients, seed, *, distributed, **how):
     if dist:
         dist.setdefault("task_patients", how["chunk_size"])
     return run_simulation(
-        model, n_patients, seed, tallies=summary_tallies(model), label="run", **how, **dist
+        model, n_patients, seed, tallies=run_tallies(model), label="run", **how, **dist
     )
 
 

@@ -239,7 +239,8 @@ def test_an_edited_calibration_cache_is_recomputed_with_a_note(tmp_path):
     (out / "calibration.json").write_text(json.dumps(cache))
     result = invoke("run", scenario, "--out", out, "--patients", 2000)
     assert result.exit_code == 0, result.output
-    assert "does not match its checksum" in result.output and "calibrated again" in result.output
+    output = " ".join(result.output.split())  # notes wrap at 100 columns
+    assert "does not match its checksum" in output and "calibrated again" in output
     assert json.loads((out / "summary.json").read_text()) == honest
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calibration"]["from_cache"] is False
@@ -393,7 +394,7 @@ def test_psa_and_dsa_where_median_os_is_never_reached(tmp_path):
     )
     psa = invoke("psa", scenario, "--draws", 3, "--patients", 200, "--out", tmp_path / "psa")
     assert psa.exit_code == 0, psa.output
-    assert "NR (NR-NR)" in psa.output
+    assert "(NR-NR)" in psa.output  # the interval, under the mean
     summary = json.loads((tmp_path / "psa" / "psa_summary.json").read_text())
     block = summary["sequences"]["atzbev_len"]["os_median"]
     assert block == {"mean": None, "ci95": [None, None], "n_draws_reached": 0}

@@ -140,7 +140,9 @@ def test_run_writes_every_output(tiny_run):
         "calibration.json",
         "trajectories.csv",
     } <= names
-    assert "atzbev_len" in output and "median OS" in output  # the table is printed
+    # the table is printed, sequences by their labels, at most 100 columns wide when piped
+    assert "ATZ/BEV then lenvatinib" in output and "Median OS" in output
+    assert max(len(line) for line in output.splitlines()) <= 100
     summary = json.loads((out / "summary.json").read_text())
     seq = summary["sequences"]["atzbev_len"]
     assert set(seq["os_from_1l"]["survival_at"]) == {"12", "24", "36"}
@@ -272,11 +274,11 @@ def cea_run(tmp_path_factory):
     args = ["run", ROOT / "scenarios" / "cea_base_case.yaml", "--out", out, "--patients", 20000]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    return json.loads((out / "summary.json").read_text()), result.output
+    return json.loads((out / "summary.json").read_text()), result.output, out
 
 
 def test_cea_summary_and_illustrative_warning(cea_run):
-    summary, output = cea_run
+    summary, output, _ = cea_run
     cea = summary["cea"]
     assert cea["currency"] == "USD" and cea["reference"] == "atzbev_bsc"
     assert set(cea["sequences"]) == set(summary["sequences"])
@@ -301,6 +303,24 @@ def test_cea_summary_and_illustrative_warning(cea_run):
     assert any(w.startswith("ILLUSTRATIVE") for w in summary["warnings"])
     assert "lenvatinib.unit_price" in next(w for w in summary["warnings"] if "ILLUSTRATIVE" in w)
     assert "Cost-effectiveness" in output and "ILLUSTRATIVE" in output
+
+
+def test_run_writes_cea_csv(cea_run):
+    summary, _, out = cea_run
+    table = pd.read_csv(out / "cea.csv")
+    assert list(table.sequence) == [row["sequence"] for row in summary["cea"]["icer_table"]]
+    assert {
+        "label",
+        "lys_discounted (years)",
+        "qalys_discounted (QALYs)",
+        "costs_discounted (USD)",
+        "inc_costs_vs_reference (USD)",
+        "icer_frontier (USD per QALY)",
+        "status",
+    } <= set(table.columns)
+    ref = table.set_index("sequence").loc["atzbev_bsc"]
+    assert ref["status"] == "reference" and ref["inc_costs_vs_reference (USD)"] == 0
+    assert table["costs_discounted (USD)"].is_monotonic_increasing  # sorted by cost
 
 
 def test_cea_identical_across_threads(tmp_path):
@@ -347,8 +367,13 @@ def test_psa_writes_summary_draws_and_plots(tmp_path):
     assert any("Monte Carlo noise" in w for w in summary["warnings"])
     draws = pd.read_csv(out / "psa_draws.csv")
     assert len(draws) == 40 * 5 and {"draw", "sequence", "qalys", "costs"} <= set(draws.columns)
-    for png in ("ce_plane.png", "ceac.png", "evpi.png"):
+    for png in ("ce_plane.png", "ceac.png", "evpi.png", "evppi.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    population = summary["evpi"]["population"]
+    assert population["patients_per_year"] == 7000 and population["decision_years"] == 5
+    # 7,000 a year for 5 years at 3%: 7,000 x (1 + 1/1.03 + ... + 1/1.03^4)
+    assert population["discounted_patients"] == pytest.approx(7000 * 4.717098, rel=1e-6)
+    assert summary["labels"]["atzbev_len"] == "ATZ/BEV, then lenvatinib"
     again = invoke(*args, "--out", tmp_path / "again", "--threads", 2, "--quiet")
     assert again.exit_code == 0
     assert (tmp_path / "again" / "psa_summary.json").read_bytes() == (
@@ -384,6 +409,10 @@ def test_dsa_tornado_and_table(tmp_path):
     assert sor["inc_nmb_low"] == pytest.approx(summary["base"]["inc_nmb"], abs=1e-6)
     for png in ("tornado_nmb.png", "tornado_os.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    price = next(r for r in rows if r["key"] == "value:economics.drugs.lenvatinib.unit_price")
+    assert price["illustrative"] and price["unit"] == "USD per unit"
+    assert price["parameter"] == "lenvatinib unit price"
+    assert all("e+" not in r["low_input"] + r["high_input"] for r in rows)  # plain numbers
 
 
 def test_sweep_grid_to_tidy_table(tmp_path):
