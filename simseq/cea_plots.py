@@ -568,8 +568,10 @@ def plot_evppi(
     *,
     currency: str,
     wtp: float | None = None,
+    method: str = "Regression EVPPI (Strong, Oakley & Brennan 2014) on the PSA draws.",
 ):
     """Per-patient EVPPI of each parameter group against WTP, under the EVPI (PNG).
+    ``method``: how it was computed, for the footnote.
 
     Parameters
     ----------
@@ -631,7 +633,7 @@ def plot_evppi(
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=8, frameon=False)
     missing = [k for k, v in groups.items() if v is None]
-    note = "Regression EVPPI (Strong, Oakley & Brennan 2014) on the PSA draws."
+    note = method
     if missing:
         note += f" Not computed: {', '.join(missing)} (see the warnings)."
     _footnote(fig, note)

@@ -230,7 +230,11 @@ def _then_report(out_dir) -> None:
     from simseq.report_html import write_report
 
     directory = out_dir if (out_dir / "summary.json").is_file() else out_dir.parent
-    for path in write_report(directory):
+    try:
+        paths = write_report(directory)
+    except FileNotFoundError as err:  # e.g. a psa --report before any run
+        raise _InputError(f"results written, but no report: {err}") from None
+    for path in paths:
         click.echo(f"written {path}")
 
 

@@ -491,9 +491,17 @@ def averaged_psa_summary(result: AveragedPSAResult) -> dict:
         "evpi": {
             "wtp": rounded,
             "value": [round(float(v), 6) for v in econ.evpi(costs, qalys, wtp_grid)],
+            "unit": "currency per patient",
+            "population": _evpi_population(st.settings, st.resolved.econ_inputs["discount_costs"]),
         },
-        "evppi": "per parameter group within each structure (structures.<name>.evppi); "
-        "the structural choice: model_averaging.evppi_structure",
+        "evppi": {
+            "wtp": rounded,
+            "method": "the structural choice, exact for a discrete parameter (parameter "
+            "groups: per structure, structures.<name>.evppi)",
+            "groups": {"structural choice": [round(float(v), 6) for v in evppi_structure]},
+            "caption": "EVPPI of the structural choice, exact for a discrete parameter, on "
+            "the draws pooled over the structures.",
+        },
         "warnings": warnings,
         "held_fixed": list(held.values()),
         "structures": components,
@@ -1325,4 +1333,5 @@ def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
         np.interp(evppi["wtp"], wtp_grid, evpi),
         currency=cur,
         wtp=wtp,
+        **({"method": evppi["caption"]} if "caption" in evppi else {}),
     )
