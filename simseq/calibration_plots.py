@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import lognorm
 
-from simseq.cea_plots import PALETTE
+from simseq.colours import PALETTE
 
 DPI = 150
 PRIOR_COLOUR, POSTERIOR_COLOUR, PUBLISHED_COLOUR = "0.35", PALETTE[0], PALETTE[5]
