@@ -173,7 +173,17 @@ def test_every_figure_loads_in_a_real_browser(results):
     if browser is None:
         pytest.skip(reason)
     try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
         browser.get((results / "report.html").as_uri())
+        # a loaded machine can hand back a page still parsing its 1.6 MB of inline figures:
+        # wait (at most a minute) for the document and every image in it to be complete
+        WebDriverWait(browser, 60).until(
+            lambda b: b.execute_script(
+                "return document.readyState === 'complete' && "
+                "Array.from(document.images).every(i => i.complete)"
+            )
+        )
         images = browser.execute_script(
             "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth,"
             " i.naturalHeight])"
