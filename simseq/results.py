@@ -324,14 +324,7 @@ class PSAResult(_CasesResult):
         self.parameters.to_csv(tmp / "psa_parameters.csv")
         if self.calibration is not None:
             write_csv(tmp / "calibration_draws.csv", self.calibration_rows())
-        _psa_plots(
-            tmp,
-            self.study.scenario,
-            self.names,
-            self.outputs,
-            summary,
-            np.asarray(summary["ceac"]["wtp"]),
-        )
+        _psa_plots(tmp, self.study.scenario, self.names, self.outputs, summary)
         stage.write_manifest(
             self._manifest(
                 seed=self.seed,
@@ -401,14 +394,7 @@ class AveragedPSAResult(_Result):
         ]
         if calibration:
             write_csv(tmp / "calibration_draws.csv", calibration)
-        _psa_plots(
-            tmp,
-            self.study.scenario,
-            self.names,
-            self.outputs,
-            summary,
-            np.asarray(summary["ceac"]["wtp"]),
-        )
+        _psa_plots(tmp, self.study.scenario, self.names, self.outputs, summary)
         stage.write_manifest(
             {
                 **self.study.manifest_header(),
@@ -1278,11 +1264,13 @@ def _evpi_population(settings, discount: float) -> dict | None:
     }
 
 
-def _psa_plots(directory, scenario, names, outputs, summary, wtp_grid) -> None:
+def _psa_plots(directory, scenario, names, outputs, summary) -> None:
     """CE plane with the frontier, CEAC with the frontier and the stated WTP, EVPI (per
-    patient and, with a stated population, for it) and EVPPI by parameter group."""
+    patient and, with a stated population, for it) and EVPPI by parameter group, from the
+    draws' ``outputs`` and their psa_summary.json content."""
     from simseq import cea_plots, econ
 
+    wtp_grid = np.asarray(summary["ceac"]["wtp"])
     labels = [scenario.sequences[s].label or s for s in names]
     ref = names.index(scenario.economics.reference)
     inc_c = outputs["costs"] - outputs["costs"][:, [ref]]
