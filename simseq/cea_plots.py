@@ -133,6 +133,18 @@ def _number(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 
 
+def _wtp_line(ax, wtp: float, currency: str) -> None:
+    """The stated willingness to pay as a dotted vertical line, above the curves."""
+    ax.axvline(
+        wtp,
+        color="black",
+        ls=":",
+        lw=1.2,
+        zorder=4,
+        label=_wrap(f"Stated WTP: {_money(wtp, currency)} per QALY", LEGEND_WRAP),
+    )
+
+
 def _wrap(text: str, width: int, max_lines: int = 2) -> str:
     """Wrap to ``max_lines`` lines of ``width`` characters, ending in an ellipsis if cut."""
     lines = textwrap.wrap(str(text), width) or [""]
@@ -426,14 +438,7 @@ def plot_ceac(
             label="Frontier (CEAF): the option\nwith the highest expected NMB",
         )
     if at_wtp is not None:
-        ax.axvline(
-            wtp,
-            color="black",
-            ls=":",
-            lw=1.2,
-            zorder=4,
-            label=_wrap(f"Stated WTP: {_money(wtp, currency)} per QALY", LEGEND_WRAP),
-        )
+        _wtp_line(ax, wtp, currency)
     if w.size:
         ax.set_xlim(float(np.nanmin(w)), float(np.nanmax(w)) if w.size > 1 else float(w[0]) + 1)
     ax.set_ylim(0.0, 1.0)
@@ -615,13 +620,7 @@ def plot_evppi(
             label=_wrap(name.replace("_", " "), LEGEND_WRAP),
         )
     if wtp is not None:
-        ax.axvline(
-            wtp,
-            color="black",
-            ls=":",
-            lw=1.2,
-            label=_wrap(f"Stated WTP: {_money(wtp, currency)} per QALY", LEGEND_WRAP),
-        )
+        _wtp_line(ax, wtp, currency)
     if w.size:
         ax.set_xlim(float(np.nanmin(w)), float(np.nanmax(w)) if w.size > 1 else float(w[0]) + 1)
     ax.set_ylim(bottom=0.0)
