@@ -32,9 +32,10 @@ import numpy as np
 from simseq import __version__
 from simseq.evidence import EvidenceBase
 from simseq.model import Structure, bind
-from simseq.scenario import Scenario, ScenarioError, Target
+from simseq.scenario import Scenario, ScenarioError, Target, free_key
 
 CACHE_FILE = "calibration.json"
+LANDMARK = "os_landmark_from_sequence_start"
 CALIBRATOR = "calibrate_draws/1"  # in the input hash: a cache of another calibrator is stale
 
 
@@ -55,6 +56,7 @@ class TargetResult:
     """"quadrature" (exact up to the grid error) or "simulation" (the engine, common
     random numbers, ``n_patients`` per cohort)."""
     solved_median: float
+    """The free parameter solved: a median (months), or a share for a landmark target."""
     n_patients: int | None
 
 
@@ -157,7 +159,8 @@ def solve_rows(
     draw_targets, columns = [], []
     for t in targets:
         value = t.value.of(rows)
-        beyond = np.flatnonzero(~(value < horizon))
+        landmark = t.spec.quantity == LANDMARK
+        beyond = np.flatnonzero(~(value < horizon)) if not landmark else np.array([], int)
         if beyond.size:
             d = int(beyond[0])
             raise ScenarioError(
@@ -174,10 +177,19 @@ def solve_rows(
         cohort = f"cohort:{t.spec.regimen}"
         if t.spec.quantity == "median_time_on_line":
             index = template.state_index(cohort, f"L2:{t.spec.regimen}")
+        elif landmark:
+            index = template.seq_names.index(t.spec.sequence)
         else:
             index = template.seq_names.index(cohort)
         draw_targets.append(
-            DrawTarget(t.spec.quantity, index, value, t.bounds, f"calibration.targets.{t.index}")
+            DrawTarget(
+                t.spec.quantity,
+                index,
+                value,
+                t.bounds,
+                f"calibration.targets.{t.index}",
+                month=float(t.spec.month) if landmark else math.nan,
+            )
         )
         columns.append(resolved.calibrated_columns[t.free])
 
@@ -286,7 +298,7 @@ def load_cached(directory: Path, expected_hash: str) -> tuple[CalibrationResult 
     if not all(math.isfinite(v) and v > 0 for v in result.values.values()):
         return None, f"{path}: solved values must be positive numbers of months"
     for t in result.targets:
-        key = f"{t.regimen}.{t.free.split('.')[0]}"
+        key = f"{t.regimen}.{free_key(t.free)}"
         if result.values.get(key) != t.solved_median:
             return None, f"{path}: solved values disagree with its target records"
     return result, None
@@ -328,8 +340,9 @@ def calibrate_cached(
     result = solve()
     if say is not None:
         for t in result.targets:
+            unit = "" if t.quantity == LANDMARK else " months"
             say(
-                f"  {t.regimen}.{t.free} = {t.solved_median:.4f} months "
+                f"  {t.regimen}.{t.free} = {t.solved_median:.4f}{unit} "
                 f"(target {t.target:.4f}, by {t.method})"
             )
     return result, False, note

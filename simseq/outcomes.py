@@ -457,6 +457,39 @@ def _km_medians_prefix(events, censored, n_total, bin_width: float) -> np.ndarra
     return np.where(reached, median, np.inf)
 
 
+def km_survival_at(
+    events: np.ndarray, censored: np.ndarray, bin_width: float, t: float
+) -> np.ndarray:
+    """Kaplan-Meier survival at time ``t`` of many binned histograms at once: ``km_curve``'s
+    survival at the bin edges (the same cumulative sums and products), linear between the
+    two edges around ``t`` as the quadrature's landmarks are.
+
+    Parameters
+    ----------
+    events, censored : ndarray(int64), (..., n_bins)
+        Binned counts.
+    bin_width, t : float
+        Months; 0 <= t <= n_bins * bin_width.
+
+    Returns
+    -------
+    ndarray(float64), (...)
+        Probability; nan for an empty histogram.
+    """
+    events = np.asarray(events, np.float64)
+    censored = np.asarray(censored, np.float64)
+    n_total = events.sum(axis=-1) + censored.sum(axis=-1)
+    j = max(1, min(int(np.ceil(t / bin_width - 1e-9)), events.shape[-1]))  # edge j-1 < t <= j
+    removed = events[..., :j] + censored[..., :j]
+    at_risk = n_total[..., None] - (np.cumsum(removed, axis=-1) - removed)  # counts: exact
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, events[..., :j] / at_risk, 0.0)
+    survival = np.cumprod(1.0 - hazard, axis=-1)  # at edges 1..j
+    before = survival[..., -2] if j > 1 else np.ones_like(n_total)
+    a = t / bin_width - (j - 1)
+    return np.where(n_total > 0, (1.0 - a) * before + a * survival[..., -1], np.nan)
+
+
 def econ_mean_se(econ: np.ndarray, n_patients: int) -> tuple[np.ndarray, np.ndarray]:
     """``econ_means`` for many sums at once: (means, SEs), each float64 (..., N_ECON), from
     exact sums int64 (..., N_ECON, N_BATCHES, 2) (``Tallies.econ``)."""

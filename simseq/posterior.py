@@ -28,7 +28,7 @@ from simseq.bayes import STOP_MAX_ITERATIONS, IMISResult, imis
 from simseq.calibrate import target_id
 from simseq.fit import Z95
 from simseq.model import BindError, bind, structure_of
-from simseq.quadrature import os_median, os_survival, quadrature_problem, sojourn_median
+from simseq.quadrature import os_landmark, os_median, quadrature_problem, sojourn_median
 from simseq.scenario import Prior, ScenarioError
 
 LANDMARK = "os_landmark_from_sequence_start"
@@ -237,10 +237,7 @@ class TargetModel:
             elif kind == "sojourn":
                 out[ok, j] = sojourn_median(model, index, self.horizon)
             else:
-                t, surv = os_survival(model, index, month)
-                k = min(int(np.searchsorted(t, month)), len(t) - 1)  # t[k - 1] < month <= t[k]
-                a = (month - t[k - 1]) / (t[k] - t[k - 1])
-                out[ok, j] = (1.0 - a) * surv[:, k - 1] + a * surv[:, k]
+                out[ok, j] = os_landmark(model, index, month)
         return out
 
 

@@ -446,6 +446,28 @@ def os_median(
     return out
 
 
+def os_landmark(
+    model: ModelArrays,
+    seq_idx: int,
+    month: float,
+    step: float = QUAD_STEP,
+    *,
+    chunk_draws: int | None = None,
+) -> np.ndarray:
+    """OS at ``month`` from the start of a sequence, per draw: ``os_survival`` to ``month``,
+    linear between the two grid points around it.
+
+    Returns
+    -------
+    ndarray(float64, shape=(n_draws,))
+        Probability alive at ``month`` (months, > 0). Accurate to O(step^2).
+    """
+    t, surv = os_survival(model, seq_idx, month, step, chunk_draws=chunk_draws)
+    k = min(int(np.searchsorted(t, month)), len(t) - 1)  # t[k - 1] < month <= t[k]
+    a = (month - t[k - 1]) / (t[k] - t[k - 1])
+    return (1.0 - a) * surv[:, k - 1] + a * surv[:, k]
+
+
 def sojourn_survival(
     model: ModelArrays,
     state_idx: int,

@@ -49,6 +49,8 @@ from simseq.scenario import (
     Target,
     Uncertainty,
     check_centre,
+    free_key,
+    freed_quantity,
     number_fields,
     simulation_problems,
 )
@@ -525,7 +527,19 @@ class _Resolver:
         prov = Provenance(
             path, 0.0, "evidence", (rec.id,), f"{text} of {total}", uncertainty=Dirichlet(alpha)
         )
-        return self._split(name, path, prov, probs)
+        if end.death_share is None:
+            return self._split(name, path, prov, probs)
+        # the record splits the other causes; death takes its share from elsewhere
+        death = self.quantity(
+            end.death_share,
+            f"{path}.death_share",
+            is_median=False,
+            calib_key=f"{path.split('.')[1]}.line_end.death_share",
+        )
+        if len(probs) == 1:  # one other cause: no split to draw
+            return {next(iter(probs)): 1.0 - death, "death": death}
+        others = self._split(name, path, prov, probs)
+        return {**{c: (1.0 - death) * p for c, p in others.items()}, "death": death}
 
     def mix(
         self, line: Line, path: str, sequence: str, line_no: int, out: list
@@ -965,19 +979,35 @@ def resolve(
                 cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
             cal_targets.append(_bayes_target(r, i, tgt))
             continue
-        if tgt.regimen not in cohorts:
+        landmark = tgt.quantity == "os_landmark_from_sequence_start"
+        if landmark:
+            # the whole sequence, first line on: calibrated beside the cohorts it depends on
+            key = f"sequence:{tgt.sequence}"
+            if key not in cohorts:
+                cohorts[key] = next(s for s in sequences if s.name == tgt.sequence)
+        elif tgt.regimen not in cohorts:
             cohorts[tgt.regimen] = cohort_sequence(tgt.regimen)
         path = f"calibration.targets.{i}.target"
         new = quantity_key(tgt.target, path) not in r.table
-        value = r.quantity(tgt.target, path, is_median=True)
+        value = r.quantity(tgt.target, path, is_median=not landmark)
         name = quantity_key(tgt.target, path)
         if new and name in r.table:
             # a target is uncertain data: drawn from its evidence (a median's log-normal
             # from its CI, events or n) and re-solved in every row
             r.table.replace(name, group="calibration targets")
-        part = tgt.free.split(".")[0]
-        bounds = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
-        cal_targets.append(CalibrationTarget(i, tgt, value, f"{tgt.regimen}.{part}", tuple(bounds)))
+        if landmark and not 0 < value.base < 1:
+            r.problems.append((path, value.base, "a landmark survival must be in (0, 1)"))
+        bounds = freed_quantity(scenario.regimens[tgt.regimen], tgt.free).calibrate.bounds
+        cal_targets.append(
+            CalibrationTarget(
+                i,
+                tgt,
+                value,
+                f"{tgt.regimen}.{free_key(tgt.free)}",
+                tuple(bounds),
+                unit="probability" if landmark else "months",
+            )
+        )
     if horizon in HORIZON:
         r.problems += simulation_problems(scenario.simulation, horizon)
         n_bins = math.ceil(horizon / scenario.simulation.bin_width - 1e-9)

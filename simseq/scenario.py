@@ -493,6 +493,11 @@ class LineEnd(_Frozen):
     """Model cause -> count key of the evidence record (e.g. death: died_on_treatment)."""
     probabilities: dict[Cause, float] | None = None
     """Cause -> probability (each in [0, 1], summing to 1), with an assumption."""
+    death_share: Annotated[Quantity | None, PROBABILITY] = None
+    """With evidence: P(the line ends by death) taken from elsewhere than the record (a
+    value with an assumption, or ``{calibrate: ...}`` solved by a calibration target
+    freeing ``line_end.death_share``); the other causes share the rest in the proportions
+    of their counts. ``causes`` then maps the other causes only."""
     assumption: str | None = None
     """Why explicit probabilities were chosen (required with ``probabilities``)."""
     uncertainty: Uncertainty | None = None
@@ -517,6 +522,14 @@ class LineEnd(_Frozen):
             raise ValueError("each cause needs its own count key (two causes share one)")
         if self.probabilities is not None:
             _check_assumed_probabilities(self.probabilities, self.assumption)
+        if self.death_share is not None:
+            if self.evidence is None:
+                raise ValueError("death_share goes with evidence + causes (the other causes)")
+            if "death" in self.causes:
+                raise ValueError(
+                    "with death_share, 'causes:' maps the other causes only (the record's "
+                    "death count is not used)"
+                )
         return self
 
 
@@ -656,16 +669,20 @@ class Target(_Frozen):
     or OS at ``month`` from the start of a whole ``sequence`` (a proportion; bayes only)."""
     regimen: str | None = None
     """Regimen id of a cohort target; it is simulated alone, from the start of its line,
-    as its source cohort was."""
+    as its source cohort was. For a point-calibrated ``os_landmark_from_sequence_start``
+    target: the regimen (a line of ``sequence``) whose ``free`` parameter is solved."""
     sequence: str | None = None
     """Sequence id of an ``os_landmark_from_sequence_start`` target."""
     month: Annotated[float, Field(gt=0)] | None = None
     """Landmark time (months from the start of ``sequence``) of an
     ``os_landmark_from_sequence_start`` target."""
-    free: Literal["after_progression.median", "time_on_line.median"] | None = None
-    """``method: point``: the median solved for; it must be declared ``{calibrate: ...}``
-    in the regimen. Not used by ``method: bayes`` (its free parameters are the keys of
-    ``priors``)."""
+    free: (
+        Literal["after_progression.median", "time_on_line.median", "line_end.death_share"] | None
+    ) = None
+    """``method: point``: the parameter of ``regimen`` solved for (a median, or for an
+    ``os_landmark_from_sequence_start`` target the regimen's ``line_end.death_share``); it
+    must be declared ``{calibrate: ...}`` in the regimen. Not used by ``method: bayes``
+    (its free parameters are the keys of ``priors``)."""
     se: Annotated[Quantity | None, POSITIVE] = None
     """``method: bayes``: the target's standard error where its evidence gives none (SE
     of the log median for a median, the SE of the proportion for a landmark), as a
@@ -683,10 +700,23 @@ class Target(_Frozen):
         if self.quantity in COHORT_QUANTITIES:
             if self.regimen is None or self.sequence is not None or self.month is not None:
                 raise ValueError(f"{self.quantity} needs 'regimen:' (not sequence or month)")
-        elif self.sequence is None or self.month is None or self.regimen is not None:
-            raise ValueError(f"{self.quantity} needs 'sequence:' and 'month:' (not regimen)")
-        elif self.free is not None:
-            raise ValueError(f"{self.quantity} frees no median: it is a target of method: bayes")
+            if self.free == "line_end.death_share":
+                raise ValueError(
+                    f"{self.quantity} frees a median; line_end.death_share is freed by an "
+                    "os_landmark_from_sequence_start target"
+                )
+        elif self.sequence is None or self.month is None:
+            raise ValueError(f"{self.quantity} needs 'sequence:' and 'month:'")
+        elif (self.free is None) != (self.regimen is None):
+            raise ValueError(
+                f"{self.quantity}: give 'regimen:' and 'free:' together (method: point), or "
+                "neither (method: bayes)"
+            )
+        elif self.free is not None and self.free != "line_end.death_share":
+            raise ValueError(
+                f"{self.quantity} frees line_end.death_share of a line of its sequence (a "
+                f"median is freed by a cohort target), not {self.free}"
+            )
         if (
             self.quantity == "median_time_on_line"
             and self.free is not None
@@ -1193,10 +1223,12 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                 )
             )
             continue
-        part, _ = tgt.free.split(".")
+        key = free_key(tgt.free)
         reg = sc.regimens[tgt.regimen]
-        spec = getattr(reg, part)
-        if spec is None or spec.median is None or spec.median.calibrate is None:
+        quantity = freed_quantity(reg, tgt.free)
+        if tgt.sequence is not None:
+            problems += _landmark_references(sc, i, tgt)
+        if quantity is None or quantity.calibrate is None:
             problems.append(
                 (
                     f"calibration.targets.{i}.free",
@@ -1204,7 +1236,7 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                     f"regimens.{tgt.regimen}.{tgt.free} must be declared as {{calibrate: ...}}",
                 )
             )
-        elif reg.after_progression is None:
+        elif tgt.sequence is None and reg.after_progression is None:
             problems.append(
                 (
                     f"calibration.targets.{i}.regimen",
@@ -1213,35 +1245,66 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                     "it needs after_progression",
                 )
             )
-        if (tgt.regimen, part) in calibrated:
+        if (tgt.regimen, key) in calibrated:
             problems.append(
                 (
                     f"calibration.targets.{i}.free",
                     tgt.free,
-                    f"already freed by calibration.targets.{calibrated[tgt.regimen, part]}: one "
-                    "median cannot be solved for two targets",
+                    f"already freed by calibration.targets.{calibrated[tgt.regimen, key]}: one "
+                    "parameter cannot be solved for two targets",
                 )
             )
-        calibrated.setdefault((tgt.regimen, part), i)
+        calibrated.setdefault((tgt.regimen, key), i)
     for path in calibrate_marked(sc):
-        rid, part = path.split(".")[1:3]
-        if (rid, part) not in calibrated:
+        rid, rest = path.split(".", 2)[1:]
+        if (rid, free_key(rest)) not in calibrated:
             problems.append(
                 (path, "calibrate", "marked calibrate but no calibration target frees it")
             )
     return problems
 
 
+def _landmark_references(sc: Scenario, i: int, tgt: Target) -> list[tuple[str, Any, str]]:
+    """A point-calibrated landmark target's sequence exists and gives its regimen a line."""
+    where = f"calibration.targets.{i}"
+    if tgt.sequence not in sc.sequences:
+        return [(f"{where}.sequence", tgt.sequence, _unknown("sequence", tgt.sequence, list(sc.sequences)))]
+    lines = sc.sequences[tgt.sequence].lines
+    if not any(tgt.regimen in line.regimen_ids() for line in lines):
+        return [
+            (
+                f"{where}.regimen",
+                tgt.regimen,
+                f"not a regimen of sequence {tgt.sequence!r}: its free parameter would not move "
+                "the landmark",
+            )
+        ]
+    return []
+
+
+def free_key(free: str) -> str:
+    """What a target's ``free`` is solved under after "<regimen>.": "after_progression" and
+    "time_on_line" for their medians (as calibrated values have always been keyed),
+    "line_end.death_share" for a death share."""
+    return free.removesuffix(".median")
+
+
+def freed_quantity(reg: Regimen, free: str) -> Quantity | None:
+    """The Quantity of ``reg`` that ``free`` ("time_on_line.median", ...) names, or None."""
+    part, name = free.split(".")
+    spec = getattr(reg, part)
+    return None if spec is None else getattr(spec, name)
+
+
 def calibrate_marked(sc: Scenario) -> list[str]:
-    """Key paths of the medians declared ``{calibrate: ...}``."""
-    return [
-        f"regimens.{rid}.{part}.median"
-        for rid, reg in sc.regimens.items()
-        for part in ("time_on_line", "after_progression")
-        if (spec := getattr(reg, part)) is not None
-        and spec.median is not None
-        and spec.median.calibrate is not None
-    ]
+    """Key paths of the parameters declared ``{calibrate: ...}``: medians and death shares."""
+    out = []
+    for rid, reg in sc.regimens.items():
+        for free in ("time_on_line.median", "after_progression.median", "line_end.death_share"):
+            q = freed_quantity(reg, free)
+            if q is not None and q.calibrate is not None:
+                out.append(f"regimens.{rid}.{free}")
+    return out
 
 
 def _bayes_references(sc: Scenario, known: list[str]) -> list[tuple[str, Any, str]]:

@@ -1,8 +1,10 @@
 """Calibration targets solved for every parameter draw at once.
 
-A calibration target frees one median (of a clock of a calibration cohort) and
-asks that a summary of that cohort equal a published value: the median OS from
-the start of the cohort's line, or the median time on the line. With the draws
+A calibration target frees one parameter and asks that a summary equal a
+published value: a median of a clock of a calibration cohort, for the median OS
+from the start of the cohort's line or the median time on the line; or any
+parameter bound into a whole sequence (e.g. the share of a first line ending in
+death), for OS at a landmark month from the start of that sequence. With the draws
 bound into one ``ModelArrays`` (draw axis first), ``calibrate_draws`` solves
 each target for all draws together: ``roots.solve_monotone`` searches each
 draw's free median on log scale, and every step evaluates the summary for all
@@ -18,6 +20,7 @@ a draw's answer is bit for bit the same whether it is solved alone or among
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,9 +29,10 @@ import numpy as np
 from simseq.distributions import FAMILIES
 from simseq.engine.codes import N_TALLIES, TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.model import ModelArrays
-from simseq.outcomes import km_medians
+from simseq.outcomes import km_medians, km_survival_at
 from simseq.quadrature import (
     QUAD_STEP,
+    os_landmark,
     os_median,
     quadrature_problem,
     sojourn_median,
@@ -39,7 +43,8 @@ from simseq.simulator import simulate
 
 OS_FROM_LINE_START = "median_os_from_line_start"
 TIME_ON_LINE = "median_time_on_line"
-KINDS = (OS_FROM_LINE_START, TIME_ON_LINE)
+LANDMARK = "os_landmark_from_sequence_start"
+KINDS = (OS_FROM_LINE_START, TIME_ON_LINE, LANDMARK)
 METHODS = ("quadrature", "simulation")
 
 # Per (draw, target) outcome codes of DrawCalibration.status
@@ -61,16 +66,20 @@ class DrawTarget:
     ----------
     kind : str
         ``"median_os_from_line_start"`` (OS from the start of sequence ``index``, a
-        calibration cohort) or ``"median_time_on_line"`` (sojourn in state ``index``).
+        calibration cohort), ``"median_time_on_line"`` (sojourn in state ``index``) or
+        ``"os_landmark_from_sequence_start"`` (OS at ``month`` from the start of sequence
+        ``index``, a probability).
     index : int
         Sequence index (into ``seq_names``) or state index (into ``state_names``) of
         the models ``model_at`` returns.
     value : ndarray(float64, shape=(n_draws,))
-        The target per draw, months.
+        The target per draw: months for a median, a probability for a landmark.
     bounds : tuple of float
-        (lo, hi): the bracket of the free median, months, 0 < lo < hi.
+        (lo, hi): the bracket of the free parameter (months for a median), 0 < lo < hi.
     label : str
         How messages name the target (e.g. "calibration.targets.0").
+    month : float
+        A landmark's time from the start of the sequence, months (nan for a median).
     """
 
     kind: str
@@ -78,6 +87,7 @@ class DrawTarget:
     value: np.ndarray
     bounds: tuple[float, float]
     label: str = ""
+    month: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -225,20 +235,22 @@ def bind_medians(model: ModelArrays, clocks: Sequence[int], medians: np.ndarray)
 
 
 def _sequence_of(model: ModelArrays, tgt: DrawTarget) -> int:
-    return tgt.index if tgt.kind == OS_FROM_LINE_START else int(model.state_seq_idx[tgt.index])
+    return tgt.index if tgt.kind != TIME_ON_LINE else int(model.state_seq_idx[tgt.index])
 
 
 def _where(model: ModelArrays, tgt: DrawTarget) -> str:
     if tgt.kind == OS_FROM_LINE_START:
         return f"OS of sequence {model.seq_names[tgt.index]!r}"
+    if tgt.kind == LANDMARK:
+        return f"OS at {tgt.month:g} months of sequence {model.seq_names[tgt.index]!r}"
     seq = model.seq_names[model.state_seq_idx[tgt.index]]
     return f"time in state {model.state_names[tgt.index]!r} (sequence {seq!r})"
 
 
-def _engine_medians(
+def _engine_summary(
     model: ModelArrays, tgt: DrawTarget, horizon: float, simulation: dict
 ) -> np.ndarray:
-    """(n_draws,) the target's median from the engine, every draw on the same streams
+    """(n_draws,) the target's summary from the engine, every draw on the same streams
     (common random numbers), so that the simulated summary is a monotone function of the
     free median (with steps of order 1/n_patients, which bracketing search tolerates) and
     a draw's value does not depend on the others.
@@ -255,7 +267,7 @@ def _engine_medians(
         seq_start_state=model.seq_start_state[q : q + 1],
         has_economics=False,
     )
-    if tgt.kind == OS_FROM_LINE_START:
+    if tgt.kind != TIME_ON_LINE:
         kind, state = TALLY_OS_GIVEN_ENTRY, int(model.seq_start_state[q])
     else:
         kind, state = TALLY_SOJOURN, tgt.index
@@ -272,6 +284,8 @@ def _engine_medians(
         common_streams=True,
     )
     hist = tallies.hist[:, tallies.slot(kind, state)]  # (n_draws, 2, n_bins)
+    if tgt.kind == LANDMARK:
+        return km_survival_at(hist[:, 0], hist[:, 1], width, tgt.month)
     return km_medians(hist[:, 0], hist[:, 1], width)
 
 
@@ -280,9 +294,11 @@ def _summary(
 ) -> np.ndarray:
     """(n_draws,) the target's summary for every draw of ``model``, months."""
     if method == "simulation":
-        return _engine_medians(model, tgt, horizon, simulation)
+        return _engine_summary(model, tgt, horizon, simulation)
     if tgt.kind == OS_FROM_LINE_START:
         return os_median(model, tgt.index, horizon, step)
+    if tgt.kind == LANDMARK:
+        return os_landmark(model, tgt.index, tgt.month, step)
     return sojourn_median(model, tgt.index, horizon, step)
 
 
@@ -414,10 +430,17 @@ def calibrate_draws(
         lo, hi = tgt.bounds
         if not 0 < lo < hi < np.inf:
             raise ValueError(f"{name}: bounds {tgt.bounds} must satisfy 0 < lo < hi")
-        bad = ~(np.asarray(tgt.value) > 0) | ~np.isfinite(tgt.value)
+        if tgt.kind == LANDMARK:
+            if not 0 < tgt.month <= horizon:
+                raise ValueError(f"{name}: month {tgt.month} must be in (0, horizon {horizon:g}]")
+            bad = ~((np.asarray(tgt.value) > 0) & (np.asarray(tgt.value) < 1))
+            allowed = "a survival probability in (0, 1)"
+        else:
+            bad = ~(np.asarray(tgt.value) > 0) | ~np.isfinite(tgt.value)
+            allowed = "> 0 months"
         if bad.any():
             d = int(np.argmax(bad))
-            raise ValueError(f"{name}: draw {d}'s value is {tgt.value[d]}; it must be > 0 months")
+            raise ValueError(f"{name}: draw {d}'s value is {tgt.value[d]}; it must be {allowed}")
     if method is not None and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     n_t = len(targets)

@@ -55,6 +55,9 @@ from simseq.scenario import (
     Scenario,
     ScenarioError,
     alternative_scenario,
+    calibrate_marked,
+    free_key,
+    freed_quantity,
     load_scenario_files,
     parse_scenario,
 )
@@ -647,15 +650,15 @@ def _stub(scenario: Scenario) -> dict[str, float]:
     stub = {}
     cal = scenario.calibration
     if cal is not None and cal.method == "bayes":
+        marked = calibrate_marked(scenario)
         for path, prior in cal.priors.items():
-            _, rid, part, *rest = path.split(".")
-            if rest == ["median"]:
-                stub[f"{rid}.{part}"] = prior.median
+            if path in marked:
+                rid, rest = path.split(".", 2)[1:]
+                stub[f"{rid}.{free_key(rest)}"] = prior.median
         return stub
     for tgt in scenario.calibration.targets if scenario.calibration else []:
-        part = tgt.free.split(".")[0]
-        lo, hi = getattr(scenario.regimens[tgt.regimen], part).median.calibrate.bounds
-        stub[f"{tgt.regimen}.{part}"] = math.sqrt(lo * hi)
+        lo, hi = freed_quantity(scenario.regimens[tgt.regimen], tgt.free).calibrate.bounds
+        stub[f"{tgt.regimen}.{free_key(tgt.free)}"] = math.sqrt(lo * hi)
     return stub
 
 
