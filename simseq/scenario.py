@@ -1268,7 +1268,8 @@ def _landmark_references(sc: Scenario, i: int, tgt: Target) -> list[tuple[str, A
     """A point-calibrated landmark target's sequence exists and gives its regimen a line."""
     where = f"calibration.targets.{i}"
     if tgt.sequence not in sc.sequences:
-        return [(f"{where}.sequence", tgt.sequence, _unknown("sequence", tgt.sequence, list(sc.sequences)))]
+        known = list(sc.sequences)
+        return [(f"{where}.sequence", tgt.sequence, _unknown("sequence", tgt.sequence, known))]
     lines = sc.sequences[tgt.sequence].lines
     if not any(tgt.regimen in line.regimen_ids() for line in lines):
         return [

@@ -17,7 +17,7 @@ from simseq.engine.codes import EVENT_DETERIORATION, EVENT_PROGRESSION
 from simseq.evidence import EvidenceBase
 from simseq.fit import fit_median
 from simseq.resolve import Resolved, quantity_key, resolve, resolve_median
-from simseq.scenario import Scenario, ScenarioError
+from simseq.scenario import COHORT_QUANTITIES, Scenario, ScenarioError
 
 QUAD_STEP = 0.05  # months: grid of the calibration quadrature (error O(step^2))
 
@@ -178,6 +178,15 @@ def solve_by_quadrature(
                 ],
             ) from None
     return values
+
+
+def cohort_scenario(scenario: Scenario) -> Scenario:
+    """``scenario`` with its cohort targets only: a landmark target of a whole sequence
+    (base_case.yaml's first-line death share) is ``simseq.solve``'s alone; this scalar
+    reference knows the 3-state cohorts."""
+    cal = scenario.calibration
+    kept = [t for t in cal.targets if t.quantity in COHORT_QUANTITIES]
+    return scenario.model_copy(update={"calibration": cal.model_copy(update={"targets": kept})})
 
 
 def _target_value(scenario, evidence, tgt, overrides) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scalar_quadrature import _cohort_parts, os_median_by_quadrature
+from scalar_quadrature import _cohort_parts, cohort_scenario, os_median_by_quadrature
 from scipy import integrate
 
 from simseq.distributions import Distribution
@@ -83,7 +83,7 @@ def _hypoexponential_survival(rates, t):
 def test_cohort_medians_match_the_scalar_quadrature(scenario):
     """Each calibration cohort, at three post-progression medians stacked as draws: the
     same median as psa.os_median_by_quadrature (same grid, same sums: rounding only)."""
-    sc, ev = load_scenario(SCENARIOS / scenario), load_evidence()
+    sc, ev = cohort_scenario(load_scenario(SCENARIOS / scenario)), load_evidence()
     for tgt in sc.calibration.targets:
         key = f"{tgt.regimen}.after_progression"
         resolved = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scalar_quadrature import _target_value, drawn_overrides, solve_by_quadrature
+from scalar_quadrature import _target_value, cohort_scenario, drawn_overrides, solve_by_quadrature
 from scipy.optimize import brentq
 
 from simseq.distributions import Distribution
@@ -47,7 +47,7 @@ class Cohorts:
     one model with three sequences, its targets, and psa.solve_by_quadrature's answers."""
 
     def __init__(self):
-        sc, ev = load_scenario(CEA), load_evidence()
+        sc, ev = cohort_scenario(load_scenario(CEA)), load_evidence()
         self.draws = drawn_overrides(sc, ev, N_DRAWS, seed=7)
         tgts = sc.calibration.targets
         models = []
