@@ -721,6 +721,7 @@ _MODEL_GROUP_UNIT = {
     "next_line": ("probabilities", "probability"),
     "prevalence": ("probabilities", "probability"),
     "line_end": ("probabilities", "probability"),
+    "death_share": ("probabilities", "probability"),
     "mix": ("probabilities", "probability"),
     "median": ("survival", "months"),
     "target": ("survival", "months"),  # a calibration target (a median)
@@ -733,7 +734,7 @@ def _group_and_unit(path: str, kind: str) -> tuple[str, str]:
     """(group, unit) of the parameter first used at key ``path``."""
     last = path.rsplit(".", 1)[-1]
     if kind == "calibrated":
-        return "calibrated", "months"
+        return "calibrated", "probability" if last == "death_share" else "months"
     if path == "simulation.horizon":
         return "settings", "months"
     if path.startswith("economics."):
@@ -995,6 +996,17 @@ def resolve(
             # a target is uncertain data: drawn from its evidence (a median's log-normal
             # from its CI, events or n) and re-solved in every row
             r.table.replace(name, group="calibration targets")
+        if landmark and name in r.table:
+            # not drawn: a proportion near its ceiling (base_case.yaml's IMbrave150 CI
+            # reaches past the OS its sequence can give) would leave draws unsolvable
+            r.table.replace(
+                name,
+                group="calibration targets",
+                unit="probability",
+                distribution=None,
+                fixed_because="a landmark target of a point calibration: held at its "
+                "published value (its CI enters a Bayesian calibration's likelihood)",
+            )
         if landmark and not 0 < value.base < 1:
             r.problems.append((path, value.base, "a landmark survival must be in (0, 1)"))
         bounds = freed_quantity(scenario.regimens[tgt.regimen], tgt.free).calibrate.bounds
