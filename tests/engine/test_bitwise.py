@@ -51,6 +51,8 @@ SOR_PFS = "second_line.sorafenib.pfs.chon2024.unadjusted+second_line.sorafenib.p
 CAPTURED_POOLS = {
     f"pool:{LEN_PFS}.unadjusted": math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96),
     f"pool:{SOR_PFS}.unadjusted": math.exp((86 * math.log(1.8) + 67 * math.log(3.3)) / 153),
+    # first-line ATZ/BEV's Weibull shape when they were captured (0.815 since issue 13)
+    "value:regimens.atz_bev.time_on_line.shape": 1.0,
 }
 
 

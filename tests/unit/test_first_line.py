@@ -1,5 +1,6 @@
-"""The first line of base_case.yaml (issue 13): a death share solved to a landmark of a whole
-sequence, checked against closed forms, the engine and the shipped scenario."""
+"""The first line of the shipped scenarios (issue 13): a death share solved to a landmark of a
+whole sequence (base_case_first_line.yaml), checked against closed forms, the engine and the
+shipped scenario; base_case.yaml's Weibull shape against its closed form."""
 
 import json
 import math
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from scipy.optimize import brentq
 
 from simseq.distributions import Distribution
@@ -17,12 +17,13 @@ from simseq.model import Clock, Destination, SequenceModel, State, bind, structu
 from simseq.outcomes import km_curve, km_survival_at
 from simseq.params import Value
 from simseq.quadrature import QUAD_STEP, os_landmark
-from simseq.scenario import ScenarioError, alternative_scenario, load_scenario, parse_scenario
+from simseq.scenario import ScenarioError, load_scenario, parse_scenario
 from simseq.solve import OK, DrawTarget, calibrate_draws
 from simseq.study import Study, load
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "scenarios" / "base_case.yaml"
+FIRST_LINE = ROOT / "scenarios" / "base_case_first_line.yaml"
 LANDMARK_ID = "first_line.atz_bev.os_landmark_12.imbrave150"
 
 # ------------------------------------------------------------- an exponential chain
@@ -134,38 +135,44 @@ def test_first_line_shape_gives_the_duration_of_disease_control():
 
 
 @pytest.fixture(scope="module")
-def base_study():
-    study = load(BASE)
+def first_line_study():
+    study = load(FIRST_LINE)
     study.calibrate()
     return study
 
 
-def test_landmark_is_a_calibration_target_and_validation_entry(base_study):
-    """The shipped base case solves the death share to the IMbrave150 landmark, and keeps the
-    landmark in its validation list (where the harness marks it as a calibration target);
-    the chon2024_first_line alternative has it as validation only."""
-    sc = base_study.scenario
-    target_ids = [i for t in sc.calibration.targets for i in t.target.evidence_ids()]
-    assert LANDMARK_ID in target_ids
+def test_landmark_is_a_target_in_one_scenario_and_validation_only_in_the_other(
+    first_line_study,
+):
+    """base_case_first_line.yaml solves the death share to the IMbrave150 landmark and keeps
+    it in its validation list (where the harness marks it as a calibration target);
+    base_case.yaml has it as validation only, with chon2024's cause split."""
+
+    def target_ids(sc):
+        return [i for t in sc.calibration.targets for i in t.target.evidence_ids()]
+
+    sc = first_line_study.scenario
+    assert LANDMARK_ID in target_ids(sc)
     assert LANDMARK_ID in [v.evidence for v in sc.validation]
-    alt = alternative_scenario(sc, "chon2024_first_line")
-    assert LANDMARK_ID not in [i for t in alt.calibration.targets for i in t.target.evidence_ids()]
-    assert LANDMARK_ID in [v.evidence for v in alt.validation]
-    assert alt.regimens["atz_bev"].line_end.death_share is None
+    base = load_scenario(BASE)
+    assert LANDMARK_ID not in target_ids(base)
+    assert LANDMARK_ID in [v.evidence for v in base.validation]
+    assert base.regimens["atz_bev"].line_end.death_share is None
+    assert base.regimens["atz_bev"].line_end.causes["death"] == "died_on_treatment"
 
 
-def test_base_case_real_world_landmark_inside_the_imbrave150_interval(base_study):
+def test_real_world_landmark_inside_the_imbrave150_interval(first_line_study):
     """With the landmark as target: the real-world sequence's OS at 12 months from first-line
     start, by quadrature, is the target (0.672); simulated with 200,000 patients (binomial
     SE 0.0010) it is within 4 SE of it, so inside the record's 95% CI [0.613, 0.731].
     First-line PFS keeps inoue2026's median."""
     rec = load_evidence().get(LANDMARK_ID)
     lo, hi = rec.ci95
-    cal = base_study.calibrate()
+    cal = first_line_study.calibrate()
     landmark = next(t for t in cal.targets if t.target_id == LANDMARK_ID)
     assert landmark.achieved == pytest.approx(rec.value, abs=1e-6)
     assert 0.0 < landmark.solved_median < 34 / 194  # fewer deaths than the discontinued cohort
-    result = base_study.run(n_patients=200_000, seed=5, threads=1)
+    result = first_line_study.run(n_patients=200_000, seed=5, threads=1)
     s12 = result.curves["atzbev_real_world"].at(12.0)
     se = math.sqrt(rec.value * (1 - rec.value) / 200_000)
     assert abs(s12 - rec.value) < 4 * se
@@ -178,8 +185,10 @@ def test_base_case_real_world_landmark_inside_the_imbrave150_interval(base_study
 
 
 def _base_data() -> dict:
-    """base_case.yaml as plain data, its YAML aliases unshared (a JSON round trip)."""
-    return json.loads(json.dumps(yaml.safe_load(BASE.read_text(encoding="utf-8"))))
+    """base_case_first_line.yaml merged with base_case.yaml, as plain data."""
+    return json.loads(
+        json.dumps(load_scenario(FIRST_LINE).model_dump(mode="json", exclude_none=True))
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,6 +229,6 @@ def test_bad_first_line_calibration_is_refused(change, where, says):
     data = _base_data()
     change(data)
     with pytest.raises(ScenarioError) as err:
-        Study(parse_scenario(data, "base_case.yaml"), path="base_case.yaml")
+        Study(parse_scenario(data, "first_line.yaml"), path="first_line.yaml")
     text = str(err.value)
     assert where in text and says in text
