@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import simseq
 from simseq.cli import main
+from simseq.fit import Z95
 from simseq.scenario import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,7 @@ def test_posterior_csv_names_every_free_parameter_with_its_unit(calibrated):
     assert list(posterior.columns) == [
         "draw",
         "regimens.atz_bev.time_on_line.shape [no unit]",
+        "regimens.atz_bev.line_end.death_share [probability]",
         "regimens.lenvatinib.after_progression.median [months]",
         "regimens.sorafenib.after_progression.median [months]",
         "regimens.tki_ici.after_progression.median [months]",
@@ -127,8 +129,15 @@ def _bayes_with(tmp_path, change) -> Path:
     return path
 
 
+def test_the_landmark_se_comes_from_its_record_ci():
+    """IMbrave150's 12-month OS has a 95% CI of 61.3% to 73.1% (Finn et al. 2020)."""
+    (landmark,) = [t for t in simseq.load(BAYES).resolved.bayes_targets if t.unit == "probability"]
+    assert landmark.se == pytest.approx((0.731 - 0.613) / (2 * Z95), rel=1e-12)
+
+
 def test_a_landmark_without_an_se_is_refused(tmp_path):
-    path = _bayes_with(tmp_path, lambda d: d["calibration"]["targets"][0].pop("se"))
+    assumed = {"value": 0.6, "assumption": "a landmark with no CI, events or n"}
+    path = _bayes_with(tmp_path, lambda d: d["calibration"]["targets"][0].update(target=assumed))
     with pytest.raises(ScenarioError, match=r"calibration.targets.0.*no SE.*give 'se:'"):
         simseq.load(path)
 
