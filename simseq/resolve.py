@@ -437,6 +437,23 @@ class _Resolver:
             return None
         return law
 
+    def time_on_treatment(self, tot, path: str) -> dict[str, Value]:
+        """``State`` fields of a regimen's ``time_on_treatment`` (none when it has none)."""
+        if tot is None:
+            return {}
+        out = {}
+        if tot.stop_for_adverse_events is not None:
+            out["treatment_stop_share"] = self.quantity(
+                tot.stop_for_adverse_events,
+                f"{path}.time_on_treatment.stop_for_adverse_events",
+                is_median=False,
+            )
+        if tot.max_months is not None:
+            out["treatment_max_months"] = self.quantity(
+                tot.max_months, f"{path}.time_on_treatment.max_months", is_median=False
+            )
+        return out
+
     def probability(self, prob, path: str) -> Value:
         if prob.value is not None:
             prov = Provenance(
@@ -830,6 +847,7 @@ def resolve(
             parts["pps"] = r.distribution(
                 reg.after_progression, f"{path}.after_progression", f"{rid}.after_progression"
             )
+        parts["treatment"] = r.time_on_treatment(reg.time_on_treatment, path)
         cache[rid] = parts
         return parts
 
@@ -858,7 +876,13 @@ def resolve(
             if dests:
                 part = "time_on_line" if cause is None else "cause_specific"
                 clocks.append(Clock(dist, tuple(dests), log_hr.get((rid, part), {})))
-        return State(_state_name(line_no, rid), tuple(clocks), line=line_no, regimen=rid)
+        return State(
+            _state_name(line_no, rid),
+            tuple(clocks),
+            line=line_no,
+            regimen=rid,
+            **parts["treatment"],
+        )
 
     def pps_state(rid, line_no, hr):
         dist = regimen_parts(rid)["pps"]
@@ -1135,9 +1159,11 @@ def _resolve_economics(r: "_Resolver", spec):
         )
         regimen[rid] = {
             "drug_cost_per_month": drugs,
-            "cost_per_month": drugs
-            + num(reg.administration_cost_per_month, f"{p}.administration_cost_per_month", 0.0)
-            + num(reg.monitoring_cost_per_month, f"{p}.monitoring_cost_per_month", 0.0),
+            "treatment_cost_per_month": drugs
+            + num(reg.administration_cost_per_month, f"{p}.administration_cost_per_month", 0.0),
+            "monitoring_cost_per_month": num(
+                reg.monitoring_cost_per_month, f"{p}.monitoring_cost_per_month", 0.0
+            ),
             "utility": num(reg.utility, f"{p}.utility"),
             "entry_cost": rate * num(reg.ae_cost, f"{p}.ae_cost", 0.0),
             "entry_qalys": -qaly_loss,
@@ -1179,9 +1205,18 @@ def _resolve_economics(r: "_Resolver", spec):
         if st.role == "post_progression":
             utility = e["pps_utility"] if e["pps_utility"] is not None else sc_utility
             return dataclasses.replace(st, cost_per_month=e["pps_cost_per_month"], utility=utility)
+        if r.sc.regimens[st.regimen].time_on_treatment is None:  # treated to the line's end
+            costs = {
+                "cost_per_month": e["treatment_cost_per_month"] + e["monitoring_cost_per_month"]
+            }
+        else:
+            costs = {
+                "cost_per_month": e["monitoring_cost_per_month"],
+                "treatment_cost_per_month": e["treatment_cost_per_month"],
+            }
         return dataclasses.replace(
             st,
-            cost_per_month=e["cost_per_month"],
+            **costs,
             utility=e["utility"],
             entry_cost=e["entry_cost"],
             entry_qalys=e["entry_qalys"],

@@ -520,6 +520,30 @@ class LineEnd(_Frozen):
         return self
 
 
+class TimeOnTreatment(_Frozen):
+    """When treatment stops before its line ends. Drug and administration costs accrue
+    while on treatment; the line (progression-free time, its utility and monitoring)
+    runs to progression, death or deterioration as before."""
+
+    stop_for_adverse_events: Annotated[
+        Quantity | None, Domain(0.0, 1.0, high_open=True, what="a share of patients")
+    ] = None
+    """Share of patients starting the line who stop treatment for adverse events before the
+    line ends (e.g. a safety record's ae_discontinuation). Modelled as a constant hazard
+    independent of the line's clocks, its rate solved in every draw so that this share
+    stops before the line ends."""
+    max_months: Annotated[Quantity | None, Domain(0.0, low_open=True, what="months")] = None
+    """Stopping rule: treatment stops after this many months on the line."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    @model_validator(mode="after")
+    def _something(self) -> "TimeOnTreatment":
+        if self.stop_for_adverse_events is None and self.max_months is None:
+            raise ValueError("give stop_for_adverse_events, max_months or both")
+        return self
+
+
 class Regimen(_Frozen):
     """What happens on one line of therapy with this regimen."""
 
@@ -540,6 +564,9 @@ class Regimen(_Frozen):
     transport_hazard_ratio: Annotated[Quantity | None, HAZARD_RATIO] = None
     """Hazard ratio applied to this regimen's clocks when its evidence is transported
     (measured after a different prior line than the sequence gives it)."""
+    time_on_treatment: TimeOnTreatment | None = None
+    """When treatment stops before the line ends (default: at the line's end). Drug and
+    administration costs follow it."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
