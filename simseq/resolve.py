@@ -159,11 +159,39 @@ class Resolved:
     free_columns: dict[str, int] = field(default_factory=dict)
     """Bayesian calibration: key path of each free parameter (``calibration.priors``) ->
     its column in ``table``."""
+    cohort_populations: dict[str, dict[str, Value]] = field(default_factory=dict)
+    """Regimen id -> covariate name -> its prevalence in the cohorts of the regimen's
+    evidence (``Regimen.cohort_population``, else the scenario's)."""
 
     def cohort_structure(self) -> Structure | None:
         """The calibration cohorts flattened for binding rows of ``table`` (None without
         calibration targets)."""
-        return structure_of(self.cohorts, self.covariates) if self.cohorts else None
+        if not self.cohorts:
+            return None
+        covariates = [
+            c for seq in self.cohorts for c in self.cohort_covariates(seq.name.split(":", 1)[1])
+        ]
+        return structure_of(self.cohorts, covariates)
+
+    def cohort_covariates(self, regimen: str) -> list[Covariate]:
+        """The covariates of ``regimen``'s calibration cohort: a copy of each population
+        covariate (``cohort_covariate``) at its prevalence in the regimen's cohorts, so
+        that cohorts of different mixes can be simulated side by side."""
+        prevalence = self.cohort_populations[regimen]
+        return [
+            Covariate(cohort_covariate(c.name, regimen), prevalence[c.name])
+            for c in self.covariates
+        ]
+
+    def observed_population(self, regimen: str) -> list[Covariate]:
+        """The population covariates at their prevalences in ``regimen``'s cohorts."""
+        prevalence = self.cohort_populations[regimen]
+        return [Covariate(c.name, prevalence[c.name]) for c in self.covariates]
+
+
+def cohort_covariate(name: str, regimen: str) -> str:
+    """Name of covariate ``name``'s copy in the calibration cohort of ``regimen``."""
+    return f"{name}@cohort:{regimen}"
 
     def provenance_at(self, row: np.ndarray) -> list[Provenance]:
         """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
@@ -828,6 +856,15 @@ def resolve(
                 for part in effect.clocks:
                     log_hr.setdefault((rid, part), {})[name] = hr.log()
 
+    cohort_populations: dict[str, dict[str, Value]] = {}
+    for rid, reg in scenario.regimens.items():
+        prevalence = {c.name: c.prevalence for c in covariates}
+        for name, prob in (reg.cohort_population or {}).items():
+            if name in prevalence:
+                where = f"regimens.{rid}.cohort_population.{name}"
+                prevalence[name] = r.probability(prob, where)
+        cohort_populations[rid] = prevalence
+
     def regimen_parts(rid: str) -> dict:
         """Fitted clocks of a regimen: list of (cause or None, Distribution), split, pps."""
         if rid in cache:
@@ -851,7 +888,15 @@ def resolve(
         cache[rid] = parts
         return parts
 
-    def line_states(rid, line_no, hr, progression_to, bsc_name, prog_event=EVENT_PROGRESSION):
+    def effects_of(rid: str, part: str, cohort: bool) -> dict[str, float]:
+        """Covariate name -> log HR on a clock of ``rid``; in its calibration cohort, keyed
+        by the cohort's own copy of each covariate (``cohort_covariate``)."""
+        effects = log_hr.get((rid, part), {})
+        return {cohort_covariate(k, rid): v for k, v in effects.items()} if cohort else effects
+
+    def line_states(
+        rid, line_no, hr, progression_to, bsc_name, prog_event=EVENT_PROGRESSION, cohort=False
+    ):
         """The state of regimen ``rid`` on line ``line_no``; progression goes to ``progression_to``
         (list of (state, prob)), deterioration to ``bsc_name``."""
         parts = regimen_parts(rid)
@@ -875,7 +920,7 @@ def resolve(
                     dests.append(Destination(bsc_name, EVENT_DETERIORATION, p))
             if dests:
                 part = "time_on_line" if cause is None else "cause_specific"
-                clocks.append(Clock(dist, tuple(dests), log_hr.get((rid, part), {})))
+                clocks.append(Clock(dist, tuple(dests), effects_of(rid, part, cohort)))
         return State(
             _state_name(line_no, rid),
             tuple(clocks),
@@ -884,12 +929,12 @@ def resolve(
             **parts["treatment"],
         )
 
-    def pps_state(rid, line_no, hr):
+    def pps_state(rid, line_no, hr, cohort=False):
         dist = regimen_parts(rid)["pps"]
         clocks = ()
         if dist is not None:
             dist = _with_hr(dist, hr)
-            effects = log_hr.get((rid, "after_progression"), {})
+            effects = effects_of(rid, "after_progression", cohort)
             clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),), effects),)
         return State(
             f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid, role="post_progression"
@@ -905,8 +950,8 @@ def resolve(
         """Every patient starts on ``rid``, as the source cohort of its evidence did (no
         earlier line, no transport adjustment): what calibration targets are about."""
         states = [
-            line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2"),
-            pps_state(rid, 2, 1.0),
+            line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2", cohort=True),
+            pps_state(rid, 2, 1.0, cohort=True),
             bsc_state(2),
         ]
         return SequenceModel(f"cohort:{rid}", tuple(states))
@@ -1034,7 +1079,7 @@ def resolve(
     targets = scenario.calibration.targets if scenario.calibration else []
     target_ids = [i for t in targets for i in t.target.evidence_ids()]
     used = dict.fromkeys([*(i for p in r.provenance for i in p.ids), *target_ids])
-    return Resolved(
+    resolved = Resolved(
         scenario,
         sequences,
         horizon,
@@ -1052,7 +1097,11 @@ def resolve(
         [] if bayes else cal_targets,
         cal_targets if bayes else [],
         free_columns,
+        cohort_populations,
     )
+    if cohort_regimen is not None:  # the cohort's clocks name its own covariates
+        resolved.covariates = resolved.cohort_covariates(cohort_regimen)
+    return resolved
 
 
 def _bayes_target(r: "_Resolver", i: int, tgt: Target) -> CalibrationTarget:

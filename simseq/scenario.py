@@ -567,6 +567,11 @@ class Regimen(_Frozen):
     time_on_treatment: TimeOnTreatment | None = None
     """When treatment stops before the line ends (default: at the line's end). Drug and
     administration costs follow it."""
+    cohort_population: dict[str, Probability] | None = None
+    """Prevalence of each ``population`` covariate in the cohorts this regimen's evidence
+    was measured in (default: the scenario's). Its calibration targets are simulated in
+    this mix, so its calibrated survival is adjusted for it; sequences are then simulated
+    in the scenario's population, common to all (``comparisons:`` reports both)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -1076,6 +1081,19 @@ class ValidationPoint(_Frozen):
     """Why it is a fair comparison, or how it is not (e.g. a trial against a real-world cohort)."""
 
 
+class Comparison(_Frozen):
+    """Two sequences compared in the common population and as observed, to show what
+    confounding between the regimens' cohorts does to their difference."""
+
+    label: str
+    """Name shown in tables."""
+    sequences: list[str] = Field(min_length=2, max_length=2)
+    """The two sequence ids; the difference is the first minus the second. Each sequence's
+    second line must be one regimen (its cohort population gives "as observed")."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+
 class Scenario(_Frozen):
     """A scenario file: the regimens, the sequences to compare and how to simulate them.
 
@@ -1112,6 +1130,11 @@ class Scenario(_Frozen):
     cohort, ...) that ``simseq structural`` runs beside the base case, side by side."""
     validation: list[ValidationPoint] = Field(default_factory=list)
     """Published figures to show against the model's curves (not used to fit it)."""
+    comparisons: dict[str, Comparison] = Field(default_factory=dict)
+    """Named pairs of sequences whose median OS from first-line start is compared in the
+    common population (the run) and as observed (each sequence simulated in the cohort
+    population of its second-line regimen): the difference between the two is what the
+    cohorts' different patient mix did."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:
@@ -1162,6 +1185,31 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                             "(define it, or set then: supportive_care)",
                         )
                     )
+    covariates = sorted(sc.population.covariates) if sc.population else []
+    for rid, reg in sc.regimens.items():
+        for name in reg.cohort_population or {}:
+            if name not in covariates:
+                problems.append(
+                    (
+                        f"regimens.{rid}.cohort_population",
+                        name,
+                        _unknown("population covariate", name, covariates),
+                    )
+                )
+    for cid, comp in sc.comparisons.items():
+        for j, sid in enumerate(comp.sequences):
+            where = f"comparisons.{cid}.sequences.{j}"
+            if sid not in sc.sequences:
+                problems.append((where, sid, _unknown("sequence", sid, list(sc.sequences))))
+            elif len(sc.sequences[sid].lines) < 2 or sc.sequences[sid].lines[1].regimen is None:
+                problems.append(
+                    (
+                        where,
+                        sid,
+                        "its second line must be one regimen (not a mix, not supportive "
+                        "care): that regimen's cohort population is the sequence's as observed",
+                    )
+                )
     for name, cov in (sc.population.covariates if sc.population else {}).items():
         for j, effect in enumerate(cov.effects):
             for rid in effect.regimens:

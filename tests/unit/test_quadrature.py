@@ -262,7 +262,8 @@ def test_covariate_patterns_weights_and_multipliers():
 
 def test_too_many_covariates_are_refused():
     covs = tuple(Covariate(f"c{i}", 0.1) for i in range(MAX_COVARIATES + 1))
-    clock = Clock(Distribution("exponential", (0.1,)), (_death(),))
+    effects = {c.name: 0.1 for c in covs}  # all act on the clock: 2^9 patterns
+    clock = Clock(Distribution("exponential", (0.1,)), (_death(),), effects)
     model = compile_model([SequenceModel("s", (State("X", (clock,)),))], covs)
     with pytest.raises(ValueError, match=f"9 population covariates.*at most {MAX_COVARIATES}"):
         os_survival(model, 0, 12.0)
@@ -342,7 +343,24 @@ def test_a_scenario_cohort_with_a_covariate_agrees_with_the_engine():
     sc, ev = load_scenario(SCENARIOS / "base_case_heterogeneous.yaml"), load_evidence()
     res = resolve(sc, ev, BASE_VALUES, cohort_regimen="lenvatinib")
     model = compile_model(res.sequences, res.covariates)
-    assert model.cov_names == ("child_pugh_b",)
+    assert model.cov_names == ("child_pugh_b@cohort:lenvatinib",)  # the cohort's own copy
     times = np.array([3.0, 6.0, 12.0, 24.0, 48.0])
     sim, se, quad, _ = _engine_check(model, 5, 200_000, HORIZON, times)
     assert np.all(np.abs(sim - quad) < 4 * se)
+
+
+def test_only_covariates_acting_on_the_clocks_make_patterns():
+    """A covariate with no hazard ratio on a sequence's clocks cannot change its curve: it
+    makes no patterns there (so calibration cohorts, each with its own copies of the
+    population covariates, cost one cohort's patterns each)."""
+    covs = (Covariate("cp_b", 0.3), Covariate("elsewhere", 0.6))
+    model, _ = _competing_model(covs)
+    log_hr = model.cov_log_hr.copy()
+    log_hr[:, :, 1] = 0.0  # "elsewhere" acts on no clock
+    model = dataclasses.replace(model, cov_log_hr=log_hr)
+    weights, _ = covariate_mixture(model, clocks=list(range(model.clock_hr.shape[1])))
+    np.testing.assert_allclose(weights[0], [0.7, 0.3])
+    alone, _ = _competing_model(covs[:1])
+    np.testing.assert_allclose(
+        os_survival(model, 0, 60.0)[1], os_survival(alone, 0, 60.0)[1], rtol=1e-12
+    )
