@@ -23,6 +23,7 @@ from simseq.report import (
     print_bayes_table,
     print_calibration_table,
     print_cea_table,
+    print_comparisons,
     print_dsa_table,
     print_held_fixed,
     print_psa_table,
@@ -174,6 +175,8 @@ def run_scenario(
         result.checkpoints.clear()  # the results are written: the tasks' work is not needed
     if not quiet:
         print_run_table(cmd.console, result.summary_dict)
+        if "comparisons" in result.summary_dict:
+            print_comparisons(cmd.console, result.summary_dict["comparisons"])
         if "cea" in result.summary_dict:
             print_cea_table(
                 cmd.console,

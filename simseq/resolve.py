@@ -188,11 +188,6 @@ class Resolved:
         prevalence = self.cohort_populations[regimen]
         return [Covariate(c.name, prevalence[c.name]) for c in self.covariates]
 
-
-def cohort_covariate(name: str, regimen: str) -> str:
-    """Name of covariate ``name``'s copy in the calibration cohort of ``regimen``."""
-    return f"{name}@cohort:{regimen}"
-
     def provenance_at(self, row: np.ndarray) -> list[Provenance]:
         """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
         calibrated medians solved, inputs set by name."""
@@ -207,6 +202,11 @@ def cohort_covariate(name: str, regimen: str) -> str:
     def structure(self) -> Structure:
         """The sequences flattened for binding rows of ``table`` (``model.bind``)."""
         return structure_of(self.sequences, self.covariates, self.economics)
+
+
+def cohort_covariate(name: str, regimen: str) -> str:
+    """Name of covariate ``name``'s copy in the calibration cohort of ``regimen``."""
+    return f"{name}@cohort:{regimen}"
 
 
 def scenario_evidence(scenario: Scenario, file: str = "<scenario>") -> EvidenceBase:
@@ -511,10 +511,13 @@ class _Resolver:
                 )
                 return Value.const(float("nan"))
             how = f"1 - {prob.field} {v}" if prob.complement else f"{prob.field} {v}"
+            how = _with_uncertainty_note(how, prob.uncertainty)
             p = 1.0 - v if prob.complement else float(v)
+            drawn = stated_uncertainty(prob.uncertainty, float(v))
             self._note(Provenance(path, p, "evidence", (rec.id,), how))
             name = f"evidence:{rec.id}:{prob.field}"
-            col = self._column(name, Provenance(path, float(v), "evidence", (rec.id,), how), v)
+            prov = Provenance(path, float(v), "evidence", (rec.id,), how, uncertainty=drawn)
+            col = self._column(name, prov, v)
             return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
         counts = rec.counts or {}
         if prob.count not in counts or not rec.n:

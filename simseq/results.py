@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simseq import econ, validation
+from simseq.comparisons import comparison_rows
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.outcomes import (
     Z95,
@@ -71,7 +72,9 @@ class RunResult(_Result):
 
     command = "run"
 
-    def __init__(self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None):
+    def __init__(
+        self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None, observed=None
+    ):
         self.study = study
         self.rows = rows
         """float64 (1, n_columns): the parameter row simulated."""
@@ -103,6 +106,14 @@ class RunResult(_Result):
             self._validation_rows(),
         )
         """The content of summary.json."""
+        if sc.comparisons:
+            populations = {
+                rid: {name: float(v.of(rows)[0]) for name, v in prevalence.items()}
+                for rid, prevalence in study.resolved.cohort_populations.items()
+            }
+            self.summary_dict["comparisons"] = comparison_rows(
+                sc, self.curves, observed or {}, populations
+            )
 
     def _validation_rows(self) -> list[dict]:
         """The scenario's validation figures against this run's OS and first-line PFS."""

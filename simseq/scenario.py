@@ -370,7 +370,9 @@ class Probability(_Frozen):
     assumption: str | None = None
     """Why an explicit value was chosen (required with ``value``)."""
     uncertainty: Uncertainty | None = None
-    """With value: its distribution in a PSA (beta; else it is held fixed, and listed so)."""
+    """With value, or evidence + field (a proportion reported without its n): its
+    distribution in a PSA (beta; else it is held fixed, and listed so). A count carries
+    its own (beta from count and n)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -379,9 +381,13 @@ class Probability(_Frozen):
         if (self.evidence is None) == (self.value is None):
             raise ValueError("give either evidence + count, or value + assumption")
         if self.uncertainty is not None:
-            if self.value is None or self.uncertainty.distribution != "beta":
-                raise ValueError("'uncertainty:' of a probability is a beta, with 'value:'")
-            check_centre(self.uncertainty, self.value)
+            if self.uncertainty.distribution != "beta" or self.count is not None:
+                raise ValueError(
+                    "'uncertainty:' of a probability is a beta, with 'value:' or with "
+                    "evidence + field (a count's beta comes from its count and n)"
+                )
+            if self.value is not None:
+                check_centre(self.uncertainty, self.value)
         if self.evidence is not None and (self.count is None) == (self.field is None):
             raise ValueError("an evidence probability needs either 'count:' or 'field:'")
         if self.value is not None and not (self.assumption and self.assumption.strip()):

@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parents[2]
 N, SEED = 3001, 11  # more than one block of 256 patients, not a multiple of it
 
 
-def _scenario(path: Path, calibrated: dict, overrides=None) -> tuple:
-    res = resolve(
-        load_scenario(str(path)), load_evidence(), calibrated, str(path), overrides=overrides
-    )
+def _scenario(path: Path, calibrated: dict, overrides=None, as_captured=False) -> tuple:
+    scenario = load_scenario(str(path))
+    if as_captured:
+        scenario = _as_captured(scenario)
+    res = resolve(scenario, load_evidence(), calibrated, str(path), overrides=overrides)
     return compile_model(res.sequences, res.covariates, res.economics), res.horizon
 
 
@@ -54,6 +55,16 @@ CAPTURED_POOLS = {
     f"pool:{LEN_PFS}.unadjusted": math.exp((40 * math.log(3.5) + 56 * math.log(4.9)) / 96),
     f"pool:{SOR_PFS}.unadjusted": math.exp((86 * math.log(1.8) + 67 * math.log(3.3)) / 153),
 }
+
+
+def _as_captured(scenario):
+    """The scenario without what it gained after the capture (issue 13: the Child-Pugh
+    population, time on treatment), so that the engine stays pinned to the same model."""
+    regimens = {
+        rid: reg.model_copy(update={"time_on_treatment": None, "cohort_population": None})
+        for rid, reg in scenario.regimens.items()
+    }
+    return scenario.model_copy(update={"population": None, "regimens": regimens, "comparisons": {}})
 
 
 MODELS = {
@@ -68,6 +79,7 @@ MODELS = {
             "tki_ici.after_progression": 5.78,
         },
         CAPTURED_POOLS,
+        as_captured=True,
     ),
     # competing clocks of different shapes: the general walk (``_walk_items``)
     "unmerged": lambda: (compile_model([unmerged_sequence()]), 60.0),

@@ -105,11 +105,11 @@ def test_real_world_mix_is_renormalised(base):
     assert r.dropped == {"regorafenib": 8, "fu5_chemotherapy": 2}
 
 
-def test_heterogeneous_scenario_extends_base_and_adds_covariate():
-    path = ROOT / "scenarios" / "base_case_heterogeneous.yaml"
-    sc = load_scenario(path)
-    assert list(sc.sequences) == list(load_scenario(BASE).sequences)
-    res = resolve(sc, load_evidence(), STUB)
+def test_base_case_population_and_cohort_mixes():
+    """Child-Pugh B in the common population (chon2024, all second-line patients) acts on
+    survival after second-line progression; each calibration cohort has its own copy at
+    its arm's prevalence."""
+    res = resolve(load_scenario(BASE), load_evidence(), STUB)
     (cov,) = res.covariates
     assert cov.name == "child_pugh_b" and cov.prevalence.base == pytest.approx(1 - 0.722)
     seq = next(s for s in res.sequences if s.name == "atzbev_len")
@@ -118,6 +118,15 @@ def test_heterogeneous_scenario_extends_base_and_adds_covariate():
     assert effects == {"child_pugh_b": pytest.approx(math.log(2.472))}
     line2 = next(s for s in seq.states if s.line == 2)
     assert not line2.clocks[0].covariate_log_hr
+    mixes = {
+        rid: [(c.name, c.prevalence.base) for c in res.cohort_covariates(rid)]
+        for rid in ("lenvatinib", "sorafenib", "tki_ici")
+    }
+    assert mixes == {
+        "lenvatinib": [("child_pugh_b@cohort:lenvatinib", pytest.approx(1 - 0.925))],
+        "sorafenib": [("child_pugh_b@cohort:sorafenib", pytest.approx(1 - 0.628))],
+        "tki_ici": [("child_pugh_b@cohort:tki_ici", pytest.approx(1 - 0.722))],
+    }
 
 
 def test_extends_merges_and_null_deletes(tmp_path):
