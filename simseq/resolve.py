@@ -115,6 +115,19 @@ class Transport:
 
 
 @dataclass(frozen=True)
+class Borrowed:
+    """Evidence measured on one regimen (or after one first line) used for another."""
+
+    path: str
+    """Key path of the number."""
+    evidence_id: str
+    measured_on: str
+    """The agent the evidence is about, or the first line it was measured after."""
+    used_for: str
+    """The agent it stands for here."""
+
+
+@dataclass(frozen=True)
 class Renormalised:
     """Mix categories dropped for lack of evidence, and the probabilities kept."""
 
@@ -140,6 +153,9 @@ class Resolved:
     provenance: list[Provenance] = field(default_factory=list)
     transports: list[Transport] = field(default_factory=list)
     renormalised: list[Renormalised] = field(default_factory=list)
+    borrowed: list[Borrowed] = field(default_factory=list)
+    """Evidence used for another regimen (or after another first line) than it was
+    measured on: flagged in every output, as transported evidence is."""
     user_evidence: dict[str, str] = field(default_factory=dict)
     """Evidence ids used that are not simseq's packaged figures -> where they come from
     (the user's evidence file, or the scenario's inline records)."""
@@ -817,6 +833,58 @@ def _agent(sc: Scenario, rid: str) -> str:
     return sc.regimens[rid].agent or rid
 
 
+# Records about what follows a first line (supportive care after its failure) and the
+# first line they were measured after (hepatolint2022: after first-line ATZ/BEV)
+_MEASURED_AFTER_FIRST_LINE = {"best_supportive_care_after_1l.": "atz_bev"}
+
+
+def _measured_on(evidence_id: str) -> str | None:
+    """The agent a line's record is about: <agent> of first_line.<agent>.* and
+    second_line.<agent>[_after_<line>].*; None for records about no one regimen."""
+    parts = evidence_id.split(".")
+    if parts[0] in ("first_line", "second_line") and len(parts) > 2:
+        return parts[1].split("_after_")[0]
+    return None
+
+
+def borrowed_evidence(sc: Scenario, provenance: list[Provenance]) -> list[Borrowed]:
+    """Numbers whose evidence was measured on another agent than the regimen (or line) they
+    are used for: a regimen's inputs, a line's next-line share, the mix after a line, and
+    supportive care after a first line it was not measured after."""
+    out: dict[tuple[str, str], Borrowed] = {}
+
+    def check(path: str, evidence_id: str, agents: set[str], measured_on: str | None) -> None:
+        for agent in sorted(agents):
+            if measured_on is not None and measured_on != agent:
+                out.setdefault((path, evidence_id), Borrowed(path, evidence_id, measured_on, agent))
+
+    first_lines = {
+        _agent(sc, r) for seq in sc.sequences.values() for r in seq.lines[0].regimen_ids()
+    }
+    for prov in provenance:
+        parts = prov.path.split(".")
+        for evidence_id in prov.ids:
+            if parts[0] == "regimens" and parts[1] in sc.regimens:
+                check(prov.path, evidence_id, {_agent(sc, parts[1])}, _measured_on(evidence_id))
+            elif parts[0] == "sequences" and len(parts) > 4 and parts[4] in ("next_line", "mix"):
+                lines = sc.sequences[parts[1]].lines
+                line = int(parts[3]) - (parts[4] == "mix")  # a mix is what followed the line before
+                agents = {_agent(sc, r) for r in lines[line].regimen_ids()}
+                check(prov.path, evidence_id, agents, _measured_on(evidence_id))
+            elif parts[0] == "supportive_care":
+                after = next(
+                    (v for k, v in _MEASURED_AFTER_FIRST_LINE.items() if evidence_id.startswith(k)),
+                    None,
+                )
+                check(
+                    prov.path,
+                    evidence_id,
+                    {f"patients after first-line {a}" for a in first_lines},
+                    after and f"patients after first-line {after}",
+                )
+    return list(out.values())
+
+
 def _state_name(line_no: int, rid: str) -> str:
     return f"L{line_no}:{rid}"
 
@@ -1092,6 +1160,7 @@ def resolve(
         r.provenance,
         transports,
         renorm,
+        borrowed_evidence(scenario, r.provenance),
         {i: evidence.origin(i) for i in used if evidence.origin(i) != "simseq"},
         r.table,
         r.calibrated_columns,

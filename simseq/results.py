@@ -824,13 +824,20 @@ def calibration_rows(result: CalibrationResult) -> list[dict]:
 
 
 def resolved_warnings(resolved: Resolved) -> list[str]:
-    """What every output must say about its inputs: transported evidence, renormalised
-    mixes, illustrative (evidence-free) numbers."""
+    """What every output must say about its inputs: transported and borrowed evidence,
+    renormalised mixes, illustrative (evidence-free) numbers."""
     warnings = [
         f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after "
         f"{t.measured_after} ({', '.join(t.evidence_ids)}) but follows {t.used_after} here "
         f"(transported; hazard ratio {t.hazard_ratio:g})"
         for t in resolved.transports
+    ]
+    borrowed: dict[tuple[str, str, str], list[str]] = {}
+    for b in resolved.borrowed:
+        borrowed.setdefault((b.evidence_id, b.measured_on, b.used_for), []).append(b.path)
+    warnings += [
+        f"borrowed evidence: {eid} (measured on {on}) stands for {used} at {', '.join(paths)}"
+        for (eid, on, used), paths in borrowed.items()
     ]
     warnings += [
         f"{r.sequence}: line {r.line} mix renormalised to "

@@ -179,3 +179,34 @@ def test_age_adjustment_becomes_a_utility_trend(tmp_path):
     assert 1 + b1 * t + b2 * t * t == pytest.approx(
         (0.95 - 0.0002587 * 68 - 0.0000332 * 68**2) / u0
     )
+
+
+def test_borrowed_evidence_is_found_and_warned():
+    """len_first_line takes ATZ/BEV's cause split, next-line share and supportive-care
+    survival for first-line lenvatinib: each is flagged (in every output's warnings);
+    the base case borrows nothing."""
+    from simseq.results import resolved_warnings
+
+    path = ROOT / "scenarios" / "len_first_line.yaml"
+    fixed = {"tki_mono.after_progression": 5.0, "tki_ici.after_progression": 6.0}
+    res = resolve(load_scenario(path), load_evidence(), fixed)
+    found = {(b.path, b.evidence_id, b.measured_on, b.used_for) for b in res.borrowed}
+    split = "first_line.atz_bev.discontinuation.chon2024"
+    uptake = "first_line.atz_bev.after_progression.chon2024"
+    bsc = "best_supportive_care_after_1l.os.hepatolint2022"
+    assert found == {
+        ("regimens.lenvatinib_1l.line_end", split, "atz_bev", "lenvatinib"),
+        *{
+            (f"sequences.{s}.lines.0.next_line", uptake, "atz_bev", "lenvatinib")
+            for s in ("len_tki", "len_tki_ici", "len_real_world")
+        },  # fmt: skip
+        (
+            "supportive_care.median",
+            bsc,
+            "patients after first-line atz_bev",
+            "patients after first-line lenvatinib",
+        ),
+    }
+    warned = [w for w in resolved_warnings(res) if w.startswith("borrowed evidence")]
+    assert len(warned) == 3 and any(split in w for w in warned)
+    assert not resolve(load_scenario(BASE), load_evidence(), STUB).borrowed
