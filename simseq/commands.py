@@ -34,7 +34,7 @@ from simseq.report import (
 )
 from simseq.results import calibration_rows
 from simseq.results_dir import Staging, out_directory, results_writer
-from simseq.scenario import Scenario
+from simseq.scenario import Scenario, alternative_scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK
 from simseq.study import Study, load, parse_sweep
 
@@ -403,8 +403,11 @@ def validate_file(path: str | Path):
     """Load, validate and resolve a scenario, and everything ``run`` checks before it
     simulates: the bound models (the calibration cohorts too) and the calibration itself,
     solved by the one calibrator (by quadrature where exact: milliseconds), so what
-    validate accepts runs. Returns the resolution."""
+    validate accepts runs; each structural alternative parsed with its changes merged.
+    Returns the resolution."""
     study = load(path)
+    for name in study.scenario.structural_alternatives:
+        alternative_scenario(study.scenario, name, study.path)
     base = study.table.base_row()
     study.model(base)
     if study.cohorts is not None:

@@ -847,8 +847,9 @@ class Alternative(_Frozen):
     """Name shown in the scenario-analysis table."""
     changes: dict[str, Any] = Field(min_length=1)
     """Key path -> YAML value, merged into the scenario as ``extends:`` merges (mappings
-    key by key; null deletes a key), e.g. ``regimens.lenvatinib.time_on_line: {family:
-    llogis, shape: {value: 1.5, assumption: ...}}``."""
+    key by key; null deletes a key; a number indexes a list), e.g.
+    ``regimens.lenvatinib.time_on_line: {family: llogis, shape: {value: 1.5, assumption:
+    ...}}`` or ``sequences.atzbev_len.lines.0.next_line: {...}``."""
     assumption: str
     """Why this alternative is plausible (what the evidence or guidance allows)."""
 
@@ -1645,11 +1646,12 @@ def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>"
     data = scenario.model_dump(mode="json", exclude_none=True)
     data.pop("structural_alternatives", None)
     data.get("psa", {}).pop("model_averaging", None)  # weights over the alternatives
-    for path, value in alt.changes.items():
-        nested: Any = value
-        for key in reversed(path.split(".")):
-            nested = {key: nested}
-        data = _deep_merge(data, nested)
+    try:
+        for path, value in alt.changes.items():
+            data = _merged_at(data, path.split("."), value)
+    except (KeyError, IndexError, TypeError) as err:
+        where = f"structural_alternatives.{name}.changes"
+        raise ScenarioError(file, [(where, path, f"no such key path ({err})")]) from None
     data["name"] = f"{scenario.name}-{name}"
     try:
         return parse_scenario(data, file)
@@ -1661,6 +1663,25 @@ def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>"
                 for p, v, why in err.problems
             ],
         ) from None
+
+
+def _merged_at(data: Any, keys: list[str], value: Any) -> Any:
+    """``data`` with ``value`` merged in at the key path ``keys`` (as ``_deep_merge``
+    merges); a number indexes a list (sequences.x.lines.0.next_line)."""
+    if not keys:
+        both = isinstance(data, dict) and isinstance(value, dict)
+        return _deep_merge(data, value) if both else value
+    key, rest = keys[0], keys[1:]
+    if isinstance(data, list):
+        out = list(data)
+        out[int(key)] = _merged_at(out[int(key)], rest, value)
+        return out
+    out = dict(data or {})
+    if value is None and not rest:
+        out.pop(key, None)
+        return out
+    out[key] = _merged_at(out.get(key), rest, value)
+    return out
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
