@@ -1017,12 +1017,33 @@ def resolve(
         )
         return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
 
+    def after_last_line(rid, line_no, hr, cohort=False) -> tuple[list, list[State]]:
+        """Where progression on ``rid``, the last modelled line, leads ((state, probability)
+        pairs) and the states that adds: its post-progression survival, and its explicit
+        third line (``Regimen.third_line``) with that line's own states."""
+        pps = f"PPS after L{line_no}:{rid}"
+        third = scenario.regimens[rid].third_line
+        if third is None:
+            return [(pps, 1.0)], [pps_state(rid, line_no, hr, cohort)]
+        share = r.probability(third.share, f"regimens.{rid}.third_line.share")
+        nxt, t = line_no + 1, third.regimen
+        states = [
+            pps_state(rid, line_no, hr, cohort),
+            line_states(
+                t, nxt, 1.0, [(f"PPS after L{nxt}:{t}", 1.0)], f"BSC after L{nxt}", cohort=cohort
+            ),  # fmt: skip
+            pps_state(t, nxt, 1.0, cohort),
+            bsc_state(nxt),
+        ]
+        return [(_state_name(nxt, t), share), (pps, 1.0 - share)], states
+
     def cohort_sequence(rid: str) -> SequenceModel:
         """Every patient starts on ``rid``, as the source cohort of its evidence did (no
         earlier line, no transport adjustment): what calibration targets are about."""
+        progression_to, after = after_last_line(rid, 2, 1.0, cohort=True)
         states = [
-            line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2", cohort=True),
-            pps_state(rid, 2, 1.0, cohort=True),
+            line_states(rid, 2, 1.0, progression_to, "BSC after L2", cohort=True),
+            *after,
             bsc_state(2),
         ]
         return SequenceModel(f"cohort:{rid}", tuple(states))
@@ -1082,10 +1103,11 @@ def resolve(
                                 _base(hr),
                             )
                         )
-                    targets = prog_to or [(f"PPS after L{line_no}:{rid}", 1.0)]
+                    targets, after = (prog_to, []) if prog_to else after_last_line(rid, line_no, hr)
                     states.append(line_states(rid, line_no, hr, targets, bsc))
-                    if prog_to is None:
-                        states.append(pps_state(rid, line_no, hr))
+                    named = {st.name for st in states}
+                    # a third line the regimens of a mix share is one set of states
+                    states += [st for st in after if st.name not in named]
                 states.append(bsc_state(line_no))
             # drop supportive-care states nobody can reach (e.g. no deterioration, p_next = 1)
             reachable = {states[0].name}

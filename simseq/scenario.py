@@ -550,6 +550,17 @@ class TimeOnTreatment(_Frozen):
         return self
 
 
+class ThirdLine(_Frozen):
+    """A further line of therapy after progression on a regimen that ends a sequence."""
+
+    share: Probability
+    """Probability of starting it after progression (e.g. a third_line_received record)."""
+    regimen: str
+    """Regimen id of that line (its time on line, line end and after_progression)."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+
 class Regimen(_Frozen):
     """What happens on one line of therapy with this regimen."""
 
@@ -573,6 +584,11 @@ class Regimen(_Frozen):
     time_on_treatment: TimeOnTreatment | None = None
     """When treatment stops before the line ends (default: at the line's end). Drug and
     administration costs follow it."""
+    third_line: ThirdLine | None = None
+    """An explicit further line after progression on this regimen when it ends a sequence
+    (and in its calibration cohort). Those who do not start it follow ``after_progression``,
+    which is then survival without further therapy (default: no explicit line; any later
+    therapy stays inside ``after_progression``)."""
     cohort_population: dict[str, Probability] | None = None
     """Prevalence of each ``population`` covariate in the cohorts this regimen's evidence
     was measured in (default: the scenario's). Its calibration targets are simulated in
@@ -1192,6 +1208,17 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                             "(define it, or set then: supportive_care)",
                         )
                     )
+    for rid, reg in sc.regimens.items():
+        third = reg.third_line
+        if third is None:
+            continue
+        where = f"regimens.{rid}.third_line.regimen"
+        if third.regimen not in sc.regimens:
+            problems.append((where, third.regimen, _unknown("regimen", third.regimen, known)))
+        elif sc.regimens[third.regimen].third_line is not None:
+            problems.append((where, third.regimen, "a third line cannot have a third line"))
+        elif sc.regimens[third.regimen].after_progression is None:
+            problems.append((where, third.regimen, "it needs after_progression"))
     covariates = sorted(sc.population.covariates) if sc.population else []
     for rid, reg in sc.regimens.items():
         for name in reg.cohort_population or {}:
@@ -1240,6 +1267,11 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
             )
         used = {
             rid for seq in sc.sequences.values() for line in seq.lines for rid in line.regimen_ids()
+        }
+        used |= {
+            r.third_line.regimen
+            for rid, r in sc.regimens.items()
+            if rid in used and r.third_line is not None
         }
         for rid in sorted(used - set(econ.regimens)):
             if rid in sc.regimens:
