@@ -269,6 +269,8 @@ def validate_cmd(scenario: str) -> None:
             f"  transported: {t.sequence} line {t.line} {t.regimen} (evidence measured "
             f"after {t.measured_after}, used after {t.used_after})"
         )
+    for b in resolved.borrowed:
+        click.echo(f"  borrowed: {b.path} ({b.evidence_id}, measured on {b.measured_on})")
     for r in resolved.renormalised:
         click.echo(f"  renormalised: {r.sequence} line {r.line} drops {sorted(r.dropped)}")
 

@@ -23,6 +23,7 @@ from simseq.report import (
     print_bayes_table,
     print_calibration_table,
     print_cea_table,
+    print_comparisons,
     print_dsa_table,
     print_held_fixed,
     print_psa_table,
@@ -33,7 +34,7 @@ from simseq.report import (
 )
 from simseq.results import calibration_rows
 from simseq.results_dir import Staging, out_directory, results_writer
-from simseq.scenario import Scenario
+from simseq.scenario import Scenario, alternative_scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK
 from simseq.study import Study, load, parse_sweep
 
@@ -174,6 +175,8 @@ def run_scenario(
         result.checkpoints.clear()  # the results are written: the tasks' work is not needed
     if not quiet:
         print_run_table(cmd.console, result.summary_dict)
+        if "comparisons" in result.summary_dict:
+            print_comparisons(cmd.console, result.summary_dict["comparisons"])
         if "cea" in result.summary_dict:
             print_cea_table(
                 cmd.console,
@@ -400,8 +403,11 @@ def validate_file(path: str | Path):
     """Load, validate and resolve a scenario, and everything ``run`` checks before it
     simulates: the bound models (the calibration cohorts too) and the calibration itself,
     solved by the one calibrator (by quadrature where exact: milliseconds), so what
-    validate accepts runs. Returns the resolution."""
+    validate accepts runs; each structural alternative parsed with its changes merged.
+    Returns the resolution."""
     study = load(path)
+    for name in study.scenario.structural_alternatives:
+        alternative_scenario(study.scenario, name, study.path)
     base = study.table.base_row()
     study.model(base)
     if study.cohorts is not None:

@@ -1295,6 +1295,8 @@ FAMILIES: dict[str, Family] = {
     )
 }
 """The parametric families by name."""
+FAMILIES_BY_CODE: dict[int, Family] = {f.code: f for f in FAMILIES.values()}
+"""The parametric families by their kernel code (``codes.FAMILY_*``)."""
 
 
 def get_family(name: str) -> Family:

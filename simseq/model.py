@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simseq.distributions import Distribution, get_family
+from simseq.distributions import FAMILIES_BY_CODE, Distribution, get_family
 from simseq.econ import monthly_discount_rate
 from simseq.engine.codes import (
     ECON_COST,
@@ -27,12 +27,19 @@ from simseq.engine.codes import (
     EVENT_DEATH,
     EVENT_NAMES,
     N_PARAMS,
+    N_STATE_ECON,
     NUMBERS,
+    STATE_COST,
     STATE_DEAD,
+    STATE_ENTRY_COST,
+    STATE_TREATMENT_COST,
+    STATE_TREATMENT_MAX,
+    STATE_TREATMENT_STOP_RATE,
     STRUCTURE,
 )
 from simseq.fit import FitError, fit_median
 from simseq.params import Value
+from simseq.treatment import stop_rate
 
 DEAD = None  # destination meaning death
 
@@ -190,6 +197,16 @@ class State:
     """One-off cost on entering the state (e.g. expected adverse-event costs of a line)."""
     entry_qalys: "Value | float" = 0.0
     """One-off QALY change on entering the state (negative: a disutility, in QALYs)."""
+    treatment_cost_per_month: "Value | float" = 0.0
+    """Cost per month while on treatment (drugs, administration): from entry until the
+    first of leaving the state, an early stop (``treatment_stop_share``) and
+    ``treatment_max_months``."""
+    treatment_stop_share: "Value | float" = 0.0
+    """Share of entrants who stop treatment early (e.g. for adverse events) before leaving
+    the state: a constant hazard, independent of the state's clocks, whose rate ``bind``
+    solves per draw (``simseq.treatment.stop_rate``)."""
+    treatment_max_months: "Value | float" = math.inf
+    """Stopping rule: treatment stops this many months after entry (inf: never)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +265,9 @@ class ModelArrays:
     stride: int  # uniforms reserved per step: max clocks per state + 1 (cause draw)
     has_economics: bool = False
     state_econ: np.ndarray | None = None
-    """float64 (n_draws, n_states, 4): cost per month, QALYs per month, entry cost, entry QALYs."""
+    """float64 (n_draws, n_states, N_STATE_ECON): cost per month, QALYs per month, entry
+    cost, entry QALYs, cost per month on treatment, treatment stop rate (per month),
+    months after which treatment stops (the ``codes.STATE_*`` columns)."""
     econ_globals: np.ndarray | None = None
     """float64 (n_draws, 5): monthly discount rate for costs and for QALYs, cost at death,
     and the utility trend coefficients (b1, b2) of ``Economics.utility_trend``."""
@@ -422,8 +441,9 @@ class Structure:
     """The integer arrays and labels; its number arrays have no draws."""
     clocks: tuple[_ClockSlot, ...]
     cov_prevalence: tuple[Value, ...]
-    state_econ: tuple[tuple[Value, Value, Value, Value], ...]
-    """Per state: cost per month, QALYs per month, entry cost, entry QALYs."""
+    state_econ: tuple[tuple[Value, ...], ...]
+    """Per state, the ``codes.STATE_*`` columns, except that the treatment stop rate's
+    column holds the stop share (``bind`` turns it into a rate)."""
     economics: Economics | None
 
 
@@ -495,7 +515,7 @@ def structure_of(
         max_steps=max(len(seq.states) for seq in sequences),
         stride=max(hi - lo for *_, lo, hi in state_rows) + 1,
         has_economics=economics is not None,
-        state_econ=np.zeros((0, len(state_rows), 4)),
+        state_econ=np.zeros((0, len(state_rows), N_STATE_ECON)),
         econ_globals=np.zeros((0, 5)),
     )
     return Structure(
@@ -508,6 +528,9 @@ def structure_of(
                 _lift(st.utility) / 12.0,
                 _lift(st.entry_cost),
                 _lift(st.entry_qalys),
+                _lift(st.treatment_cost_per_month),
+                _lift(st.treatment_stop_share),
+                _lift(st.treatment_max_months),
             )
             for st, *_ in state_rows
         ),
@@ -556,10 +579,14 @@ def bind(structure: Structure, rows: np.ndarray | None = None) -> ModelArrays:
     cov_prevalence = np.zeros((n, n_cov))
     for k, prevalence in enumerate(structure.cov_prevalence):
         cov_prevalence[:, k] = prevalence.of(rows)
-    state_econ = np.zeros((n, len(structure.state_econ), 4))
+    state_econ = np.zeros((n, len(structure.state_econ), N_STATE_ECON))
     for s, values in enumerate(structure.state_econ):
         for k, v in enumerate(values):
             state_econ[:, s, k] = v.of(rows)
+    if structure.economics is not None:
+        _stop_rates(state_econ, t, clock_params, clock_hr)
+    else:  # only treatment costs use the stop rates: none to solve
+        state_econ[:, :, STATE_TREATMENT_STOP_RATE] = 0.0
     econ = structure.economics or Economics()
     econ_globals = np.stack(
         [
@@ -581,6 +608,27 @@ def bind(structure: Structure, rows: np.ndarray | None = None) -> ModelArrays:
         state_econ=state_econ,
         econ_globals=econ_globals,
     )
+
+
+def _stop_rates(state_econ: np.ndarray, t: ModelArrays, clock_params, clock_hr) -> None:
+    """Replace each state's treatment stop share by its rate (``treatment.stop_rate``), in
+    place; solved once per distinct (clocks, share), as the states of one regimen in
+    several sequences share them. BindError naming the state and draw it fails for."""
+    solved: dict[bytes, np.ndarray] = {}
+    for s in range(state_econ.shape[1]):
+        share = state_econ[:, s, STATE_TREATMENT_STOP_RATE].copy()
+        if not (share != 0.0).any():
+            continue
+        lo, hi = t.state_clock_lo[s], t.state_clock_hi[s]
+        params, hr, codes = clock_params[:, lo:hi], clock_hr[:, lo:hi], t.clock_family[lo:hi]
+        key = b"".join(a.tobytes() for a in (share, params, hr, codes))
+        if key not in solved:
+            families = [FAMILIES_BY_CODE[int(f)] for f in codes]
+            try:
+                solved[key] = stop_rate(share, families, params, hr)
+            except ValueError as err:
+                raise BindError(f"state {t.state_names[s]!r}: {err}") from None
+        state_econ[:, s, STATE_TREATMENT_STOP_RATE] = solved[key]
 
 
 def _merge_bound(slot: _ClockSlot, bound: list) -> tuple:
@@ -695,7 +743,7 @@ def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
     """
     if not model.has_economics:
         return None
-    state_econ = model.state_econ  # (n_draws, n_states, 4)
+    state_econ = model.state_econ  # (n_draws, n_states, N_STATE_ECON)
     econ_globals = model.econ_globals  # (n_draws, 5)
     several = model.n_draws > 1
 
@@ -706,7 +754,9 @@ def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
         draw = f", draw {d}" if several else ""
         return f"state {model.state_names[s]!r} (sequence {seq!r}{draw})"
 
-    bad = np.argwhere(~np.isfinite(state_econ))
+    finite = np.isfinite(state_econ)
+    finite[:, :, STATE_TREATMENT_MAX] |= state_econ[:, :, STATE_TREATMENT_MAX] == np.inf
+    bad = np.argwhere(~finite)
     if bad.size:
         d, s, k = bad[0]
         value = state_econ[d, s, k] * (12.0 if k == 1 else 1.0)  # utility per year
@@ -728,8 +778,10 @@ def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
     limit_years = ECON_MAX_FIXED / ECON_SCALE[ECON_QALY]  # life-years share the scale
     exactly = "can be accumulated exactly"
     # (draw, state) terms: accrued over time (at most the horizon in all) or once on entry
-    cost_run = np.abs(state_econ[:, :, 0]) * h * grow_c[:, None]
-    cost_entry = np.abs(state_econ[:, :, 2]) * grow_c[:, None]
+    cost_run = (
+        np.abs(state_econ[:, :, STATE_COST]) + np.abs(state_econ[:, :, STATE_TREATMENT_COST])
+    ) * (h * grow_c[:, None])
+    cost_entry = np.abs(state_econ[:, :, STATE_ENTRY_COST]) * grow_c[:, None]
     cost_death = np.abs(death) * grow_c
     qaly_run = np.abs(state_econ[:, :, 1]) * h * (trend * grow_q)[:, None]
     qaly_entry = np.abs(state_econ[:, :, 3]) * grow_q[:, None]
@@ -748,7 +800,7 @@ def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
             culprit = _largest(
                 (
                     cost_run[d, run],
-                    f"{where(d, run)}: cost per month {state_econ[d, run, 0]:.3g} "
+                    f"{where(d, run)}: cost per month {cost_run[d, run] / h / grow_c[d]:.3g} "
                     f"over a {h:g}-month horizon",
                 ),
                 (
@@ -787,7 +839,15 @@ def econ_range_problem(model: ModelArrays, horizon: float) -> str | None:
     return None
 
 
-_STATE_ECON_NAMES = ("cost per month", "utility (a year)", "entry cost", "entry QALYs")
+_STATE_ECON_NAMES = (
+    "cost per month",
+    "utility (a year)",
+    "entry cost",
+    "entry QALYs",
+    "cost per month on treatment",
+    "treatment stop rate (per month)",
+    "months after which treatment stops",
+)
 _ECON_GLOBAL_NAMES = (
     "cost discount rate (continuous, per month)",
     "QALY discount rate (continuous, per month)",

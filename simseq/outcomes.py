@@ -9,7 +9,7 @@ uncertainty: Greenwood's variance for S(t), Brookmeyer-Crowley for the median.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from simseq.engine.codes import (
     N_BATCHES,
     N_EVENTS,
     N_TALLIES,
+    STATE_TREATMENT_COST,
+    STATE_TREATMENT_MAX,
+    STATE_TREATMENT_STOP_RATE,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
     TALLY_OS_FROM_ENTRY,
@@ -201,14 +204,16 @@ def line_key(line_no: int) -> str:
     return f"{_ORDINALS[line_no]}_line" if line_no in _ORDINALS else f"line_{line_no}"
 
 
-def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int, draw: int) -> dict:
+def _line_block(
+    model: ModelArrays, tallies: Tallies, states: list[int], line_no: int, n: int, draw: int
+) -> dict:
     k = f"{line_no}l"
     entered = int(tallies.n_entered[draw, states].sum())
 
     def curve(tally: int) -> dict:
         return time_summary(tally_curve(tallies, tally, states, draw))
 
-    return {
+    out = {
         "fraction_started": round(entered / n, 6),
         f"pfs_{k}": curve(TALLY_SOJOURN),
         f"os_from_{k}": curve(TALLY_OS_FROM_ENTRY),
@@ -216,6 +221,33 @@ def _line_block(tallies: Tallies, states: list[int], line_no: int, n: int, draw:
         f"pps_after_{k}": curve(TALLY_PPS),
         "line_end": exit_fractions(tallies, states, draw),
     }
+    if len(states) == 1 and stops_early(model, states[0], draw):
+        pfs = tally_curve(tallies, TALLY_SOJOURN, states, draw)
+        out[f"time_on_treatment_{k}"] = time_on_treatment(model, states[0], pfs, draw)
+    return out
+
+
+def stops_early(model: ModelArrays, state: int, draw: int = 0) -> bool:
+    """Whether treatment costs of ``state`` stop before the state ends (an early-stop rate
+    or a stopping rule)."""
+    if not model.has_economics or model.state_econ[draw, state, STATE_TREATMENT_COST] == 0.0:
+        return False
+    econ = model.state_econ[draw, state]
+    return econ[STATE_TREATMENT_STOP_RATE] > 0.0 or econ[STATE_TREATMENT_MAX] < np.inf
+
+
+def time_on_treatment(model: ModelArrays, state: int, line: SurvivalCurve, draw: int = 0) -> dict:
+    """Median (with its Monte Carlo 95% interval) and mean months on treatment from the start
+    of a line: its simulated time on the line ``line`` times the probability of not having
+    stopped early, exp(-rate t), and zero after the stopping rule (how the engine costs it)."""
+    econ = model.state_econ[draw, state]
+    keep = np.exp(-econ[STATE_TREATMENT_STOP_RATE] * line.times) * (
+        line.times < econ[STATE_TREATMENT_MAX]
+    )
+    curve = replace(line, survival=line.survival * keep, se=line.se * keep)
+    out = time_summary(curve)
+    out["mean"] = _finite(curve.rmst(float(line.times[-1]))[0])
+    return out
 
 
 def summary_tallies(model: ModelArrays) -> np.ndarray:
@@ -281,9 +313,10 @@ def sequence_summary(
         at_line = [s for s in states if model.state_line[s] == line_no]
         key = line_key(line_no)
         out[key] = {
-            model.state_regimen[s]: _line_block(tallies, [s], line_no, n, draw) for s in at_line
+            model.state_regimen[s]: _line_block(model, tallies, [s], line_no, n, draw)
+            for s in at_line
         }
-        out[f"{key}_any"] = _line_block(tallies, at_line, line_no, n, draw)
+        out[f"{key}_any"] = _line_block(model, tallies, at_line, line_no, n, draw)
     bsc = [s for s in states if model.state_role[s] == "no_further_therapy"]
     if bsc:
         out["no_further_therapy"] = {

@@ -84,17 +84,33 @@ def time_grid(horizon: float, step: float = QUAD_STEP) -> np.ndarray:
 
 def quadrature_problem(model: ModelArrays) -> str | None:
     """Why quadrature would not be exact for ``model`` (a message), or None if it is."""
-    n_cov = len(model.cov_names)
-    if n_cov > MAX_COVARIATES:
-        return (
-            f"the model has {n_cov} population covariates ({', '.join(model.cov_names)}); "
-            f"quadrature mixes over all 2^n covariate patterns and accepts at most "
-            f"{MAX_COVARIATES} (simulate instead)"
-        )
+    for q, seq in enumerate(model.seq_names):
+        clocks = _clocks_of(model, np.flatnonzero(model.state_seq_idx == q))
+        acting = _acting(model, clocks)
+        if acting.size > MAX_COVARIATES:
+            names = ", ".join(model.cov_names[k] for k in acting)
+            return (
+                f"{acting.size} population covariates ({names}) act on sequence {seq!r}; "
+                f"quadrature mixes over all 2^n covariate patterns and accepts at most "
+                f"{MAX_COVARIATES} (simulate instead)"
+            )
     unknown = sorted(set(model.clock_family.tolist()) - set(_FAMILY_BY_CODE))
     if unknown:
         return f"unknown family codes {unknown} in clock_family"
     return None
+
+
+def _clocks_of(model: ModelArrays, states) -> list[int]:
+    """The clocks of ``states``, in state order."""
+    return [c for s in states for c in range(model.state_clock_lo[s], model.state_clock_hi[s])]
+
+
+def _acting(model: ModelArrays, clocks: list[int] | None) -> np.ndarray:
+    """Indices of the covariates with a hazard ratio on one of ``clocks`` in any draw (all
+    covariates when ``clocks`` is None)."""
+    if clocks is None:
+        return np.arange(len(model.cov_names))
+    return np.flatnonzero((model.cov_log_hr[:, clocks, :] != 0.0).any(axis=(0, 1)))
 
 
 def _check_model(model: ModelArrays) -> None:
@@ -104,28 +120,30 @@ def _check_model(model: ModelArrays) -> None:
 
 
 def covariate_mixture(
-    model: ModelArrays, lo: int = 0, hi: int | None = None
+    model: ModelArrays, lo: int = 0, hi: int | None = None, clocks: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The covariate patterns as mixture weights and per-clock hazard multipliers, for
-    draws lo..hi (default all).
+    draws lo..hi (default all). With ``clocks``, only the covariates acting on one of
+    them (in any draw) make patterns: the others cannot change what those clocks do.
 
     Returns
     -------
     weights : ndarray(float64, shape=(hi - lo, n_patterns))
-        Probability of each pattern (2^n_cov of them; pattern p has covariate k iff
-        bit k of p is set), from the prevalences; a column of ones without covariates.
+        Probability of each pattern (2^n of them for n covariates; pattern p has the k-th
+        iff bit k of p is set), from the prevalences; a column of ones without covariates.
     multiplier : ndarray(float64, shape=(hi - lo, n_patterns, n_clocks))
         ``clock_hr * exp(sum_k x_k log HR_ck)``: what multiplies each clock's baseline
         cumulative hazard for a patient with that pattern (as in the engine).
     """
-    n_cov = len(model.cov_names)
+    acting = _acting(model, clocks)
+    n_cov = acting.size
     if n_cov > MAX_COVARIATES:
         _check_model(model)
     hi = model.n_draws if hi is None else hi
     n_pat = 1 << n_cov
     has = (np.arange(n_pat)[:, None] >> np.arange(n_cov)[None, :]) & 1  # (n_pat, n_cov)
-    prev = model.cov_prevalence[lo:hi]  # (m, n_cov)
-    log_hr = model.cov_log_hr[lo:hi]  # (m, n_clocks, n_cov)
+    prev = model.cov_prevalence[lo:hi][:, acting]  # (m, n_cov)
+    log_hr = model.cov_log_hr[lo:hi][:, :, acting]  # (m, n_clocks, n_cov)
     weights = np.ones((hi - lo, n_pat))
     lin = np.zeros((hi - lo, n_pat, model.clock_hr.shape[1]))
     for k in range(n_cov):  # in covariate order, so each row sums the same way
@@ -327,8 +345,9 @@ def _os_chunks(model: ModelArrays, seq_idx: int, t: np.ndarray, chunk_draws: int
     }
     size = scipy.fft.next_fast_len(2 * n - 1, True)  # linear, not circular, convolution
     order = _sequence_order(model, seq_idx)
+    clocks = _clocks_of(model, order)
     for lo, hi in _chunks(model.n_draws, n + 1, chunk_draws):
-        weights, multiplier = covariate_mixture(model, lo, hi)
+        weights, multiplier = covariate_mixture(model, lo, hi, clocks)
         hz = _Hazards(model, times, lo, hi)
         surv = np.empty((hi - lo, n + 1))
         surv[:, 0] = 1.0
@@ -352,7 +371,7 @@ def _sojourn_chunks(model: ModelArrays, state_idx: int, t: np.ndarray, chunk_dra
     _check_model(model)
     clocks = list(range(model.state_clock_lo[state_idx], model.state_clock_hi[state_idx]))
     for lo, hi in _chunks(model.n_draws, len(t), chunk_draws):
-        weights, multiplier = covariate_mixture(model, lo, hi)
+        weights, multiplier = covariate_mixture(model, lo, hi, clocks)
         hz = _Hazards(model, {"grid": t}, lo, hi)
         mixed = None
         for p in range(weights.shape[1]):

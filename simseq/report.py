@@ -323,6 +323,35 @@ def print_structural_table(console: Console, rows: list[dict]) -> None:
     console.print(table)
 
 
+def print_comparisons(console: Console, rows: list[dict]) -> None:
+    """Each comparison's difference in median OS, common population beside as observed."""
+    table = Table(
+        title="Median OS from first-line start (months): difference, first minus second",
+        caption=(
+            "Common population: every sequence in the scenario's patient mix, each regimen "
+            "adjusted to it (the model's answer). As observed: each sequence in its "
+            "second-line regimen's cohort mix, as the unadjusted cohorts compared them. "
+            "Intervals: Monte Carlo 95%."
+        ),
+    )
+    for name in ("comparison", "common population", "as observed", "as observed - common"):
+        table.add_column(name, justify="left" if name == "comparison" else "right")
+
+    def cell(block: dict) -> str:
+        d, (lo, hi) = block["difference_months"], block["difference_ci95"]
+        return "-" if d is None else f"{d:.2f} ({lo:.2f} to {hi:.2f})"
+
+    for r in rows:
+        gap = r["as_observed_minus_common"]
+        table.add_row(
+            r["label"],
+            cell(r["common_population"]),
+            cell(r["as_observed"]),
+            "-" if gap is None else f"{gap:+.2f}",
+        )
+    console.print(table)
+
+
 def print_held_fixed(console: Console, held_fixed: list[dict]) -> None:
     """The inputs a PSA held at their base value, grouped by why (psa_summary.json has each)."""
     if not held_fixed:

@@ -117,6 +117,19 @@ class Transport:
 
 
 @dataclass(frozen=True)
+class Borrowed:
+    """Evidence measured on one regimen (or after one first line) used for another."""
+
+    path: str
+    """Key path of the number."""
+    evidence_id: str
+    measured_on: str
+    """The agent the evidence is about, or the first line it was measured after."""
+    used_for: str
+    """The agent it stands for here."""
+
+
+@dataclass(frozen=True)
 class Renormalised:
     """Mix categories dropped for lack of evidence, and the probabilities kept."""
 
@@ -142,6 +155,9 @@ class Resolved:
     provenance: list[Provenance] = field(default_factory=list)
     transports: list[Transport] = field(default_factory=list)
     renormalised: list[Renormalised] = field(default_factory=list)
+    borrowed: list[Borrowed] = field(default_factory=list)
+    """Evidence used for another regimen (or after another first line) than it was
+    measured on: flagged in every output, as transported evidence is."""
     user_evidence: dict[str, str] = field(default_factory=dict)
     """Evidence ids used that are not simseq's packaged figures -> where they come from
     (the user's evidence file, or the scenario's inline records)."""
@@ -161,11 +177,40 @@ class Resolved:
     free_columns: dict[str, int] = field(default_factory=dict)
     """Bayesian calibration: key path of each free parameter (``calibration.priors``) ->
     its column in ``table``."""
+    cohort_populations: dict[str, dict[str, Value]] = field(default_factory=dict)
+    """Regimen id -> covariate name -> its prevalence in the cohorts of the regimen's
+    evidence (``Regimen.cohort_population``, else the scenario's)."""
 
     def cohort_structure(self) -> Structure | None:
         """The calibration cohorts flattened for binding rows of ``table`` (None without
         calibration targets)."""
-        return structure_of(self.cohorts, self.covariates) if self.cohorts else None
+        if not self.cohorts:
+            return None
+        covariates = [
+            c
+            for seq in self.cohorts
+            if seq.name.startswith("cohort:")
+            for c in self.cohort_covariates(seq.name.split(":", 1)[1])
+        ]
+        if any(not seq.name.startswith("cohort:") for seq in self.cohorts):
+            # a landmark target's whole sequence lives in the common population
+            covariates += self.covariates
+        return structure_of(self.cohorts, covariates)
+
+    def cohort_covariates(self, regimen: str) -> list[Covariate]:
+        """The covariates of ``regimen``'s calibration cohort: a copy of each population
+        covariate (``cohort_covariate``) at its prevalence in the regimen's cohorts, so
+        that cohorts of different mixes can be simulated side by side."""
+        prevalence = self.cohort_populations[regimen]
+        return [
+            Covariate(cohort_covariate(c.name, regimen), prevalence[c.name])
+            for c in self.covariates
+        ]
+
+    def observed_population(self, regimen: str) -> list[Covariate]:
+        """The population covariates at their prevalences in ``regimen``'s cohorts."""
+        prevalence = self.cohort_populations[regimen]
+        return [Covariate(c.name, prevalence[c.name]) for c in self.covariates]
 
     def provenance_at(self, row: np.ndarray) -> list[Provenance]:
         """``provenance`` with each scalar number's value at ``row`` (n_columns,): the
@@ -181,6 +226,11 @@ class Resolved:
     def structure(self) -> Structure:
         """The sequences flattened for binding rows of ``table`` (``model.bind``)."""
         return structure_of(self.sequences, self.covariates, self.economics)
+
+
+def cohort_covariate(name: str, regimen: str) -> str:
+    """Name of covariate ``name``'s copy in the calibration cohort of ``regimen``."""
+    return f"{name}@cohort:{regimen}"
 
 
 def scenario_evidence(scenario: Scenario, file: str = "<scenario>") -> EvidenceBase:
@@ -439,6 +489,23 @@ class _Resolver:
             return None
         return law
 
+    def time_on_treatment(self, tot, path: str) -> dict[str, Value]:
+        """``State`` fields of a regimen's ``time_on_treatment`` (none when it has none)."""
+        if tot is None:
+            return {}
+        out = {}
+        if tot.stop_for_adverse_events is not None:
+            out["treatment_stop_share"] = self.quantity(
+                tot.stop_for_adverse_events,
+                f"{path}.time_on_treatment.stop_for_adverse_events",
+                is_median=False,
+            )
+        if tot.max_months is not None:
+            out["treatment_max_months"] = self.quantity(
+                tot.max_months, f"{path}.time_on_treatment.max_months", is_median=False
+            )
+        return out
+
     def probability(self, prob, path: str) -> Value:
         if prob.value is not None:
             prov = Provenance(
@@ -468,10 +535,13 @@ class _Resolver:
                 )
                 return Value.const(float("nan"))
             how = f"1 - {prob.field} {v}" if prob.complement else f"{prob.field} {v}"
+            how = _with_uncertainty_note(how, prob.uncertainty)
             p = 1.0 - v if prob.complement else float(v)
+            drawn = stated_uncertainty(prob.uncertainty, float(v))
             self._note(Provenance(path, p, "evidence", (rec.id,), how))
             name = f"evidence:{rec.id}:{prob.field}"
-            col = self._column(name, Provenance(path, float(v), "evidence", (rec.id,), how), v)
+            prov = Provenance(path, float(v), "evidence", (rec.id,), how, uncertainty=drawn)
+            col = self._column(name, prov, v)
             return self.path_values.setdefault(path, 1.0 - col if prob.complement else col)
         counts = rec.counts or {}
         if prob.count not in counts or not rec.n:
@@ -784,6 +854,58 @@ def _agent(sc: Scenario, rid: str) -> str:
     return sc.regimens[rid].agent or rid
 
 
+# Records about what follows a first line (supportive care after its failure) and the
+# first line they were measured after (hepatolint2022: after first-line ATZ/BEV)
+_MEASURED_AFTER_FIRST_LINE = {"best_supportive_care_after_1l.": "atz_bev"}
+
+
+def _measured_on(evidence_id: str) -> str | None:
+    """The agent a line's record is about: <agent> of first_line.<agent>.* and
+    second_line.<agent>[_after_<line>].*; None for records about no one regimen."""
+    parts = evidence_id.split(".")
+    if parts[0] in ("first_line", "second_line") and len(parts) > 2:
+        return parts[1].split("_after_")[0]
+    return None
+
+
+def borrowed_evidence(sc: Scenario, provenance: list[Provenance]) -> list[Borrowed]:
+    """Numbers whose evidence was measured on another agent than the regimen (or line) they
+    are used for: a regimen's inputs, a line's next-line share, the mix after a line, and
+    supportive care after a first line it was not measured after."""
+    out: dict[tuple[str, str], Borrowed] = {}
+
+    def check(path: str, evidence_id: str, agents: set[str], measured_on: str | None) -> None:
+        for agent in sorted(agents):
+            if measured_on is not None and measured_on != agent:
+                out.setdefault((path, evidence_id), Borrowed(path, evidence_id, measured_on, agent))
+
+    first_lines = {
+        _agent(sc, r) for seq in sc.sequences.values() for r in seq.lines[0].regimen_ids()
+    }
+    for prov in provenance:
+        parts = prov.path.split(".")
+        for evidence_id in prov.ids:
+            if parts[0] == "regimens" and parts[1] in sc.regimens:
+                check(prov.path, evidence_id, {_agent(sc, parts[1])}, _measured_on(evidence_id))
+            elif parts[0] == "sequences" and len(parts) > 4 and parts[4] in ("next_line", "mix"):
+                lines = sc.sequences[parts[1]].lines
+                line = int(parts[3]) - (parts[4] == "mix")  # a mix is what followed the line before
+                agents = {_agent(sc, r) for r in lines[line].regimen_ids()}
+                check(prov.path, evidence_id, agents, _measured_on(evidence_id))
+            elif parts[0] == "supportive_care":
+                after = next(
+                    (v for k, v in _MEASURED_AFTER_FIRST_LINE.items() if evidence_id.startswith(k)),
+                    None,
+                )
+                check(
+                    prov.path,
+                    evidence_id,
+                    {f"patients after first-line {a}" for a in first_lines},
+                    after and f"patients after first-line {after}",
+                )
+    return list(out.values())
+
+
 def _state_name(line_no: int, rid: str) -> str:
     return f"L{line_no}:{rid}"
 
@@ -826,6 +948,15 @@ def resolve(
                 for part in effect.clocks:
                     log_hr.setdefault((rid, part), {})[name] = hr.log()
 
+    cohort_populations: dict[str, dict[str, Value]] = {}
+    for rid, reg in scenario.regimens.items():
+        prevalence = {c.name: c.prevalence for c in covariates}
+        for name, prob in (reg.cohort_population or {}).items():
+            if name in prevalence:
+                where = f"regimens.{rid}.cohort_population.{name}"
+                prevalence[name] = r.probability(prob, where)
+        cohort_populations[rid] = prevalence
+
     def regimen_parts(rid: str) -> dict:
         """Fitted clocks of a regimen: list of (cause or None, Distribution), split, pps."""
         if rid in cache:
@@ -845,10 +976,19 @@ def resolve(
             parts["pps"] = r.distribution(
                 reg.after_progression, f"{path}.after_progression", f"{rid}.after_progression"
             )
+        parts["treatment"] = r.time_on_treatment(reg.time_on_treatment, path)
         cache[rid] = parts
         return parts
 
-    def line_states(rid, line_no, hr, progression_to, bsc_name, prog_event=EVENT_PROGRESSION):
+    def effects_of(rid: str, part: str, cohort: bool) -> dict[str, float]:
+        """Covariate name -> log HR on a clock of ``rid``; in its calibration cohort, keyed
+        by the cohort's own copy of each covariate (``cohort_covariate``)."""
+        effects = log_hr.get((rid, part), {})
+        return {cohort_covariate(k, rid): v for k, v in effects.items()} if cohort else effects
+
+    def line_states(
+        rid, line_no, hr, progression_to, bsc_name, prog_event=EVENT_PROGRESSION, cohort=False
+    ):
         """The state of regimen ``rid`` on line ``line_no``; progression goes to ``progression_to``
         (list of (state, prob)), deterioration to ``bsc_name``."""
         parts = regimen_parts(rid)
@@ -872,15 +1012,21 @@ def resolve(
                     dests.append(Destination(bsc_name, EVENT_DETERIORATION, p))
             if dests:
                 part = "time_on_line" if cause is None else "cause_specific"
-                clocks.append(Clock(dist, tuple(dests), log_hr.get((rid, part), {})))
-        return State(_state_name(line_no, rid), tuple(clocks), line=line_no, regimen=rid)
+                clocks.append(Clock(dist, tuple(dests), effects_of(rid, part, cohort)))
+        return State(
+            _state_name(line_no, rid),
+            tuple(clocks),
+            line=line_no,
+            regimen=rid,
+            **parts["treatment"],
+        )
 
-    def pps_state(rid, line_no, hr):
+    def pps_state(rid, line_no, hr, cohort=False):
         dist = regimen_parts(rid)["pps"]
         clocks = ()
         if dist is not None:
             dist = _with_hr(dist, hr)
-            effects = log_hr.get((rid, "after_progression"), {})
+            effects = effects_of(rid, "after_progression", cohort)
             clocks = (Clock(dist, (Destination(None, EVENT_DEATH, 1.0),), effects),)
         return State(
             f"PPS after L{line_no}:{rid}", clocks, line=0, regimen=rid, role="post_progression"
@@ -892,12 +1038,33 @@ def resolve(
         )
         return State(f"BSC after L{line_no}", clocks, line=0, role="no_further_therapy")
 
+    def after_last_line(rid, line_no, hr, cohort=False) -> tuple[list, list[State]]:
+        """Where progression on ``rid``, the last modelled line, leads ((state, probability)
+        pairs) and the states that adds: its post-progression survival, and its explicit
+        third line (``Regimen.third_line``) with that line's own states."""
+        pps = f"PPS after L{line_no}:{rid}"
+        third = scenario.regimens[rid].third_line
+        if third is None:
+            return [(pps, 1.0)], [pps_state(rid, line_no, hr, cohort)]
+        share = r.probability(third.share, f"regimens.{rid}.third_line.share")
+        nxt, t = line_no + 1, third.regimen
+        states = [
+            pps_state(rid, line_no, hr, cohort),
+            line_states(
+                t, nxt, 1.0, [(f"PPS after L{nxt}:{t}", 1.0)], f"BSC after L{nxt}", cohort=cohort
+            ),  # fmt: skip
+            pps_state(t, nxt, 1.0, cohort),
+            bsc_state(nxt),
+        ]
+        return [(_state_name(nxt, t), share), (pps, 1.0 - share)], states
+
     def cohort_sequence(rid: str) -> SequenceModel:
         """Every patient starts on ``rid``, as the source cohort of its evidence did (no
         earlier line, no transport adjustment): what calibration targets are about."""
+        progression_to, after = after_last_line(rid, 2, 1.0, cohort=True)
         states = [
-            line_states(rid, 2, 1.0, [(f"PPS after L2:{rid}", 1.0)], "BSC after L2"),
-            pps_state(rid, 2, 1.0),
+            line_states(rid, 2, 1.0, progression_to, "BSC after L2", cohort=True),
+            *after,
             bsc_state(2),
         ]
         return SequenceModel(f"cohort:{rid}", tuple(states))
@@ -957,10 +1124,11 @@ def resolve(
                                 _base(hr),
                             )
                         )
-                    targets = prog_to or [(f"PPS after L{line_no}:{rid}", 1.0)]
+                    targets, after = (prog_to, []) if prog_to else after_last_line(rid, line_no, hr)
                     states.append(line_states(rid, line_no, hr, targets, bsc))
-                    if prog_to is None:
-                        states.append(pps_state(rid, line_no, hr))
+                    named = {st.name for st in states}
+                    # a third line the regimens of a mix share is one set of states
+                    states += [st for st in after if st.name not in named]
                 states.append(bsc_state(line_no))
             # drop supportive-care states nobody can reach (e.g. no deterioration, p_next = 1)
             reachable = {states[0].name}
@@ -1052,7 +1220,7 @@ def resolve(
     targets = scenario.calibration.targets if scenario.calibration else []
     target_ids = [i for t in targets for i in t.target.evidence_ids()]
     used = dict.fromkeys([*(i for p in r.provenance for i in p.ids), *target_ids])
-    return Resolved(
+    resolved = Resolved(
         scenario,
         sequences,
         horizon,
@@ -1062,6 +1230,7 @@ def resolve(
         r.provenance,
         transports,
         renorm,
+        borrowed_evidence(scenario, r.provenance),
         {i: evidence.origin(i) for i in used if evidence.origin(i) != "simseq"},
         r.table,
         r.calibrated_columns,
@@ -1070,7 +1239,11 @@ def resolve(
         [] if bayes else cal_targets,
         cal_targets if bayes else [],
         free_columns,
+        cohort_populations,
     )
+    if cohort_regimen is not None:  # the cohort's clocks name its own covariates
+        resolved.covariates = resolved.cohort_covariates(cohort_regimen)
+    return resolved
 
 
 def _bayes_target(r: "_Resolver", i: int, tgt: Target) -> CalibrationTarget:
@@ -1177,9 +1350,11 @@ def _resolve_economics(r: "_Resolver", spec):
         )
         regimen[rid] = {
             "drug_cost_per_month": drugs,
-            "cost_per_month": drugs
-            + num(reg.administration_cost_per_month, f"{p}.administration_cost_per_month", 0.0)
-            + num(reg.monitoring_cost_per_month, f"{p}.monitoring_cost_per_month", 0.0),
+            "treatment_cost_per_month": drugs
+            + num(reg.administration_cost_per_month, f"{p}.administration_cost_per_month", 0.0),
+            "monitoring_cost_per_month": num(
+                reg.monitoring_cost_per_month, f"{p}.monitoring_cost_per_month", 0.0
+            ),
             "utility": num(reg.utility, f"{p}.utility"),
             "entry_cost": rate * num(reg.ae_cost, f"{p}.ae_cost", 0.0),
             "entry_qalys": -qaly_loss,
@@ -1221,9 +1396,18 @@ def _resolve_economics(r: "_Resolver", spec):
         if st.role == "post_progression":
             utility = e["pps_utility"] if e["pps_utility"] is not None else sc_utility
             return dataclasses.replace(st, cost_per_month=e["pps_cost_per_month"], utility=utility)
+        if r.sc.regimens[st.regimen].time_on_treatment is None:  # treated to the line's end
+            costs = {
+                "cost_per_month": e["treatment_cost_per_month"] + e["monitoring_cost_per_month"]
+            }
+        else:
+            costs = {
+                "cost_per_month": e["monitoring_cost_per_month"],
+                "treatment_cost_per_month": e["treatment_cost_per_month"],
+            }
         return dataclasses.replace(
             st,
-            cost_per_month=e["cost_per_month"],
+            **costs,
             utility=e["utility"],
             entry_cost=e["entry_cost"],
             entry_qalys=e["entry_qalys"],

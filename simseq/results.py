@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simseq import econ, validation
+from simseq.comparisons import comparison_rows
 from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.outcomes import (
     Z95,
@@ -71,7 +72,9 @@ class RunResult(_Result):
 
     command = "run"
 
-    def __init__(self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None):
+    def __init__(
+        self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None, observed=None
+    ):
         self.study = study
         self.rows = rows
         """float64 (1, n_columns): the parameter row simulated."""
@@ -103,6 +106,14 @@ class RunResult(_Result):
             self._validation_rows(),
         )
         """The content of summary.json."""
+        if sc.comparisons:
+            populations = {
+                rid: {name: float(v.of(rows)[0]) for name, v in prevalence.items()}
+                for rid, prevalence in study.resolved.cohort_populations.items()
+            }
+            self.summary_dict["comparisons"] = comparison_rows(
+                sc, self.curves, observed or {}, populations
+            )
 
     def _validation_rows(self) -> list[dict]:
         """The scenario's validation figures against this run's OS and first-line PFS."""
@@ -813,13 +824,20 @@ def calibration_rows(result: CalibrationResult) -> list[dict]:
 
 
 def resolved_warnings(resolved: Resolved) -> list[str]:
-    """What every output must say about its inputs: transported evidence, renormalised
-    mixes, illustrative (evidence-free) numbers."""
+    """What every output must say about its inputs: transported and borrowed evidence,
+    renormalised mixes, illustrative (evidence-free) numbers."""
     warnings = [
         f"{t.sequence}: {t.regimen} at line {t.line} uses evidence measured after "
         f"{t.measured_after} ({', '.join(t.evidence_ids)}) but follows {t.used_after} here "
         f"(transported; hazard ratio {t.hazard_ratio:g})"
         for t in resolved.transports
+    ]
+    borrowed: dict[tuple[str, str, str], list[str]] = {}
+    for b in resolved.borrowed:
+        borrowed.setdefault((b.evidence_id, b.measured_on, b.used_for), []).append(b.path)
+    warnings += [
+        f"borrowed evidence: {eid} (measured on {on}) stands for {used} at {', '.join(paths)}"
+        for (eid, on, used), paths in borrowed.items()
     ]
     warnings += [
         f"{r.sequence}: line {r.line} mix renormalised to "

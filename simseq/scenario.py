@@ -370,7 +370,9 @@ class Probability(_Frozen):
     assumption: str | None = None
     """Why an explicit value was chosen (required with ``value``)."""
     uncertainty: Uncertainty | None = None
-    """With value: its distribution in a PSA (beta; else it is held fixed, and listed so)."""
+    """With value, or evidence + field (a proportion reported without its n): its
+    distribution in a PSA (beta; else it is held fixed, and listed so). A count carries
+    its own (beta from count and n)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -379,9 +381,13 @@ class Probability(_Frozen):
         if (self.evidence is None) == (self.value is None):
             raise ValueError("give either evidence + count, or value + assumption")
         if self.uncertainty is not None:
-            if self.value is None or self.uncertainty.distribution != "beta":
-                raise ValueError("'uncertainty:' of a probability is a beta, with 'value:'")
-            check_centre(self.uncertainty, self.value)
+            if self.uncertainty.distribution != "beta" or self.count is not None:
+                raise ValueError(
+                    "'uncertainty:' of a probability is a beta, with 'value:' or with "
+                    "evidence + field (a count's beta comes from its count and n)"
+                )
+            if self.value is not None:
+                check_centre(self.uncertainty, self.value)
         if self.evidence is not None and (self.count is None) == (self.field is None):
             raise ValueError("an evidence probability needs either 'count:' or 'field:'")
         if self.value is not None and not (self.assumption and self.assumption.strip()):
@@ -533,6 +539,41 @@ class LineEnd(_Frozen):
         return self
 
 
+class TimeOnTreatment(_Frozen):
+    """When treatment stops before its line ends. Drug and administration costs accrue
+    while on treatment; the line (progression-free time, its utility and monitoring)
+    runs to progression, death or deterioration as before."""
+
+    stop_for_adverse_events: Annotated[
+        Quantity | None, Domain(0.0, 1.0, high_open=True, what="a share of patients")
+    ] = None
+    """Share of patients starting the line who stop treatment for adverse events before the
+    line ends (e.g. a safety record's ae_discontinuation). Modelled as a constant hazard
+    independent of the line's clocks, its rate solved in every draw so that this share
+    stops before the line ends."""
+    max_months: Annotated[Quantity | None, Domain(0.0, low_open=True, what="months")] = None
+    """Stopping rule: treatment stops after this many months on the line."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+    @model_validator(mode="after")
+    def _something(self) -> "TimeOnTreatment":
+        if self.stop_for_adverse_events is None and self.max_months is None:
+            raise ValueError("give stop_for_adverse_events, max_months or both")
+        return self
+
+
+class ThirdLine(_Frozen):
+    """A further line of therapy after progression on a regimen that ends a sequence."""
+
+    share: Probability
+    """Probability of starting it after progression (e.g. a third_line_received record)."""
+    regimen: str
+    """Regimen id of that line (its time on line, line end and after_progression)."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+
 class Regimen(_Frozen):
     """What happens on one line of therapy with this regimen."""
 
@@ -553,6 +594,19 @@ class Regimen(_Frozen):
     transport_hazard_ratio: Annotated[Quantity | None, HAZARD_RATIO] = None
     """Hazard ratio applied to this regimen's clocks when its evidence is transported
     (measured after a different prior line than the sequence gives it)."""
+    time_on_treatment: TimeOnTreatment | None = None
+    """When treatment stops before the line ends (default: at the line's end). Drug and
+    administration costs follow it."""
+    third_line: ThirdLine | None = None
+    """An explicit further line after progression on this regimen when it ends a sequence
+    (and in its calibration cohort). Those who do not start it follow ``after_progression``,
+    which is then survival without further therapy (default: no explicit line; any later
+    therapy stays inside ``after_progression``)."""
+    cohort_population: dict[str, Probability] | None = None
+    """Prevalence of each ``population`` covariate in the cohorts this regimen's evidence
+    was measured in (default: the scenario's). Its calibration targets are simulated in
+    this mix, so its calibrated survival is adjusted for it; sequences are then simulated
+    in the scenario's population, common to all (``comparisons:`` reports both)."""
     note: str | None = None
     """Free text for readers; not used by the model."""
 
@@ -839,8 +893,9 @@ class Alternative(_Frozen):
     """Name shown in the scenario-analysis table."""
     changes: dict[str, Any] = Field(min_length=1)
     """Key path -> YAML value, merged into the scenario as ``extends:`` merges (mappings
-    key by key; null deletes a key), e.g. ``regimens.lenvatinib.time_on_line: {family:
-    llogis, shape: {value: 1.5, assumption: ...}}``."""
+    key by key; null deletes a key; a number indexes a list), e.g.
+    ``regimens.lenvatinib.time_on_line: {family: llogis, shape: {value: 1.5, assumption:
+    ...}}`` or ``sequences.atzbev_len.lines.0.next_line: {...}``."""
     assumption: str
     """Why this alternative is plausible (what the evidence or guidance allows)."""
 
@@ -1079,6 +1134,19 @@ class ValidationPoint(_Frozen):
     """Why it is a fair comparison, or how it is not (e.g. a trial against a real-world cohort)."""
 
 
+class Comparison(_Frozen):
+    """Two sequences compared in the common population and as observed, to show what
+    confounding between the regimens' cohorts does to their difference."""
+
+    label: str
+    """Name shown in tables."""
+    sequences: list[str] = Field(min_length=2, max_length=2)
+    """The two sequence ids; the difference is the first minus the second. Each sequence's
+    second line must be one regimen (its cohort population gives "as observed")."""
+    note: str | None = None
+    """Free text for readers; not used by the model."""
+
+
 class Scenario(_Frozen):
     """A scenario file: the regimens, the sequences to compare and how to simulate them.
 
@@ -1115,6 +1183,11 @@ class Scenario(_Frozen):
     cohort, ...) that ``simseq structural`` runs beside the base case, side by side."""
     validation: list[ValidationPoint] = Field(default_factory=list)
     """Published figures to show against the model's curves (not used to fit it)."""
+    comparisons: dict[str, Comparison] = Field(default_factory=dict)
+    """Named pairs of sequences whose median OS from first-line start is compared in the
+    common population (the run) and as observed (each sequence simulated in the cohort
+    population of its second-line regimen): the difference between the two is what the
+    cohorts' different patient mix did."""
 
 
 def _suggest(word: Any, choices: list[str]) -> str:
@@ -1165,6 +1238,42 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
                             "(define it, or set then: supportive_care)",
                         )
                     )
+    for rid, reg in sc.regimens.items():
+        third = reg.third_line
+        if third is None:
+            continue
+        where = f"regimens.{rid}.third_line.regimen"
+        if third.regimen not in sc.regimens:
+            problems.append((where, third.regimen, _unknown("regimen", third.regimen, known)))
+        elif sc.regimens[third.regimen].third_line is not None:
+            problems.append((where, third.regimen, "a third line cannot have a third line"))
+        elif sc.regimens[third.regimen].after_progression is None:
+            problems.append((where, third.regimen, "it needs after_progression"))
+    covariates = sorted(sc.population.covariates) if sc.population else []
+    for rid, reg in sc.regimens.items():
+        for name in reg.cohort_population or {}:
+            if name not in covariates:
+                problems.append(
+                    (
+                        f"regimens.{rid}.cohort_population",
+                        name,
+                        _unknown("population covariate", name, covariates),
+                    )
+                )
+    for cid, comp in sc.comparisons.items():
+        for j, sid in enumerate(comp.sequences):
+            where = f"comparisons.{cid}.sequences.{j}"
+            if sid not in sc.sequences:
+                problems.append((where, sid, _unknown("sequence", sid, list(sc.sequences))))
+            elif len(sc.sequences[sid].lines) < 2 or sc.sequences[sid].lines[1].regimen is None:
+                problems.append(
+                    (
+                        where,
+                        sid,
+                        "its second line must be one regimen (not a mix, not supportive "
+                        "care): that regimen's cohort population is the sequence's as observed",
+                    )
+                )
     for name, cov in (sc.population.covariates if sc.population else {}).items():
         for j, effect in enumerate(cov.effects):
             for rid in effect.regimens:
@@ -1188,6 +1297,11 @@ def cross_references(sc: Scenario) -> list[tuple[str, Any, str]]:
             )
         used = {
             rid for seq in sc.sequences.values() for line in seq.lines for rid in line.regimen_ids()
+        }
+        used |= {
+            r.third_line.regimen
+            for rid, r in sc.regimens.items()
+            if rid in used and r.third_line is not None
         }
         for rid in sorted(used - set(econ.regimens)):
             if rid in sc.regimens:
@@ -1628,11 +1742,12 @@ def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>"
     data = scenario.model_dump(mode="json", exclude_none=True)
     data.pop("structural_alternatives", None)
     data.get("psa", {}).pop("model_averaging", None)  # weights over the alternatives
-    for path, value in alt.changes.items():
-        nested: Any = value
-        for key in reversed(path.split(".")):
-            nested = {key: nested}
-        data = _deep_merge(data, nested)
+    try:
+        for path, value in alt.changes.items():
+            data = _merged_at(data, path.split("."), value)
+    except (KeyError, IndexError, TypeError) as err:
+        where = f"structural_alternatives.{name}.changes"
+        raise ScenarioError(file, [(where, path, f"no such key path ({err})")]) from None
     data["name"] = f"{scenario.name}-{name}"
     try:
         return parse_scenario(data, file)
@@ -1644,6 +1759,25 @@ def alternative_scenario(scenario: Scenario, name: str, file: str = "<scenario>"
                 for p, v, why in err.problems
             ],
         ) from None
+
+
+def _merged_at(data: Any, keys: list[str], value: Any) -> Any:
+    """``data`` with ``value`` merged in at the key path ``keys`` (as ``_deep_merge``
+    merges); a number indexes a list (sequences.x.lines.0.next_line)."""
+    if not keys:
+        both = isinstance(data, dict) and isinstance(value, dict)
+        return _deep_merge(data, value) if both else value
+    key, rest = keys[0], keys[1:]
+    if isinstance(data, list):
+        out = list(data)
+        out[int(key)] = _merged_at(out[int(key)], rest, value)
+        return out
+    out = dict(data or {})
+    if value is None and not rest:
+        out.pop(key, None)
+        return out
+    out[key] = _merged_at(out.get(key), rest, value)
+    return out
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

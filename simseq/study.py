@@ -272,7 +272,39 @@ class Study:
             checkpoints_root=checkpoints_root,
             say=say,
         )
-        return RunResult(self, rows, model, tallies, n, seed, checkpoints)
+        observed = self.as_observed(rows, n, seed, threads=threads, chunk_size=chunk_size)
+        return RunResult(self, rows, model, tallies, n, seed, checkpoints, observed)
+
+    def as_observed(self, rows: np.ndarray, n_patients: int, seed: int, **how) -> dict:
+        """Sequence id -> OS from first-line start (``outcomes.SurvivalCurve``) of each
+        sequence of a ``comparisons:`` entry simulated in the cohort population of its
+        second-line regimen rather than the common one; the same patient streams as the
+        run's (``seed``), row ``rows[0]``."""
+        from simseq.comparisons import observed_regimen
+        from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
+        from simseq.model import structure_of
+        from simseq.outcomes import tally_curve
+
+        wanted = {sid for c in self.scenario.comparisons.values() for sid in c.sequences}
+        out = {}
+        for seq in self.resolved.sequences:
+            if seq.name not in wanted:
+                continue
+            regimen = observed_regimen(self.scenario, seq.name)
+            structure = structure_of([seq], self.resolved.observed_population(regimen))
+            model = self.model_of(structure, rows, f"comparisons ({seq.name} as observed)")
+            tallies, _ = _simulate_cases(
+                model,
+                n_patients,
+                seed,
+                progress=None,
+                distributed=None,
+                horizon=self.horizon,
+                bin_width=self.scenario.simulation.bin_width,
+                **{k: v for k, v in how.items() if v is not None},
+            )
+            out[seq.name] = tally_curve(tallies, TALLY_OS_GIVEN_ENTRY, [0])
+        return out
 
     def psa(
         self,

@@ -64,6 +64,15 @@ ECON_SCALE = (1e9, 1e9, 1e9, 1e9, 1e3, 1e3)
 # conversion to int64 and the add to lo need less than 2^63 - 2^32; the factor 2 to
 # spare absorbs rounding in the accrual.
 ECON_MAX_FIXED = 2.0**62
+# Per-state economic inputs, the columns of ModelArrays.state_econ (n_draws, n_states, k).
+STATE_COST = 0  # cost per month in the state (monitoring, care; drugs when no time on treatment)
+STATE_QALY = 1  # QALYs per month (utility / 12)
+STATE_ENTRY_COST = 2  # one-off cost on entry
+STATE_ENTRY_QALY = 3  # one-off QALY change on entry
+STATE_TREATMENT_COST = 4  # cost per month while on treatment (drugs, administration)
+STATE_TREATMENT_STOP_RATE = 5  # hazard of stopping treatment early, per month
+STATE_TREATMENT_MAX = 6  # months on the state after which treatment stops (inf: never)
+N_STATE_ECON = 7
 # Patients are split into interleaved batches (patient index mod N_BATCHES); the spread
 # of the batch means gives the Monte Carlo standard error, again order-independently.
 N_BATCHES = 64

@@ -55,6 +55,13 @@ from simseq.engine.codes import (
     FAMILY_WEIBULL,
     N_BATCHES,
     N_EVENTS,
+    STATE_COST,
+    STATE_ENTRY_COST,
+    STATE_ENTRY_QALY,
+    STATE_QALY,
+    STATE_TREATMENT_COST,
+    STATE_TREATMENT_MAX,
+    STATE_TREATMENT_STOP_RATE,
     TALLY_ENTRY_TIME,
     TALLY_EXIT_TIME,
     TALLY_OS_FROM_ENTRY,
@@ -582,8 +589,9 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
     out[r, q, N_ECON, N_BATCHES, 2] in batch ``patient % N_BATCHES``, as exact sums of
     int64 fixed point (see ``_add_exact``).
 
-    Rates accrue exactly over each sojourn in continuous time; entry costs and QALY
-    changes at entry; the death cost at death. Life-years are discounted at the QALY rate.
+    Rates accrue exactly over each sojourn in continuous time (treatment costs over the
+    expected time on treatment given the sojourn); entry costs and QALY changes at
+    entry; the death cost at death. Life-years are discounted at the QALY rate.
     Utilities follow the trend 1 + b1 t + b2 t^2 (t months since the start) when set.
     """
     path_state, path_enter, path_exit, _ = path
@@ -607,10 +615,25 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
         else:
             q_months = months
             q_months_d = months_dq
-        qaly += state_econ[s, 1] * q_months + state_econ[s, 3]
-        qaly_d += state_econ[s, 1] * q_months_d + state_econ[s, 3] * np.exp(-rate_q * te)
-        cost += state_econ[s, 0] * months + state_econ[s, 2]
-        cost_d += state_econ[s, 0] * months_dc + state_econ[s, 2] * np.exp(-rate_c * te)
+        at_entry_q = np.exp(-rate_q * te)  # discount factors at entry
+        at_entry_c = np.exp(-rate_c * te)
+        qaly += state_econ[s, STATE_QALY] * q_months + state_econ[s, STATE_ENTRY_QALY]
+        qaly_d += (
+            state_econ[s, STATE_QALY] * q_months_d + state_econ[s, STATE_ENTRY_QALY] * at_entry_q
+        )
+        cost += state_econ[s, STATE_COST] * months + state_econ[s, STATE_ENTRY_COST]
+        cost_d += (
+            state_econ[s, STATE_COST] * months_dc + state_econ[s, STATE_ENTRY_COST] * at_entry_c
+        )
+        tx = state_econ[s, STATE_TREATMENT_COST]
+        if tx != 0.0:
+            # On treatment until the first of the exit, the stopping rule and an early stop
+            # at constant hazard `stop` independent of the sojourn: the expected months on
+            # treatment given the sojourn, int_0^m e^(-stop u) du, exact in the mean
+            on = min(months, state_econ[s, STATE_TREATMENT_MAX])
+            stop = state_econ[s, STATE_TREATMENT_STOP_RATE]
+            cost += tx * _discounted_months(0.0, on, stop)
+            cost_d += tx * at_entry_c * _discounted_months(0.0, on, stop + rate_c)
     if death_time < np.inf:
         cost += econ_globals[2]
         cost_d += econ_globals[2] * np.exp(-rate_c * death_time)

@@ -250,8 +250,12 @@ def test_base_case_sequences_and_flags(base_case):
 
 
 def test_base_case_calibration_hits_targets(base_case):
-    """Targets within 1% (the acceptance bar) in calibration, and the full run's 2L OS medians
-    agree with them within 3 Monte Carlo SEs (independent streams: SEs add in quadrature)."""
+    """Targets within 1% (the acceptance bar) in calibration, each in its regimen's own
+    cohort mix. The full run simulates the common population: TKI+ICI, whose cohort is
+    taken to be that population, keeps its 2L OS median within 3 Monte Carlo SEs of its
+    target; lenvatinib's fitter cohort puts its common-population median below its
+    target, sorafenib's sicker one above (tests/cli/test_comparisons.py checks that each,
+    simulated in its own mix, reproduces its target)."""
     summary, cal = base_case
     assert list(cal.columns[:5]) == ["target_id", "quantity", "regimen", "free", "target"]
     assert (cal.rel_error.abs() < 0.01).all(), cal
@@ -265,7 +269,11 @@ def test_base_case_calibration_hits_targets(base_case):
         os2 = block["second_line"][row.regimen]["os_from_2l"]
         se_run = (os2["median_ci95"][1] - os2["median_ci95"][0]) / (2 * 1.959964)
         assert row.method == "quadrature"  # no Monte Carlo error: only the run's counts
-        assert abs(os2["median"] - row.target) < 3 * se_run, (row, os2)
+        gap = os2["median"] - row.target
+        if row.regimen == "tki_ici":
+            assert abs(gap) < 3 * se_run, (row, os2)
+        else:
+            assert (gap < -3 * se_run) if row.regimen == "lenvatinib" else (gap > 3 * se_run)
 
 
 @pytest.fixture(scope="module")
@@ -455,49 +463,3 @@ def test_sweep_grid_to_tidy_table(tmp_path):
     )
     assert bad.exit_code == 2 and "not a scalar parameter" in bad.output
     assert not (tmp_path / "bad").exists()
-
-
-def test_heterogeneous_population_still_hits_the_published_medians(tmp_path):
-    """Child-Pugh B patients die faster after 2L progression; the re-solved baseline keeps
-    the population's 2L OS medians on their targets (1% bar; 3 combined MC SEs in the run)."""
-    path = tmp_path / "het.yaml"
-    path.write_text(
-        f"extends: {ROOT / 'scenarios' / 'base_case_heterogeneous.yaml'}\nname: het\n"
-        "simulation:\n  n_patients: 200000\n"
-    )
-    result = invoke("run", path, "--out", tmp_path / "out", "--quiet")
-    assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    cal = pd.read_csv(tmp_path / "out" / "calibration.csv")
-    assert (cal.rel_error.abs() < 0.01).all(), cal
-    sequence_of = {
-        "lenvatinib": "atzbev_len",
-        "sorafenib": "atzbev_sor",
-        "tki_ici": "atzbev_tki_ici",
-    }
-    for row in cal.itertuples():
-        os2 = summary["sequences"][sequence_of[row.regimen]]["second_line"][row.regimen][
-            "os_from_2l"
-        ]
-        se_run = (os2["median_ci95"][1] - os2["median_ci95"][0]) / (2 * 1.959964)
-        assert row.method == "quadrature"  # exact for a covariate mixture too
-        assert abs(os2["median"] - row.target) < 3 * se_run
-    # the heterogeneity shows in the tails: a mixture of hazards lifts long-term survival
-    # above the homogeneous base case's at the same 2L median (checked on RMST)
-    hom = invoke(
-        "run",
-        ROOT / "scenarios" / "base_case.yaml",
-        "--out",
-        tmp_path / "hom",
-        "--quiet",
-        "--patients",
-        200000,
-    )
-    assert hom.exit_code == 0
-    hom_summary = json.loads((tmp_path / "hom" / "summary.json").read_text())
-    het = summary["sequences"]["atzbev_len"]["os_from_1l"]
-    hom_os = hom_summary["sequences"]["atzbev_len"]["os_from_1l"]
-    se = math.hypot(
-        *[(x["rmst_ci95"][1] - x["rmst_ci95"][0]) / (2 * 1.959964) for x in (het, hom_os)]
-    )
-    assert het["rmst"] - hom_os["rmst"] > 3 * se

@@ -385,3 +385,39 @@ def test_bound_is_per_sequence_and_draw():
         "state 'Y' (sequence 's1', draw 2): cost per month 1e+14 over a 120-month horizon "
         "bounds a patient's cost at 1.2e+16"
     )
+
+
+def test_treatment_costs_follow_time_on_treatment():
+    """Drug costs accrue until the first of progression, an early stop and a stopping rule.
+
+    Line A (exponential, rate LAM) goes to state B (rate 0.2) at progression; each has a
+    treatment cost, A with 30% stopping early (stop rate LAM 0.3 / 0.7, the closed form
+    for an exponential line) and B with 20% and a 6-month stopping rule. With
+    k = LAM + stop + delta, time on treatment in A costs TX / k discounted; in B,
+    entered at T_A ~ Exp(LAM), E[e^-delta T_A] TX_B (1 - e^-k_B M) / k_B."""
+    tx_a, tx_b, lam_b, max_b = 4000.0, 2500.0, 0.2, 6.0
+    stop_a, stop_b = LAM * 0.3 / 0.7, lam_b * 0.2 / 0.8
+    a = State(
+        "A",
+        (Clock(Distribution("exponential", (LAM,)), (Destination("B", EVENT_PROGRESSION, 1.0),)),),
+        treatment_cost_per_month=tx_a,
+        treatment_stop_share=0.3,
+    )
+    b = State(
+        "B",
+        (Clock(Distribution("exponential", (lam_b,)), (Destination(None, EVENT_DEATH, 1.0),)),),
+        treatment_cost_per_month=tx_b,
+        treatment_stop_share=0.2,
+        treatment_max_months=max_b,
+    )
+    model = compile_model([SequenceModel("s", (a, b))], economics=Economics(RATE, RATE))
+    np.testing.assert_allclose(model.state_econ[0, :, 5], [stop_a, stop_b], rtol=1e-10)
+    res = econ_means(simulate(model, N, SEED, horizon=2400.0).econ[0, 0], N)
+
+    def expected(delta):
+        k_a, k_b = LAM + stop_a + delta, lam_b + stop_b + delta
+        in_b = LAM / (LAM + delta) * tx_b * -math.expm1(-k_b * max_b) / k_b
+        return tx_a / k_a + in_b
+
+    check(res, "costs", expected(0.0))
+    check(res, "costs_discounted", expected(DELTA))

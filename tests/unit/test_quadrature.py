@@ -79,11 +79,18 @@ def _hypoexponential_survival(rates, t):
 # ------------------------------------------------------------------ simseq.psa
 
 
+def _homogeneous(scenario):
+    """The scenario without its population covariates (every patient alike)."""
+    return scenario.model_copy(update={"population": None})
+
+
 @pytest.mark.parametrize("scenario", ["cea_base_case.yaml", "base_case.yaml"])
 def test_cohort_medians_match_the_scalar_quadrature(scenario):
     """Each calibration cohort, at three post-progression medians stacked as draws: the
-    same median as psa.os_median_by_quadrature (same grid, same sums: rounding only)."""
-    sc, ev = cohort_scenario(load_scenario(SCENARIOS / scenario)), load_evidence()
+    same median as psa.os_median_by_quadrature (same grid, same sums: rounding only),
+    without the population covariate (the scalar reference has no mixtures; the engine
+    checks those below)."""
+    sc, ev = cohort_scenario(_homogeneous(load_scenario(SCENARIOS / scenario))), load_evidence()
     for tgt in sc.calibration.targets:
         key = f"{tgt.regimen}.after_progression"
         resolved = [
@@ -104,7 +111,7 @@ def test_cohort_medians_match_the_scalar_quadrature(scenario):
 def test_draws_and_chunks_do_not_change_a_row():
     """Every operation is row-wise: a draw's curve is bit for bit the same alone, among
     other draws, and in chunks of any size."""
-    sc, ev = load_scenario(SCENARIOS / "base_case.yaml"), load_evidence()
+    sc, ev = _homogeneous(load_scenario(SCENARIOS / "base_case.yaml")), load_evidence()
     singles = []
     for m in np.geomspace(0.5, 40.0, 7):
         r = resolve(sc, ev, {**BASE_VALUES, "sorafenib.after_progression": m},
@@ -262,7 +269,8 @@ def test_covariate_patterns_weights_and_multipliers():
 
 def test_too_many_covariates_are_refused():
     covs = tuple(Covariate(f"c{i}", 0.1) for i in range(MAX_COVARIATES + 1))
-    clock = Clock(Distribution("exponential", (0.1,)), (_death(),))
+    effects = {c.name: 0.1 for c in covs}  # all act on the clock: 2^9 patterns
+    clock = Clock(Distribution("exponential", (0.1,)), (_death(),), effects)
     model = compile_model([SequenceModel("s", (State("X", (clock,)),))], covs)
     with pytest.raises(ValueError, match=f"9 population covariates.*at most {MAX_COVARIATES}"):
         os_survival(model, 0, 12.0)
@@ -337,12 +345,29 @@ def test_competing_clocks_of_different_families_agree_with_the_engine():
 
 
 def test_a_scenario_cohort_with_a_covariate_agrees_with_the_engine():
-    """The lenvatinib cohort of base_case_heterogeneous (Child-Pugh B on the
+    """The lenvatinib cohort of the base case (Child-Pugh B on the
     post-progression clock): 200k patients (seed 5), OS within 4 Greenwood SEs."""
-    sc, ev = load_scenario(SCENARIOS / "base_case_heterogeneous.yaml"), load_evidence()
+    sc, ev = load_scenario(SCENARIOS / "base_case.yaml"), load_evidence()
     res = resolve(sc, ev, BASE_VALUES, cohort_regimen="lenvatinib")
     model = compile_model(res.sequences, res.covariates)
-    assert model.cov_names == ("child_pugh_b",)
+    assert model.cov_names == ("child_pugh_b@cohort:lenvatinib",)  # the cohort's own copy
     times = np.array([3.0, 6.0, 12.0, 24.0, 48.0])
     sim, se, quad, _ = _engine_check(model, 5, 200_000, HORIZON, times)
     assert np.all(np.abs(sim - quad) < 4 * se)
+
+
+def test_only_covariates_acting_on_the_clocks_make_patterns():
+    """A covariate with no hazard ratio on a sequence's clocks cannot change its curve: it
+    makes no patterns there (so calibration cohorts, each with its own copies of the
+    population covariates, cost one cohort's patterns each)."""
+    covs = (Covariate("cp_b", 0.3), Covariate("elsewhere", 0.6))
+    model, _ = _competing_model(covs)
+    log_hr = model.cov_log_hr.copy()
+    log_hr[:, :, 1] = 0.0  # "elsewhere" acts on no clock
+    model = dataclasses.replace(model, cov_log_hr=log_hr)
+    weights, _ = covariate_mixture(model, clocks=list(range(model.clock_hr.shape[1])))
+    np.testing.assert_allclose(weights[0], [0.7, 0.3])
+    alone, _ = _competing_model(covs[:1])
+    np.testing.assert_allclose(
+        os_survival(model, 0, 60.0)[1], os_survival(alone, 0, 60.0)[1], rtol=1e-12
+    )

@@ -105,11 +105,11 @@ def test_real_world_mix_is_renormalised(base):
     assert r.dropped == {"regorafenib": 8, "fu5_chemotherapy": 2}
 
 
-def test_heterogeneous_scenario_extends_base_and_adds_covariate():
-    path = ROOT / "scenarios" / "base_case_heterogeneous.yaml"
-    sc = load_scenario(path)
-    assert list(sc.sequences) == list(load_scenario(BASE).sequences)
-    res = resolve(sc, load_evidence(), STUB)
+def test_base_case_population_and_cohort_mixes():
+    """Child-Pugh B in the common population (chon2024, all second-line patients) acts on
+    survival after second-line progression; each calibration cohort has its own copy at
+    its arm's prevalence."""
+    res = resolve(load_scenario(BASE), load_evidence(), STUB)
     (cov,) = res.covariates
     assert cov.name == "child_pugh_b" and cov.prevalence.base == pytest.approx(1 - 0.722)
     seq = next(s for s in res.sequences if s.name == "atzbev_len")
@@ -118,6 +118,15 @@ def test_heterogeneous_scenario_extends_base_and_adds_covariate():
     assert effects == {"child_pugh_b": pytest.approx(math.log(2.472))}
     line2 = next(s for s in seq.states if s.line == 2)
     assert not line2.clocks[0].covariate_log_hr
+    mixes = {
+        rid: [(c.name, c.prevalence.base) for c in res.cohort_covariates(rid)]
+        for rid in ("lenvatinib", "sorafenib", "tki_ici")
+    }
+    assert mixes == {
+        "lenvatinib": [("child_pugh_b@cohort:lenvatinib", pytest.approx(1 - 0.925))],
+        "sorafenib": [("child_pugh_b@cohort:sorafenib", pytest.approx(1 - 0.628))],
+        "tki_ici": [("child_pugh_b@cohort:tki_ici", pytest.approx(1 - 0.722))],
+    }
 
 
 def test_extends_merges_and_null_deletes(tmp_path):
@@ -170,3 +179,34 @@ def test_age_adjustment_becomes_a_utility_trend(tmp_path):
     assert 1 + b1 * t + b2 * t * t == pytest.approx(
         (0.95 - 0.0002587 * 68 - 0.0000332 * 68**2) / u0
     )
+
+
+def test_borrowed_evidence_is_found_and_warned():
+    """len_first_line takes ATZ/BEV's cause split, next-line share and supportive-care
+    survival for first-line lenvatinib: each is flagged (in every output's warnings);
+    the base case borrows nothing."""
+    from simseq.results import resolved_warnings
+
+    path = ROOT / "scenarios" / "len_first_line.yaml"
+    fixed = {"tki_mono.after_progression": 5.0, "tki_ici.after_progression": 6.0}
+    res = resolve(load_scenario(path), load_evidence(), fixed)
+    found = {(b.path, b.evidence_id, b.measured_on, b.used_for) for b in res.borrowed}
+    split = "first_line.atz_bev.discontinuation.chon2024"
+    uptake = "first_line.atz_bev.after_progression.chon2024"
+    bsc = "best_supportive_care_after_1l.os.hepatolint2022"
+    assert found == {
+        ("regimens.lenvatinib_1l.line_end", split, "atz_bev", "lenvatinib"),
+        *{
+            (f"sequences.{s}.lines.0.next_line", uptake, "atz_bev", "lenvatinib")
+            for s in ("len_tki", "len_tki_ici", "len_real_world")
+        },  # fmt: skip
+        (
+            "supportive_care.median",
+            bsc,
+            "patients after first-line atz_bev",
+            "patients after first-line lenvatinib",
+        ),
+    }
+    warned = [w for w in resolved_warnings(res) if w.startswith("borrowed evidence")]
+    assert len(warned) == 3 and any(split in w for w in warned)
+    assert not resolve(load_scenario(BASE), load_evidence(), STUB).borrowed

@@ -44,10 +44,14 @@ N_DRAWS = 50
 
 class Cohorts:
     """The three calibration cohorts of cea_base_case for N_DRAWS drawn inputs (seed 7), as
-    one model with three sequences, its targets, and psa.solve_by_quadrature's answers."""
+    one model with three sequences, its targets, and psa.solve_by_quadrature's answers;
+    without the population covariate, as the scalar reference has no mixtures."""
 
     def __init__(self):
-        sc, ev = cohort_scenario(load_scenario(CEA)), load_evidence()
+        sc, ev = (
+            cohort_scenario(load_scenario(CEA).model_copy(update={"population": None})),
+            load_evidence(),
+        )
         self.draws = drawn_overrides(sc, ev, N_DRAWS, seed=7)
         tgts = sc.calibration.targets
         models = []
@@ -347,13 +351,14 @@ def test_time_on_line_by_simulation(cohorts):
 
 
 def test_simulation_is_chosen_where_quadrature_is_not_exact():
-    """Nine covariates are more patterns than quadrature mixes (2^8 at most): the engine
-    solves the target, here with 2000 patients (only the choice is checked)."""
+    """Nine covariates acting on the clock are more patterns than quadrature mixes (2^8 at
+    most): the engine solves the target, here with 2000 patients (only the choice is
+    checked)."""
     from simseq.model import Covariate
 
     covs = tuple(Covariate(f"c{k}", 0.1) for k in range(9))
     clock = Clock(Distribution("weibull", (1.2, 5.0)), (Destination(None, EVENT_DEATH, 1.0),),
-                  {"c0": 0.5})  # fmt: skip
+                  {c.name: 0.5 for c in covs})  # fmt: skip
     model = compile_model([SequenceModel("s", (State("L", (clock,)),))], covs)
     targets = [DrawTarget("median_time_on_line", 0, np.array([4.0]), (0.5, 40.0))]
     res = calibrate_draws(targets, lambda free: bind_medians(model, [0], free), horizon=60.0,
