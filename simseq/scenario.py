@@ -537,7 +537,7 @@ class TimeOnTreatment(_Frozen):
     """Share of patients starting the line who stop treatment for adverse events before the
     line ends (e.g. a safety record's ae_discontinuation). Modelled as a constant hazard
     independent of the line's clocks, its rate solved in every draw so that this share
-    stops before the line ends."""
+    stops before the line ends (for a patient without the population covariates)."""
     max_months: Annotated[Quantity | None, Domain(0.0, low_open=True, what="months")] = None
     """Stopping rule: treatment stops after this many months on the line."""
     note: str | None = None
