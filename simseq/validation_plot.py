@@ -63,36 +63,36 @@ def figure(validation_rows: list[dict], title: str, n_patients: int, mape: dict)
     panels = [(s, name) for s, name in PANELS if any(r["statistic"] == s for r in validation_rows)]
     counts = [sum(r["statistic"] == s for r in validation_rows) for s, _ in panels]
     height = 1.8 + sum(0.75 * n + 0.9 for n in counts)
-    fig = Figure(figsize=(11.0, height), layout="constrained")
+    fig = Figure(figsize=(8.0, height), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[n + 1.2 for n in counts])
     for ax, (stat, name) in zip(axes[:, 0], panels, strict=True):
         rows = [r for r in validation_rows if r["statistic"] == stat]
         _panel(ax, rows, stat, name)
     shown = (
         f"mean absolute percentage error {mape['percent']:.1f}% over {mape['n_rows']} "
-        "validation rows (calibration targets left out)"
+        "validation rows\n(calibration targets left out)"
         if mape.get("percent") is not None
         else "no validation rows with a simulated value"
     )
     fig.suptitle(
-        f"{title}\nPublished results vs the same estimator (origin, subgroup) applied to "
-        f"up to {n_patients:,} simulated patients per sequence\n{shown}",
-        fontsize=10,
+        f"{title}\nPublished results vs their study's estimator (origin, subgroup) applied\n"
+        f"to up to {n_patients:,} simulated patients per sequence\n{shown}",
+        fontsize=9,
     )
     handles = [
         Line2D(
             [], [], color="black", marker="D", linestyle="-",
-            label="published, 95% CI where reported",
+            label="published (95% CI where reported)",
         ),
         Line2D(
-            [], [], color="grey", marker="o", linestyle="-", label="simulated, Monte Carlo 95% CI"
+            [], [], color="grey", marker="o", linestyle="-", label="simulated (Monte Carlo 95% CI)"
         ),
         Line2D(
             [], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
-            label="calibration target (not validation)",
+            label="hollow: calibration target",
         ),
     ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     return fig
 
 
@@ -156,4 +156,4 @@ def plot_validation(
 ) -> None:
     """Write validation.png (nothing is written without rows)."""
     fig = figure(validation_rows, title, n_patients, mape)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=150)
