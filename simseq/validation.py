@@ -85,7 +85,7 @@ class Check:
     record: object
     """The ``evidence.Record`` named."""
     published: float
-    published_ci95: tuple[float, float] | None
+    published_ci95: tuple[float | None, float | None] | None
     month: float | None
     """Landmark month (``landmark_survival`` only)."""
     sequences: tuple[str, ...]
@@ -269,15 +269,24 @@ def _describe_lines(scenario: Scenario, sid: str) -> str:
     )
 
 
-def published_ci95(record) -> tuple[float, float] | None:
-    """The record's 95% CI; for a landmark without one but with n, the normal
+def published_ci95(record) -> tuple[float | None, float | None] | None:
+    """The record's 95% CI, a bound None where the paper gives NA (not reached: no upper
+    bound within follow-up); for a landmark without one but with n, the normal
     approximation to the binomial; None where neither is reported."""
-    if record.ci95 is not None and None not in record.ci95:
-        return float(record.ci95[0]), float(record.ci95[1])
+    if record.ci95 is not None and record.ci95 != (None, None):
+        return tuple(None if b is None else float(b) for b in record.ci95)
     if record.quantity == "landmark_survival" and record.n:
         half = Z95 * math.sqrt(record.value * (1.0 - record.value) / record.n)
         return max(0.0, record.value - half), min(1.0, record.value + half)
     return None
+
+
+def inside(value: float | None, ci: tuple[float | None, float | None] | None) -> bool | None:
+    """Whether ``value`` lies in ``ci`` (a None bound is open); None without either."""
+    if value is None or ci is None:
+        return None
+    lo, hi = ci
+    return (lo is None or lo <= value) and (hi is None or value <= hi)
 
 
 # -- simulated patients ---------------------------------------------------------------
@@ -306,10 +315,10 @@ class Patients:
         start = self.start.get(group.line)
         if start is None:
             return np.zeros(self.death.shape, bool)
-        inside = ~np.isnan(start)
+        member = ~np.isnan(start)
         if group.regimen is not None:
-            inside &= self.regimen[group.line] == group.regimen
-        return inside
+            member &= self.regimen[group.line] == group.regimen
+        return member
 
 
 def patients(model, n_patients: int, seed: int, horizon: float) -> dict[str, Patients]:
@@ -441,11 +450,6 @@ def rows(
         for sid in c.sequences:
             value, ci, n = estimate(c, cohort[sid], bin_width, horizon)
             rel = None if value is None else (value - c.published) / c.published
-            inside = (
-                None
-                if c.published_ci95 is None or value is None
-                else c.published_ci95[0] <= value <= c.published_ci95[1]
-            )
             out.append(
                 {
                     "evidence": record.id,
@@ -469,7 +473,7 @@ def rows(
                     "predicted_ci95_low": ci[0],
                     "predicted_ci95_high": ci[1],
                     "relative_error": None if rel is None else round(rel, 6),
-                    "inside_published_ci95": inside,
+                    "inside_published_ci95": inside(value, c.published_ci95),
                     "n_simulated": n,
                     "note": point.note,
                 }
@@ -521,7 +525,7 @@ def os_points(validation_rows: list[dict]) -> list[tuple]:
             continue
         seen.add(r["evidence"])
         ci = None
-        if r["published_ci95_low"] is not None:
+        if r["published_ci95_low"] is not None and r["published_ci95_high"] is not None:
             ci = (r["published_ci95_low"], r["published_ci95_high"])
         if r["statistic"] == "median":  # at S = 0.5, its CI along time
             points.append((f"{r['label']} (median)", r["published"], 0.5, ci, None))

@@ -103,7 +103,15 @@ def _panel(ax, rows: list[dict], stat: str, name: str) -> None:
         hollow = r["role"] == ROLE_TARGET
         colour = sequence_colour(r["sequence"])
         lo, hi = r["published_ci95_low"], r["published_ci95_high"]
-        xerr = None if lo is None else [[r["published"] - lo], [hi - r["published"]]]
+        xerr = None
+        if lo is not None or hi is not None:  # an NA bound (not reached) is drawn open
+            xerr = [[r["published"] - (r["published"] if lo is None else lo)], [0.0]]
+            xerr[1][0] = 0.0 if hi is None else hi - r["published"]
+            if hi is None:
+                ax.annotate(
+                    "NR", (r["published"], y + 0.17), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=7,
+                )  # fmt: skip
         ax.errorbar(
             r["published"], y + 0.17, xerr=xerr, fmt="D", color="black", markersize=6,
             markerfacecolor="white" if hollow else "black", capsize=3, linewidth=1.2,
