@@ -161,6 +161,15 @@ class RunResult(_Result):
         return pd.DataFrame(rows).set_index("sequence")
 
     @property
+    def validation(self) -> pandas.DataFrame:
+        """validation.csv as a DataFrame: one row per ``validation:`` entry and sequence,
+        the published value beside the same estimator on the simulated patients."""
+        import pandas as pd
+
+        rows = self.summary_dict.get("validation", [])
+        return pd.DataFrame(rows, columns=list(validation.COLUMNS))
+
+    @property
     def survival(self) -> pandas.DataFrame:
         """Tidy OS curves: sequence, time (months), survival and its Monte Carlo 95%
         interval (lower, upper)."""

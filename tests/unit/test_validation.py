@@ -14,7 +14,7 @@ import simseq
 from simseq.cli import main
 from simseq.cox import fit_binary
 from simseq.scenario import ScenarioError
-from simseq.validation import COLUMNS, ROLE_TARGET, ROLE_VALIDATION
+from simseq.validation import COLUMNS, ROLE_TARGET, ROLE_VALIDATION, calibration_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
@@ -236,6 +236,24 @@ def test_published_values_ci_and_relative_error(toy_rows):
     assert median["inside_published_ci95"] is False  # 4 months, below 6.8
 
 
+def test_same_scenario_and_seed_give_identical_rows(toy_rows):
+    again = simseq.Study.from_dict(toy([OS_2L_A, S12, PFS_1L, UPTAKE, HR])).run(20000, 3)
+    assert again.summary_dict["validation"] == list(toy_rows.values())
+    assert list(again.validation.columns) == list(COLUMNS) and len(again.validation) == 7
+
+
+def test_calibration_targets_are_found_inside_pools():
+    study = simseq.load(ROOT / "scenarios" / "base_case.yaml")
+    ids = calibration_ids(study.scenario)
+    assert "second_line.lenvatinib.os.cheon2025.unadjusted" in ids  # in a pool
+    assert "second_line.tki_ici.os.yin2025" in ids  # a single record
+    assert "first_line.atz_bev.os_landmark_12.imbrave150" not in ids
+    bayes = simseq.load(ROOT / "scenarios" / "base_case_bayes.yaml")
+    assert bayes.validation[0].role == ROLE_TARGET  # IMbrave150's S(12) is a target there
+    assert {c.role for c in study.validation} == {ROLE_VALIDATION}
+    assert len({c.record.id for c in study.validation}) >= 6
+
+
 # -- what run writes --------------------------------------------------------------------
 
 
@@ -323,6 +341,7 @@ BAD = [
     ({**UPTAKE, "field": None}, ["validation.0.field", "name one"]),
     ({**S12, "field": "os"}, ["validation.0.field", "holds one value"]),
     ({**S12, "sequences": ["nope"]}, ["validation.0.sequences", "nope", "first_a"]),
+    ({**S12, "sequences": ["first_a"] * 2}, ["validation.0.sequences", "named twice"]),
     (
         {**OS_2L_A, "subgroup": {"line": 2, "regimen": "sorafenib"}},
         ["validation.0.subgroup.regimen", "sorafenib", "unknown regimen", "'a'"],
