@@ -312,13 +312,15 @@ class Patients:
     regimen: dict[int, np.ndarray]
     """line -> object: the regimen id it was started on (None: never started)."""
 
+    def line_start(self, line: int) -> np.ndarray:
+        """float64 (n,): when each patient started ``line`` (NaN: never; all NaN when
+        no simulated patient reached it)."""
+        return self.start.get(line, np.full(self.death.shape, np.nan))
+
     def started(self, group: ValidationGroup) -> np.ndarray:
         """bool (n,): in ``group`` (started its line, on its regimen when given)."""
-        start = self.start.get(group.line)
-        if start is None:
-            return np.zeros(self.death.shape, bool)
-        member = ~np.isnan(start)
-        if group.regimen is not None:
+        member = ~np.isnan(self.line_start(group.line))
+        if group.regimen is not None and member.any():
             member &= self.regimen[group.line] == group.regimen
         return member
 
@@ -369,7 +371,7 @@ def _spread(n: int, who: np.ndarray, values, empty) -> np.ndarray:
 def _times(check: Check, pts: Patients, who: np.ndarray):
     """(time from origin, event) of the patients ``who`` (bool (n,)), months."""
     k = check.point.origin_line
-    origin = pts.start[k][who]
+    origin = pts.line_start(k)[who]
     if check.point.outcome == "os":
         return pts.death[who] - origin, pts.died[who]
     return pts.stop[k][who] - origin, pts.end[k][who] != "censored"
@@ -390,14 +392,14 @@ def estimate(check: Check, pts: Patients, bin_width: float, horizon: float):
     reached within the horizon)."""
     point = check.point
     if point.statistic == "proportion":
-        before = pts.end.get(point.subgroup.line - 1)
+        before = pts.end.get(point.subgroup.line - 1, np.full(pts.death.shape, None))
         alive = np.isin(before, ["progression", "deterioration", "other"])
         n, k = int(alive.sum()), int((alive & pts.started(point.subgroup)).sum())
         if n == 0:
             return None, (None, None), 0
         ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
         return _finite(k / n), (_finite(ci.low), _finite(ci.high)), n
-    has_origin = ~np.isnan(pts.start[point.origin_line])
+    has_origin = ~np.isnan(pts.line_start(point.origin_line))
     if point.statistic == "hazard_ratio":
         one = has_origin & pts.started(point.subgroup)
         zero = has_origin & pts.started(point.reference)

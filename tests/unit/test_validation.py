@@ -75,8 +75,8 @@ def _ends(**probabilities) -> dict:
 P_NEXT = 0.7
 
 
-def toy(validation: list[dict]) -> dict:
-    """First line exponential (median 6), every patient progresses; 70% start second line,
+def toy(validation: list[dict], p_next: float = P_NEXT) -> dict:
+    """First line exponential (median 6), every patient progresses; p_next (70%) start line 2,
     the rest get supportive care (median 2); second line A (median 4) or B (median 8) ends
     by death only, so OS from its start is that exponential."""
     return {
@@ -101,14 +101,14 @@ def toy(validation: list[dict]) -> dict:
             "first_a": {
                 "label": "First, then A",
                 "lines": [
-                    {"regimen": "first", "next_line": {"value": P_NEXT, "assumption": "toy"}},
+                    {"regimen": "first", "next_line": {"value": p_next, "assumption": "toy"}},
                     {"regimen": "a", "then": "supportive_care"},
                 ],
             },
             "first_mix": {
                 "label": "First, then A or B",
                 "lines": [
-                    {"regimen": "first", "next_line": {"value": P_NEXT, "assumption": "toy"}},
+                    {"regimen": "first", "next_line": {"value": p_next, "assumption": "toy"}},
                     {
                         "mix": {"probabilities": {"a": 0.5, "b": 0.5}, "assumption": "toy"},
                         "then": "supportive_care",
@@ -240,6 +240,19 @@ def test_same_scenario_and_seed_give_identical_rows(toy_rows):
     again = simseq.Study.from_dict(toy([OS_2L_A, S12, PFS_1L, UPTAKE, HR])).run(20000, 3)
     assert again.summary_dict["validation"] == list(toy_rows.values())
     assert list(again.validation.columns) == list(COLUMNS) and len(again.validation) == 7
+
+
+def test_nobody_reaching_the_origin_gives_no_value_and_stays_out_of_the_mape():
+    """With no second line, a median from its start has no patients: blank, and left out
+    of the MAPE; the uptake is 0 (an error of -100%) and counts."""
+    res = simseq.Study.from_dict(toy([OS_2L_A, UPTAKE, PFS_1L], p_next=0.0)).run(2000, 3)
+    rows = {(r["evidence"], r["sequence"]): r for r in res.summary_dict["validation"]}
+    for sid in ("first_a", "first_mix"):
+        row = rows[(OS_2L_A["evidence"], sid)]
+        assert (row["predicted"], row["relative_error"], row["n_simulated"]) == (None, None, 0)
+        assert rows[(UPTAKE["evidence"], sid)]["relative_error"] == -1.0
+    assert res.summary_dict["validation_mape"]["n_rows"] == 3  # 2 uptakes, first-line PFS
+    assert res.summary_dict["validation_mape"]["excluded"] == 2
 
 
 def test_calibration_targets_are_found_inside_pools():
