@@ -351,6 +351,8 @@ def patients(model, n_patients: int, seed: int, horizon: float) -> dict[str, Pat
         on_line = rows[rows["line"] > 0]
         for k, line_rows in on_line.groupby("line"):
             who = line_rows["patient"].to_numpy()
+            if np.unique(who).size < who.size:  # a model whose lines span several states
+                raise ValueError(f"{sid}: line {k} has several sojourns per patient")
             start[int(k)] = _spread(n_patients, who, line_rows["t_start"], np.nan)
             stop[int(k)] = _spread(n_patients, who, line_rows["t_stop"], np.nan)
             end[int(k)] = _spread(n_patients, who, line_rows["event"], None)
