@@ -29,6 +29,7 @@ from simseq.report import (
     print_psa_table,
     print_run_table,
     print_structural_table,
+    print_validation_mape,
     write_csv,
     write_json,
 )
@@ -183,6 +184,7 @@ def run_scenario(
                 result.summary_dict["cea"],
                 {sid: s["label"] for sid, s in result.summary_dict["sequences"].items()},
             )
+        print_validation_mape(cmd.console, result.summary_dict)
         cmd.console.print(f"results written to {cmd.out_dir}/")
     return result.summary_dict, cmd.out_dir
 

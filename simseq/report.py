@@ -210,6 +210,26 @@ def print_run_table(console: Console, summary: dict) -> None:
         console.print(f"[yellow]note:[/yellow] {w}")
 
 
+def print_validation_mape(console: Console, summary: dict) -> None:
+    """One line: the mean absolute percentage error of the validation rows (nothing
+    without a ``validation:`` section)."""
+    mape = summary.get("validation_mape")
+    if mape is None:
+        return
+    rows = summary["validation"]
+    n_targets = sum(r["role"] != "validation" for r in rows)
+    left_out = f"; {n_targets} calibration target rows left out" if n_targets else ""
+    if mape["percent"] is None:
+        console.print(f"validation: no row has a simulated value{left_out} (validation.csv)")
+        return
+    console.print(
+        f"validation: mean absolute percentage error {mape['percent']:.1f}% over "
+        f"{mape['n_rows']} rows ({len({r['evidence'] for r in rows if r['role'] == 'validation'})} "
+        f"published results"
+        f"{left_out}); each row in validation.csv and validation.png"
+    )
+
+
 def print_bayes_table(console: Console, posterior) -> None:
     """The posterior mean of each free parameter and each target's predictive check."""
     r = posterior.imis

@@ -75,7 +75,10 @@ def context(directory: Path) -> dict:
     labels = {sid: s.get("label") or sid for sid, s in summary["sequences"].items()}
     psa = _read_json(directory / "psa" / "psa_summary.json")
     dsa = _read_json(directory / "dsa" / "dsa_summary.json")
-    figures = {"survival": _png(directory / "survival.png")}
+    figures = {
+        "survival": _png(directory / "survival.png"),
+        "validation": _png(directory / "validation.png"),
+    }
     curves_path = directory / "curves.csv"
     if curves_path.is_file():
         curves = pd.read_csv(curves_path)

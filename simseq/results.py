@@ -18,7 +18,7 @@ import numpy as np
 
 from simseq import econ, validation
 from simseq.comparisons import comparison_rows
-from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
+from simseq.engine.codes import TALLY_OS_GIVEN_ENTRY
 from simseq.outcomes import (
     Z95,
     econ_means,
@@ -116,16 +116,18 @@ class RunResult(_Result):
             )
 
     def _validation_rows(self) -> list[dict]:
-        """The scenario's validation figures against this run's OS and first-line PFS."""
-        if not self.study.validation:
-            return []
-        model, tallies = self.model, self.tallies
-        pfs = {
-            sid: tally_curve(tallies, TALLY_SOJOURN, [int(model.seq_start_state[q])])
-            for q, sid in enumerate(model.seq_names)
-        }
-        labels = {sid: self.scenario.sequences[sid].label or sid for sid in model.seq_names}
-        return validation.rows(self.study.validation, {"os": self.curves, "pfs_1l": pfs}, labels)
+        """The scenario's published results, each with its study's estimator applied to
+        this run's simulated patients (``simseq.validation``)."""
+        sim = self.scenario.simulation
+        return validation.rows(
+            self.study.validation,
+            self.model,
+            self.n_patients,
+            self.seed,
+            horizon=self.study.horizon,
+            bin_width=sim.bin_width,
+            labels={sid: self.scenario.sequences[sid].label for sid in self.model.seq_names},
+        )
 
     @property
     def summary(self) -> pandas.DataFrame:
@@ -159,6 +161,15 @@ class RunResult(_Result):
         return pd.DataFrame(rows).set_index("sequence")
 
     @property
+    def validation(self) -> pandas.DataFrame:
+        """validation.csv as a DataFrame: one row per ``validation:`` entry and sequence,
+        the published value beside the same estimator on the simulated patients."""
+        import pandas as pd
+
+        rows = self.summary_dict.get("validation", [])
+        return pd.DataFrame(rows, columns=list(validation.COLUMNS))
+
+    @property
     def survival(self) -> pandas.DataFrame:
         """Tidy OS curves: sequence, time (months), survival and its Monte Carlo 95%
         interval (lower, upper)."""
@@ -180,8 +191,9 @@ class RunResult(_Result):
         manifest: dict | None = None,
     ) -> None:
         """summary.json, survival.csv and .png (x axis to ``x_max`` months; default where
-        1% remain), curves.csv (PFS per line, state occupancy), inputs.csv (every input
-        with its provenance), cea.csv with economics,
+        1% remain), validation.csv and .png with a ``validation:`` section, curves.csv
+        (PFS per line, state occupancy), inputs.csv (every input with its provenance),
+        cea.csv with economics,
         the calibration (cache and table), the event log of ``trajectories`` patients if
         asked, and the manifest."""
         from simseq.calibrate import save_cached
@@ -200,6 +212,18 @@ class RunResult(_Result):
             points=validation.os_points(self.summary_dict.get("validation", [])),
             draw=draw,
         )
+        checks = self.summary_dict.get("validation")
+        if checks:
+            from simseq.validation_plot import plot_validation
+
+            write_csv(tmp / "validation.csv", validation.csv_rows(checks))
+            plot_validation(
+                tmp / "validation.png",
+                checks,
+                sc.title,
+                min(self.n_patients, validation.VALIDATION_PATIENTS),
+                self.summary_dict["validation_mape"],
+            )
         write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
         write_csv(tmp / "inputs.csv", input_rows(study, self.rows[0]))
         if "cea" in self.summary_dict:
@@ -968,6 +992,7 @@ def build_summary(
     }
     if checks:
         summary["validation"] = list(checks)
+        summary["validation_mape"] = validation.mape(checks)
     if resolved.economics is not None:
         summary["cea"] = cea_summary(resolved, model, tallies)
     return summary

@@ -51,6 +51,9 @@ DOCS = "docs/scenario.md"
 MAX_PROBLEMS_SHOWN = 40
 """Problems listed in one error message; the rest are counted."""
 
+MAX_VALIDATION_LINE = 9
+"""Highest line number a validation entry can name (``origin: line_9``)."""
+
 
 class ScenarioError(ValueError):
     """A scenario problem, located by file and key path."""
@@ -550,7 +553,7 @@ class TimeOnTreatment(_Frozen):
     """Share of patients starting the line who stop treatment for adverse events before the
     line ends (e.g. a safety record's ae_discontinuation). Modelled as a constant hazard
     independent of the line's clocks, its rate solved in every draw so that this share
-    stops before the line ends."""
+    stops before the line ends (for a patient without the population covariates)."""
     max_months: Annotated[Quantity | None, Domain(0.0, low_open=True, what="months")] = None
     """Stopping rule: treatment stops after this many months on the line."""
     note: str | None = None
@@ -1121,17 +1124,91 @@ class PSASettings(_Frozen):
         return self
 
 
+class ValidationGroup(_Frozen):
+    """Simulated patients who started a line of therapy, optionally on one regimen."""
+
+    line: int = Field(ge=1, le=MAX_VALIDATION_LINE)
+    """Line number, 1 for first line."""
+    regimen: str | None = None
+    """Regimen id (a key of ``regimens``) they started it on; default: any."""
+
+
 class ValidationPoint(_Frozen):
-    """A published figure the model is not fitted to, shown against it (external validation)."""
+    """A published result and the estimator a study applied to get it, applied to the
+    simulated patients of a run (like-for-like external validation).
+
+    One row of validation.csv per sequence: the published value (and its 95% CI) beside
+    the same statistic of simulated patients (and its Monte Carlo 95% CI). Statistics:
+
+    - ``median``: Kaplan-Meier median of ``outcome`` from ``origin``, in months;
+    - ``landmark_survival``: Kaplan-Meier survival at the record's ``month``;
+    - ``proportion``: the share of patients who ended the line before ``subgroup.line``
+      alive (progression or deterioration) and started it (on ``subgroup.regimen``,
+      when given), against the record's ``counts[field] / n``;
+    - ``hazard_ratio``: a naive Cox model (one binary covariate, Breslow's ties) of
+      ``outcome`` from ``origin``, ``subgroup`` against ``reference``.
+
+    A time statistic is taken among patients who started the line ``origin`` names and
+    are in ``subgroup``; ``origin`` must be where the study measured from (the record's
+    ``measured_from``). A result whose evidence id is a calibration target is reported
+    but marked so, and left out of the mean absolute percentage error."""
 
     evidence: str
-    """Evidence id of a median (months) or a landmark survival measured from first-line start."""
-    outcome: Literal["os", "pfs_1l"]
-    """The model's curve it is read against: OS, or PFS of the first line, from its start."""
-    sequences: list[str] | None = None
-    """Sequence ids it applies to (default: every sequence)."""
+    """Evidence id of the published result."""
+    field: str | None = None
+    """Which figure of a record holding several: a key of its ``values`` (a ``medians``
+    record, e.g. ``os``) or of its ``counts`` (the numerator of a proportion)."""
+    statistic: Literal["median", "landmark_survival", "proportion", "hazard_ratio"]
+    """The estimator (see above); it must be what the record reports."""
+    outcome: Literal["os", "pfs"] | None = None
+    """``os``: time to death; ``pfs``: time on the line ``origin`` starts, to its end
+    (progression, deterioration or death). Not for a proportion."""
+    origin: str | None = Field(default=None, pattern=r"^(sequence_start|line_[2-9])$")
+    """Time zero: ``sequence_start`` (start of first line) or ``line_<k>`` (start of
+    line k). Not for a proportion."""
+    subgroup: ValidationGroup | None = None
+    """The patients the study took (default: every patient with the origin); for a
+    hazard ratio, the group in the numerator."""
+    reference: ValidationGroup | None = None
+    """For a hazard ratio: the group in the denominator."""
+    sequences: list[str] | None = Field(default=None, min_length=1)
+    """Sequence ids it is read in, a row each (default: every sequence where the
+    origin and the groups can occur)."""
+    label: str | None = None
+    """Short name in tables and validation.png (default: the evidence id)."""
     note: str | None = None
-    """Why it is a fair comparison, or how it is not (e.g. a trial against a real-world cohort)."""
+    """How like-for-like the comparison is (trial vs real world, other cohorts, ...)."""
+
+    @model_validator(mode="after")
+    def _estimator(self) -> "ValidationPoint":
+        timed = self.statistic != "proportion"
+        if timed and (self.outcome is None or self.origin is None):
+            raise ValueError(f"statistic: {self.statistic} needs outcome: and origin:")
+        if not timed:
+            if self.outcome is not None or self.origin is not None:
+                raise ValueError(
+                    "a proportion has no outcome: or origin: (it counts who started a line)"
+                )
+            if self.subgroup is None or self.subgroup.line < 2:
+                raise ValueError(
+                    "a proportion needs subgroup: {line: k} with k >= 2 (the line started)"
+                )
+        if (self.statistic == "hazard_ratio") != (self.reference is not None):
+            raise ValueError(
+                "reference: goes with statistic: hazard_ratio, which needs it"
+                if self.reference is not None
+                else "statistic: hazard_ratio needs subgroup: and reference: (the two groups)"
+            )
+        if self.statistic == "hazard_ratio" and self.subgroup is None:
+            raise ValueError("statistic: hazard_ratio needs subgroup: and reference:")
+        return self
+
+    @property
+    def origin_line(self) -> int:
+        """The line whose start is time zero (1 for the sequence start)."""
+        if self.origin is None or self.origin == "sequence_start":
+            return 1
+        return int(self.origin.removeprefix("line_"))
 
 
 class Comparison(_Frozen):
@@ -1182,7 +1259,8 @@ class Scenario(_Frozen):
     """Structural uncertainty: named alternatives (another family for a clock, another
     cohort, ...) that ``simseq structural`` runs beside the base case, side by side."""
     validation: list[ValidationPoint] = Field(default_factory=list)
-    """Published figures to show against the model's curves (not used to fit it)."""
+    """Published results, each with the study's estimator to apply to the simulated
+    patients (external validation; nothing in the model changes)."""
     comparisons: dict[str, Comparison] = Field(default_factory=dict)
     """Named pairs of sequences whose median OS from first-line start is compared in the
     common population (the run) and as observed (each sequence simulated in the cohort

@@ -79,7 +79,8 @@ class Study:
         self.settings: PSASettings = scenario.psa or PSASettings()
         self.resolved: Resolved = resolve(scenario, self.evidence, _stub(scenario), self.path)
         self.validation = validation.check(scenario, self.evidence, self.path)
-        """(point, evidence record) of each ``validation:`` entry: read against the model."""
+        """``validation.Check`` of each ``validation:`` entry: a published result and the
+        estimator ``run`` applies to the simulated patients."""
         self.table = self.resolved.table
         self.table.assume_uncertainty(
             _setting(self.settings.cost_se_fraction),

@@ -1,7 +1,8 @@
 """results.xlsx: a results directory as one workbook, a sheet per table, units in headers.
 
-Sheets: inputs (with provenance), summary (per sequence), survival (OS curves), cea,
-and with a PSA psa_summary and psa_draws. Written with pandas on openpyxl.
+Sheets: inputs (with provenance), summary (per sequence), survival (OS curves),
+validation (published results against the simulated patients), cea, and with a PSA
+psa_summary and psa_draws. Written with pandas on openpyxl.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SHEETS = ("inputs", "summary", "survival", "cea", "psa_summary", "psa_draws")
+SHEETS = ("inputs", "summary", "survival", "validation", "cea", "psa_summary", "psa_draws")
 
 
 def _summary_frame(summary: dict):
@@ -104,6 +105,16 @@ def write_workbook(directory: str | Path, path: str | Path) -> None:
             "ci95_high": "MC 95% CI high (proportion)",
         }
     )
+    if (directory / "validation.csv").is_file():
+        validation = pd.read_csv(directory / "validation.csv")
+        frames["validation"] = validation.rename(
+            columns={
+                "published": "published (in unit)",
+                "predicted": "predicted (in unit)",
+                "month": "month (landmark, months)",
+                "relative_error": "relative error (predicted / published - 1)",
+            }
+        )
     if (directory / "cea.csv").is_file():
         frames["cea"] = pd.read_csv(directory / "cea.csv")
     psa_path = directory / "psa" / "psa_summary.json"

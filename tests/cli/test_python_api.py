@@ -26,7 +26,8 @@ def test_the_readme_example_runs_and_returns_dataframes(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(readme_example(), "README.md", "exec"), namespace)
     study, res, psa = namespace["study"], namespace["res"], namespace["psa"]
-    frames = [study.parameters, res.summary, res.survival, psa.draws, psa.parameters]
+    frames = [study.parameters, res.summary, res.survival, res.validation, psa.draws]
+    frames += [psa.parameters]
     frames += [namespace["tornado"].table, namespace["grid"].table]
     assert all(isinstance(f, pd.DataFrame) and len(f) for f in frames)
     assert list(res.summary.index) == list(study.scenario.sequences)
@@ -35,7 +36,7 @@ def test_the_readme_example_runs_and_returns_dataframes(tmp_path, monkeypatch):
     assert len(psa.draws) == 200 * len(study.scenario.sequences)
     assert len(psa.parameters) == 200
     # save writes what the commands write
-    assert {"summary.json", "survival.csv", "survival.png", "manifest.json"} <= {
+    assert {"summary.json", "survival.csv", "survival.png", "validation.csv", "manifest.json"} <= {
         p.name for p in (tmp_path / "results" / "x").iterdir()
     }
     assert {

@@ -17,8 +17,9 @@ from simseq.workbook import SHEETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CEA = ROOT / "scenarios" / "cea_base_case.yaml"
-# calibration, survival, PFS, time on line, occupancy, CE plane, CEAC, EVPI, EVPPI, 2 tornadoes
-FIGURES = 11
+# calibration, validation, survival, PFS, time on line, occupancy, CE plane, CEAC, EVPI,
+# EVPPI, 2 tornadoes
+FIGURES = 12
 
 
 def invoke(*args):
@@ -94,6 +95,10 @@ def test_report_has_every_section_and_needs_no_network(results):
     assert "TRANSPORTED" in text and "Population EVPI uses 7,000 patients a year" in text
     assert "no separate time-on-treatment clock" in text
     assert "Not available" not in text  # every figure was there to embed
+    # the validation table: every row of validation.csv, and the MAPE of summary.json
+    summary = json.loads((results / "summary.json").read_text())
+    assert f"{summary['validation_mape']['percent']:.1f}%</strong>" in text
+    assert text.count("quoted_in_chon2024.yoo.lenvatinib_2l_after_atz_bev") == 2
 
 
 def test_report_renders_entries_other_commands_add(results, tmp_path):
@@ -118,7 +123,7 @@ def test_report_without_psa_or_dsa_says_what_is_missing(results, tmp_path):
     assert invoke("report", only_run).exit_code == 0
     page = parse(only_run / "report.html")
     assert page.sections == [sid for sid, _ in SECTIONS]
-    assert len(page.images) == 5  # calibration, survival, PFS, time on line, occupancy
+    assert len(page.images) == 6  # calibration, validation, survival, PFS, time on line, occupancy
     assert "No PSA results" in (only_run / "report.html").read_text()
 
 
@@ -138,6 +143,7 @@ def test_workbook_sheets_with_units(results):
     assert headers["survival"][:3] == ["sequence", "time (months)", "OS (proportion alive)"]
     assert "costs_discounted (USD)" in headers["cea"] and "status" in headers["cea"]
     assert "costs (USD, discounted)" in headers["psa_draws"]
+    assert "published (in unit)" in headers["validation"] and "role" in headers["validation"]
     assert any(h and h.startswith("P(best) at WTP 150000") for h in headers["psa_summary"])
     assert book["psa_draws"].max_row == 1 + 30 * 5  # draws x sequences, and the header
 
@@ -221,13 +227,18 @@ def test_run_with_report_on_a_scenario_without_economics(tmp_path):
 @pytest.mark.parametrize(
     "entry, fragments",
     [
-        ("{evidence: no.such.record, outcome: os}", ["validation.0.evidence", "no.such.record"]),
         (
-            "{evidence: second_line.tki_ici.os.yin2025, outcome: os}",
-            ["validation.0.evidence", "measured from 2l_start"],
+            "{evidence: no.such.record, statistic: median, outcome: os, origin: sequence_start}",
+            ["validation.0.evidence", "no.such.record"],
         ),
         (
-            "{evidence: first_line.atz_bev.pfs.imbrave150, outcome: pfs_1l, sequences: [nope]}",
+            "{evidence: second_line.tki_ici.os.yin2025, statistic: median, outcome: os, "
+            "origin: sequence_start}",
+            ["validation.0.origin", "measured from 2l_start", "origin: line_2"],
+        ),
+        (
+            "{evidence: first_line.atz_bev.pfs.imbrave150, statistic: median, outcome: pfs, "
+            "origin: sequence_start, sequences: [nope]}",
             ["validation.0.sequences", "nope", "atzbev_len"],
         ),
     ],
