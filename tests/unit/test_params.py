@@ -226,9 +226,11 @@ def test_drawn_targets_are_hit_and_carry_their_sampling_spread():
         drawn, achieved = cal.targets[i].value, cal.achieved[:, i]
         assert np.all(np.abs(achieved / drawn - 1.0) < 0.01)
         assert abs(np.log(achieved).std(ddof=1) / se_log - 1.0) < 4 / math.sqrt(2 * (n - 1))
-        # the free median moves with the target: the rows carry it into the model
+        # the rows carry each draw's solved median into the model, exactly (a correlation
+        # between drawn target and solved median checked this more weakly, and fell as
+        # more inputs that move the solved median came to be drawn)
         col = study.resolved.calibrated_columns[t.free]
-        assert np.corrcoef(np.log(drawn), np.log(rows[:, col]))[0, 1] > 0.5
+        np.testing.assert_array_equal(rows[:, col], cal.values[:, i])
 
 
 def test_unreachable_rows_are_redrawn():
