@@ -114,14 +114,14 @@ def time_on_line_figure(curves: pd.DataFrame, labels: dict[str, str]):
     ax.set_xlim(0, _to_one_percent(on) if len(on) else 1.0)
     ax.set_ylim(0, 1)
     ax.set_xlabel("Months since start of first-line treatment")
-    ax.set_ylabel("Proportion of patients on the line's treatment")
+    ax.set_ylabel("Proportion of patients on the line")
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     _note(
         fig,
-        "The model has no separate time-on-treatment clock: treatment continues until the "
-        "line ends (progression, death or deterioration), so this is the time on each line. "
-        "Sequences that share a first line share its curve.",
+        "Time on each line: it ends at progression, death or deterioration. Treatment can "
+        "stop earlier (time_on_treatment: the table below). Sequences that share a first "
+        "line share its curve.",
     )
     return fig
 

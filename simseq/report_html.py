@@ -116,9 +116,28 @@ def context(directory: Path) -> dict:
         "figures": figures,
         "diagram": diagram(summary),
         "held_fixed": held_fixed,
+        "time_on_treatment": time_on_treatment_rows(summary, labels),
         "warnings": warnings,
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def time_on_treatment_rows(summary: dict, labels: dict[str, str]) -> list[tuple]:
+    """(sequence label, regimen, its line's PFS block, its time-on-treatment block) for
+    every line of a run whose treatment can stop before the line ends."""
+    rows = []
+    for sid, seq in summary["sequences"].items():
+        for block in seq.values():
+            if not isinstance(block, dict):
+                continue
+            for rid, line in block.items():
+                if not isinstance(line, dict):
+                    continue
+                for key, tot in line.items():
+                    if key.startswith("time_on_treatment_"):
+                        pfs = line["pfs_" + key.rsplit("_", 1)[1]]
+                        rows.append((labels[sid], rid, pfs, tot))
+    return rows
 
 
 def _wtp_index(psa: dict) -> int:

@@ -1,8 +1,9 @@
 """results.xlsx: a results directory as one workbook, a sheet per table, units in headers.
 
 Sheets: inputs (with provenance), summary (per sequence), survival (OS curves),
-validation (published results against the simulated patients), cea, and with a PSA
-psa_summary and psa_draws. Written with pandas on openpyxl.
+comparisons (common population beside as observed), validation (published results
+against the simulated patients), cea, and with a PSA psa_summary and psa_draws.
+Written with pandas on openpyxl.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SHEETS = ("inputs", "summary", "survival", "validation", "cea", "psa_summary", "psa_draws")
+SHEETS = (
+    "inputs",
+    "summary",
+    "survival",
+    "comparisons",
+    "validation",
+    "cea",
+    "psa_summary",
+    "psa_draws",
+)
 
 
 def _summary_frame(summary: dict):
@@ -84,6 +94,30 @@ def _psa_summary_frame(psa: dict):
     return pd.DataFrame(rows)
 
 
+def _comparisons_frame(comparisons: list[dict]):
+    """One row per comparison and population: both medians and their difference."""
+    import pandas as pd
+
+    rows = []
+    for c in comparisons:
+        for key, name in (("common_population", "common"), ("as_observed", "as observed")):
+            block = c[key]
+            rows.append(
+                {
+                    "comparison": c["label"],
+                    "population": name,
+                    "first": c["labels"][0],
+                    "second": c["labels"][1],
+                    "median OS first (months)": block["median_os_months"][0],
+                    "median OS second (months)": block["median_os_months"][1],
+                    "difference (months)": block["difference_months"],
+                    "MC 95% CI low (months)": block["difference_ci95"][0],
+                    "MC 95% CI high (months)": block["difference_ci95"][1],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def write_workbook(directory: str | Path, path: str | Path) -> None:
     """Write the workbook of results ``directory`` to ``path`` (sheets whose source file
     is absent, e.g. psa_draws without a PSA, are left out)."""
@@ -105,6 +139,8 @@ def write_workbook(directory: str | Path, path: str | Path) -> None:
             "ci95_high": "MC 95% CI high (proportion)",
         }
     )
+    if summary.get("comparisons"):
+        frames["comparisons"] = _comparisons_frame(summary["comparisons"])
     if (directory / "validation.csv").is_file():
         validation = pd.read_csv(directory / "validation.csv")
         frames["validation"] = validation.rename(

@@ -93,7 +93,9 @@ def test_report_has_every_section_and_needs_no_network(results):
     text = (results / "report.html").read_text()
     assert "ATZ/BEV, then lenvatinib" in text and "ILLUSTRATIVE" in text
     assert "TRANSPORTED" in text and "Population EVPI uses 7,000 patients a year" in text
-    assert "no separate time-on-treatment clock" in text
+    # time on treatment: lenvatinib and sorafenib stop early for adverse events
+    assert "Median on treatment, months" in text and "<td>lenvatinib</td>" in text
+    assert "Common population and as observed" in text
     assert "Not available" not in text  # every figure was there to embed
     # the validation table: every row of validation.csv, and the MAPE of summary.json
     summary = json.loads((results / "summary.json").read_text())
