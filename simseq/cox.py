@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from simseq.fit import Z95
 
@@ -96,6 +95,8 @@ def fit_binary(time, event, group) -> CoxFit:
 
     def score(beta: float) -> float:
         return float(np.sum(d1 - d * share_1(beta)))
+
+    from scipy.optimize import brentq  # on first use: 0.3 s of start-up otherwise
 
     beta = brentq(score, -MAX_LOG_HR, MAX_LOG_HR, xtol=1e-12)
     p = share_1(beta)

@@ -381,3 +381,18 @@ def test_bad_entries_are_refused_with_key_path_value_and_what_is_allowed(entry, 
     assert message.startswith("toy.yaml: ")
     for fragment in fragments:
         assert fragment in message, message
+
+
+@pytest.mark.parametrize("n", [1, 5, 41, 5000])
+def test_proportion_intervals_are_scipy_s(n):
+    """The exact and Wilson intervals, written with scipy.special (scipy.stats costs a
+    second of start-up), agree with scipy.stats.binomtest's to 1e-10."""
+    from scipy.stats import binomtest
+
+    from simseq.validation import clopper_pearson, wilson
+
+    for k in sorted({0, 1, n // 3, n - 1, n}):
+        exact = binomtest(k, n).proportion_ci(0.95, method="exact")
+        score = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        np.testing.assert_allclose(clopper_pearson(k, n), (exact.low, exact.high), atol=1e-10)
+        np.testing.assert_allclose(wilson(k, n), (score.low, score.high), atol=1e-10)
