@@ -41,7 +41,7 @@ import math
 import numpy as np
 import scipy.fft
 
-from simseq.distributions import FAMILIES
+from simseq.distributions import FAMILIES_BY_CODE
 from simseq.engine.codes import STATE_DEAD
 from simseq.model import DRAW_ARRAYS, ModelArrays
 
@@ -55,8 +55,6 @@ _CHUNK_ELEMENTS = 2**16
 # Steps of os_median's first grid (25.6 months at 0.05): most OS medians a calibration
 # meets lie below it; those that do not are searched on 2x, 4x, ... as many steps
 FIRST_STAGE = 512
-
-_FAMILY_BY_CODE = {f.code: f for f in FAMILIES.values()}
 
 
 def take_draws(model: ModelArrays, rows) -> ModelArrays:
@@ -94,7 +92,7 @@ def quadrature_problem(model: ModelArrays) -> str | None:
                 f"quadrature mixes over all 2^n covariate patterns and accepts at most "
                 f"{MAX_COVARIATES} (simulate instead)"
             )
-    unknown = sorted(set(model.clock_family.tolist()) - set(_FAMILY_BY_CODE))
+    unknown = sorted(set(model.clock_family.tolist()) - set(FAMILIES_BY_CODE))
     if unknown:
         return f"unknown family codes {unknown} in clock_family"
     return None
@@ -204,7 +202,7 @@ class _Hazards:
         if key not in self._mixed:
             if key not in self._base:
                 m = self.model
-                fam = _FAMILY_BY_CODE[int(m.clock_family[c])]
+                fam = FAMILIES_BY_CODE[int(m.clock_family[c])]
                 params = [
                     m.clock_params[self.lo : self.hi, c, i, None]
                     for i in range(len(fam.param_names))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simseq.distributions import FAMILIES
+from simseq.distributions import FAMILIES_BY_CODE
 from simseq.engine.codes import N_TALLIES, TALLY_OS_GIVEN_ENTRY, TALLY_SOJOURN
 from simseq.model import ModelArrays
 from simseq.outcomes import km_medians, km_survival_at
@@ -54,8 +54,6 @@ NOT_CONVERGED = 2  # the summary was undefined (nan) inside the bracket
 NO_JOINT_SOLUTION = 3  # targets sharing a cohort still moved after max_sweeps
 NOT_SOLVED = 4  # another target of the same cohort failed in this draw
 STATUS_NAMES = ("ok", "not bracketed", "not converged", "no joint solution", "not solved")
-
-_FAMILY_BY_CODE = {f.code: f for f in FAMILIES.values()}
 
 
 @dataclass(frozen=True)
@@ -219,7 +217,7 @@ def bind_medians(model: ModelArrays, clocks: Sequence[int], medians: np.ndarray)
     medians = np.asarray(medians, np.float64).reshape(model.n_draws, len(clocks))
     params = model.clock_params.copy()
     for j, c in enumerate(clocks):
-        fam = _FAMILY_BY_CODE[int(model.clock_family[c])]
+        fam = FAMILIES_BY_CODE[int(model.clock_family[c])]
         k = fam.param_names.index(fam.scale_param)
         row = [params[:, c, i] for i in range(len(fam.param_names))]
         scale = fam.solve_scale_array(medians[:, j], 0.5, *row)
