@@ -74,6 +74,10 @@ from simseq.engine.sample import time_at_cumhaz
 from simseq.engine.vmath import vexp, vlog
 
 BLOCK = 256  # patients walked together; their work arrays stay in L1/L2 cache
+# The SIMD loops run over a multiple of 8 items (doubles in an AVX-512 register, two in
+# AVX2): items past the end are scratch, and none falls to the scalar remainder loop,
+# about 10x slower an item, which cost 10-25 % of a step with few patients left.
+SIMD_PAD = 8
 ECON_SCALE_LY = ECON_SCALE[ECON_LY]  # years (life-years and QALYs share it)
 ECON_SCALE_COST = ECON_SCALE[ECON_COST]
 
@@ -119,6 +123,12 @@ def destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob):
         for d in range(clock_dest_lo[c], clock_dest_hi[c] - 1):
             cuts[c, d - clock_dest_lo[c]] = dest_cumprob[d]
     return cuts
+
+
+@njit(inline="always", nogil=True)
+def _padded(n):
+    """n rounded up to a multiple of SIMD_PAD: the length a SIMD loop runs over."""
+    return (n + SIMD_PAD - 1) // SIMD_PAD * SIMD_PAD
 
 
 @njit(nogil=True, error_model="numpy")
@@ -187,13 +197,25 @@ def _exact_params(exact_families, clock_params):
 
 
 @njit(nogil=True, error_model="numpy")
+def next_clocks(structure):
+    """int64 (n_dests,): the clock a destination starts (the first of its state's), or -1
+    where the destination is death, so that a walk goes from a clock to the next one with
+    one lookup. Jit-compiled."""
+    state_clock_lo, _, _, _, _, dest_state, dest_event = structure
+    out = np.empty(dest_state.shape[0], np.int64)
+    for d in range(dest_state.shape[0]):
+        out[d] = -1 if dest_event[d] == EVENT_DEATH else state_clock_lo[dest_state[d]]
+    return out
+
+
+@njit(nogil=True, error_model="numpy")
 def draw_tables(structure, clock_params, clock_hr, dest_cumprob):
     """What the walks need of one draw, computed once: ``fast_path_params``'s four
-    arrays, ``dest_cumprob`` and ``destination_cuts``."""
+    arrays, ``dest_cumprob``, ``destination_cuts`` and ``next_clocks``."""
     _, _, clock_family, clock_dest_lo, clock_dest_hi, _, _ = structure
     fast, scale, inv_shape, inv_hr = fast_path_params(clock_family, clock_params, clock_hr)
     cuts = destination_cuts(clock_dest_lo, clock_dest_hi, dest_cumprob)
-    return fast, scale, inv_shape, inv_hr, dest_cumprob, cuts
+    return fast, scale, inv_shape, inv_hr, dest_cumprob, cuts, next_clocks(structure)
 
 
 @njit(nogil=True, error_model="numpy")
@@ -244,20 +266,20 @@ def _walk_single_clock(
     """``walk_block`` for models whose states each run one clock.
 
     Patient a of the ``n_alive`` still walking is row a of the packed arrays
-    ``a_*``, which carry its stream key, block index, state, time and its clock's
+    ``a_*``, which carry its stream key, block index, clock, time and its clock's
     sampler parameters. Each step samples them all in one SIMD pass, then a scalar
     pass picks destinations (fixed compares against ``destination_cuts``), records
     the path and packs the survivors to the front with the parameters of their next
     clock. Every alive patient takes one step per pass, so path row k is step k.
     """
     state_clock_lo, _, clock_family, clock_dest_lo, _, dest_state, dest_event = structure
-    fast, scale, inv_shape, inv_hr, _, cuts = tables
+    fast, scale, inv_shape, inv_hr, _, cuts, next_clock = tables
     work_k, work_i, work_f = scratch
     path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
     n_cuts = cuts.shape[1]
     a_key = work_k
-    a_id, a_state, a_clock = work_i[0], work_i[1], work_i[2]
+    a_id, a_clock, a_state = work_i[0], work_i[1], work_i[2]
     a_t, a_scale, a_inv_shape, a_inv_mult, a_exit, a_cause_u, a_e = (
         work_f[0],
         work_f[1],
@@ -272,6 +294,7 @@ def _walk_single_clock(
     for i in range(n):
         a_key[i] = keys[i]
         a_id[i] = i
+        a_clock[i] = c0
         a_state[i] = start_state
         a_t[i] = 0.0
         a_scale[i] = scale[c0]
@@ -285,7 +308,7 @@ def _walk_single_clock(
             break
         base = counter_base + step * stride
         _sample_packed(
-            n_alive,
+            _padded(n_alive),
             base,
             base + stride - 1,
             a_key,
@@ -298,46 +321,44 @@ def _walk_single_clock(
         )
         if exact_params is not None:  # redo the non-Weibull clocks exactly (scalar)
             for a in range(n_alive):
-                a_clock[a] = state_clock_lo[a_state[a]]
                 a_e[a] = -vlog(uniform(a_key[a], base)) * a_inv_mult[a]
             _exact_times(n_alive, a_clock, fast, clock_family, exact_params, a_e)
             for a in range(n_alive):
                 if not fast[a_clock[a]]:
                     a_exit[a] = a_t[a] + a_e[a]
         # Branch-free apart from the loop itself: outcomes are random, so any
-        # data-dependent branch here would be mispredicted about half the time.
+        # data-dependent branch here would be mispredicted about half the time. Few
+        # lookups: each costs instructions on a loop bound by their count.
         still = 0
         for a in range(n_alive):
             i = a_id[a]
-            s = a_state[a]
-            c = state_clock_lo[s]
-            t_enter = a_t[a]
+            c = a_clock[a]
             t_exit = a_exit[a]
             u = a_cause_u[a]
             d = clock_dest_lo[c]
             for k in range(n_cuts):
                 d += u > cuts[c, k]
             censored = t_exit >= horizon  # also catches clocks that never ring (inf)
-            ev = -1 if censored else dest_event[d]
-            dies = ev == EVENT_DEATH
-            moves = not (censored or dies)
+            c_next = next_clock[d]
+            ends = c_next < 0  # death
             if record_path:
-                path_state[i, step] = s
-                path_enter[i, step] = t_enter
+                ev = dest_event[d]
+                path_state[i, step] = a_state[a]
+                path_enter[i, step] = a_t[a]
                 path_exit[i, step] = horizon if censored else t_exit
-                path_event[i, step] = ev
+                path_event[i, step] = -1 if censored else ev
+                a_state[still] = dest_state[d]
             n_steps[i] = step + 1
-            death_time[i] = t_exit if dies else np.inf
-            s_next = dest_state[d] if moves else s  # a valid index even when the walk ends
-            c_next = state_clock_lo[s_next]
+            death_time[i] = t_exit if ends and not censored else np.inf
+            c_next = max(c_next, 0)  # a valid index even when the walk ends
             a_key[still] = a_key[a]
             a_id[still] = i
-            a_state[still] = s_next
+            a_clock[still] = c_next
             a_t[still] = t_exit
             a_scale[still] = scale[c_next]
             a_inv_shape[still] = inv_shape[c_next]
             a_inv_mult[still] = inv_mult[i, c_next] if has_covariates else inv_hr[c_next]
-            still += moves
+            still += not (censored or ends)
         n_alive = still
 
 
@@ -371,7 +392,7 @@ def _walk_items(
         dest_state,
         dest_event,
     ) = structure
-    fast, scale, inv_shape, inv_hr, dest_cumprob, _ = tables
+    fast, scale, inv_shape, inv_hr, dest_cumprob, _, _ = tables
     work_k, work_i, work_f = scratch
     path_state, path_enter, path_exit, path_event = path
     max_steps = path_state.shape[1]
@@ -417,7 +438,7 @@ def _walk_items(
         item_lo[n_alive] = n_items
         # 2. sample them all (SIMD), then redo the few non-Weibull ones exactly
         _sample_block(
-            n_items,
+            _padded(n_items),
             item_key,
             item_counter,
             base + stride - 1,
@@ -674,12 +695,12 @@ def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, ke
 @njit(nogil=True)
 def _work_arrays(max_steps, n_clocks, n_cov):
     """Per-thread scratch for walk_block (inv_mult has no columns without covariates)."""
-    n_items = BLOCK * n_clocks + 1
+    n_items = BLOCK * n_clocks + SIMD_PAD
     keys = np.empty(BLOCK, np.uint64)
     inv_mult = np.empty((BLOCK, n_clocks if n_cov > 0 else 0))
-    work_k = np.empty(n_items, np.uint64)
-    work_i = np.empty((3, n_items), np.int64)
-    work_f = np.empty((7, n_items))
+    work_k = np.zeros(n_items, np.uint64)  # zeros: the SIMD padding reads finite numbers
+    work_i = np.zeros((3, n_items), np.uint32)  # unsigned: indexing skips the wraparound
+    work_f = np.zeros((7, n_items))
     path_state = np.empty((BLOCK, max_steps), np.int64)
     path_enter = np.empty((BLOCK, max_steps))
     path_exit = np.empty((BLOCK, max_steps))
