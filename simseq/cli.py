@@ -435,7 +435,7 @@ def bench_cmd(as_json: bool, quick: bool, large: bool) -> None:
         from simseq.commands import make_console
 
         title = "simseq bench" + (" --quick" if quick else "") + (" --large" if large else "")
-        make_console(width=160).print(bench.rows_table(rows, title))  # a wide table of numbers
+        make_console(width=bench.TABLE_WIDTH).print(bench.rows_table(rows, title))
     for line in missed:
         click.echo(f"target missed: {line}", err=as_json)
     for line in not_run:
