@@ -3,7 +3,7 @@
     pytest benchmarks/ --benchmark-only          # a few minutes on 2 cores
     SIMSEQ_BENCH_LARGE=1 pytest benchmarks/ --benchmark-only
         # + peak RSS at N = 1e9 and `simseq run` against the NumPy scripts as whole
-        #   processes at N = 2e8 and 5e8 (about 13 minutes more); without it those
+        #   processes at N = 2e8 and 5e8 (about 20 minutes more); without it those
         #   targets are listed as not run
 
 Every case is warmed past compilation (an explicit small call, then one

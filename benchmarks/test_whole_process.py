@@ -4,9 +4,9 @@
 NumPy), each a fresh process, interleaved round by round, medians of 5 rounds, warm
 numba cache, numba's default threads, a fresh output directory each round.
 
-    pytest benchmarks/test_whole_process.py --benchmark-only          # N = 2e7, ~1 min
+    pytest benchmarks/test_whole_process.py --benchmark-only          # N = 2e7, 1-2 min
     SIMSEQ_BENCH_LARGE=1 pytest benchmarks/test_whole_process.py --benchmark-only
-                                              # + the targets' N = 2e8 and 5e8, ~12 min
+                                              # + the targets' N = 2e8 and 5e8, ~20 min
 
 The issue's targets (>= 4x the Generator.weibull script at 2e8, 6x at 5e8, 2.5x the
 inverse-CDF script at 5e8) are checked in the summary; without SIMSEQ_BENCH_LARGE=1

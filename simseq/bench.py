@@ -792,11 +792,11 @@ def measure_startup(rounds: int = 5, n_patients: int = 1000) -> Measurement:
 # Whole processes: simseq run against the NumPy script
 # --------------------------------------------------------------------------- #
 
-# Rough seconds a round on this project's 2-vCPU VM (Dec 2026), only to tell the
-# user how long the opt-in cases take: per patient for `simseq run` (2 threads),
-# the Generator.weibull script and the inverse-CDF script, and simseq's start-up.
-_ROUGH_NS = {PROCESS_SIMSEQ: 40.0, PROCESS_NUMPY: 120.0, PROCESS_NUMPY_INVCDF: 60.0}
-_ROUGH_START_S = 1.5
+# Rough cost of a round, only to tell the user how long the opt-in cases take: ns a
+# patient of each process and simseq's start-up, from one round at N = 5e8 on this
+# project's 2-vCPU VM shared with other work (2026-12-02: 56 s, 84 s and 35 s).
+_ROUGH_NS = {PROCESS_SIMSEQ: 110.0, PROCESS_NUMPY: 170.0, PROCESS_NUMPY_INVCDF: 70.0}
+_ROUGH_START_S = 2.0
 
 
 def process_baselines(n_patients: int) -> tuple[str, ...]:
@@ -900,7 +900,7 @@ def run_headline(
     against the NumPy scripts as whole processes at N = 2e7; 5 rounds each. Quick:
     N = 1e5, 1e6, base case at 1e5, peak RSS at 1e7, whole processes at 2e6, 3 rounds.
 
-    ``large`` adds the whole-process targets' own N (2e8 and 5e8, about 12 minutes)
+    ``large`` adds the whole-process targets' own N (2e8 and 5e8, about 20 minutes)
     and takes peak RSS at 1e9; without it their rows say "not run".
     ``process_ns`` replaces the whole-process N (large or not), for development.
     """

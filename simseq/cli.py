@@ -410,7 +410,7 @@ def run_cmd(
     "--large",
     is_flag=True,
     help="Also the whole-process targets at 2e8 and 5e8 patients and peak RSS at 1e9 "
-    "(about 12 minutes more).",
+    "(about 20 minutes more on 2 cores).",
 )
 def bench_cmd(as_json: bool, quick: bool, large: bool) -> None:
     """Measure throughput on REF-HCC against a NumPy baseline and check the targets.
