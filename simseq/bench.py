@@ -390,7 +390,9 @@ class Measurement:
     note: str | None = None
 
 
-def _find(ms: list[Measurement], name: str, n: int, threads: int | None = None, *, any_t=False):
+def _find(
+    ms: list[Measurement], name: str | None, n: int, threads: int | None = None, *, any_t=False
+):
     for m in ms:
         if m.name == name and m.n_patients == n and (any_t or m.threads == threads):
             return m
@@ -406,9 +408,34 @@ def _set_at(n: int, n_set: int) -> str:
     return "" if n == n_set else f" (set at {fmt_n(n_set)})"
 
 
-def _check_row(template: dict, name: str, n: int, target: str, measured, ok, note=None) -> dict:
+# Every row's keys, in the --json output's order.
+_ROW_KEYS = (
+    "name",
+    "n_patients",
+    "threads",
+    "rounds",
+    "n_trajectories",
+    "seconds",
+    "trajectories_per_s",
+    "ns_per_patient",
+    "ratio_vs_numpy",
+    "ratio_vs_numpy_inverse_cdf",
+    "speedup_vs_1_thread",
+    "vs_ref_hcc_per_patient",
+    "peak_rss_mb",
+    "target",
+    "measured",
+    "meets_target",
+    "note",
+)
+# simseq's case -> the NumPy case it is compared with (Generator.weibull; inverse CDF)
+_NUMPY_OF = {REF_SIMSEQ: REF_NUMPY, PSA_SIMSEQ: PSA_NUMPY, PROCESS_SIMSEQ: PROCESS_NUMPY}
+_INVERSE_CDF_OF = {REF_SIMSEQ: REF_NUMPY_INVCDF, PROCESS_SIMSEQ: PROCESS_NUMPY_INVCDF}
+
+
+def _check_row(name: str, n: int, target: str, measured, ok, note=None) -> dict:
     """A row of its own for a target that compares two measurements."""
-    row = {k: None for k in template}
+    row = dict.fromkeys(_ROW_KEYS)
     row.update(name=name, n_patients=n, n_trajectories=n, target=target)
     row.update(measured=measured, meets_target=ok, note=note)
     return row
@@ -442,42 +469,17 @@ def build_rows(measurements: list[Measurement]) -> list[dict]:
     max_threads = max((m.threads or 0 for m in ms if m.name == REF_SIMSEQ), default=0)
     rows = []
     for m in ms:
-        row = {
-            "name": m.name,
-            "n_patients": m.n_patients,
-            "threads": m.threads,
-            "rounds": m.rounds,
-            "n_trajectories": m.n_trajectories,
-            "seconds": m.seconds,
-            "trajectories_per_s": None,
-            "ns_per_patient": None,
-            "ratio_vs_numpy": None,
-            "ratio_vs_numpy_inverse_cdf": None,
-            "speedup_vs_1_thread": None,
-            "vs_ref_hcc_per_patient": None,
-            "peak_rss_mb": m.peak_rss_mb,
-            "target": None,
-            "measured": None,
-            "meets_target": None,
-            "note": m.note,
-        }
+        row = dict.fromkeys(_ROW_KEYS)
+        row.update(name=m.name, n_patients=m.n_patients, threads=m.threads, rounds=m.rounds)
+        row.update(n_trajectories=m.n_trajectories, seconds=m.seconds)
+        row.update(peak_rss_mb=m.peak_rss_mb, note=m.note)
         if m.name not in (MEMORY, STARTUP):
             row["trajectories_per_s"] = m.n_trajectories / m.seconds
             row["ns_per_patient"] = 1e9 * _per_traj(m)
-        numpy_name = {REF_SIMSEQ: REF_NUMPY, PSA_SIMSEQ: PSA_NUMPY, PROCESS_SIMSEQ: PROCESS_NUMPY}
-        numpy_m = (
-            _find(ms, numpy_name[m.name], m.n_patients, any_t=True)
-            if m.name in numpy_name
-            else None
-        )
+        numpy_m = _find(ms, _NUMPY_OF.get(m.name), m.n_patients, any_t=True)
         if numpy_m is not None:
             row["ratio_vs_numpy"] = _per_traj(numpy_m) / _per_traj(m)
-        strict_name = {REF_SIMSEQ: REF_NUMPY_INVCDF, PROCESS_SIMSEQ: PROCESS_NUMPY_INVCDF}
-        strict = (
-            _find(ms, strict_name[m.name], m.n_patients, any_t=True)
-            if m.name in strict_name
-            else None
-        )
+        strict = _find(ms, _INVERSE_CDF_OF.get(m.name), m.n_patients, any_t=True)
         if strict is not None:
             row["ratio_vs_numpy_inverse_cdf"] = _per_traj(strict) / _per_traj(m)
         if m.name in (REF_SIMSEQ, PSA_SIMSEQ) and (m.threads or 0) > 1:
@@ -515,15 +517,12 @@ def build_rows(measurements: list[Measurement]) -> list[dict]:
             row["measured"] = m.seconds
             row["meets_target"] = m.seconds < TARGET_STARTUP_SECONDS
         rows.append(row)
-    template = rows[0] if rows else {"name": None, "note": None}
     two = _find(ms, REF_SIMSEQ, n_max, 2) if n_max else None
     one = _find(ms, REF_SIMSEQ, n_max, 1) if n_max else None
     if one is not None and two is not None:
         speedup = one.seconds / two.seconds
         target = f">= {TARGET_TWO_THREADS:g}x 1 thread{_set_at(n_max, THREADS_N)}"
-        row = _check_row(
-            template, THREAD_SCALING, n_max, target, speedup, speedup >= TARGET_TWO_THREADS
-        )
+        row = _check_row(THREAD_SCALING, n_max, target, speedup, speedup >= TARGET_TWO_THREADS)
         row.update(threads=2, speedup_vs_1_thread=speedup)
         rows.append(row)
     for (baseline, n), ratio in PROCESS_TARGETS.items():
@@ -534,13 +533,9 @@ def build_rows(measurements: list[Measurement]) -> list[dict]:
         skipped = _find(not_run, PROCESS_SIMSEQ, n)
         if simseq is not None and numpy_m is not None:
             measured = numpy_m.seconds / simseq.seconds
-            rows.append(
-                _check_row(template, PROCESS_VS[baseline], n, target, measured, measured >= ratio)
-            )
+            rows.append(_check_row(PROCESS_VS[baseline], n, target, measured, measured >= ratio))
         elif skipped is not None:
-            rows.append(
-                _check_row(template, PROCESS_VS[baseline], n, target, None, None, skipped.note)
-            )
+            rows.append(_check_row(PROCESS_VS[baseline], n, target, None, None, skipped.note))
     return rows
 
 
@@ -565,11 +560,9 @@ def targets_not_run(rows: list[dict]) -> list[str]:
 
 def fmt_n(n: int) -> str:
     """1e5 / 2e8 for a digit times a power of ten (>= 1000), else 1,234."""
-    k = int(math.floor(math.log10(n))) if n > 0 else 0
+    k = len(str(n)) - 1
     digit, rest = divmod(n, 10**k)
-    if k >= 3 and rest == 0:
-        return f"{digit}e{k}" if digit > 1 else f"1e{k}"
-    return f"{n:,}"
+    return f"{digit}e{k}" if n > 0 and k >= 3 and rest == 0 else f"{n:,}"
 
 
 def _fmt(x: float | None, spec: str) -> str:
