@@ -96,4 +96,4 @@ def pytest_terminal_summary(terminalreporter):
     for line in bench.missed_targets(rows):
         terminalreporter.write_line(f"target missed: {line}")
     for line in bench.targets_not_run(rows):
-        terminalreporter.write_line(f"target not run: {line}")
+        terminalreporter.write_line(f"target {line}")

@@ -550,7 +550,7 @@ def missed_targets(rows: list[dict]) -> list[str]:
 
 
 def targets_not_run(rows: list[dict]) -> list[str]:
-    """One line per target whose case was not run, with how to run it."""
+    """One line per target whose case was not run, ending in its note (how to run it)."""
     return [
         f"{r['name']} N={fmt_n(r['n_patients'])}: {r['target']}: {r['note']}"
         for r in rows
