@@ -2,7 +2,9 @@
 
     pytest benchmarks/ --benchmark-only          # a few minutes on 2 cores
     SIMSEQ_BENCH_LARGE=1 pytest benchmarks/ --benchmark-only
-                                                 # + peak RSS at N = 1e9 (~1 minute more)
+        # + peak RSS at N = 1e9 and `simseq run` against the NumPy scripts as whole
+        #   processes at N = 2e8 and 5e8 (about 20 minutes more); without it those
+        #   targets are listed as not run
 
 Every case is warmed past compilation (an explicit small call, then one
 warm-up round) and timed over >= 5 rounds. Each records trajectories/s and,
@@ -37,7 +39,10 @@ def base_model():
 def record(benchmark, m: bench.Measurement) -> None:
     """Keep ``m`` for the summary; put its rates and ratios into extra_info."""
     _MEASURED.append(m)
-    row = bench.build_rows(_MEASURED)[-1]  # rows keep the order of the measurements
+    key = (m.name, m.n_patients, m.threads)
+    row = next(
+        r for r in bench.build_rows(_MEASURED) if (r["name"], r["n_patients"], r["threads"]) == key
+    )
     benchmark.extra_info.update(
         n_patients=m.n_patients,
         threads=m.threads,
@@ -52,6 +57,13 @@ def record(benchmark, m: bench.Measurement) -> None:
 def recorder(benchmark):
     """recorder(m): keep Measurement ``m`` of this benchmark for the summary."""
     return lambda m: record(benchmark, m)
+
+
+@pytest.fixture
+def record_not_run(benchmark):
+    """record_not_run(m): report placeholder ``m`` (seconds None) as a target not run
+    in the summary (nothing is reported under --benchmark-disable)."""
+    return lambda m: _MEASURED.append(m) if benchmark.enabled else None
 
 
 @pytest.fixture
@@ -83,3 +95,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"load average (1, 5, 15 min): {load} on {os.cpu_count()} cpus")
     for line in bench.missed_targets(rows):
         terminalreporter.write_line(f"target missed: {line}")
+    for line in bench.targets_not_run(rows):
+        terminalreporter.write_line(f"target {line}")

@@ -21,7 +21,7 @@ SEED = bench.BENCH_SEED
 REF_NS = (10**5, 10**6, 10**7)
 THREADS = (1, 2)
 BASE_N = 10**6
-RSS_N = 10**9 if LARGE else 10**8
+RSS_N = bench.RSS_N if LARGE else 10**8
 
 
 def _ref_cases():
