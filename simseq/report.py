@@ -65,20 +65,23 @@ def plot_survival(
     *,
     points=(),
     draw=None,
-) -> None:
+):
     """OS from the start of first line, one labelled line per sequence with its Monte
     Carlo 95% band (PNG), x axis to ``x_max`` months (default ``survival_xmax``), and
     published ``points`` (``validation.os_points``) as black diamonds with their CIs.
 
-    ``draw`` runs the drawing (``survival_plot.draw_survival`` and its arguments);
-    default: here. ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a
-    child process that has imported matplotlib meanwhile.
+    ``draw`` starts the drawing (``survival_plot.draw_survival`` and its arguments)
+    and returns a function that waits for the file; default: draw here and now.
+    ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a child process that
+    has imported matplotlib meanwhile. Returns ``draw``'s function that waits.
     """
     from simseq.survival_plot import draw_survival
 
-    draw = draw or (lambda fn, *args: fn(*args))
     args = survival_figure_args(curves, labels, title, transported, x_max, points)
-    draw(draw_survival, path, *args)
+    if draw is None:
+        draw_survival(path, *args)
+        return lambda: None
+    return draw(draw_survival, path, *args)
 
 
 def survival_figure_args(curves, labels, title, transported, x_max=None, points=()):
