@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import traceback
 from types import TracebackType
 
@@ -103,11 +104,16 @@ def _serve(job_fd: int, result_fd: int) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)  # the terminal belongs to the parent
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        # read the job as soon as it comes: it is larger than a pipe holds (~0.2 MB a
+        # sequence), and the parent would wait on its write until matplotlib is imported
+        payload = []
+        reader = threading.Thread(target=lambda: payload.append(_read_all(job_fd)))
+        reader.start()
         import matplotlib.backends.backend_agg  # noqa: F401  (the import is the point)
         import matplotlib.figure  # noqa: F401
 
-        with os.fdopen(job_fd, "rb") as job:
-            payload = job.read()
+        reader.join()
+        payload = payload[0]
         if payload:  # empty when the parent closed without a job
             fn, args = pickle.loads(payload)
             fn(*args)
@@ -116,3 +122,8 @@ def _serve(job_fd: int, result_fd: int) -> None:
         os.write(result_fd, traceback.format_exc().encode())
     finally:
         os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as stream:
+        return stream.read()
