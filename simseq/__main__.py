@@ -1,5 +1,5 @@
 """``python -m simseq`` runs the CLI."""
 
-from simseq.cli import main
+from simseq.cli import console_main
 
-main()
+console_main()

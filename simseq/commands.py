@@ -9,13 +9,13 @@ command needs beyond them: a checked, locked, staged results directory
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numba
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from simseq.calibrate import CACHE_FILE, CalibrationResult, save_cached
 from simseq.extras import check_optional_dependencies
@@ -39,12 +39,17 @@ from simseq.scenario import Scenario, alternative_scenario
 from simseq.simulator import COMPILE_NOTICE, DEFAULT_CHUNK
 from simseq.study import Study, load, parse_sweep
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 MAX_TRAJECTORY_PATIENTS = 100_000
 
 
 def make_console(quiet: bool = False, width: int = 100) -> Console:
     """A console of the terminal's width, or ``width`` columns when the output is piped
     to a file (100: what the results tables fit)."""
+    from rich.console import Console
+
     probe = Console()
     return Console(quiet=quiet, width=None if probe.is_terminal else width)
 
@@ -60,7 +65,8 @@ class _Command:
         self, name: str, path, out, *, quiet, console, force, subdir: str = "", method=None
     ):
         self.name = name
-        self.console = console or make_console(quiet)
+        if console is not None:
+            self.console = console
         self.quiet = quiet
         self.say = None if quiet else self.console.print
         self.study: Study = load(path, method=method)
@@ -68,6 +74,12 @@ class _Command:
         self.out_dir = out_directory(out, default / subdir if subdir else default)
         self.force = force
         self.started = time.perf_counter()
+
+    @functools.cached_property
+    def console(self) -> Console:
+        """The caller's console, else one made on first use: a ``--quiet`` command that
+        prints nothing never imports rich (~40 ms)."""
+        return make_console(self.quiet)
 
     @contextlib.contextmanager
     def staged(self, manifest: str | None = "manifest.json") -> Iterator[Staging]:
@@ -83,14 +95,24 @@ class _Command:
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int | None):
-        """A callback advancing a transient progress bar by its argument."""
+        """A callback advancing a transient progress bar by its argument (none if quiet)."""
+        if self.quiet:
+            yield lambda k: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         bar = Progress(
             TextColumn(description),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=self.quiet,
             transient=True,
         )
         with bar:
@@ -101,6 +123,8 @@ class _Command:
         return round(time.perf_counter() - self.started, 3)
 
     def notes(self, warnings: list[str]) -> None:
+        if self.quiet:
+            return
         for w in warnings:
             self.console.print(f"[yellow]note:[/yellow] {w}")
 

@@ -1,18 +1,25 @@
 """Tables, JSON/CSV writers and plots (written into a results directory's staging
-folder: see ``simseq.results_dir``)."""
+folder: see ``simseq.results_dir``).
+
+rich is imported by the table printers only: a ``--quiet`` command prints none and
+writes its files through this module without it."""
+
+from __future__ import annotations
 
 import csv
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from simseq.fit import Z95
 from simseq.outcomes import SurvivalCurve
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -65,20 +72,23 @@ def plot_survival(
     *,
     points=(),
     draw=None,
-) -> None:
+):
     """OS from the start of first line, one labelled line per sequence with its Monte
     Carlo 95% band (PNG), x axis to ``x_max`` months (default ``survival_xmax``), and
     published ``points`` (``validation.os_points``) as black diamonds with their CIs.
 
-    ``draw`` runs the drawing (``survival_plot.draw_survival`` and its arguments);
-    default: here. ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a
-    child process that has imported matplotlib meanwhile.
+    ``draw`` starts the drawing (``survival_plot.draw_survival`` and its arguments)
+    and returns a function that waits for the file; default: draw here and now.
+    ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a child process that
+    has imported matplotlib meanwhile. Returns ``draw``'s function that waits.
     """
     from simseq.survival_plot import draw_survival
 
-    draw = draw or (lambda fn, *args: fn(*args))
     args = survival_figure_args(curves, labels, title, transported, x_max, points)
-    draw(draw_survival, path, *args)
+    if draw is None:
+        draw_survival(path, *args)
+        return lambda: None
+    return draw(draw_survival, path, *args)
 
 
 def survival_figure_args(curves, labels, title, transported, x_max=None, points=()):
@@ -152,6 +162,9 @@ def _name(sid: str, label: str | None, transported: bool = False) -> str:
 
 def _table(title: str) -> Table:
     """A table without vertical rules: their columns buy the content room at 100 columns."""
+    from rich import box
+    from rich.table import Table
+
     return Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
@@ -232,6 +245,8 @@ def print_validation_mape(console: Console, summary: dict) -> None:
 
 def print_bayes_table(console: Console, posterior) -> None:
     """The posterior mean of each free parameter and each target's predictive check."""
+    from rich.table import Table
+
     r = posterior.imis
     free = Table(
         title=f"Bayesian calibration: ESS {r.ess:.0f}, {r.n_evaluations:,} evaluations, "
@@ -325,6 +340,8 @@ def print_cea_table(console: Console, cea: dict, labels: dict[str, str] | None =
 
 def print_structural_table(console: Console, rows: list[dict]) -> None:
     """The scenario-analysis table: one row per (alternative, sequence)."""
+    from rich.table import Table
+
     econ = "qalys_discounted" in rows[0]
     table = Table(title="Structural alternatives side by side (base-case inputs each)")
     table.add_column("alternative")
@@ -345,6 +362,8 @@ def print_structural_table(console: Console, rows: list[dict]) -> None:
 
 def print_comparisons(console: Console, rows: list[dict]) -> None:
     """Each comparison's difference in median OS, common population beside as observed."""
+    from rich.table import Table
+
     table = Table(
         title="Median OS from first-line start (months): difference, first minus second",
         caption=(

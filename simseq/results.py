@@ -199,10 +199,9 @@ class RunResult(_Result):
         from simseq.calibrate import save_cached
 
         study, tmp = self.study, stage.path
-        write_json(tmp / "summary.json", self.summary_dict)
-        write_csv(tmp / "survival.csv", survival_rows(self.curves))
         sc = self.scenario
-        plot_survival(
+        # first: a forked ``draw`` draws while the files below are written
+        survival_png_written = plot_survival(
             tmp / "survival.png",
             self.curves,
             {sid: sc.sequences[sid].label for sid in self.curves},
@@ -212,6 +211,8 @@ class RunResult(_Result):
             points=validation.os_points(self.summary_dict.get("validation", [])),
             draw=draw,
         )
+        write_json(tmp / "summary.json", self.summary_dict)
+        write_csv(tmp / "survival.csv", survival_rows(self.curves))
         checks = self.summary_dict.get("validation")
         if checks:
             from simseq.validation_plot import plot_validation
@@ -241,27 +242,27 @@ class RunResult(_Result):
                 log.to_parquet(tmp / "trajectories.parquet", index=False)
             else:
                 log.to_csv(tmp / "trajectories.csv", index=False)
-        stage.write_manifest(
-            {
-                **study.manifest_header(),
-                "evidence_records": len(study.evidence),
-                "seed": self.seed,
-                "n_patients": self.n_patients,
-                "checkpointed_tasks_reused": None
-                if self.checkpoints is None
-                else self.checkpoints.reused,
-                "calibration": {
-                    "input_hash": cal.input_hash,
-                    "from_cache": study.calibration_cached,
-                    "note": study.calibration_note,
-                    "values": cal.values,
-                    "n_patients": cal.n_patients,
-                    "seed": cal.seed,
-                    **_bayes_note(study, "base_case", "each free parameter at its posterior mean"),
-                },
-                **(manifest or {}),
-            }
-        )
+        fields = {
+            **study.manifest_header(),  # git's answers (~30 ms) while the plot is drawn
+            "evidence_records": len(study.evidence),
+            "seed": self.seed,
+            "n_patients": self.n_patients,
+            "checkpointed_tasks_reused": None
+            if self.checkpoints is None
+            else self.checkpoints.reused,
+            "calibration": {
+                "input_hash": cal.input_hash,
+                "from_cache": study.calibration_cached,
+                "note": study.calibration_note,
+                "values": cal.values,
+                "n_patients": cal.n_patients,
+                "seed": cal.seed,
+                **_bayes_note(study, "base_case", "each free parameter at its posterior mean"),
+            },
+            **(manifest or {}),
+        }
+        survival_png_written()
+        stage.write_manifest(fields)
 
 
 class _CasesResult(_Result):

@@ -13,23 +13,30 @@ expectation over the stop time given each patient's sojourn (``engine.simulate._
 which is exact in the mean and adds no random numbers.
 """
 
+import functools
+
 import numpy as np
 
-# Gauss-Legendre nodes on (0, 1) for the u-integral: S(-ln(u)/rate) is smooth inside and
-# bounded in [0, 1]; 256 nodes give an exponential line's rate to 1e-10 (relative) for shares
-# from 1e-4 to 0.5, and to 1e-5 up to 0.99
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)
-_U = 0.5 * (_NODES + 1.0)
-_W = 0.5 * _WEIGHTS
 _LOG_RATE_BOUNDS = (np.log(1e-8), np.log(1e4))  # per month
 _TOLERANCE = 1e-12  # on the share
 _MAX_STEPS = 100  # Newton takes about 6; each bisection halves a 27.6-wide log bracket
 
 
+@functools.cache
+def _nodes() -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on (0, 1), float64 (256,) each, for the u-integral:
+    S(-ln(u)/rate) is smooth inside and bounded in [0, 1]; 256 nodes give an exponential
+    line's rate to 1e-10 (relative) for shares from 1e-4 to 0.5, and to 1e-5 up to 0.99.
+    Computed on first use: they cost 35 ms, and most models stop no treatment early."""
+    nodes, weights = np.polynomial.legendre.leggauss(256)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+
+
 def _share_and_slope(log_rate, families, params, hr) -> tuple[np.ndarray, np.ndarray]:
     """``stopped_share`` at exp(log_rate) and its derivative in log_rate,
     integral_0^1 t f(t) du at t = -ln(u) / rate (f the sojourn density), per draw."""
-    t = -np.log(_U)[None, :] / np.exp(log_rate)[:, None]  # (n_draws, nodes), months
+    u, w = _nodes()
+    t = -np.log(u)[None, :] / np.exp(log_rate)[:, None]  # (n_draws, nodes), months
     cumhaz = np.zeros_like(t)
     hazard = np.zeros_like(t)
     for c, fam in enumerate(families):
@@ -37,7 +44,7 @@ def _share_and_slope(log_rate, families, params, hr) -> tuple[np.ndarray, np.nda
         cumhaz += hr[:, c][:, None] * fam.cumhaz(t, *cols)
         hazard += hr[:, c][:, None] * fam.hazard(t, *cols)
     surv = np.exp(-cumhaz)
-    return surv @ _W, (t * hazard * surv) @ _W
+    return surv @ w, (t * hazard * surv) @ w
 
 
 def stopped_share(rate, families, params, hr) -> np.ndarray:

@@ -38,13 +38,32 @@ def test_a_failing_job_raises_with_the_childs_traceback(tmp_path):
         "with ForkedPlotter() as plotter:\n"
         "    assert plotter._pid, 'expected a child'\n"
         "    try:\n"
-        "        plotter.draw(json.loads, '{not json')\n"
+        "        wait = plotter.draw(json.loads, '{not json')\n"
+        "        wait()\n"
         "    except RuntimeError as err:\n"
         "        print('JSONDecodeError' in str(err))\n"
     )
     out = _python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_a_job_never_waited_for_is_stopped_and_reaped(tmp_path):
+    code = (
+        "import os, time\n"
+        "from simseq.forked_plot import ForkedPlotter\n"
+        "with ForkedPlotter() as plotter:\n"
+        "    pid = plotter._pid\n"
+        "    plotter.draw(time.sleep, 60)\n"
+        "assert pid\n"
+        "try:\n"
+        "    os.waitpid(pid, os.WNOHANG)\n"
+        "except ChildProcessError:\n"
+        "    print('reaped')\n"
+    )
+    out = _python(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "reaped"
 
 
 def test_a_child_without_a_job_is_stopped_and_reaped(tmp_path):
