@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import special
+import scipy  # scipy.special is imported on first use: 0.2-0.3 s of every start
 
 from simseq.engine import codes
 from simseq.engine.sample import GENGAMMA_Q_TEMME, TEMME_C0, TEMME_C1
@@ -159,7 +159,7 @@ def _gamma_log_lower_temme(k, x):
     d = (x - k) / k
     eta = np.sign(d) * np.sqrt(-2.0 * _log1pmx(d))
     y = eta * np.sqrt(k)
-    log_cdf = special.log_ndtr(y)
+    log_cdf = scipy.special.log_ndtr(y)
     mills = np.exp(-0.5 * y * y - _HALF_LOG_2PI - log_cdf)
     return log_cdf + np.log1p(-mills / np.sqrt(k) * (1.0 / d - 1.0 / eta))
 
@@ -179,9 +179,9 @@ def _gamma_tails(k, log_x):
     k, log_x = _floats(k, log_x)
     with np.errstate(**_ERRSTATE):
         x = np.exp(log_x)
-        p = special.gammainc(k, x)
-        q = special.gammaincc(k, x)
-        gln = special.gammaln(k)
+        p = scipy.special.gammainc(k, x)
+        q = scipy.special.gammaincc(k, x)
+        gln = scipy.special.gammaln(k)
         log_x_pdf = np.where(np.isinf(x), -np.inf, k * log_x - x - gln)
         log_sf = np.where(p < 0.5, np.log1p(-p), np.log(q))
         log_cdf = np.where(q < 0.5, np.log1p(-q), np.log(p))
@@ -209,11 +209,11 @@ def _gamma_tails(k, log_x):
             xh = np.empty_like(xl)
             if np.any(big):
                 vals[big] = _gamma_log_lower_temme(kl[big], xl[big])
-                xh[big] = lxl[big] * kl[big] - xl[big] - special.gammaln(kl[big]) - vals[big]
+                xh[big] = lxl[big] * kl[big] - xl[big] - scipy.special.gammaln(kl[big]) - vals[big]
             if np.any(~big):
                 ks, xs, lxs = kl[~big], xl[~big], lxl[~big]
                 ls = _gamma_log_lower_series(ks, xs)
-                vals[~big] = ks * lxs - xs - special.gammaln(ks + 1.0) + ls
+                vals[~big] = ks * lxs - xs - scipy.special.gammaln(ks + 1.0) + ls
                 xh[~big] = np.log(ks) - ls
             log_cdf[lower] = vals
             log_xh_cdf[lower] = xh
@@ -232,8 +232,8 @@ def _gamma_x_sf(k, e):
     with np.errstate(**_ERRSTATE):
         return np.where(
             e < _LN2,
-            special.gammaincinv(k, -np.expm1(-e)),
-            special.gammainccinv(k, np.exp(-e)),
+            scipy.special.gammaincinv(k, -np.expm1(-e)),
+            scipy.special.gammainccinv(k, np.exp(-e)),
         )
 
 
@@ -243,8 +243,8 @@ def _gamma_x_cdf(k, e):
     with np.errstate(**_ERRSTATE):
         return np.where(
             e < _LN2,
-            special.gammainccinv(k, -np.expm1(-e)),
-            special.gammaincinv(k, np.exp(-e)),
+            scipy.special.gammainccinv(k, -np.expm1(-e)),
+            scipy.special.gammaincinv(k, np.exp(-e)),
         )
 
 
@@ -305,10 +305,10 @@ def _gengamma_temme(w, q):
         # Far out in one tail (S or F below exp(-5000) at |Q| = 0.01) the two terms
         # cancel beyond what the truncated expansion resolves; that tail is then 0,
         # exactly as in the kernel.
-        log_upper = special.log_ndtr(-y)
+        log_upper = scipy.special.log_ndtr(-y)
         arg = qc * np.exp(log_phi - log_upper)
         log_s = np.where(arg <= -1.0, -np.inf, log_upper + np.log1p(np.maximum(arg, -1.0)))
-        log_lower = special.log_ndtr(y)
+        log_lower = scipy.special.log_ndtr(y)
         arg = -qc * np.exp(log_phi - log_lower)
         log_f = np.where(arg <= -1.0, -np.inf, log_lower + np.log1p(np.maximum(arg, -1.0)))
     log_s = np.where(finite, log_s, np.where(w < 0.0, 0.0, -np.inf))
@@ -328,10 +328,10 @@ def _gengamma_temme_w_at(e, q):
         log_f_target = np.log(-np.expm1(-e))
         w = np.where(
             left,
-            special.ndtri(-np.expm1(-e)),
+            scipy.special.ndtri(-np.expm1(-e)),
             np.where(
                 e < 700.0,
-                -special.ndtri(np.exp(-e)),
+                -scipy.special.ndtri(np.exp(-e)),
                 np.sqrt(2.0 * e - np.log(4.0 * np.pi * e)),
             ),
         )
@@ -374,7 +374,7 @@ def _gengamma_log_mean(mu, sigma, q):
         k = 1.0 / (qb * qb)
         r = sigma / qb
         kr = np.where(finite, k + r, 1.0)
-        big = special.gammaln(kr) - special.gammaln(k) - r * np.log(k)
+        big = scipy.special.gammaln(kr) - scipy.special.gammaln(k) - r * np.log(k)
         xs = np.where(finite, x, 0.0)
         tiny_x = np.abs(xs) < 0.1
         xt = np.where(tiny_x, xs, 0.0)
@@ -400,7 +400,7 @@ def _exp_e1(z):
     """exp(z) E1(z) for z > 0, without overflow for large z."""
     z = np.asarray(z, dtype=np.float64)
     with np.errstate(**_ERRSTATE):
-        direct = np.exp(z) * special.exp1(z)
+        direct = np.exp(z) * scipy.special.exp1(z)
         zs = np.where(z > 50.0, z, 50.0)
         # Asymptotic series; at z > 50 the 20-term truncation error is < 1e-17.
         series = np.zeros_like(zs)
@@ -513,7 +513,7 @@ def _weibull_line(times, surv):
 def _lnorm_line(times, surv):
     """(meanlog, sdlog) of the log-normal line ``probit(1 - S) = (log t - meanlog) / sdlog``
     through the points, 1/sdlog clipped to [0.02, 20]."""
-    a, b = _line(np.log(times), special.ndtri(1 - surv))
+    a, b = _line(np.log(times), scipy.special.ndtri(1 - surv))
     sdlog = 1.0 / min(max(b, 0.02), 20.0)
     return -a * sdlog, sdlog
 
@@ -908,7 +908,9 @@ class _Weibull(Family):
         # in log space so a huge Gamma(1 + 1/shape) times a tiny P stays finite.
         a = 1.0 / shape
         log_value = (
-            np.log(scale) + special.gammaln(1.0 + a) + _gamma_logcdf(a, (horizon / scale) ** shape)
+            np.log(scale)
+            + scipy.special.gammaln(1.0 + a)
+            + _gamma_logcdf(a, (horizon / scale) ** shape)
         )
         return np.exp(log_value), np.ones(np.shape(horizon), bool)
 
@@ -950,7 +952,7 @@ class _LogLogistic(Family):
         y = t / scale
         low = shape / scale * y ** (shape - 1.0) / (1.0 + y**shape)
         # h = (shape / t) * y^shape / (1 + y^shape), which cannot overflow for y > 1.
-        high = shape / t * special.expit(shape * np.log(y))
+        high = shape / t * scipy.special.expit(shape * np.log(y))
         return np.where(y <= 1.0, low, high)
 
     def _time_at(self, e, shape, scale):
@@ -969,8 +971,8 @@ class _LogLogistic(Family):
         # For shape > 1: with y = x/(1+x), x = (t/scale)^shape, the integral becomes
         # mean * I_y(1/shape, 1 - 1/shape) (regularised incomplete beta).
         a = np.where(shape > 1.0, shape, 2.0)
-        y = special.expit(a * np.log(horizon / scale))
-        value = np.where(np.isinf(horizon), 1.0, special.betainc(1.0 / a, 1.0 - 1.0 / a, y))
+        y = scipy.special.expit(a * np.log(horizon / scale))
+        value = np.where(np.isinf(horizon), 1.0, scipy.special.betainc(1.0 / a, 1.0 - 1.0 / a, y))
         value = self._mean(shape, scale) * value
         available = (shape > 1.0) | np.isinf(horizon)
         return np.where(horizon <= 0.0, 0.0, value), available | (horizon <= 0.0)
@@ -999,18 +1001,18 @@ class _LogLogistic(Family):
 
 def _lnorm_cumhaz(t, meanlog, sdlog):
     z = (np.log(t) - meanlog) / sdlog
-    return -special.log_ndtr(-z)
+    return -scipy.special.log_ndtr(-z)
 
 
 def _lnorm_hazard(t, meanlog, sdlog):
     z = (np.log(t) - meanlog) / sdlog
-    log_h = -0.5 * z * z - _HALF_LOG_2PI - np.log(sdlog * t) - special.log_ndtr(-z)
+    log_h = -0.5 * z * z - _HALF_LOG_2PI - np.log(sdlog * t) - scipy.special.log_ndtr(-z)
     return np.where((t == 0.0) | np.isinf(t), 0.0, np.exp(log_h))
 
 
 def _lnorm_time_at(e, meanlog, sdlog):
     # ndtri of the smaller of S = exp(-e) and F = -expm1(-e), as in the kernel.
-    z = np.where(e < _LN2, special.ndtri(-np.expm1(-e)), -special.ndtri(np.exp(-e)))
+    z = np.where(e < _LN2, scipy.special.ndtri(-np.expm1(-e)), -scipy.special.ndtri(np.exp(-e)))
     return np.exp(meanlog + sdlog * z)
 
 
@@ -1019,8 +1021,8 @@ def _lnorm_rmst(horizon, meanlog, sdlog):
     # exp(meanlog + sdlog^2/2) Phi((log tau - meanlog - sdlog^2) / sdlog).
     mean = np.exp(meanlog + 0.5 * sdlog * sdlog)
     z = (np.log(horizon) - meanlog) / sdlog
-    tau_s = np.where(np.isinf(horizon) | (horizon <= 0.0), 0.0, horizon * special.ndtr(-z))
-    return tau_s + mean * special.ndtr(z - sdlog)
+    tau_s = np.where(np.isinf(horizon) | (horizon <= 0.0), 0.0, horizon * scipy.special.ndtr(-z))
+    return tau_s + mean * scipy.special.ndtr(z - sdlog)
 
 
 @dataclass(frozen=True)
@@ -1041,10 +1043,10 @@ class _LogNormal(Family):
         return _lnorm_rmst(horizon, meanlog, sdlog), np.ones(np.shape(horizon), bool)
 
     def solve_scale(self, t, s, params):
-        return math.log(t) - params["sdlog"] * special.ndtri(1.0 - s)
+        return math.log(t) - params["sdlog"] * scipy.special.ndtri(1.0 - s)
 
     def _scale_at(self, t, s, meanlog, sdlog):
-        return np.log(t) - sdlog * special.ndtri(1.0 - s)
+        return np.log(t) - sdlog * scipy.special.ndtri(1.0 - s)
 
     def starts(self, times, surv, fixed):
         meanlog, sdlog = _lnorm_line(times, surv)
@@ -1053,7 +1055,7 @@ class _LogNormal(Family):
     def two_point_fit(self, points):
         # probit of death linear in log t: z = (log t - meanlog) / sdlog
         (t1, s1), (t2, s2) = points
-        z1, z2 = special.ndtri(1.0 - s1), special.ndtri(1.0 - s2)
+        z1, z2 = scipy.special.ndtri(1.0 - s1), scipy.special.ndtri(1.0 - s2)
         sdlog = (math.log(t2) - math.log(t1)) / (z2 - z1)
         return (math.log(t1) - sdlog * z1, sdlog)
 
@@ -1070,7 +1072,7 @@ class _Gompertz(Family):
     def _cumhaz(self, t, shape, rate):
         # rate t exprel(shape t) is rate/shape expm1(shape t) without the 0/0 at
         # shape = 0; at t = inf it tends to -rate/shape (shape < 0) or inf.
-        finite = rate * t * special.exprel(shape * t)
+        finite = rate * t * scipy.special.exprel(shape * t)
         limit = np.where(shape < 0.0, -rate / np.where(shape < 0.0, shape, -1.0), np.inf)
         return np.where(np.isinf(t), limit, finite)
 
@@ -1135,7 +1137,7 @@ class _Gamma(Family):
         log_x = np.log(rate * t)
         log_xh = _gamma_tails(shape, log_x)[2]
         # At t = 0 the hazard is the density: inf, rate or 0 for shape <, =, > 1.
-        at0 = rate * np.exp(special.xlogy(shape - 1.0, 0.0) - special.gammaln(shape))
+        at0 = rate * np.exp(scipy.special.xlogy(shape - 1.0, 0.0) - scipy.special.gammaln(shape))
         h = np.where(t == 0.0, at0, rate * np.exp(log_xh - log_x))
         return np.where(np.isinf(t), rate, h)
 
@@ -1146,16 +1148,16 @@ class _Gamma(Family):
         # integral_0^tau S = tau Q(k, rate tau) + (k / rate) P(k + 1, rate tau).
         x = rate * horizon
         tau_s = np.where(
-            np.isinf(horizon) | (horizon <= 0.0), 0.0, horizon * special.gammaincc(shape, x)
+            np.isinf(horizon) | (horizon <= 0.0), 0.0, horizon * scipy.special.gammaincc(shape, x)
         )
-        value = tau_s + shape / rate * special.gammainc(shape + 1.0, x)
+        value = tau_s + shape / rate * scipy.special.gammainc(shape + 1.0, x)
         return value, np.ones(np.shape(horizon), bool)
 
     def solve_scale(self, t, s, params):
-        return special.gammainccinv(params["shape"], s) / t
+        return scipy.special.gammainccinv(params["shape"], s) / t
 
     def _scale_at(self, t, s, shape, rate):
-        return special.gammainccinv(shape, s) / t
+        return scipy.special.gammainccinv(shape, s) / t
 
     def starts(self, times, surv, fixed):
         # Two shape guesses from the Weibull slope, the rate through the median point
@@ -1216,7 +1218,7 @@ class _GenGamma(Family):
         qp = np.where(positive, q, 1.0)
         kp = 1.0 / (qp * qp)
         c0 = 1.0 / (qp * sigma)
-        at0_unit = np.exp(np.log(qp / sigma) + kp * np.log(kp) - mu - special.gammaln(kp))
+        at0_unit = np.exp(np.log(qp / sigma) + kp * np.log(kp) - mu - scipy.special.gammaln(kp))
         at0 = np.where(c0 > 1.0, 0.0, np.where(c0 < 1.0, np.inf, at0_unit))
         c_inf = qp / sigma
         at_inf = np.where(c_inf > 1.0, np.inf, np.where(c_inf < 1.0, 0.0, kp * np.exp(-mu)))
@@ -1239,7 +1241,7 @@ class _GenGamma(Family):
         # for |Q| >= GENGAMMA_Q_TEMME only, where SciPy's gammainc is accurate.
         kr = np.where(finite, k + sigma / qs, 1.0)
         g = np.exp(np.log(k) + qs * (np.log(horizon) - mu) / sigma)
-        part = np.where(qs > 0.0, special.gammainc(kr, g), special.gammaincc(kr, g))
+        part = np.where(qs > 0.0, scipy.special.gammainc(kr, g), scipy.special.gammaincc(kr, g))
         surv = np.exp(-self._cumhaz(horizon, mu, sigma, q))
         tau_s = np.where(np.isinf(horizon) | (horizon <= 0.0), 0.0, horizon * surv)
         value = np.where(np.isinf(horizon), mean, tau_s + mean * part)
@@ -1253,11 +1255,11 @@ class _GenGamma(Family):
     def solve_scale(self, t, s, params):
         sigma, q = params["sigma"], params["Q"]
         if q == 0:
-            w = special.ndtri(1.0 - s)
+            w = scipy.special.ndtri(1.0 - s)
         else:
             k = 1.0 / (q * q)
             # flexsurv: S = Q(k, u) for Q > 0 and P(k, u) for Q < 0, u = k exp(Q w)
-            u = special.gammainccinv(k, s) if q > 0 else special.gammaincinv(k, s)
+            u = scipy.special.gammainccinv(k, s) if q > 0 else scipy.special.gammaincinv(k, s)
             w = math.log(u / k) / q
         return math.log(t) - sigma * w
 
@@ -1265,8 +1267,8 @@ class _GenGamma(Family):
         zero = q == 0.0
         qs = np.where(zero, 1.0, q)
         k = 1.0 / (qs * qs)
-        u = np.where(qs > 0.0, special.gammainccinv(k, s), special.gammaincinv(k, s))
-        w = np.where(zero, special.ndtri(1.0 - s), np.log(u / k) / qs)
+        u = np.where(qs > 0.0, scipy.special.gammainccinv(k, s), scipy.special.gammaincinv(k, s))
+        w = np.where(zero, scipy.special.ndtri(1.0 - s), np.log(u / k) / qs)
         return np.log(t) - sigma * w
 
     def starts(self, times, surv, fixed):

@@ -30,6 +30,7 @@ from simseq.engine.codes import (
     TALLY_NAMES,
     TALLY_OS_GIVEN_ENTRY,
 )
+from simseq.engine.sample import bind_special_functions
 from simseq.engine.simulate import simulate_kernel
 from simseq.model import ModelArrays, econ_range_problem
 
@@ -168,6 +169,8 @@ def kernel_variant(model: ModelArrays) -> tuple:
     None, numba leaves that code out of the compiled kernel (see ``walk_block``), which
     keeps the usual compile short; the first model that needs it compiles its variant."""
     exact = not np.isin(model.clock_family, (FAMILY_WEIBULL, FAMILY_EXPONENTIAL)).all()
+    if exact:
+        bind_special_functions()  # the exact samplers call SciPy: bound before they load
     competing = bool((model.state_clock_hi - model.state_clock_lo > 1).any())
     return (_NEEDED if exact else None, _NEEDED if competing else None)
 

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaincinv
+import scipy  # scipy.special is imported on first use (see distributions)
 
 from simseq.cox import fit_binary
 from simseq.fit import Z95
@@ -287,8 +287,8 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
     """Exact (Clopper-Pearson) 95% interval of a proportion k / n: beta quantiles, the
     interval ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` gives
     (scipy.stats itself costs a second of start-up)."""
-    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, 0.025))
-    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 0.975))
+    low = 0.0 if k == 0 else float(scipy.special.betaincinv(k, n - k + 1, 0.025))
+    high = 1.0 if k == n else float(scipy.special.betaincinv(k + 1, n - k, 0.975))
     return low, high
 
 

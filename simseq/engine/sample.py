@@ -10,7 +10,8 @@ NumPy and is the reference these kernels are tested against.
 SciPy's special functions are reached through ``scipy.special.cython_special``.
 The C addresses are registered as named LLVM symbols (not ctypes pointers)
 because Numba refuses to cache functions that hold ctypes pointers, and a cache
-miss here would recompile the hot loop in every worker process.
+miss here would recompile the hot loop in every worker process. They are
+registered on demand (``bind_special_functions``), not at import.
 """
 
 import math
@@ -70,18 +71,51 @@ _LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _cython_special(name, n_args):
-    """Bind ``scipy.special.cython_special.<name>`` (double args) for use in kernels."""
-    symbol = f"simseq_cython_special_{name}"
-    llvm.add_symbol(symbol, get_cython_function_address("scipy.special.cython_special", name))
+# scipy.special.cython_special functions the exact samplers call: name -> number of
+# double arguments. Cython's name of the float64 specialisation where it is fused.
+_SPECIAL_FUNCTIONS = {"ndtri": 1, "gammaincinv": 2, "gammainccinv": 2, "__pyx_fuse_1log_ndtr": 1}
+
+
+def _symbol(name):
+    return f"simseq_cython_special_{name}"
+
+
+def _external(name):
+    """The kernels' handle on ``scipy.special.cython_special.<name>``: a call to a named
+    symbol, whose address ``bind_special_functions`` registers."""
+    n_args = _SPECIAL_FUNCTIONS[name]
     # The trailing int is Cython's ``__pyx_skip_dispatch`` flag of cpdef functions.
-    return types.ExternalFunction(symbol, types.float64(*([types.float64] * n_args), types.intc))
+    return types.ExternalFunction(
+        _symbol(name), types.float64(*([types.float64] * n_args), types.intc)
+    )
 
 
-_ndtri = _cython_special("ndtri", 1)
-_gammaincinv = _cython_special("gammaincinv", 2)
-_gammainccinv = _cython_special("gammainccinv", 2)
-_log_ndtr = _cython_special("__pyx_fuse_1log_ndtr", 1)  # the float64 specialisation
+_bound = False
+
+
+def bind_special_functions():
+    """Register the C addresses of SciPy's special functions the exact samplers call.
+
+    Must run before compiled code that calls them is compiled or loaded from numba's
+    cache (an unregistered symbol crashes the process): ``simulator.kernel_variant``
+    calls it for models with non-Weibull clocks, and callers of ``time_at_cumhaz`` or
+    ``sample_times`` from Python call it first. Not at import: importing scipy.special
+    takes 0.2-0.3 s, a fifth of a small run's start, and Weibull models never need it.
+    Idempotent.
+    """
+    global _bound
+    if _bound:
+        return
+    for name in _SPECIAL_FUNCTIONS:
+        address = get_cython_function_address("scipy.special.cython_special", name)
+        llvm.add_symbol(_symbol(name), address)
+    _bound = True
+
+
+_ndtri = _external("ndtri")
+_gammaincinv = _external("gammaincinv")
+_gammainccinv = _external("gammainccinv")
+_log_ndtr = _external("__pyx_fuse_1log_ndtr")
 
 
 @njit(cache=True, nogil=True)
@@ -291,7 +325,8 @@ def time_at_cumhaz(code, p0, p1, p2, e):
 
 @njit(cache=True, nogil=True)
 def sample_times(code, params, hr, u):
-    """Event times with ``S(t) = u``, where ``S = S0 ** hr``.
+    """Event times with ``S(t) = u``, where ``S = S0 ** hr``. Called from Python,
+    ``bind_special_functions()`` first.
 
     Parameters
     ----------

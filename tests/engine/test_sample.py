@@ -19,7 +19,14 @@ from scipy import stats
 
 from simseq.distributions import FAMILIES, Distribution
 from simseq.engine import codes
-from simseq.engine.sample import GENGAMMA_Q_TEMME, sample_times, time_at_cumhaz
+from simseq.engine.sample import (
+    GENGAMMA_Q_TEMME,
+    bind_special_functions,
+    sample_times,
+    time_at_cumhaz,
+)
+
+bind_special_functions()  # these tests call the exact samplers from Python
 
 SEED = 20240611
 N = 100_000
@@ -160,7 +167,8 @@ def test_kernels_are_cached():
         import numpy as np
         from numba.core.errors import NumbaWarning
         warnings.simplefilter("error", NumbaWarning)
-        from simseq.engine.sample import sample_times
+        from simseq.engine.sample import bind_special_functions, sample_times
+        bind_special_functions()
         sample_times(1, np.array([1.5, 2.0, 0.0]), 1.0, np.array([0.5]))
         print(sum(sample_times.stats.cache_hits.values()))
         """
