@@ -505,16 +505,23 @@ def _line(x, y):
 def _weibull_line(times, surv):
     """(shape, scale) of the Weibull line ``log H = shape log t - shape log scale``
     through the points, shape clipped to [0.05, 50]."""
-    a, b = _line(np.log(times), np.log(-np.log(surv)))
+    x, y = np.log(times), np.log(-np.log(surv))
+    a, b = _line(x, y)
     shape = min(max(b, 0.05), 50.0)
+    if shape != b:  # a clipped slope keeps the line through the points' centroid
+        return shape, math.exp(np.mean(x) - np.mean(y) / shape)
     return shape, math.exp(-a / shape)
 
 
 def _lnorm_line(times, surv):
     """(meanlog, sdlog) of the log-normal line ``probit(1 - S) = (log t - meanlog) / sdlog``
     through the points, 1/sdlog clipped to [0.02, 20]."""
-    a, b = _line(np.log(times), scipy.special.ndtri(1 - surv))
-    sdlog = 1.0 / min(max(b, 0.02), 20.0)
+    x, y = np.log(times), scipy.special.ndtri(1 - surv)
+    a, b = _line(x, y)
+    slope = min(max(b, 0.02), 20.0)
+    sdlog = 1.0 / slope
+    if slope != b:  # a clipped slope keeps the line through the points' centroid
+        return float(np.mean(x) - np.mean(y) * sdlog), sdlog
     return -a * sdlog, sdlog
 
 
