@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from simseq.commands import run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,30 +50,16 @@ def test_a_failing_job_raises_with_the_childs_traceback(tmp_path):
     assert out.stdout.strip() == "True"
 
 
-def test_a_job_never_waited_for_is_stopped_and_reaped(tmp_path):
+@pytest.mark.parametrize(
+    "job", ["    plotter.draw(time.sleep, 60)\n", ""], ids=["job-never-waited-for", "no-job"]
+)
+def test_a_child_left_behind_is_stopped_and_reaped(tmp_path, job):
     code = (
         "import os, time\n"
         "from simseq.forked_plot import ForkedPlotter\n"
         "with ForkedPlotter() as plotter:\n"
         "    pid = plotter._pid\n"
-        "    plotter.draw(time.sleep, 60)\n"
-        "assert pid\n"
-        "try:\n"
-        "    os.waitpid(pid, os.WNOHANG)\n"
-        "except ChildProcessError:\n"
-        "    print('reaped')\n"
-    )
-    out = _python(code, tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "reaped"
-
-
-def test_a_child_without_a_job_is_stopped_and_reaped(tmp_path):
-    code = (
-        "import os\n"
-        "from simseq.forked_plot import ForkedPlotter\n"
-        "with ForkedPlotter() as plotter:\n"
-        "    pid = plotter._pid\n"
+        f"{job}"
         "assert pid\n"
         "try:\n"
         "    os.waitpid(pid, os.WNOHANG)\n"
