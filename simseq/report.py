@@ -114,9 +114,10 @@ def survival_figure_args(curves, labels, title, transported, x_max=None, points=
     if x_max is None:
         x_max = survival_xmax(curves)
     n = min(c.n for c in curves.values())
-    notes = [
-        f"Shaded: Monte Carlo 95% intervals (simulation noise at N = {n:,}; at most "
-        f"±{widest:.1%} here). Input (parameter) uncertainty is not included: see the PSA."
+    noise = "below ±0.1%" if widest < 0.0005 else f"at most ±{widest:.1%}"  # never "±0.0%"
+    notes = [  # two lines: one is wider than the figure at large N
+        f"Shaded: Monte Carlo 95% intervals (simulation noise at N = {n:,}; {noise} here).",
+        "Input (parameter) uncertainty is not included in them: see the PSA.",
     ]
     horizon = max(float(c.times[-1]) for c in curves.values())
     if x_max < horizon:
