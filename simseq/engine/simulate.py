@@ -693,29 +693,59 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
     _add_exact(out, r, q, ECON_COST_DISC, b, _fixed(cost_d, ECON_SCALE_COST))
 
 
+# Up to this many covariates the 1/multipliers of every covariate pattern are tabled once
+# per task (2^n_cov x n_clocks), so a patient costs a row copy instead of an exp a clock.
+MAX_TABLED_COVARIATES = 8
+
+
+@njit(inline="always", nogil=True, error_model="numpy")
+def _inv_multiplier(has, c, cov_log_hr, inv_hr):
+    """1 / (hazard multiplier) of clock c for covariate pattern ``has`` (bit k: has k)."""
+    lin = 0.0
+    for k in range(cov_log_hr.shape[1]):
+        if has & (1 << k):
+            lin += cov_log_hr[c, k]
+    return inv_hr[c] * np.exp(-lin)
+
+
 @njit(nogil=True, error_model="numpy")
-def _block_setup(seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, keys, inv_mult):
+def _multiplier_table(cov_log_hr, inv_hr):
+    """float64 (2^n_cov, n_clocks): ``_inv_multiplier`` of every pattern, or no rows when
+    there are no covariates or more than MAX_TABLED_COVARIATES (then computed per patient)."""
+    n_cov = cov_log_hr.shape[1]
+    n_clocks = inv_hr.shape[0]
+    n_patterns = 1 << n_cov if 0 < n_cov <= MAX_TABLED_COVARIATES else 0
+    table = np.empty((n_patterns, n_clocks))
+    for has in range(n_patterns):
+        for c in range(n_clocks):
+            table[has, c] = _inv_multiplier(has, c, cov_log_hr, inv_hr)
+    return table
+
+
+@njit(nogil=True, error_model="numpy")
+def _block_setup(
+    seed, draw_idx, p_lo, n, cov_prevalence, cov_log_hr, inv_hr, table, keys, inv_mult
+):
     """Stream keys of patients p_lo..p_lo+n-1 and, with covariates, 1/multiplier per clock
-    (without covariates walk_block reads 1/hr directly)."""
+    (without covariates walk_block reads 1/hr directly), from ``table``
+    (``_multiplier_table``) when it has rows."""
     n_cov = cov_prevalence.shape[0]
     n_clocks = inv_hr.shape[0]
     for i in range(n):  # a SIMD loop
         keys[i] = patient_key(seed, draw_idx, p_lo + i)
     if n_cov == 0:
         return
+    tabled = table.shape[0] > 0
     for i in range(n):
         key = keys[i]
-        if True:
-            has = 0  # bit k set: the patient has covariate k (n_cov <= 63, checked by the model)
-            for k in range(n_cov):
-                if uniform(key, k) < cov_prevalence[k]:
-                    has |= 1 << k
-            for c in range(n_clocks):
-                lin = 0.0
-                for k in range(n_cov):
-                    if has & (1 << k):
-                        lin += cov_log_hr[c, k]
-                inv_mult[i, c] = inv_hr[c] * np.exp(-lin)
+        has = 0  # bit k set: the patient has covariate k (n_cov <= 63, checked by the model)
+        for k in range(n_cov):
+            if uniform(key, k) < cov_prevalence[k]:
+                has |= 1 << k
+        for c in range(n_clocks):
+            inv_mult[i, c] = (
+                table[has, c] if tabled else _inv_multiplier(has, c, cov_log_hr, inv_hr)
+            )
 
 
 @njit(nogil=True)
@@ -868,10 +898,13 @@ def simulate_kernel(
         keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
             max_steps, clock_hr.shape[1], counter_base
         )
+        table = _multiplier_table(log_hr, tables[3])
         stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(lo, hi, BLOCK):
             n = min(BLOCK, hi - b_lo)
-            _block_setup(seed, stream, b_lo, n, prevalence, log_hr, tables[3], keys, inv_mult)
+            _block_setup(
+                seed, stream, b_lo, n, prevalence, log_hr, tables[3], table, keys, inv_mult
+            )
             for q in range(seq_start_state.shape[0]):
                 walk_block(
                     competing_clocks,

@@ -24,6 +24,7 @@ from simseq.engine.codes import EVENT_DEATH, EVENT_PROGRESSION, TALLY_OS_GIVEN_E
 from simseq.engine.simulate import (
     BLOCK,
     _block_setup,
+    _multiplier_table,
     _walk_items,
     _walk_single_clock,
     _work_arrays,
@@ -108,7 +109,8 @@ def _walk(walk, model, start_state, p_lo, n, record_path=True):
     keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
         model.max_steps, clock_hr.shape[0], cov_prevalence.shape[0]
     )
-    _block_setup(SEED, 0, p_lo, n, cov_prevalence, cov_log_hr, tables[3], keys, inv_mult)
+    table = _multiplier_table(cov_log_hr, tables[3])
+    _block_setup(SEED, 0, p_lo, n, cov_prevalence, cov_log_hr, tables[3], table, keys, inv_mult)
     exact, _ = kernel_variant(model)
     walk(
         keys,
@@ -249,3 +251,20 @@ def test_summary_needs_only_the_summary_tallies():
     for seq in model.seq_names:
         expected = sequence_summary(model, full, seq, HORIZON, (12.0, 24.0))
         assert sequence_summary(model, kept, seq, HORIZON, (12.0, 24.0)) == expected
+
+
+def test_tabled_multipliers_equal_those_computed_per_patient():
+    """_block_setup from the per-pattern table gives every patient's 1/multipliers bit for
+    bit as computed per patient (the path taken above MAX_TABLED_COVARIATES)."""
+    model = SINGLE_CLOCK_MODELS["slow_families_covariate"]()
+    cov_prevalence, cov_log_hr, clock_params, clock_hr, dest_cumprob, _, _ = model.numbers(0)
+    tables = draw_tables(model.structure, clock_params, clock_hr, dest_cumprob)
+    outputs = []
+    for table in (_multiplier_table(cov_log_hr, tables[3]), np.empty((0, clock_hr.shape[0]))):
+        keys, inv_mult, *_ = _work_arrays(model.max_steps, clock_hr.shape[0], 1)
+        _block_setup(
+            SEED, 0, 0, BLOCK, cov_prevalence, cov_log_hr, tables[3], table, keys, inv_mult
+        )
+        outputs.append(inv_mult.copy())
+    assert len(np.unique(outputs[0][:, 0])) == 2  # patients with and without the covariate
+    np.testing.assert_array_equal(outputs[0], outputs[1])
