@@ -109,7 +109,9 @@ def test_survival_xmax_is_the_horizon_when_a_curve_never_reaches_one_percent():
     curves = {"a": exponential_curve(8.0), "b": exponential_curve(60.0)}
     assert survival_xmax(curves) == 120.0
     _, _, x_max, notes, _, _ = survival_figure_args(curves, {}, "t", set(), x_max=30.0)
-    assert x_max == 30.0 and len(notes) == 2  # bands, and where the curves are cut
+    # the bands (two lines: what they are, what they leave out), and where the curves are cut
+    assert x_max == 30.0 and len(notes) == 3
+    assert notes[-1].startswith("Drawn to 30 months")
 
 
 # --------------------------------------------------------------------------- CE plane and CEAC
