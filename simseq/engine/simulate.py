@@ -539,51 +539,85 @@ def _add_os(hist, r, j, death_time, inv_width):
         hist[r, j, 1, n_bins - 1] += 1
 
 
+NOT_KEPT = np.uint64(1 << 63)  # offset of a histogram not kept (see _task_tally)
+EXIT_LANES = 4  # copies of the exit counts; patient i counts into copy i % EXIT_LANES
+
+
+@njit(nogil=True)
+def _task_tally(tally_sink, task):
+    """What a task's path tally writes to, set up once per task: row ``task`` of the
+    sink's histograms as one flat array, the offset of histogram (kind k, state s) in it
+    (uint64 (N_TALLIES, n_states); NOT_KEPT where not kept), and its own zeroed exit
+    counts int64 (EXIT_LANES, n_states, N_EVENTS + 1), which the kernel adds into the
+    sink's row when the task ends. Empty arrays when there is no tally sink.
+
+    Why: flat unsigned offsets spare each count the strided index arithmetic and
+    negative-index checks (about half the tally's instructions), and exit counts of a
+    task's own, in lanes, neither share a cache line with another thread's nor make
+    consecutive patients' increments of one count wait on each other."""
+    if tally_sink is None:
+        return (
+            np.zeros(0, np.int64),
+            np.zeros((0, 0), np.uint64),
+            np.zeros((EXIT_LANES, 0, N_EVENTS + 1), np.int64),
+        )
+    slot_of, hist, n_states = tally_sink[1], tally_sink[3], tally_sink[4].shape[1]
+    offset = np.full(slot_of.shape, NOT_KEPT, np.uint64)
+    for k in range(slot_of.shape[0]):
+        for s in range(slot_of.shape[1]):
+            if slot_of[k, s] >= 0:
+                offset[k, s] = slot_of[k, s] * 2 * hist.shape[3]
+    lanes = np.zeros((EXIT_LANES, n_states, N_EVENTS + 1), np.int64)
+    return hist[task].reshape(-1), offset, lanes
+
+
 @njit(inline="always", nogil=True)
-def _tally_path(i, n_steps, death_time, horizon, path, inv_width, slot_of, r, hist, exit_counts):
-    """Add patient i's walked path (row i of the path arrays) to hist[r, n_kept, 2, n_bins]
-    (kind k of state s into slot ``slot_of[k, s]`` when that is >= 0) and
-    exit_counts[r, n_states, N_EVENTS + 1] (every state).
+def _ubin(t, inv_width, last):
+    """Bin of time t >= 0 (months), the last bin taking what lies beyond; unsigned."""
+    return min(np.uint64(t * inv_width), last)
+
+
+@njit(inline="always", nogil=True)
+def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_tally):
+    """Add patient i's walked path (row i of the path arrays) to the task's histograms
+    and exit counts (``_task_tally``): histogram (kind k, state s) holds [event times,
+    censoring times] of n_bins bins each, from offset[k, s] of the flat row.
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
     """
     path_state, path_enter, path_exit, path_event = path
-    n_bins = hist.shape[3]
-    dead = death_time < np.inf
+    flat, offset, lanes = task_tally
+    exits = lanes[np.uint64(i) % EXIT_LANES]
+    last = np.uint64(n_bins - 1)
+    censored_half = np.uint64(0) if death_time < np.inf else np.uint64(n_bins)
+    t_end = min(death_time, horizon)  # death, or censoring at the horizon
     for k in range(n_steps):
-        s = path_state[i, k]
+        s = np.uint64(path_state[i, k])
         te = path_enter[i, k]
-        tx = path_exit[i, k]
+        tx = path_exit[i, k]  # the horizon when still there at the horizon
         ev = path_event[i, k]
-        exit_counts[r, s, ev if ev >= 0 else N_EVENTS] += 1
-        j = slot_of[TALLY_ENTRY_TIME, s]
-        if j >= 0:
-            hist[r, j, 0, _bin(te, inv_width, n_bins)] += 1
-        j = slot_of[TALLY_SOJOURN, s]
-        if j >= 0:
-            if ev >= 0:
-                hist[r, j, 0, _bin(tx - te, inv_width, n_bins)] += 1
-            else:
-                hist[r, j, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        j = slot_of[TALLY_EXIT_TIME, s]
-        if j >= 0 and ev >= 0:
-            hist[r, j, 0, _bin(tx, inv_width, n_bins)] += 1
-        j = slot_of[TALLY_OS_FROM_ENTRY, s]
-        if j >= 0:
-            if dead:
-                hist[r, j, 0, _bin(death_time - te, inv_width, n_bins)] += 1
-            else:
-                hist[r, j, 1, _bin(horizon - te, inv_width, n_bins)] += 1
-        j = slot_of[TALLY_OS_GIVEN_ENTRY, s]
-        if j >= 0:
-            _add_os(hist, r, j, death_time, inv_width)
-        j = slot_of[TALLY_PPS, s]
-        if j >= 0 and ev == EVENT_PROGRESSION:
-            if dead:
-                hist[r, j, 0, _bin(death_time - tx, inv_width, n_bins)] += 1
-            else:
-                hist[r, j, 1, _bin(horizon - tx, inv_width, n_bins)] += 1
+        left = ev >= 0
+        exits[s, np.uint64(ev) if left else np.uint64(N_EVENTS)] += 1
+        o = offset[TALLY_ENTRY_TIME, s]
+        if o != NOT_KEPT:
+            flat[o + _ubin(te, inv_width, last)] += 1
+        o = offset[TALLY_SOJOURN, s]
+        if o != NOT_KEPT:
+            half = np.uint64(0) if left else np.uint64(n_bins)
+            flat[o + half + _ubin(tx - te, inv_width, last)] += 1
+        o = offset[TALLY_EXIT_TIME, s]
+        if o != NOT_KEPT and left:
+            flat[o + _ubin(tx, inv_width, last)] += 1
+        o = offset[TALLY_OS_FROM_ENTRY, s]
+        if o != NOT_KEPT:
+            flat[o + censored_half + _ubin(t_end - te, inv_width, last)] += 1
+        o = offset[TALLY_OS_GIVEN_ENTRY, s]
+        if o != NOT_KEPT:  # censored: the last bin, as the horizon's
+            flat[o + censored_half + _ubin(t_end, inv_width, last)] += 1
+        o = offset[TALLY_PPS, s]
+        if o != NOT_KEPT and ev == EVENT_PROGRESSION:
+            flat[o + censored_half + _ubin(t_end - tx, inv_width, last)] += 1
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
@@ -785,19 +819,21 @@ def _records_path(tally_sink):
 @njit(nogil=True, error_model="numpy")
 def _drain_block(
     tally_sink, path_sink, task, q, start_state, b_lo, n, p_lo, horizon, path, n_steps, death,
-    econ,
+    econ, task_tally,
 ):  # fmt: skip
     """Hand a walked block (patients b_lo .. b_lo + n of sequence q) to the run's sink (see
-    ``simulate_kernel``): reductions into row ``task`` of the tally sink, with ``econ`` =
-    (state_econ, econ_globals) of the task's draw, or the paths copied out per patient
-    (patient p_lo is row 0 of the path sink). The other sink is None, and numba leaves its
-    branch out (it prunes a branch on ``x is None`` only where x is None).
+    ``simulate_kernel``): reductions into row ``task`` of the tally sink (through
+    ``task_tally``, see ``_task_tally``), with ``econ`` = (state_econ, econ_globals) of the
+    task's draw, or the paths copied out per patient (patient p_lo is row 0 of the path
+    sink). The other sink is None, and numba leaves its branch out (it prunes a branch on
+    ``x is None`` only where x is None).
     """
     if tally_sink is not None:
-        inv_width, slot_of, from_path, hist, exit_counts, econ_out = tally_sink
+        inv_width, slot_of, from_path, hist, _, econ_out = tally_sink
         state_econ, econ_globals = econ
         with_econ = econ_out.shape[0] > 0
         os_slot = slot_of[TALLY_OS_GIVEN_ENTRY, start_state]
+        n_bins = hist.shape[3]
         # One loop per reduction: a loop body holding them all ran ~10 % slower.
         if with_econ:
             for i in range(n):
@@ -807,10 +843,7 @@ def _drain_block(
                 )  # fmt: skip
         if from_path[q]:
             for i in range(n):
-                _tally_path(
-                    i, n_steps[i], death[i], horizon, path, inv_width, slot_of, task, hist,
-                    exit_counts,
-                )  # fmt: skip
+                _tally_path(i, n_steps[i], death[i], horizon, path, inv_width, n_bins, task_tally)
         elif os_slot >= 0:  # all the sequence keeps (a PSA): no path, no loop over it
             for i in range(n):
                 _add_os(hist, task, os_slot, death[i], inv_width)
@@ -898,6 +931,7 @@ def simulate_kernel(
         keys, inv_mult, scratch, path, n_steps, death = _work_arrays(
             max_steps, clock_hr.shape[1], counter_base
         )
+        task_tally = _task_tally(tally_sink, task)
         table = _multiplier_table(log_hr, tables[3])
         stream = draw_lo + (0 if common_streams else d)
         for b_lo in range(lo, hi, BLOCK):
@@ -926,5 +960,9 @@ def simulate_kernel(
                 )
                 _drain_block(
                     tally_sink, path_sink, task, q, seq_start_state[q], b_lo, n, patient_lo,
-                    horizon, path, n_steps, death, econ,
+                    horizon, path, n_steps, death, econ, task_tally,
                 )  # fmt: skip
+        if tally_sink is not None:
+            exit_counts = tally_sink[4]
+            for lane in range(EXIT_LANES):
+                exit_counts[task] += task_tally[2][lane]
