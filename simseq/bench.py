@@ -786,10 +786,10 @@ def measure_startup(rounds: int = 5, n_patients: int = 1000) -> Measurement:
 # --------------------------------------------------------------------------- #
 
 # Rough cost of a round, only to tell the user how long the opt-in cases take: ns a
-# patient of each process and simseq's start-up, from one round at N = 5e8 on this
-# project's 2-vCPU VM shared with other work (2026-12-02: 56 s, 84 s and 35 s).
-_ROUGH_NS = {PROCESS_SIMSEQ: 110.0, PROCESS_NUMPY: 170.0, PROCESS_NUMPY_INVCDF: 70.0}
-_ROUGH_START_S = 2.0
+# patient of each process and simseq's start-up, from the medians at N = 5e8 on this
+# project's 2-vCPU VM (2026-12-02: 22.9 s, 86.5 s and 34.9 s; start-up 1.3 s).
+_ROUGH_NS = {PROCESS_SIMSEQ: 45.0, PROCESS_NUMPY: 175.0, PROCESS_NUMPY_INVCDF: 70.0}
+_ROUGH_START_S = 1.3
 
 
 def process_baselines(n_patients: int) -> tuple[str, ...]:
