@@ -581,7 +581,8 @@ def _ubin(t, inv_width, last):
 def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_tally):
     """Add patient i's walked path (row i of the path arrays) to the task's histograms
     and exit counts (``_task_tally``): histogram (kind k, state s) holds [event times,
-    censoring times] of n_bins bins each, from offset[k, s] of the flat row.
+    censoring times] of n_bins bins each, from offset[k, s] of the flat row. The entry
+    into the start state (step 0, at time 0) the caller counts once for the block.
 
     Takes whole arrays plus indices: slicing per patient would cost reference-count
     updates that dominated the loop.
@@ -600,7 +601,7 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_t
         left = ev >= 0
         exits[s, np.uint64(ev) if left else np.uint64(N_EVENTS)] += 1
         o = offset[TALLY_ENTRY_TIME, s]
-        if o != NOT_KEPT:
+        if o != NOT_KEPT and k > 0:  # step 0 enters at time 0: counted per block
             flat[o + _ubin(te, inv_width, last)] += 1
         o = offset[TALLY_SOJOURN, s]
         if o != NOT_KEPT:
@@ -842,6 +843,9 @@ def _drain_block(
                     task, q,
                 )  # fmt: skip
         if from_path[q]:
+            flat, offset, _ = task_tally
+            if offset[TALLY_ENTRY_TIME, start_state] != NOT_KEPT:  # all enter it at time 0
+                flat[offset[TALLY_ENTRY_TIME, start_state]] += n
             for i in range(n):
                 _tally_path(i, n_steps[i], death[i], horizon, path, inv_width, n_bins, task_tally)
         elif os_slot >= 0:  # all the sequence keeps (a PSA): no path, no loop over it
