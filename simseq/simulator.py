@@ -392,32 +392,24 @@ def simulate_trajectories(
         None,
         (out_state, out_enter, out_exit, out_event, out_n, out_death),
     )
-    rows = []
-    for q, seq in enumerate(model.seq_names):
-        for p in range(n_patients):
-            n = out_n[q, p]
-            for i in range(n):
-                ev = out_event[q, p, i]
-                if ev < 0:
-                    to, event = "", "censored"
-                elif ev == EVENT_NAMES.index("death"):
-                    to, event = "dead", "death"
-                else:
-                    to, event = model.state_names[out_state[q, p, i + 1]], EVENT_NAMES[ev]
-                rows.append(
-                    (
-                        seq,
-                        p,
-                        model.state_names[out_state[q, p, i]],
-                        to,
-                        event,
-                        out_enter[q, p, i],
-                        out_exit[q, p, i],
-                    )
-                )
     import pandas as pd  # only the event log needs pandas (and parquet output)
 
+    # one row per (sequence, patient, step) walked, in that order
+    q, p, k = np.nonzero(np.arange(model.max_steps) < out_n[..., None])
+    event = out_event[q, p, k]
+    state_names = np.array(model.state_names, dtype=object)
+    next_state = state_names[out_state[q, p, np.minimum(k + 1, model.max_steps - 1)]]
+    died = event == EVENT_NAMES.index("death")
     return pd.DataFrame(
-        rows,
-        columns=["sequence", "patient", "from_state", "to_state", "event", "t_start", "t_stop"],
+        {
+            "sequence": np.array(model.seq_names, dtype=object)[q],
+            "patient": p,
+            "from_state": state_names[out_state[q, p, k]],
+            "to_state": np.where(event < 0, "", np.where(died, "dead", next_state)),
+            "event": np.where(
+                event < 0, "censored", np.array(EVENT_NAMES, dtype=object)[event.clip(0)]
+            ),
+            "t_start": out_enter[q, p, k],
+            "t_stop": out_exit[q, p, k],
+        }
     )
