@@ -522,23 +522,6 @@ def _walk_items(
         n_alive = still
 
 
-@njit(inline="always", nogil=True)
-def _bin(t, inv_width, n_bins):
-    k = int(t * inv_width)
-    return k if k < n_bins else n_bins - 1
-
-
-@njit(inline="always", nogil=True)
-def _add_os(hist, r, j, death_time, inv_width):
-    """Add OS from the start of the sequence (death time, or censored in the last bin) to
-    histogram hist[r, j]."""
-    n_bins = hist.shape[3]
-    if death_time < np.inf:
-        hist[r, j, 0, _bin(death_time, inv_width, n_bins)] += 1
-    else:
-        hist[r, j, 1, n_bins - 1] += 1
-
-
 NOT_KEPT = np.uint64(1 << 63)  # offset of a histogram not kept (see _task_tally)
 EXIT_LANES = 4  # copies of the exit counts; patient i counts into copy i % EXIT_LANES
 
@@ -578,6 +561,14 @@ def _ubin(t, inv_width, last):
 
 
 @njit(inline="always", nogil=True)
+def _add_os(flat, o, death_time, horizon, inv_width, last):
+    """Add OS from the start of the sequence (the death time, or censored at the horizon:
+    the last bin) to the histogram at offset o of a flat row (see ``_task_tally``)."""
+    censored_half = np.uint64(0) if death_time < np.inf else last + np.uint64(1)
+    flat[o + censored_half + _ubin(min(death_time, horizon), inv_width, last)] += 1
+
+
+@njit(inline="always", nogil=True)
 def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_tally):
     """Add patient i's walked path (row i of the path arrays) to the task's histograms
     and exit counts (``_task_tally``): histogram (kind k, state s) holds [event times,
@@ -614,8 +605,8 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_t
         if o != NOT_KEPT:
             flat[o + censored_half + _ubin(t_end - te, inv_width, last)] += 1
         o = offset[TALLY_OS_GIVEN_ENTRY, s]
-        if o != NOT_KEPT:  # censored: the last bin, as the horizon's
-            flat[o + censored_half + _ubin(t_end, inv_width, last)] += 1
+        if o != NOT_KEPT:
+            _add_os(flat, o, death_time, horizon, inv_width, last)
         o = offset[TALLY_PPS, s]
         if o != NOT_KEPT and ev == EVENT_PROGRESSION:
             flat[o + censored_half + _ubin(t_end - tx, inv_width, last)] += 1
@@ -830,10 +821,10 @@ def _drain_block(
     ``x is None`` only where x is None).
     """
     if tally_sink is not None:
-        inv_width, slot_of, from_path, hist, _, econ_out = tally_sink
+        inv_width, _, from_path, hist, _, econ_out = tally_sink
+        flat, offset, _ = task_tally
         state_econ, econ_globals = econ
         with_econ = econ_out.shape[0] > 0
-        os_slot = slot_of[TALLY_OS_GIVEN_ENTRY, start_state]
         n_bins = hist.shape[3]
         # One loop per reduction: a loop body holding them all ran ~10 % slower.
         if with_econ:
@@ -843,14 +834,16 @@ def _drain_block(
                     task, q,
                 )  # fmt: skip
         if from_path[q]:
-            flat, offset, _ = task_tally
             if offset[TALLY_ENTRY_TIME, start_state] != NOT_KEPT:  # all enter it at time 0
                 flat[offset[TALLY_ENTRY_TIME, start_state]] += n
             for i in range(n):
                 _tally_path(i, n_steps[i], death[i], horizon, path, inv_width, n_bins, task_tally)
-        elif os_slot >= 0:  # all the sequence keeps (a PSA): no path, no loop over it
+        elif offset[TALLY_OS_GIVEN_ENTRY, start_state] != NOT_KEPT:
+            # all the sequence keeps (a PSA): no path, no loop over it
+            o = offset[TALLY_OS_GIVEN_ENTRY, start_state]
+            last = np.uint64(n_bins - 1)
             for i in range(n):
-                _add_os(hist, task, os_slot, death[i], inv_width)
+                _add_os(flat, o, death[i], horizon, inv_width, last)
     if path_sink is not None:
         out_state, out_enter, out_exit, out_event, out_n_steps, out_death = path_sink
         path_state, path_enter, path_exit, path_event = path
