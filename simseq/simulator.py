@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
@@ -357,15 +357,38 @@ def join_draws(parts: Sequence[Tallies]) -> Tallies:
     )
 
 
-def simulate_trajectories(
-    model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
-) -> "pandas.DataFrame":
-    """Per-patient event log, one row per sojourn, with the streams ``simulate`` gives global
-    draw ``draw_idx`` (and that draw's numbers when ``model`` has several).
+class EventLog(NamedTuple):
+    """The walked sojourns of ``walk_log``, one entry per (sequence, patient, step) in
+    that order; each array (n_rows,)."""
 
-    Columns: sequence, patient, from_state, to_state ("dead", or "" when still
-    there at the horizon), event, t_start, t_stop (months from sequence start).
-    """
+    sequence: np.ndarray
+    """int64: index into ``model.seq_names``."""
+    patient: np.ndarray
+    """int64: the patient, 0-based within the sequence."""
+    state: np.ndarray
+    """int64: the state sojourned in (``model.state_names``)."""
+    next_state: np.ndarray
+    """int64: the state entered next (meaningless where the walk ended: death, horizon)."""
+    event: np.ndarray
+    """int64: the exit's ``EVENT_NAMES`` index; -1 when still there at the horizon."""
+    t_start: np.ndarray
+    """float64: entry, months from the sequence start."""
+    t_stop: np.ndarray
+    """float64: exit, or the horizon when still there, months from the sequence start."""
+
+    def event_names(self) -> np.ndarray:
+        """object (n_rows,): the exit's event name, "censored" at the horizon."""
+        names = np.array([*EVENT_NAMES, "censored"], dtype=object)
+        return names[np.where(self.event < 0, len(EVENT_NAMES), self.event)]
+
+
+def walk_log(
+    model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
+) -> EventLog:
+    """The sojourns of patients 0 .. n_patients - 1 of every sequence, with the streams
+    ``simulate`` gives global draw ``draw_idx`` (and that draw's numbers when ``model``
+    has several): the arrays behind ``simulate_trajectories``, for code that reads the
+    log itself (``validation``) without a DataFrame of strings."""
     n_seq = len(model.seq_names)
     shape = (n_seq, n_patients, model.max_steps)
     out_state = np.zeros(shape, np.int64)
@@ -392,24 +415,43 @@ def simulate_trajectories(
         None,
         (out_state, out_enter, out_exit, out_event, out_n, out_death),
     )
+    # one entry per (sequence, patient, step) walked, in that order
+    q, p, k = np.nonzero(np.arange(model.max_steps) < out_n[..., None])
+    return EventLog(
+        q,
+        p,
+        out_state[q, p, k],
+        out_state[q, p, np.minimum(k + 1, model.max_steps - 1)],
+        out_event[q, p, k],
+        out_enter[q, p, k],
+        out_exit[q, p, k],
+    )
+
+
+def simulate_trajectories(
+    model: ModelArrays, n_patients: int, seed: int, *, horizon: float, draw_idx: int = 0
+) -> "pandas.DataFrame":
+    """Per-patient event log, one row per sojourn, with the streams ``simulate`` gives global
+    draw ``draw_idx`` (and that draw's numbers when ``model`` has several).
+
+    Columns: sequence, patient, from_state, to_state ("dead", or "" when still
+    there at the horizon), event, t_start, t_stop (months from sequence start).
+    """
     import pandas as pd  # only the event log needs pandas (and parquet output)
 
-    # one row per (sequence, patient, step) walked, in that order
-    q, p, k = np.nonzero(np.arange(model.max_steps) < out_n[..., None])
-    event = out_event[q, p, k]
+    log = walk_log(model, n_patients, seed, horizon=horizon, draw_idx=draw_idx)
     state_names = np.array(model.state_names, dtype=object)
-    next_state = state_names[out_state[q, p, np.minimum(k + 1, model.max_steps - 1)]]
-    died = event == EVENT_NAMES.index("death")
+    died = log.event == EVENT_NAMES.index("death")
     return pd.DataFrame(
         {
-            "sequence": np.array(model.seq_names, dtype=object)[q],
-            "patient": p,
-            "from_state": state_names[out_state[q, p, k]],
-            "to_state": np.where(event < 0, "", np.where(died, "dead", next_state)),
-            "event": np.where(
-                event < 0, "censored", np.array(EVENT_NAMES, dtype=object)[event.clip(0)]
+            "sequence": np.array(model.seq_names, dtype=object)[log.sequence],
+            "patient": log.patient,
+            "from_state": state_names[log.state],
+            "to_state": np.where(
+                log.event < 0, "", np.where(died, "dead", state_names[log.next_state])
             ),
-            "t_start": out_enter[q, p, k],
-            "t_stop": out_exit[q, p, k],
+            "event": log.event_names(),
+            "t_start": log.t_start,
+            "t_stop": log.t_stop,
         }
     )

@@ -242,6 +242,40 @@ def test_same_scenario_and_seed_give_identical_rows(toy_rows):
     assert list(again.validation.columns) == list(COLUMNS) and len(again.validation) == 7
 
 
+def test_the_estimators_read_the_same_patients_as_the_event_log():
+    """``validation.patients`` reads the engine's arrays (``walk_log``), not the event log's
+    strings; per patient it must say what ``simulate_trajectories``' rows say: death or
+    censoring time, each line's start, stop, ending event and regimen."""
+    from simseq.simulator import simulate_trajectories
+    from simseq.validation import patients
+
+    study = simseq.Study.from_dict(toy([OS_2L_A]))
+    study.calibrate()
+    model = study.model(study.rows())
+    n, seed, horizon = 500, 11, study.horizon
+    cohort = patients(model, n, seed, horizon)
+    log = simulate_trajectories(model, n, seed, horizon=horizon)
+    line_of = dict(zip(model.state_names, model.state_line, strict=True))
+    regimen_of = dict(zip(model.state_names, model.state_regimen, strict=True))
+    assert set(cohort) == set(model.seq_names)
+    for sid, rows in log.groupby("sequence"):
+        pts = cohort[sid]
+        for p, path in rows.groupby("patient"):
+            last = path.iloc[-1]
+            assert pts.death[p] == last["t_stop"]
+            assert pts.died[p] == (last["event"] == "death")
+            for _, step in path.iterrows():
+                k = line_of[step["from_state"]]
+                if k > 0:
+                    assert pts.start[k][p] == step["t_start"]
+                    assert pts.stop[k][p] == step["t_stop"]
+                    assert pts.end[k][p] == step["event"]
+                    assert pts.regimen[k][p] == regimen_of[step["from_state"]]
+        for k, starts in pts.start.items():  # nobody has a line the log does not show
+            on = rows[[line_of[s] == k for s in rows["from_state"]]]
+            assert np.count_nonzero(~np.isnan(starts)) == on["patient"].nunique()
+
+
 def test_nobody_reaching_the_origin_gives_no_value_and_stays_out_of_the_mape():
     """With no second line, a median from its start has no patients: blank, and left out
     of the MAPE; the uptake is 0 (an error of -100%) and counts."""
