@@ -200,7 +200,7 @@ class RunResult(_Result):
 
         study, tmp = self.study, stage.path
         sc = self.scenario
-        # first: a forked ``draw`` draws while the files below are written
+        # first: a forked ``draw`` draws the figures while the files below are written
         survival_png_written = plot_survival(
             tmp / "survival.png",
             self.curves,
@@ -211,20 +211,23 @@ class RunResult(_Result):
             points=validation.os_points(self.summary_dict.get("validation", [])),
             draw=draw,
         )
-        write_json(tmp / "summary.json", self.summary_dict)
-        write_csv(tmp / "survival.csv", survival_rows(self.curves))
         checks = self.summary_dict.get("validation")
+        validation_png_written = None
         if checks:
             from simseq.validation_plot import plot_validation
 
-            write_csv(tmp / "validation.csv", validation.csv_rows(checks))
-            plot_validation(
+            validation_png_written = plot_validation(
                 tmp / "validation.png",
                 checks,
                 sc.title,
                 min(self.n_patients, validation.VALIDATION_PATIENTS),
                 self.summary_dict["validation_mape"],
+                draw=draw,
             )
+        write_json(tmp / "summary.json", self.summary_dict)
+        write_csv(tmp / "survival.csv", survival_rows(self.curves))
+        if checks:
+            write_csv(tmp / "validation.csv", validation.csv_rows(checks))
         write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
         write_csv(tmp / "inputs.csv", input_rows(study, self.rows[0]))
         if "cea" in self.summary_dict:
@@ -262,6 +265,8 @@ class RunResult(_Result):
             **(manifest or {}),
         }
         survival_png_written()
+        if validation_png_written is not None:
+            validation_png_written()
         stage.write_manifest(fields)
 
 

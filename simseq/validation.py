@@ -28,6 +28,7 @@ from simseq.cox import fit_binary
 from simseq.fit import Z95
 from simseq.outcomes import SurvivalCurve, km_curve
 from simseq.scenario import Scenario, ScenarioError, ValidationGroup, ValidationPoint
+from simseq.validation_roles import ROLE_TARGET, ROLE_VALIDATION
 
 VALIDATION_PATIENTS = 50_000
 """Simulated patients per sequence the estimators see (at most; fewer in a smaller run).
@@ -45,9 +46,6 @@ STATISTIC_QUANTITIES = {
 
 ORIGINS = {"1l_start": "sequence_start", "2l_start": "line_2"}
 """A record's ``measured_from`` -> the origin that measures like it."""
-
-ROLE_VALIDATION = "validation"
-ROLE_TARGET = "calibration target"
 
 COLUMNS = (
     "evidence",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from simseq.colours import sequence_colour
-from simseq.validation import ROLE_TARGET
+from simseq.validation_roles import ROLE_TARGET
 
 PANELS = (
     ("median", "Median, months"),
@@ -160,8 +160,22 @@ def _panel(ax, rows: list[dict], stat: str, name: str) -> None:
 
 
 def plot_validation(
+    path: Path, validation_rows: list[dict], title: str, n_patients: int, mape: dict, *, draw=None
+):
+    """Write validation.png. ``draw`` starts the drawing and returns a function that waits
+    for the file (as in ``report.plot_survival``: ``simseq run`` passes its
+    ``ForkedPlotter``'s); default: draw here and now. Returns the function that waits."""
+    if draw is None:
+        draw_validation(path, validation_rows, title, n_patients, mape)
+        return lambda: None
+    return draw(draw_validation, path, validation_rows, title, n_patients, mape)
+
+
+def draw_validation(
     path: Path, validation_rows: list[dict], title: str, n_patients: int, mape: dict
 ) -> None:
-    """Write validation.png (nothing is written without rows)."""
+    """Write the PNG of ``figure``."""
     fig = figure(validation_rows, title, n_patients, mape)
-    fig.savefig(path, dpi=150)
+    # zlib level 1, as survival.png: the base case's 1200 x 2600 px figure encodes in about a
+    # third of the time (~0.1 s saved) and grows by 5%
+    fig.savefig(path, dpi=150, pil_kwargs={"compress_level": 1})
