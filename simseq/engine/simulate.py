@@ -613,11 +613,12 @@ def _tally_path(i, n_steps, death_time, horizon, path, inv_width, n_bins, task_t
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
-def _discounted_months(t0, t1, rate):
-    """Integral of exp(-rate t) over [t0, t1] (months), exact; rate per month (>= 0)."""
+def _discounted_months(t0, t1, rate, at_t0):
+    """Integral of exp(-rate t) over [t0, t1] (months), exact; rate per month (>= 0) and
+    ``at_t0`` = exp(-rate t0), which the caller has (it discounts at entry too)."""
     if rate == 0.0:
         return t1 - t0
-    return np.exp(-rate * t0) * -np.expm1(-rate * (t1 - t0)) / rate
+    return at_t0 * -np.expm1(-rate * (t1 - t0)) / rate
 
 
 @njit(inline="always", nogil=True, error_model="numpy")
@@ -673,13 +674,20 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
     b1 = econ_globals[3]
     b2 = econ_globals[4]
     trend = b1 != 0.0 or b2 != 0.0
+    # One rate for costs and QALYs (NICE's reference case): the same exp and expm1 serve
+    # both, with the same bits. libm's scalar exp and expm1 are most of what economics cost
+    one_rate = rate_c == rate_q
     ly = ly_d = qaly = qaly_d = cost = cost_d = 0.0
     for k in range(n_steps):
         s = path_state[i, k]
         te = path_enter[i, k]
         months = path_exit[i, k] - te
-        months_dq = _discounted_months(te, path_exit[i, k], rate_q)
-        months_dc = _discounted_months(te, path_exit[i, k], rate_c)
+        at_entry_q = np.exp(-rate_q * te)  # discount factors at entry
+        at_entry_c = at_entry_q if one_rate else np.exp(-rate_c * te)
+        months_dq = _discounted_months(te, path_exit[i, k], rate_q, at_entry_q)
+        months_dc = (
+            months_dq if one_rate else _discounted_months(te, path_exit[i, k], rate_c, at_entry_c)
+        )
         ly += months
         ly_d += months_dq
         if trend:  # age-adjusted utilities: integrate the trend exactly too
@@ -688,8 +696,6 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
         else:
             q_months = months
             q_months_d = months_dq
-        at_entry_q = np.exp(-rate_q * te)  # discount factors at entry
-        at_entry_c = np.exp(-rate_c * te)
         qaly += state_econ[s, STATE_QALY] * q_months + state_econ[s, STATE_ENTRY_QALY]
         qaly_d += (
             state_econ[s, STATE_QALY] * q_months_d + state_econ[s, STATE_ENTRY_QALY] * at_entry_q
@@ -705,8 +711,8 @@ def _accrue(i, patient, n_steps, death_time, path, state_econ, econ_globals, out
             # treatment given the sojourn, int_0^m e^(-stop u) du, exact in the mean
             on = min(months, state_econ[s, STATE_TREATMENT_MAX])
             stop = state_econ[s, STATE_TREATMENT_STOP_RATE]
-            cost += tx * _discounted_months(0.0, on, stop)
-            cost_d += tx * at_entry_c * _discounted_months(0.0, on, stop + rate_c)
+            cost += tx * _discounted_months(0.0, on, stop, 1.0)
+            cost_d += tx * at_entry_c * _discounted_months(0.0, on, stop + rate_c, 1.0)
     if death_time < np.inf:
         cost += econ_globals[2]
         cost_d += econ_globals[2] * np.exp(-rate_c * death_time)

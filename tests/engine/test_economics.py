@@ -124,6 +124,58 @@ def test_two_states_and_horizon():
     check(res, "lys", (t_pf + t_pd) / 12)
 
 
+@pytest.mark.parametrize(
+    ("cost_rate", "qaly_rate"), [(0.035, 0.015), (0.035, 0.035)], ids=["two-rates", "one-rate"]
+)
+def test_entries_after_the_start_discount_at_their_own_rate(cost_rate, qaly_rate):
+    """PF (lam1) then PD (lam2) then death, no horizon in reach. Costs discount at d_c,
+    QALYs and life-years at d_q; PD's entry cost and QALYs at the entry time T1, the death
+    cost at T1 + T2. With E[e^-dT] = lam/(lam + d) and E[int_0^T e^-dt dt] = 1/(lam + d)
+    for T ~ Exp(lam), each total is a sum of products. Equal rates share one exp and
+    expm1 a step in the engine; distinct ones take each their own. PD's entry cost is
+    large and the monthly costs small, so that discounting it at the QALY rate instead
+    (by 0.8%, about 800) would be hundreds of standard errors (1.2 at this N and seed) off."""
+    lam1, lam2, pd_entry_cost, pd_entry_qalys = 0.2, 0.15, 100_000.0, -0.01
+    pf = State(
+        "PF",
+        (
+            Clock(
+                Distribution("exponential", (lam1,)), (Destination("PD", EVENT_PROGRESSION, 1.0),)
+            ),
+        ),
+        cost_per_month=200.0,
+        utility=0.75,
+    )
+    pd = State(
+        "PD",
+        (Clock(Distribution("exponential", (lam2,)), (Destination(None, EVENT_DEATH, 1.0),)),),
+        cost_per_month=50.0,
+        utility=0.5,
+        entry_cost=pd_entry_cost,
+        entry_qalys=pd_entry_qalys,
+    )
+    econ = Economics(discount_costs=cost_rate, discount_qalys=qaly_rate, death_cost=DEATH_COST)
+    model = compile_model([SequenceModel("s", (pf, pd))], economics=econ)
+    res = econ_means(simulate(model, N, SEED, horizon=2400.0, bin_width=0.1).econ[0, 0], N)
+    dc, dq = math.log1p(cost_rate) / 12, math.log1p(qaly_rate) / 12
+
+    def reach(d):  # E[e^-d T1]: the discount factor at PD's entry
+        return lam1 / (lam1 + d)
+
+    check(res, "lys_discounted", (1 / (lam1 + dq) + reach(dq) / (lam2 + dq)) / 12)
+    check(
+        res,
+        "qalys_discounted",
+        0.75 / 12 / (lam1 + dq) + reach(dq) * (pd_entry_qalys + 0.5 / 12 / (lam2 + dq)),
+    )
+    check(
+        res,
+        "costs_discounted",
+        200.0 / (lam1 + dc)
+        + reach(dc) * (pd_entry_cost + 50.0 / (lam2 + dc) + DEATH_COST * lam2 / (lam2 + dc)),
+    )
+
+
 def test_per_draw_economics_match_single_runs():
     model = compile_model([one_state()], economics=Economics(0.03, 0.03, DEATH_COST))
     draws = simulate(model.repeat_draws(3), 5_000, SEED, horizon=120.0)
