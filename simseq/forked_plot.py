@@ -7,7 +7,7 @@ the other core, then runs the drawing jobs it reads from a pipe, in order: each 
 picklable function of a module that imports little (``simseq.survival_plot``,
 ``simseq.validation_plot``) and its arguments. The parent sends the jobs when its
 results are ready, writes its other files while the child draws (survival.png ~0.15
-s, the base case's validation.png ~0.6 s), then waits for the files.
+s, the base case's validation.png ~0.7 s), then waits for the files.
 
 Without ``os.fork``, or once numba or matplotlib is imported (tests, notebooks,
 anything that may run threads, which make forking unsafe), the plotter draws in
