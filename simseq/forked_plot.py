@@ -26,8 +26,16 @@ from types import TracebackType
 _FRAME_HEADER = 8  # bytes: the length of the pickled job that follows, little-endian
 
 
+def draw_here(fn, *args):
+    """Run ``fn(*args)`` in this process; returns the function that waits, which has
+    nothing to wait for. What ``ForkedPlotter.draw`` does without a child, and the
+    default ``draw`` of the plotting functions that take one."""
+    fn(*args)
+    return _drawn
+
+
 def _drawn() -> None:
-    """What ``ForkedPlotter.draw`` returns when it drew in this process: nothing to wait for."""
+    """Nothing to wait for: the drawing was done in this process."""
 
 
 class ForkedPlotter:
@@ -58,8 +66,7 @@ class ForkedPlotter:
         child's traceback if a drawing failed there; the parent writes its other files
         meanwhile. Once waited for, the child is gone and later jobs run here."""
         if not self._pid:
-            fn(*args)
-            return _drawn
+            return draw_here(fn, *args)
         self._sent.append(fn.__qualname__)
         job = pickle.dumps((fn, args))
         try:

@@ -82,13 +82,11 @@ def plot_survival(
     ``simseq run`` passes a ``ForkedPlotter``'s, which draws in a child process that
     has imported matplotlib meanwhile. Returns ``draw``'s function that waits.
     """
+    from simseq.forked_plot import draw_here
     from simseq.survival_plot import draw_survival
 
     args = survival_figure_args(curves, labels, title, transported, x_max, points)
-    if draw is None:
-        draw_survival(path, *args)
-        return lambda: None
-    return draw(draw_survival, path, *args)
+    return (draw or draw_here)(draw_survival, path, *args)
 
 
 def survival_figure_args(curves, labels, title, transported, x_max=None, points=()):

@@ -201,28 +201,31 @@ class RunResult(_Result):
         study, tmp = self.study, stage.path
         sc = self.scenario
         # first: a forked ``draw`` draws the figures while the files below are written
-        survival_png_written = plot_survival(
-            tmp / "survival.png",
-            self.curves,
-            {sid: sc.sequences[sid].label for sid in self.curves},
-            f"{sc.title}\nN = {self.n_patients:,} simulated patients per sequence",
-            {t.sequence for t in study.resolved.transports},
-            x_max,
-            points=validation.os_points(self.summary_dict.get("validation", [])),
-            draw=draw,
-        )
+        figures_written = [  # functions that wait for each figure's file
+            plot_survival(
+                tmp / "survival.png",
+                self.curves,
+                {sid: sc.sequences[sid].label for sid in self.curves},
+                f"{sc.title}\nN = {self.n_patients:,} simulated patients per sequence",
+                {t.sequence for t in study.resolved.transports},
+                x_max,
+                points=validation.os_points(self.summary_dict.get("validation", [])),
+                draw=draw,
+            )
+        ]
         checks = self.summary_dict.get("validation")
-        validation_png_written = None
         if checks:
             from simseq.validation_plot import plot_validation
 
-            validation_png_written = plot_validation(
-                tmp / "validation.png",
-                checks,
-                sc.title,
-                min(self.n_patients, validation.VALIDATION_PATIENTS),
-                self.summary_dict["validation_mape"],
-                draw=draw,
+            figures_written.append(
+                plot_validation(
+                    tmp / "validation.png",
+                    checks,
+                    sc.title,
+                    min(self.n_patients, validation.VALIDATION_PATIENTS),
+                    self.summary_dict["validation_mape"],
+                    draw=draw,
+                )
             )
         write_json(tmp / "summary.json", self.summary_dict)
         write_csv(tmp / "survival.csv", survival_rows(self.curves))
@@ -264,9 +267,8 @@ class RunResult(_Result):
             },
             **(manifest or {}),
         }
-        survival_png_written()
-        if validation_png_written is not None:
-            validation_png_written()
+        for written in figures_written:
+            written()
         stage.write_manifest(fields)
 
 

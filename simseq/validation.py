@@ -360,10 +360,9 @@ def patients(model, n_patients: int, seed: int, horizon: float) -> dict[str, Pat
         death[log.patient[last]] = log.t_stop[last]
         died[log.patient[last]] = event[last] == "death"
         start, stop, end, regimen_of = {}, {}, {}, {}
-        for k in np.unique(line[rows]):
-            if k <= 0:  # not a line of treatment
-                continue
-            on = rows[line[rows] == k]
+        lines = line[rows]
+        for k in np.unique(lines[lines > 0]):  # 0: not a line of treatment
+            on = rows[lines == k]
             who = log.patient[on]
             if np.unique(who).size < who.size:  # a model whose lines span several states
                 raise ValueError(f"{sid}: line {k} has several sojourns per patient")

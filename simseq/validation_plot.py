@@ -165,10 +165,9 @@ def plot_validation(
     """Write validation.png. ``draw`` starts the drawing and returns a function that waits
     for the file (as in ``report.plot_survival``: ``simseq run`` passes its
     ``ForkedPlotter``'s); default: draw here and now. Returns the function that waits."""
-    if draw is None:
-        draw_validation(path, validation_rows, title, n_patients, mape)
-        return lambda: None
-    return draw(draw_validation, path, validation_rows, title, n_patients, mape)
+    from simseq.forked_plot import draw_here
+
+    return (draw or draw_here)(draw_validation, path, validation_rows, title, n_patients, mape)
 
 
 def draw_validation(
