@@ -82,8 +82,11 @@ MEMORY = "memory.ref_hcc"
 STARTUP = "startup.run"
 THREAD_SCALING = "ref_hcc.2_threads_vs_1"
 # Whole processes: `simseq run scenarios/ref_hcc.yaml --patients N --quiet` against
-# `python -m simseq.numpy_baseline --patients N [--inverse-cdf]`.
+# `python -m simseq.numpy_baseline --patients N [--inverse-cdf]`. ref_hcc.yaml tallies
+# what REF_MODEL.md and the scripts report (simulation.outputs: sequence_os); the same
+# run with `--outputs full` (every state's histograms) is timed beside them, no target.
 PROCESS_SIMSEQ = "process.simseq_run"
+PROCESS_SIMSEQ_FULL = "process.simseq_run_outputs_full"
 PROCESS_NUMPY = "process.numpy"
 PROCESS_NUMPY_INVCDF = "process.numpy_inverse_cdf"
 PROCESS_VS = {
@@ -429,8 +432,17 @@ _ROW_KEYS = (
     "note",
 )
 # simseq's case -> the NumPy case it is compared with (Generator.weibull; inverse CDF)
-_NUMPY_OF = {REF_SIMSEQ: REF_NUMPY, PSA_SIMSEQ: PSA_NUMPY, PROCESS_SIMSEQ: PROCESS_NUMPY}
-_INVERSE_CDF_OF = {REF_SIMSEQ: REF_NUMPY_INVCDF, PROCESS_SIMSEQ: PROCESS_NUMPY_INVCDF}
+_NUMPY_OF = {
+    REF_SIMSEQ: REF_NUMPY,
+    PSA_SIMSEQ: PSA_NUMPY,
+    PROCESS_SIMSEQ: PROCESS_NUMPY,
+    PROCESS_SIMSEQ_FULL: PROCESS_NUMPY,
+}
+_INVERSE_CDF_OF = {
+    REF_SIMSEQ: REF_NUMPY_INVCDF,
+    PROCESS_SIMSEQ: PROCESS_NUMPY_INVCDF,
+    PROCESS_SIMSEQ_FULL: PROCESS_NUMPY_INVCDF,
+}
 
 
 def _check_row(name: str, n: int, target: str, measured, ok, note=None) -> dict:
@@ -787,8 +799,15 @@ def measure_startup(rounds: int = 5, n_patients: int = 1000) -> Measurement:
 
 # Rough cost of a round, only to tell the user how long the opt-in cases take: ns a
 # patient of each process and simseq's start-up, from the medians at N = 5e8 on this
-# project's 2-vCPU VM (2026-12-02: 22.9 s, 86.5 s and 34.9 s; start-up 1.3 s).
-_ROUGH_NS = {PROCESS_SIMSEQ: 45.0, PROCESS_NUMPY: 175.0, PROCESS_NUMPY_INVCDF: 70.0}
+# project's 2-vCPU VM (2026-12-02: 86.5 s and 34.9 s for the scripts; 2026-12-03: 20.5 s
+# for `simseq run` with every histogram; start-up 1.3 s) and a sequence-OS run at 5e7
+# (2.4 s).
+_ROUGH_NS = {
+    PROCESS_SIMSEQ: 22.0,
+    PROCESS_SIMSEQ_FULL: 40.0,
+    PROCESS_NUMPY: 175.0,
+    PROCESS_NUMPY_INVCDF: 70.0,
+}
 _ROUGH_START_S = 1.3
 
 
@@ -804,7 +823,7 @@ def process_baselines(n_patients: int) -> tuple[str, ...]:
 
 def process_minutes(n_patients: int, rounds: int) -> float:
     """Rough minutes ``measure_whole_process`` takes at ``n_patients`` (see _ROUGH_NS)."""
-    names = (PROCESS_SIMSEQ, *process_baselines(n_patients))
+    names = (PROCESS_SIMSEQ, PROCESS_SIMSEQ_FULL, *process_baselines(n_patients))
     per_round = _ROUGH_START_S + sum(_ROUGH_NS[k] for k in names) * 1e-9 * n_patients
     return rounds * per_round / 60
 
@@ -816,9 +835,10 @@ def process_not_run(n_patients: int, rounds: int) -> Measurement:
     return Measurement(PROCESS_SIMSEQ, n_patients, None, None, 0, n_patients, note=note)
 
 
-def run_command(out_dir: Path, n_patients: int) -> list[str]:
-    """``simseq run scenarios/ref_hcc.yaml --patients N --quiet --out OUT_DIR``."""
-    return [*startup_command(out_dir, n_patients), "--quiet"]
+def run_command(out_dir: Path, n_patients: int, *, full: bool = False) -> list[str]:
+    """``simseq run scenarios/ref_hcc.yaml --patients N --quiet --out OUT_DIR``, with
+    ``--outputs full`` if ``full`` (every state's histograms, not only REF-HCC's OS)."""
+    return [*startup_command(out_dir, n_patients), "--quiet", *(["--outputs", "full"] * full)]
 
 
 def numpy_command(n_patients: int, *, inverse_cdf: bool = False, seed: int = BENCH_SEED):
@@ -833,7 +853,8 @@ def measure_whole_process(
     """`simseq run` of REF-HCC against the NumPy script(s), each a fresh process.
 
     ``run_command`` (numba's default threads, a fresh output directory each round, in a
-    temporary directory) beside ``numpy_command`` for each of ``baselines`` (default
+    temporary directory), as ref_hcc.yaml asks and with ``--outputs full``, beside
+    ``numpy_command`` for each of ``baselines`` (default
     ``process_baselines(n_patients)``), interleaved round by round (``time_interleaved``);
     one untimed 1000-patient run first so numba's cache is warm. Medians of ``rounds``.
     """
@@ -844,15 +865,17 @@ def measure_whole_process(
         def run(cmd):
             subprocess.run(cmd, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
 
-        def simseq_run(n):
-            return lambda: run(run_command(Path(tmp) / f"run{next(runs)}", n))
+        def simseq_run(n, full=False):
+            return lambda: run(run_command(Path(tmp) / f"run{next(runs)}", n, full=full))
 
         simseq_run(1000)()  # warm numba's cache (compiles once if the engine changed)
+        simseq_run(1000, full=True)()
         cases = {
             b: (lambda b=b: run(numpy_command(n_patients, inverse_cdf=b == PROCESS_NUMPY_INVCDF)))
             for b in baselines
         }
         cases[PROCESS_SIMSEQ] = simseq_run(n_patients)
+        cases[PROCESS_SIMSEQ_FULL] = simseq_run(n_patients, full=True)
         medians = time_interleaved(cases, rounds)
     return [Measurement(k, n_patients, None, s, rounds, n_patients) for k, s in medians.items()]
 
@@ -984,6 +1007,7 @@ _ORDER = (
     PROCESS_NUMPY,
     PROCESS_NUMPY_INVCDF,
     PROCESS_SIMSEQ,
+    PROCESS_SIMSEQ_FULL,
 )
 
 
@@ -1000,6 +1024,7 @@ def report_order(m: Measurement) -> tuple:
         PROCESS_NUMPY: 3 + len(_ORDER),
         PROCESS_NUMPY_INVCDF: 3 + len(_ORDER),
         PROCESS_SIMSEQ: 3 + len(_ORDER),
+        PROCESS_SIMSEQ_FULL: 3 + len(_ORDER),
     }
     rank = _ORDER.index(m.name) if m.name in _ORDER else len(_ORDER)
     return (group.get(m.name, 3 + rank), m.n_patients, rank, m.threads or 0)

@@ -360,6 +360,12 @@ def calibrate_cmd(
     "--trajectories-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True
 )
 @click.option(
+    "--outputs",
+    type=click.Choice(["full", "sequence_os"]),
+    help="What to tally: every line's outcomes and curves (full), or OS from each "
+    "sequence's start alone (sequence_os) [the scenario's simulation.outputs, default full].",
+)
+@click.option(
     "--xmax",
     "x_max",
     type=click.FloatRange(min=0, min_open=True),
@@ -379,6 +385,7 @@ def run_cmd(
     chunk_size,
     trajectories,
     trajectories_format,
+    outputs,
     x_max,
     with_report,
     quiet,
@@ -408,6 +415,7 @@ def run_cmd(
                 chunk_size=chunk_size,
                 trajectories=trajectories,
                 trajectories_format=trajectories_format,
+                outputs=outputs,
                 quiet=quiet,
                 backend=distributed["backend"],
                 scheduler=distributed["scheduler"],

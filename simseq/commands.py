@@ -139,6 +139,7 @@ def run_scenario(
     chunk_size: int = DEFAULT_CHUNK,
     trajectories: int = 0,
     trajectories_format: str = "csv",
+    outputs: str | None = None,
     quiet: bool = False,
     console: Console | None = None,
     backend: str = "local",
@@ -152,7 +153,8 @@ def run_scenario(
     """``simseq run``: simulate the base case and write its results directory; returns
     (summary, out_dir). ``backend="dask"`` (or ``resume``) splits the patients into
     checkpointed tasks of ``chunk_size`` (``simseq.backend``), bitwise equal to a local
-    run; ``force`` replaces another scenario's results; ``draw`` draws survival.png."""
+    run; ``outputs`` overrides ``simulation.outputs``; ``force`` replaces another
+    scenario's results; ``draw`` draws survival.png."""
     check_optional_dependencies(
         trajectories_format=trajectories_format if trajectories else "csv", backend=backend
     )
@@ -183,6 +185,7 @@ def run_scenario(
                 distributed=distributed,
                 checkpoints_root=stage.checkpoints,
                 say=cmd.say,
+                outputs=outputs,
             )
         result.write(
             stage,

@@ -266,10 +266,13 @@ def summary_tallies(model: ModelArrays) -> np.ndarray:
     return mask
 
 
-def run_tallies(model: ModelArrays) -> np.ndarray:
-    """``summary_tallies`` and the state occupancy ``line_curves`` reads: the histograms
-    of a run, whose results feed the report (histograms are independent: the others'
+def run_tallies(model: ModelArrays, outputs: str = "full") -> np.ndarray:
+    """The histograms of a run: with ``outputs="full"``, ``summary_tallies`` and the state
+    occupancy ``line_curves`` reads, whose results feed the report; with
+    ``"sequence_os"``, ``sequence_os_tallies`` (histograms are independent: the others'
     counts do not change)."""
+    if outputs == "sequence_os":
+        return sequence_os_tallies(model)
     mask = summary_tallies(model)
     mask[[TALLY_ENTRY_TIME, TALLY_EXIT_TIME]] = 1
     return mask
@@ -291,9 +294,11 @@ def sequence_summary(
     horizon: float,
     landmarks: tuple[float, ...],
     draw: int = 0,
+    outputs: str = "full",
 ) -> dict:
     """Every reported outcome of one sequence in draw ``draw`` (months; fractions of all
-    simulated patients)."""
+    simulated patients); with ``outputs="sequence_os"`` (tallies of
+    ``sequence_os_tallies``) its OS from the start of first line alone."""
     n = tallies.n_patients
     states = model.states_of(sequence)
     start = int(model.seq_start_state[model.seq_names.index(sequence)])
@@ -301,6 +306,10 @@ def sequence_summary(
     out: dict = {
         "os_from_1l": os_summary(os_curve, horizon, landmarks),
         "life_years_undiscounted": round(os_curve.rmst(horizon)[0] / 12.0, 6),
+    }
+    if outputs == "sequence_os":
+        return out
+    out |= {
         "pfs_1l": time_summary(tally_curve(tallies, TALLY_SOJOURN, [start], draw)),
         "pps_after_1l": time_summary(tally_curve(tallies, TALLY_PPS, [start], draw)),
         "first_line": {

@@ -202,7 +202,7 @@ def print_run_table(console: Console, summary: dict) -> None:
             f"{_fmt(os_['median'])}\n({_fmt(lo)}-{_fmt(hi)})",
             _fmt(os_["rmst"]),
             "/".join(_pct(os_["survival_at"][f"{t:g}"], sign=False) for t in landmarks),
-            _fmt(s["pfs_1l"]["median"]),
+            _fmt(s["pfs_1l"]["median"]) if "pfs_1l" in s else "-",
             _pct(second["fraction_started"], sign=False) if second else "-",
             _fmt(second["os_from_2l"]["median"]) if second else "-",
         )
@@ -218,8 +218,16 @@ def print_run_table(console: Console, summary: dict) -> None:
             else ""
         ),
     )
+    if not per_line_outputs(summary):
+        console.print(f"[yellow]note:[/yellow] {summary['outputs']['note']}")
     for w in summary.get("warnings", []):
         console.print(f"[yellow]note:[/yellow] {w}")
+
+
+def per_line_outputs(summary: dict) -> bool:
+    """Whether a run's summary holds every line's outcomes (``simulation.outputs: full``;
+    summaries written before that key existed always did)."""
+    return summary.get("outputs", {}).get("tallied", "full") == "full"
 
 
 def print_validation_mape(console: Console, summary: dict) -> None:

@@ -148,9 +148,14 @@ def _wtp_index(psa: dict) -> int:
 
 def diagram(summary: dict) -> list[dict]:
     """Per sequence, its states in order and the share of patients each path takes:
-    [{sequence, label, first, died_on_first, branches: [{to, share}], transported}]."""
-    from simseq.outcomes import line_key  # here: the report alone needs no numba at import
+    [{sequence, label, first, died_on_first, branches: [{to, share}], transported}]; empty
+    for a run that tallied OS alone (``simulation.outputs: sequence_os``)."""
+    # here: the report alone needs no numba at import
+    from simseq.outcomes import line_key
+    from simseq.report import per_line_outputs
 
+    if not per_line_outputs(summary):
+        return []
     out = []
     for sid, s in summary["sequences"].items():
         first = s.get("first_line", {})

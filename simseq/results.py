@@ -44,6 +44,11 @@ HETEROGENEITY_WARNING = 0.5  # warn when a pool's I^2 is above 50% (Cochrane Han
 # Regression EVPPI overfits with few draws and reads noise as value; Strong, Oakley & Brennan
 # (2014) used 1,000 to 10,000. Below this the output says so.
 EVPPI_MIN_DRAWS = 1000
+OUTPUTS_NOTE = {  # summary.json's "outputs", by simulation.outputs
+    "full": "every line's outcomes and the state curves (curves.csv)",
+    "sequence_os": "OS from the start of each sequence only (simulation.outputs: "
+    "sequence_os): no per-line outcomes, no curves.csv; run with --outputs full for them",
+}
 OUTPUTS = ("lys", "qalys", "costs", "os_median")  # per case and sequence; discounted LYs etc.
 
 
@@ -73,7 +78,16 @@ class RunResult(_Result):
     command = "run"
 
     def __init__(
-        self, study: Study, rows, model, tallies, n_patients, seed, checkpoints=None, observed=None
+        self,
+        study: Study,
+        rows,
+        model,
+        tallies,
+        n_patients,
+        seed,
+        checkpoints=None,
+        observed=None,
+        outputs: str = "full",
     ):
         self.study = study
         self.rows = rows
@@ -83,11 +97,13 @@ class RunResult(_Result):
         self.n_patients = n_patients
         self.seed = seed
         self.checkpoints = checkpoints
+        self.outputs = outputs
+        """What was tallied: "full" or "sequence_os" (OS from each sequence's start)."""
         sc = study.scenario
         self.scenario = sc.model_copy(
             update={
                 "simulation": sc.simulation.model_copy(
-                    update={"n_patients": n_patients, "seed": seed}
+                    update={"n_patients": n_patients, "seed": seed, "outputs": outputs}
                 )
             }
         )
@@ -192,10 +208,9 @@ class RunResult(_Result):
     ) -> None:
         """summary.json, survival.csv and .png (x axis to ``x_max`` months; default where
         1% remain), validation.csv and .png with a ``validation:`` section, curves.csv
-        (PFS per line, state occupancy), inputs.csv (every input with its provenance),
-        cea.csv with economics,
-        the calibration (cache and table), the event log of ``trajectories`` patients if
-        asked, and the manifest."""
+        (PFS per line, state occupancy; not with ``outputs="sequence_os"``), inputs.csv
+        (every input with its provenance), cea.csv with economics, the calibration (cache
+        and table), the event log of ``trajectories`` patients if asked, and the manifest."""
         from simseq.calibrate import save_cached
 
         study, tmp = self.study, stage.path
@@ -231,7 +246,8 @@ class RunResult(_Result):
         write_csv(tmp / "survival.csv", survival_rows(self.curves))
         if checks:
             write_csv(tmp / "validation.csv", validation.csv_rows(checks))
-        write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
+        if self.outputs == "full":
+            write_csv(tmp / "curves.csv", line_curves(self.model, self.tallies))
         write_csv(tmp / "inputs.csv", input_rows(study, self.rows[0]))
         if "cea" in self.summary_dict:
             write_csv(tmp / "cea.csv", cea_rows(self.summary_dict))
@@ -253,6 +269,7 @@ class RunResult(_Result):
             "evidence_records": len(study.evidence),
             "seed": self.seed,
             "n_patients": self.n_patients,
+            "outputs": self.outputs,
             "checkpointed_tasks_reused": None
             if self.checkpoints is None
             else self.checkpoints.reused,
@@ -951,7 +968,9 @@ def build_summary(
     sequences = {}
     for sid in model.seq_names:
         s = {"label": scenario.sequences[sid].label}
-        s.update(sequence_summary(model, tallies, sid, resolved.horizon, landmarks))
+        s.update(
+            sequence_summary(model, tallies, sid, resolved.horizon, landmarks, outputs=sim.outputs)
+        )
         moved = [asdict(t) for t in resolved.transports if t.sequence == sid]
         s["transported"] = moved
         s["renormalised"] = [asdict(r) for r in resolved.renormalised if r.sequence == sid]
@@ -987,6 +1006,7 @@ def build_summary(
         "time_unit": "months",
         "intervals": "Monte Carlo 95% intervals (simulation noise at this N), "
         "not parameter uncertainty",
+        "outputs": {"tallied": sim.outputs, "note": OUTPUTS_NOTE[sim.outputs]},
         "warnings": warnings,
         "sequences": sequences,
         "calibration": calibration_rows(cal),

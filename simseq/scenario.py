@@ -491,6 +491,8 @@ class DistSpec(_Frozen):
 
 
 Cause = Literal["progression", "death", "deterioration"]
+RunOutputs = Literal["full", "sequence_os"]
+"""What a run tallies (``simulation.outputs``); ``simseq run --outputs`` overrides it."""
 
 
 class LineEnd(_Frozen):
@@ -916,6 +918,11 @@ class Simulation(_Frozen):
     """Histogram resolution in months; horizon / bin_width is at most 100,000 bins."""
     landmarks: list[float] = Field(default=[12.0, 24.0, 36.0])
     """Months at which OS is reported, each in (0, horizon]."""
+    outputs: RunOutputs = "full"
+    """What ``simseq run`` tallies: ``full`` (every line's PFS, OS from its start,
+    post-progression survival, how lines end, state occupancy: curves.csv and the report's
+    figures) or ``sequence_os`` (OS from the start of each sequence alone, with economics
+    and validation as usual; about half a run's engine time at large N)."""
 
 
 class Effect(_Frozen):

@@ -22,7 +22,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -52,6 +52,7 @@ from simseq.results import (
 from simseq.results_dir import ScenarioIdentity
 from simseq.scenario import (
     PSASettings,
+    RunOutputs,
     Scenario,
     ScenarioError,
     alternative_scenario,
@@ -249,13 +250,16 @@ class Study:
         distributed: dict | None = None,
         checkpoints_root: Path | None = None,
         say: Say | None = None,
+        outputs: RunOutputs | None = None,
     ) -> RunResult:
         """Simulate the base case (or the base with ``overrides``): every sequence's
         outcomes with Monte Carlo intervals. ``distributed`` (backend, scheduler, workers,
-        resume) runs the patients as checkpointed tasks (``simseq.backend``)."""
+        resume) runs the patients as checkpointed tasks (``simseq.backend``).
+        ``outputs`` ("full" or "sequence_os") overrides ``simulation.outputs``."""
         sim = self.scenario.simulation
         n = _checked_patients(sim.n_patients if n_patients is None else n_patients)
         seed = _checked_seed(sim.seed if seed is None else seed)
+        outputs = _checked_outputs(sim.outputs if outputs is None else outputs)
         self.calibrate(threads=threads, say=say)
         rows = self.rows(overrides)
         model = self.model(rows)
@@ -263,6 +267,7 @@ class Study:
             model,
             n,
             seed,
+            outputs=outputs,
             horizon=self.horizon,
             bin_width=sim.bin_width,
             threads=threads,
@@ -274,7 +279,7 @@ class Study:
             say=say,
         )
         observed = self.as_observed(rows, n, seed, threads=threads, chunk_size=chunk_size)
-        return RunResult(self, rows, model, tallies, n, seed, checkpoints, observed)
+        return RunResult(self, rows, model, tallies, n, seed, checkpoints, observed, outputs)
 
     def as_observed(self, rows: np.ndarray, n_patients: int, seed: int, **how) -> dict:
         """Sequence id -> OS from first-line start (``outcomes.SurvivalCurve``) of each
@@ -710,6 +715,13 @@ def _checked_patients(n: int) -> int:
     return int(n)
 
 
+def _checked_outputs(outputs: str) -> str:
+    if outputs not in get_args(RunOutputs):
+        allowed = " or ".join(repr(o) for o in get_args(RunOutputs))
+        raise ValueError(f"outputs {outputs!r}: allowed {allowed}")
+    return outputs
+
+
 def _checked_seed(seed: int) -> int:
     if not 0 <= seed < MAX_SEED:
         raise ValueError(f"seed {seed}: allowed 0 to 2^63 - 1")
@@ -729,9 +741,10 @@ def _case_bytes(n_cases: int, n_seq: int, horizon: float, bin_width: float) -> f
 # --------------------------------------------------------------------------- #
 
 
-def _simulate_run(model, n_patients, seed, *, distributed, **how):
+def _simulate_run(model, n_patients, seed, *, outputs, distributed, **how):
     """(tallies of a run, task checkpoints or None): ``backend.run_simulation`` with the
-    histograms the run's summary and report read; ``distributed``: backend, scheduler, workers,
+    histograms the run's summary and report read (``outputs``: "full" or "sequence_os",
+    which needs no exit counts either); ``distributed``: backend, scheduler, workers,
     resume (patient tasks of ``chunk_size``)."""
     from simseq.backend import run_simulation
     from simseq.outcomes import run_tallies
@@ -742,7 +755,14 @@ def _simulate_run(model, n_patients, seed, *, distributed, **how):
     if dist:
         dist.setdefault("task_patients", how["chunk_size"])
     return run_simulation(
-        model, n_patients, seed, tallies=run_tallies(model), label="run", **how, **dist
+        model,
+        n_patients,
+        seed,
+        tallies=run_tallies(model, outputs),
+        exit_counts=outputs == "full",
+        label="run",
+        **how,
+        **dist,
     )
 
 

@@ -42,7 +42,7 @@ def _summary_frame(summary: dict):
             "median OS, MC 95% CI high (months)": os_["median_ci95"][1],
             f"RMST to month {horizon:g} (months)": os_["rmst"],
             **{f"OS at {t} months (proportion)": v for t, v in os_["survival_at"].items()},
-            "median 1L PFS (months)": s["pfs_1l"]["median"],
+            "median 1L PFS (months)": (s.get("pfs_1l") or {}).get("median"),
             "started 2L (proportion of all patients)": second.get("fraction_started"),
             "median OS from 2L start (months)": (second.get("os_from_2l") or {}).get("median"),
             "life-years, undiscounted (years)": s["life_years_undiscounted"],
