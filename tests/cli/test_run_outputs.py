@@ -13,6 +13,7 @@ from simseq.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CEA = ROOT / "scenarios" / "cea_base_case.yaml"  # economics, validation and comparisons
+TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
 PER_LINE_KEYS = {"pfs_1l", "pps_after_1l", "first_line"}  # every sequence has a first line
 
 
@@ -69,13 +70,18 @@ def test_report_and_workbook_of_a_sequence_os_run(runs, tmp_path):
     assert (runs["sequence_os"] / "results.xlsx").is_file()
 
 
-def test_the_scenario_key_and_the_option_that_overrides_it(tmp_path):
-    scenario = tmp_path / "os_only.yaml"
-    tiny = ROOT / "tests" / "fixtures" / "tiny.yaml"
+def tiny_with_outputs(directory: Path, outputs: str) -> Path:
+    """tests/fixtures/tiny.yaml at 2,000 patients with ``simulation.outputs: <outputs>``."""
+    scenario = directory / "tiny_outputs.yaml"
     scenario.write_text(
-        f"extends: {tiny}\nname: os_only\nsimulation:\n  n_patients: 2000\n  seed: 7\n"
-        "  horizon: {value: 60, assumption: test horizon}\n  outputs: sequence_os\n"
+        f"extends: {TINY}\nname: tiny_outputs\nsimulation:\n  n_patients: 2000\n  seed: 7\n"
+        f"  horizon: {{value: 60, assumption: test horizon}}\n  outputs: {outputs}\n"
     )
+    return scenario
+
+
+def test_the_scenario_key_and_the_option_that_overrides_it(tmp_path):
+    scenario = tiny_with_outputs(tmp_path, "sequence_os")
     result = invoke("run", scenario, "--out", tmp_path / "a")
     assert result.exit_code == 0, result.output
     assert "no per-line outcomes" in " ".join(result.output.split())
@@ -86,24 +92,19 @@ def test_the_scenario_key_and_the_option_that_overrides_it(tmp_path):
 
 
 def test_an_unknown_outputs_value_is_refused_with_its_key_path(tmp_path):
-    scenario = tmp_path / "bad.yaml"
-    tiny = ROOT / "tests" / "fixtures" / "tiny.yaml"
-    scenario.write_text(
-        f"extends: {tiny}\nname: bad\nsimulation:\n  n_patients: 2000\n  seed: 7\n"
-        "  horizon: {value: 60, assumption: test horizon}\n  outputs: os_only\n"
-    )
+    scenario = tiny_with_outputs(tmp_path, "os_only")
     result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     for fragment in (str(scenario), "simulation.outputs", "os_only", "'full'", "'sequence_os'"):
         assert fragment in text
     assert not (tmp_path / "out").exists()
-    result = CliRunner().invoke(main, ["run", str(tiny), "--outputs", "os"])
+    result = CliRunner().invoke(main, ["run", str(TINY), "--outputs", "os"])
     assert result.exit_code == 2 and "'os' is not one of 'full', 'sequence_os'" in result.output
 
 
 def test_python_api_takes_outputs_and_checks_it():
-    study = load(ROOT / "tests" / "fixtures" / "tiny.yaml")
+    study = load(TINY)
     result = study.run(2000, outputs="sequence_os")
     assert result.summary_dict["outputs"]["tallied"] == "sequence_os"
     assert set(result.summary.columns) >= {"os_median_months", "rmst_months"}
