@@ -361,6 +361,8 @@ def calibrate_cmd(
 )
 @click.option(
     "--outputs",
+    # scenario.RunOutputs' values, spelt out: importing it would load pydantic before the
+    # plot process forks
     type=click.Choice(["full", "sequence_os"]),
     help="What to tally: every line's outcomes and curves (full), or OS from each "
     "sequence's start alone (sequence_os) [the scenario's simulation.outputs, default full].",

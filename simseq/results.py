@@ -97,8 +97,6 @@ class RunResult(_Result):
         self.n_patients = n_patients
         self.seed = seed
         self.checkpoints = checkpoints
-        self.outputs = outputs
-        """What was tallied: "full" or "sequence_os" (OS from each sequence's start)."""
         sc = study.scenario
         self.scenario = sc.model_copy(
             update={
@@ -130,6 +128,11 @@ class RunResult(_Result):
             self.summary_dict["comparisons"] = comparison_rows(
                 sc, self.curves, observed or {}, populations
             )
+
+    @property
+    def outputs(self) -> str:
+        """What was tallied: "full" or "sequence_os" (OS from each sequence's start)."""
+        return self.scenario.simulation.outputs
 
     def _validation_rows(self) -> list[dict]:
         """The scenario's published results, each with its study's estimator applied to

@@ -110,3 +110,13 @@ def test_python_api_takes_outputs_and_checks_it():
     assert set(result.summary.columns) >= {"os_median_months", "rmst_months"}
     with pytest.raises(ValueError, match="outputs 'os': allowed 'full' or 'sequence_os'"):
         study.run(2000, outputs="os")
+
+
+def test_the_option_offers_what_the_scenario_allows():
+    from typing import get_args
+
+    from simseq.cli import run_cmd
+    from simseq.scenario import RunOutputs
+
+    option = next(p for p in run_cmd.params if p.name == "outputs")
+    assert tuple(option.type.choices) == get_args(RunOutputs)
