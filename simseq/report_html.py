@@ -66,6 +66,7 @@ def context(directory: Path) -> dict:
     import pandas as pd
 
     from simseq import report_figures
+    from simseq.report import per_line_outputs
 
     summary = _read_json(directory / "summary.json")
     if summary is None:
@@ -115,6 +116,11 @@ def context(directory: Path) -> dict:
         "dsa": dsa,
         "figures": figures,
         "diagram": diagram(summary),
+        # why the figures drawn from curves.csv are missing, when the run says why
+        "curves_missing": None
+        if per_line_outputs(summary)
+        else "this run kept only OS from each sequence's start (simulation.outputs: "
+        "sequence_os; run with --outputs full to draw it)",
         "held_fixed": held_fixed,
         "time_on_treatment": time_on_treatment_rows(summary, labels),
         "warnings": warnings,

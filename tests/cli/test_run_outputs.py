@@ -67,6 +67,8 @@ def test_report_and_workbook_of_a_sequence_os_run(runs, tmp_path):
     assert result.exit_code == 0, result.output
     html = (runs["sequence_os"] / "report.html").read_text()
     assert "No shares of patients by path: OS from the start of each sequence only" in html
+    # the figures drawn from curves.csv: calibration, PFS, time on line, occupancy
+    assert html.count("Not available, because this run kept only OS") == 4
     assert (runs["sequence_os"] / "results.xlsx").is_file()
 
 
