@@ -94,8 +94,17 @@ def weibull_chain() -> SequenceModel:
     return SequenceModel("weibull", (a, b))
 
 
+def supportive_care_only() -> SequenceModel:
+    """A sequence of one state whose one clock leads to death, as best supportive care
+    from the start: every patient's first step is its last."""
+    return SequenceModel(
+        "bsc", (State("BSC", (_dies(Distribution("weibull", (0.9, 5.0))),), line=1),)
+    )
+
+
 SINGLE_CLOCK_MODELS = {
     "ref_hcc": lambda: ref_hcc_model(),
+    "one_state_sequence_first": lambda: compile_model([supportive_care_only(), weibull_chain()]),
     "slow_families_covariate": lambda: compile_model(
         [slow_family_sequence(), weibull_chain()], covariates=(Covariate("frail", 0.4),)
     ),
